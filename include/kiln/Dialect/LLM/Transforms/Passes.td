@@ -1,0 +1,152 @@
+//===- Passes.td - Raising passes of the llm dialect -------*- tablegen -*-===//
+//
+// The passes that turn an imported ONNX graph (generic llm ops with ONNX
+// semantics) into llm model ops. Each pass is a thin wrapper around a
+// `populate<Name>Patterns` function that kiln-opt, the raise pipeline and
+// unit tests share.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_DIALECT_LLM_TRANSFORMS_PASSES
+#define KILN_DIALECT_LLM_TRANSFORMS_PASSES
+
+include "mlir/Pass/PassBase.td"
+
+def LLMFoldShapes : Pass<"llm-fold-shapes", "::mlir::func::FuncOp"> {
+  let summary = "Infers static shapes and folds the shape arithmetic of an imported graph.";
+  let description = [{
+    Refines the result types of generic ops from their operands (ONNX shape
+    inference: broadcasting, matmul, reshape with a known shape vector,
+    slices and gathers with constant parameters, ...), then folds what
+    becomes constant: `llm.shape` of static dimensions, gathers, slices,
+    concats, (un)squeezes, casts and integer arithmetic of constants, and
+    shape vectors whose every element is a known constant. Reshapes,
+    expands, transposes, slices, casts and concats that provably return
+    their input are removed, as are the multiply-by-one and the
+    reshape/transpose/reshape sequence the dynamo exporter emits for a
+    transpose of the last two dimensions. Dead ops are erased. The
+    function's result types follow the refined types of the returned values.
+
+    Only small tensors are folded (`max-fold-elements`), so that masks of a
+    static size do not turn into large inline constants.
+  }];
+  let options = [
+    Option<"maxFoldElements", "max-fold-elements", "int64_t", "1024",
+           "Largest number of elements a folded constant may have">
+  ];
+  let dependentDialects = ["::kiln::llm::LLMDialect"];
+}
+
+def LLMRaiseNorms : Pass<"llm-raise-norms", "::mlir::func::FuncOp"> {
+  let summary = "Raises decomposed RMSNorm and LayerNorm chains into llm.rms_norm and llm.layer_norm.";
+  let description = [{
+    Matches `x * reciprocal(sqrt(mean(x^2, -1) + eps)) * weight`, with the
+    reciprocal written as `1 / sqrt`, a division by the square root or
+    `pow(., -0.5)`, `x^2` written as `x * x`, the weight on either side of
+    the product, the Gemma form `(1 + weight)` (weight_offset = 1), and the
+    Cast to f32 and back that Hugging Face inserts around the statistics of
+    half-precision models. LayerNorm is matched as
+    `(x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps) * weight (+ bias)`.
+    The reduction must be over the last axis only, with keepdims, and the
+    weight a 1-D tensor of the normalized size.
+  }];
+  let dependentDialects = ["::kiln::llm::LLMDialect"];
+}
+
+def LLMRaiseActivations : Pass<"llm-raise-activations", "::mlir::func::FuncOp"> {
+  let summary = "Raises decomposed SiLU and GELU activations into llm.silu, llm.gelu and llm.gelu_tanh.";
+  let description = [{
+    `x * sigmoid(x)` becomes `llm.silu`; `0.5 * x * (1 + erf(x / sqrt(2)))`
+    (in any association of the product, with the division written as a
+    multiplication by 1/sqrt(2)) becomes `llm.gelu`; and
+    `0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))` becomes
+    `llm.gelu_tanh`. Constants must match to `tolerance` (relative).
+  }];
+  let options = [
+    Option<"tolerance", "tolerance", "double", "1e-4",
+           "Relative tolerance on the constants of the GELU formulas">
+  ];
+  let dependentDialects = ["::kiln::llm::LLMDialect"];
+}
+
+def LLMRaiseLinear : Pass<"llm-raise-linear", "::mlir::func::FuncOp"> {
+  let summary = "Raises matmuls and gathers of weights into llm.linear and llm.embedding.";
+  let description = [{
+    `llm.matmul(x, W)` with `W` a rank-2 `llm.weight` becomes `llm.linear`
+    (`W` in the K x N layout); `llm.matmul(x, llm.transpose(W, [1, 0]))`
+    becomes `llm.linear {transpose_weight}` on the untransposed weight (the
+    Hugging Face N x K layout). An `llm.add` of the result and a 1-D bias of
+    N elements (a weight or constant) becomes the bias operand. A gather
+    along axis 0 of a rank-2 weight by integer ids becomes `llm.embedding`.
+  }];
+  let dependentDialects = ["::kiln::llm::LLMDialect"];
+}
+
+def LLMRaiseRope : Pass<"llm-raise-rope", "::mlir::func::FuncOp"> {
+  let summary = "Raises rotary position embeddings into llm.rope and llm.rotary_table.";
+  let description = [{
+    The rotate-half form `x * cos + concat(-x[..., D/2:], x[..., :D/2]) * sin`
+    with `cos`/`sin` of shape `[B, S, D]` unsqueezed at dimension 1 becomes
+    `llm.rope` (rotary_dim = D). The table computation of Hugging Face's
+    rotary embedding module, `cos/sin(concat(f, f))` with
+    `f = transpose(inv_freq[:, None] @ float(positions)[:, None, :])` and an
+    optional `attention_scaling` factor, becomes `llm.rotary_table`. The
+    inverse frequencies are read from an `llm.constant`, or from the external
+    data file of an `llm.weight` when `read-weights` is set; `theta` is
+    recorded when they form the plain `theta^(-2i/dim)` series.
+  }];
+  let options = [
+    Option<"readWeights", "read-weights", "bool", "true",
+           "Read inverse frequencies stored as external-data weights">
+  ];
+  let dependentDialects = ["::kiln::llm::LLMDialect"];
+}
+
+def LLMRaiseAttention : Pass<"llm-raise-attention", "::mlir::func::FuncOp"> {
+  let summary = "Raises scaled dot-product attention into llm.attention.";
+  let description = [{
+    Matches `softmax(q' @ k'^T (* scale) + mask, -1) @ v` where the scale is
+    applied to the product, or to q and k separately (as the dynamo exporter
+    does with sqrt(scale) each), as a multiplication or a division by a
+    constant. The grouped-query expansion of k and v (`repeat_kv`: unsqueeze,
+    expand, reshape) is absorbed, so that `llm.attention` reads K/V with
+    kv_heads heads. `num_heads` and `kv_heads` come from static shapes; when
+    they are not static the pattern does not fire. The additive mask stays
+    an operand. The `where(isnan(p), 0, p)` guard of the dynamo exporter is
+    dropped when the mask is provably finite and otherwise kept on the
+    attention output, where it has the same effect.
+  }];
+  let dependentDialects = ["::kiln::llm::LLMDialect"];
+}
+
+def LLMRaiseGatedMLP : Pass<"llm-raise-gated-mlp", "::mlir::func::FuncOp"> {
+  let summary = "Raises down(act(gate(x)) * up(x)) into llm.gated_mlp.";
+  let description = [{
+    Matches three bias-free `llm.linear` ops of one input and one weight
+    layout around an `llm.silu`, `llm.gelu` or `llm.gelu_tanh` activation
+    and an elementwise product, each intermediate value used once.
+  }];
+  let dependentDialects = ["::kiln::llm::LLMDialect"];
+}
+
+def LLMReportUnraised : Pass<"llm-report-unraised", "::mlir::func::FuncOp"> {
+  let summary = "Lists the generic ops left after raising, with the reason each was not raised.";
+  let description = [{
+    Emits one remark on each function that still holds generic (ONNX
+    semantics) ops, listing them grouped by op name with counts and the
+    reason category of each: `shape arithmetic` (integer shape
+    computations), `mask building` (boolean and mask values feeding
+    attention), `rotary table` (cos/sin computations not raised),
+    `head layout` (reshapes and transposes of activations), `kv cache`
+    (concatenation of past keys/values), `residual connection`,
+    `dtype conversion`, `quantized matmul` (no model-op form yet) or
+    `unmatched arithmetic`. With `fail-on-unraised` the remark is an error
+    and the pass fails.
+  }];
+  let options = [
+    Option<"failOnUnraised", "fail-on-unraised", "bool", "false",
+           "Report left generic ops as an error and fail">
+  ];
+}
+
+#endif // KILN_DIALECT_LLM_TRANSFORMS_PASSES

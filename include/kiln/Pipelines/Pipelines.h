@@ -1,0 +1,30 @@
+//===- Pipelines.h - Kiln's registered pass pipelines -----------*- C++ -*-===//
+
+#ifndef KILN_PIPELINES_PIPELINES_H
+#define KILN_PIPELINES_PIPELINES_H
+
+namespace mlir {
+class OpPassManager;
+class DialectRegistry;
+} // namespace mlir
+
+namespace kiln {
+
+/// Raises an imported module (generic ONNX-semantics llm ops) into model
+/// ops: folds shape arithmetic, then raises norms, activations, linear
+/// layers, rotary embeddings, attention and MLPs. `kiln-opt
+/// --kiln-raise-pipeline` runs the same passes.
+void buildRaisePipeline(mlir::OpPassManager &pm);
+
+/// Registers the pipelines with the global pass registry.
+void registerPipelines();
+
+/// Registers every dialect Kiln's tools need.
+void registerAllDialects(mlir::DialectRegistry &registry);
+
+/// Registers every pass and pipeline (for kiln-opt).
+void registerAllPasses();
+
+} // namespace kiln
+
+#endif // KILN_PIPELINES_PIPELINES_H

@@ -1,0 +1,122 @@
+// RUN: kiln-opt %s -split-input-file -verify-diagnostics
+// Every verifier of the llm dialect rejects what it must, with its message.
+
+func.func @weight_bad_source() {
+  // expected-error @+1 {{source must be #llm.external_data or #llm.initializer}}
+  %w = llm.weight "w" ("somewhere") : tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @weight_length_mismatch() {
+  // expected-error @+1 {{external data holds 8 bytes but 'tensor<4xf32>' needs 16}}
+  %w = llm.weight "w" (#llm.external_data<path = "d", offset = 0, length = 8>) : tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @rms_norm_size(%x: tensor<2x8xf32>, %w: tensor<4xf32>) {
+  // expected-error @+1 {{normalized size mismatch: 8 vs 4}}
+  %y = llm.rms_norm %x, %w {epsilon = 1.0e-5 : f32} : (tensor<2x8xf32>, tensor<4xf32>) -> tensor<2x8xf32>
+  return
+}
+
+// -----
+
+func.func @embedding_float_ids(%t: tensor<16x8xf32>, %ids: tensor<4xf32>) {
+  // expected-error @+1 {{ids must be integers}}
+  %y = llm.embedding %t[%ids] : (tensor<16x8xf32>, tensor<4xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @linear_k_mismatch(%x: tensor<2x8xf32>, %w: tensor<4x16xf32>) {
+  // expected-error @+1 {{weight input features mismatch: 8 vs 4}}
+  %y = llm.linear %x, %w : (tensor<2x8xf32>, tensor<4x16xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @attention_gqa(%q: tensor<1x6x4x8xf32>, %k: tensor<1x4x4x8xf32>) {
+  // expected-error @+1 {{num_heads (6) must be a positive multiple of kv_heads (4)}}
+  %y = llm.attention %q, %k, %k {kv_heads = 4 : i64, num_heads = 6 : i64, scale = 1.0 : f32} : (tensor<1x6x4x8xf32>, tensor<1x4x4x8xf32>, tensor<1x4x4x8xf32>) -> tensor<1x6x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @attention_head_dim(%q: tensor<1x4x4x8xf32>, %k: tensor<1x2x4x16xf32>) {
+  // expected-error @+1 {{query/key head size mismatch: 8 vs 16}}
+  %y = llm.attention %q, %k, %k {kv_heads = 2 : i64, num_heads = 4 : i64, scale = 1.0 : f32} : (tensor<1x4x4x8xf32>, tensor<1x2x4x16xf32>, tensor<1x2x4x16xf32>) -> tensor<1x4x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @rope_odd(%x: tensor<1x2x4x8xf32>, %c: tensor<1x4x3xf32>) {
+  // expected-error @+1 {{rotary_dim must be positive and even, got 3}}
+  %y = llm.rope %x, %c, %c {rotary_dim = 3 : i64} : (tensor<1x2x4x8xf32>, tensor<1x4x3xf32>, tensor<1x4x3xf32>) -> tensor<1x2x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @gated_mlp_activation(%x: tensor<2x8xf32>, %w: tensor<8x8xf32>) {
+  // expected-error @+1 {{activation must be silu, gelu or gelu_tanh, got 'tanh'}}
+  %y = llm.gated_mlp %x, %w, %w, %w {activation = "tanh"} : (tensor<2x8xf32>, tensor<8x8xf32>, tensor<8x8xf32>, tensor<8x8xf32>) -> tensor<2x8xf32>
+  return
+}
+
+// -----
+
+func.func @broadcast(%a: tensor<2x3xf32>, %b: tensor<4xf32>) {
+  // expected-error @+1 {{operands are not broadcastable}}
+  %y = llm.add %a, %b : (tensor<2x3xf32>, tensor<4xf32>) -> tensor<2x3xf32>
+  return
+}
+
+// -----
+
+func.func @compare_result(%a: tensor<2xf32>) {
+  // expected-error @+1 {{comparison must yield i1}}
+  %y = llm.less %a, %a : (tensor<2xf32>, tensor<2xf32>) -> tensor<2xf32>
+  return
+}
+
+// -----
+
+func.func @transpose_perm(%a: tensor<2x3xf32>) {
+  // expected-error @+1 {{perm must be a permutation of 0..1}}
+  %y = llm.transpose %a {perm = array<i64: 0, 0>} : (tensor<2x3xf32>) -> tensor<2x3xf32>
+  return
+}
+
+// -----
+
+func.func @matmul_k(%a: tensor<2x3xf32>, %b: tensor<4x5xf32>) {
+  // expected-error @+1 {{contraction dimension mismatch: 3 vs 4}}
+  %y = llm.matmul %a, %b : (tensor<2x3xf32>, tensor<4x5xf32>) -> tensor<2x5xf32>
+  return
+}
+
+// -----
+
+func.func @nbits(%a: tensor<2x64xf32>, %b: tensor<8x2x16xui8>, %s: tensor<16xf32>) {
+  // expected-error @+1 {{bits must be 2, 4 or 8, got 3}}
+  %y = llm.matmul_nbits %a, %b, %s {K = 64 : i64, N = 8 : i64, bits = 3 : i64, block_size = 32 : i64} : (tensor<2x64xf32>, tensor<8x2x16xui8>, tensor<16xf32>) -> tensor<2x8xf32>
+  return
+}
+
+// -----
+
+// expected-error @+1 {{quantized weight bits must be 2, 4 or 8, got 5}}
+func.func private @qweight_bits(!llm.qweight<k = 64, n = 32, bits = 5, group = 32, scaleType = f16, zeroPoint = false>)
+
+// -----
+
+// expected-error @+1 {{kv cache block size must be a power of two, got 12}}
+func.func private @kv_block(!llm.kv_cache<layers = 2, kvHeads = 2, headDim = 64, block = 12, elementType = f16>)

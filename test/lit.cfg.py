@@ -1,0 +1,27 @@
+# -*- Python -*-
+# Kiln's lit suite: FileCheck tests of kiln-opt passes, the importer and the
+# checker, plus the gtest unit binaries (GoogleTest format) under unit/.
+
+import os
+
+import lit.formats
+from lit.llvm import llvm_config
+
+config.name = "Kiln"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir", ".test"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.kiln_obj_root, "test")
+config.excludes = ["Inputs", "fixtures", "unit", "CMakeLists.txt",
+                   "lit.cfg.py", "lit.site.cfg.py", "run_lit.py"]
+
+llvm_config.use_default_substitutions()
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+llvm_config.add_tool_substitutions(
+    ["kiln-opt", "kiln-import", "kiln-check"], [config.kiln_tools_dir])
+
+config.substitutions.append(("%fixtures",
+                             os.path.join(config.test_source_root, "fixtures")))
+config.substitutions.append(("%python", config.python_executable))
+if config.ptxas and os.path.exists(config.ptxas):
+    config.available_features.add("ptxas")
