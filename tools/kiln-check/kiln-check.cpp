@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 
 using namespace llvm;
@@ -82,6 +83,22 @@ Comparison compare(const HostTensor &got, const HostTensor &ref) {
     c.maxRef = std::max(c.maxRef, std::fabs(r));
   }
   return c;
+}
+
+/// ONNX test data from before bfloat16 had a TensorProto type stores it as
+/// uint16 bit patterns: read those as bf16 where the model declares bf16.
+void reinterpretLegacyBF16(HostTensor &t, mlir::Type declared) {
+  auto tensor = dyn_cast<mlir::TensorType>(declared);
+  if (!tensor || !tensor.getElementType().isBF16() || t.dtype != DType::U16)
+    return;
+  HostTensor bf(DType::BF16, t.shape);
+  for (int64_t k = 0, n = t.numElements(); k < n; ++k) {
+    uint32_t bits = (uint32_t)t.i[k] << 16;
+    float value;
+    std::memcpy(&value, &bits, 4);
+    bf.f[k] = value;
+  }
+  t = std::move(bf);
 }
 
 /// input_N.pb / output_N.pb files of a test set, ordered by N.
@@ -202,6 +219,7 @@ int main(int argc, char **argv) {
         inputError = true;
         break;
       }
+      reinterpretLegacyBF16(t, func.getArgument(slot).getType());
       inputs[slot] = std::move(t);
       bound[slot] = true;
     }
@@ -234,6 +252,7 @@ int main(int argc, char **argv) {
         ++failedCount;
         continue;
       }
+      reinterpretLegacyBF16(ref, func.getResultTypes()[index]);
       Comparison c = compare(outputs[index], ref);
       double rel = c.maxRef > 0 ? c.maxAbs / c.maxRef : c.maxAbs;
       bool ok = c.error.empty() && !c.nan && rel <= tolerance;

@@ -23,6 +23,7 @@ UNSUPPORTED_MARKERS = (
     "unsupported ONNX op", "is supported from opset",
     "only tensor values are supported", "unsupported ONNX element type",
     "has unsupported data type", "with subgraphs (control flow) is unsupported",
+    "is unsupported at inference",
 )
 
 

@@ -29,6 +29,13 @@ mlir::OwningOpRef<mlir::ModuleOp>
 importOnnxModel(const std::string &path, mlir::MLIRContext *context,
                 const OnnxImportOptions &options = {});
 
+/// Imports a serialized ModelProto held in memory; `path` names it in
+/// diagnostics and anchors relative external data (the fuzzer's entry).
+mlir::OwningOpRef<mlir::ModuleOp>
+importOnnxModelFromBytes(llvm::StringRef bytes, const std::string &path,
+                         mlir::MLIRContext *context,
+                         const OnnxImportOptions &options = {});
+
 /// Every (domain, op, since-version) the importer has an entry for, one
 /// string per entry such as "ai.onnx Add 14", for documentation and tests.
 std::vector<std::string> listSupportedOnnxOps();

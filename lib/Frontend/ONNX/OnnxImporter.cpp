@@ -65,9 +65,14 @@ public:
     fileName = llvm::sys::path::filename(path).str();
   }
 
+  /// Imports the model file at `path`.
   OwningOpRef<ModuleOp> run();
+  /// Imports a model already in memory (`path` still names it and anchors
+  /// relative external data).
+  OwningOpRef<ModuleOp> runOnBytes(llvm::StringRef bytes);
 
 private:
+  OwningOpRef<ModuleOp> importParsedModel();
   Location fileLoc() { return FileLineColLoc::get(ctx, fileName, 0, 0); }
   Location nodeLoc(const onnx::NodeProto &node);
   Type tensorTypeOf(const onnx::TypeProto &type, Location loc);
@@ -264,9 +269,9 @@ LogicalResult GraphImporter::importNode(const onnx::NodeProto &node) {
     return UnrankedTensorType::get(elem);
   };
   auto tensorFn = [&](const onnx::TensorProto &proto) -> Value {
-    std::string name = proto.name().empty() && node.output_size()
-                           ? node.output(0)
-                           : proto.name();
+    // A tensor attribute is found again by its node's output name (the
+    // tensor's own name need not be unique in the graph).
+    std::string name = node.output_size() ? node.output(0) : proto.name();
     Value v = importTensor(proto, name, loc);
     if (!v)
       failedTensor = true;
@@ -295,6 +300,21 @@ OwningOpRef<ModuleOp> GraphImporter::run() {
     emitError(fileLoc()) << error;
     return nullptr;
   }
+  return importParsedModel();
+}
+
+OwningOpRef<ModuleOp> GraphImporter::runOnBytes(llvm::StringRef bytes) {
+  if (bytes.empty() || !model.ParseFromArray(bytes.data(), (int)bytes.size()) ||
+      !model.has_graph()) {
+    emitError(fileLoc()) << "'" << path
+                         << "' is not a valid ONNX model (protobuf parse "
+                            "failed: truncated or corrupt file)";
+    return nullptr;
+  }
+  return importParsedModel();
+}
+
+OwningOpRef<ModuleOp> GraphImporter::importParsedModel() {
   for (const auto &op : model.opset_import())
     opsets[op.domain() == "ai.onnx" ? "" : op.domain()] = op.version();
   if (!opsets.count(""))
@@ -380,6 +400,14 @@ OwningOpRef<ModuleOp> kiln::importOnnxModel(const std::string &path,
                                             const OnnxImportOptions &options) {
   context->loadDialect<llm::LLMDialect, func::FuncDialect>();
   return GraphImporter(path, context, options).run();
+}
+
+OwningOpRef<ModuleOp>
+kiln::importOnnxModelFromBytes(llvm::StringRef bytes, const std::string &path,
+                               MLIRContext *context,
+                               const OnnxImportOptions &options) {
+  context->loadDialect<llm::LLMDialect, func::FuncDialect>();
+  return GraphImporter(path, context, options).runOnBytes(bytes);
 }
 
 std::vector<std::string> kiln::listSupportedOnnxOps() {

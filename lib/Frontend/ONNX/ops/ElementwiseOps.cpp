@@ -15,13 +15,17 @@ using Results = FailureOr<SmallVector<Value>>;
 
 namespace {
 
-/// Float attributes of activations (alpha, beta, gamma, ...) travel as f32
-/// attributes of the same name; the executor applies the ONNX defaults.
-SmallVector<NamedAttribute> floatAttrs(NodeContext &c) {
+/// Scalar attributes of unary ops (alpha, beta, gamma of activations,
+/// detect_negative of IsInf, ...) travel as f32/i64 attributes of the same
+/// name; the executor applies the ONNX defaults for absent ones.
+SmallVector<NamedAttribute> scalarAttrs(NodeContext &c) {
   SmallVector<NamedAttribute> attrs;
-  for (const auto &a : c.node.attribute())
+  for (const auto &a : c.node.attribute()) {
     if (a.type() == onnx::AttributeProto::FLOAT)
       attrs.push_back(c.f32Attr(a.name(), a.f()));
+    else if (a.type() == onnx::AttributeProto::INT)
+      attrs.push_back(c.i64Attr(a.name(), a.i()));
+  }
   return attrs;
 }
 
@@ -31,7 +35,7 @@ template <typename OpT> OnnxOpHandler unary(bool boolResult = false) {
       return c.fail("expects one input");
     Type elem = boolResult ? c.builder.getI1Type() : c.elementTypeOf(c.input(0));
     return SmallVector<Value>{
-        c.create<OpT>(c.resultType(0, elem), c.input(0), floatAttrs(c))};
+        c.create<OpT>(c.resultType(0, elem), c.input(0), scalarAttrs(c))};
   };
 }
 
@@ -82,9 +86,30 @@ Results mean(NodeContext &c) {
 Results passThrough(NodeContext &c) {
   if (!c.input(0))
     return c.fail("expects one input");
-  if (c.numOutputs() > 1 && !c.node.output(1).empty())
-    return c.fail("the mask output of Dropout is not supported at inference");
   return SmallVector<Value>{c.input(0)};
+}
+
+/// Dropout at inference is the identity and its mask is all true; training
+/// mode (a training_mode input that is not the constant false) is rejected.
+Results dropout(NodeContext &c) {
+  if (!c.input(0))
+    return c.fail("expects one input");
+  if (Value training = c.input(2)) {
+    auto values = c.constantInts(training);
+    if (!values || values->size() != 1 || (*values)[0] != 0)
+      return c.fail("training-mode Dropout is unsupported at inference");
+  }
+  SmallVector<Value> results{c.input(0)};
+  if (c.numOutputs() > 1 && !c.node.output(1).empty()) {
+    Type i1 = c.builder.getI1Type();
+    auto value = DenseElementsAttr::get(RankedTensorType::get({1}, i1), true);
+    Value shape = c.create<llm::ShapeOp>(
+        UnrankedTensorType::get(c.builder.getI64Type()), c.input(0),
+        {c.i64Attr("start", 0)});
+    results.push_back(c.create<llm::ConstantOfShapeOp>(
+        c.resultType(1, i1), shape, {c.builder.getNamedAttr("value", value)}));
+  }
+  return results;
 }
 
 Results where(NodeContext &c) {
@@ -108,8 +133,8 @@ Results castOp(NodeContext &c) {
     return c.fail("expects one input");
   Type elem = elementTypeFromOnnx(c.attrInt("to", 0), c.builder.getContext());
   if (!elem)
-    return c.fail("cast to unsupported type " +
-                  std::to_string(c.attrInt("to", 0)));
+    return c.fail("unsupported ONNX element type " +
+                  std::to_string(c.attrInt("to", 0)) + " as cast target");
   return castTo(c, elem);
 }
 
@@ -231,5 +256,5 @@ void kiln::registerElementwiseOps(OnnxOpTable &t) {
   t.add("", "Clip", {6}, clipAttrs);
   t.add("", "Clip", {11, 12, 13}, clipInputs);
   t.add("", "Identity", {1, 13, 14, 16, 19, 21}, passThrough);
-  t.add("", "Dropout", {12, 13, 22}, passThrough);
+  t.add("", "Dropout", {12, 13, 22}, dropout);
 }
