@@ -19,6 +19,20 @@ namespace kiln {
 /// (strings, complex, 4-bit and 8-bit float types).
 std::optional<DType> dtypeFromOnnx(int32_t onnxType);
 
+/// Where an external-data tensor's bytes are: `length` < 0 when the model
+/// leaves it implicit (the whole tensor).
+struct ExternalDataRef {
+  std::string location;
+  int64_t offset = 0;
+  int64_t length = -1;
+};
+
+/// Reads the location/offset/length entries of an external-data tensor.
+/// Returns false with `error` set when the location is missing or an offset
+/// or length is not a non-negative integer.
+bool readExternalDataRef(const onnx::TensorProto &proto, ExternalDataRef &ref,
+                         std::string &error);
+
 /// Decodes `proto` (raw_data, typed fields or external data resolved against
 /// `baseDir`) into `out`. Returns false with `error` set on bad or missing
 /// data; never aborts.

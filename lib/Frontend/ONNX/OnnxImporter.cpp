@@ -50,6 +50,16 @@ DenseElementsAttr toElementsAttr(const HostTensor &t, RankedTensorType type) {
   return DenseElementsAttr::get(type, values);
 }
 
+/// The dimensions of an ONNX shape: symbolic or absent ones are dynamic.
+SmallVector<int64_t> shapeOf(const onnx::TensorShapeProto &shape) {
+  SmallVector<int64_t> dims;
+  for (const auto &d : shape.dim())
+    dims.push_back(d.has_dim_value() && d.dim_value() >= 0
+                       ? d.dim_value()
+                       : ShapedType::kDynamic);
+  return dims;
+}
+
 class GraphImporter {
 public:
   GraphImporter(const std::string &path, MLIRContext *ctx,
@@ -121,12 +131,7 @@ Type GraphImporter::tensorTypeOf(const onnx::TypeProto &type, Location loc) {
   }
   if (!tt.has_shape())
     return UnrankedTensorType::get(elem);
-  SmallVector<int64_t> shape;
-  for (const auto &d : tt.shape().dim())
-    shape.push_back(d.has_dim_value() && d.dim_value() >= 0
-                        ? d.dim_value()
-                        : ShapedType::kDynamic);
-  return RankedTensorType::get(shape, elem);
+  return RankedTensorType::get(shapeOf(tt.shape()), elem);
 }
 
 Value GraphImporter::importTensor(const onnx::TensorProto &proto,
@@ -138,31 +143,33 @@ Value GraphImporter::importTensor(const onnx::TensorProto &proto,
     return nullptr;
   }
   SmallVector<int64_t> shape(proto.dims().begin(), proto.dims().end());
-  for (int64_t d : shape)
+  // Corrupt files can claim any dimensions: refuse negative ones and element
+  // counts past 2^40 before anything multiplies them.
+  int64_t count = 1;
+  for (int64_t d : shape) {
     if (d < 0) {
       emitError(loc) << "tensor '" << name << "' has a negative dimension";
       return nullptr;
     }
+    if (d > 0 && count > (int64_t(1) << 40) / d) {
+      emitError(loc) << "tensor '" << name << "' is implausibly large";
+      return nullptr;
+    }
+    count *= d;
+  }
   auto type = RankedTensorType::get(shape, elem);
   int64_t numElements = type.getNumElements();
 
   // External data stays where it is: the weight names the byte range.
   if (proto.data_location() == onnx::TensorProto::EXTERNAL) {
-    std::string location;
-    int64_t offset = 0, length = -1;
-    for (const auto &kv : proto.external_data()) {
-      if (kv.key() == "location")
-        location = kv.value();
-      else if (kv.key() == "offset")
-        offset = std::atoll(kv.value().c_str());
-      else if (kv.key() == "length")
-        length = std::atoll(kv.value().c_str());
-    }
-    if (location.empty()) {
-      emitError(loc) << "tensor '" << name
-                     << "' has external data without a location";
+    ExternalDataRef ref;
+    std::string error;
+    if (!readExternalDataRef(proto, ref, error)) {
+      emitError(loc) << error;
       return nullptr;
     }
+    const std::string &location = ref.location;
+    int64_t offset = ref.offset, length = ref.length;
     int64_t bytes = (numElements * elem.getIntOrFloatBitWidth() + 7) / 8;
     if (length < 0)
       length = bytes;
@@ -254,14 +261,8 @@ LogicalResult GraphImporter::importNode(const onnx::NodeProto &node) {
       if (it != typeInfo.end() && it->second->has_tensor_type()) {
         const auto &tt = it->second->tensor_type();
         Type infoElem = elementTypeFromOnnx(tt.elem_type(), ctx);
-        if (infoElem && tt.has_shape()) {
-          SmallVector<int64_t> shape;
-          for (const auto &d : tt.shape().dim())
-            shape.push_back(d.has_dim_value() && d.dim_value() >= 0
-                                ? d.dim_value()
-                                : ShapedType::kDynamic);
-          return RankedTensorType::get(shape, infoElem);
-        }
+        if (infoElem && tt.has_shape())
+          return RankedTensorType::get(shapeOf(tt.shape()), infoElem);
         if (infoElem)
           elem = infoElem;
       }

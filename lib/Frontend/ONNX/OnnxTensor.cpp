@@ -152,6 +152,34 @@ static std::string joinPath(const std::string &dir, const std::string &file) {
   return dir + "/" + file;
 }
 
+bool kiln::readExternalDataRef(const onnx::TensorProto &proto,
+                               ExternalDataRef &ref, std::string &error) {
+  auto parseCount = [&](const std::string &text, int64_t &out) {
+    char *end = nullptr;
+    long long v = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || v < 0) {
+      error = "tensor '" + proto.name() + "' has an invalid external data "
+              "offset or length '" + text + "'";
+      return false;
+    }
+    out = v;
+    return true;
+  };
+  for (const auto &kv : proto.external_data()) {
+    if (kv.key() == "location")
+      ref.location = kv.value();
+    else if (kv.key() == "offset" && !parseCount(kv.value(), ref.offset))
+      return false;
+    else if (kv.key() == "length" && !parseCount(kv.value(), ref.length))
+      return false;
+  }
+  if (ref.location.empty()) {
+    error = "tensor '" + proto.name() + "' has external data without a location";
+    return false;
+  }
+  return true;
+}
+
 bool kiln::decodeTensorProto(const onnx::TensorProto &proto,
                              const std::string &baseDir, HostTensor &out,
                              std::string &error) {
@@ -178,24 +206,14 @@ bool kiln::decodeTensorProto(const onnx::TensorProto &proto,
   }
 
   if (proto.data_location() == onnx::TensorProto::EXTERNAL) {
-    std::string location;
-    int64_t offset = 0, length = -1;
-    for (const auto &kv : proto.external_data()) {
-      if (kv.key() == "location")
-        location = kv.value();
-      else if (kv.key() == "offset")
-        offset = std::atoll(kv.value().c_str());
-      else if (kv.key() == "length")
-        length = std::atoll(kv.value().c_str());
-    }
-    if (location.empty()) {
-      error = "tensor '" + proto.name() + "' has external data without a location";
+    ExternalDataRef ref;
+    if (!readExternalDataRef(proto, ref, error))
       return false;
-    }
-    if (length < 0)
-      length = (int64_t)(n * elementBytes(out.dtype));
+    if (ref.length < 0)
+      ref.length = (int64_t)(n * elementBytes(out.dtype));
     std::string bytes;
-    if (!readFileRange(joinPath(baseDir, location), offset, length, bytes, error)) {
+    if (!readFileRange(joinPath(baseDir, ref.location), ref.offset, ref.length,
+                       bytes, error)) {
       error = "tensor '" + proto.name() + "': " + error;
       return false;
     }

@@ -1,0 +1,63 @@
+//===- Sampler.h - Next-token choice from a row of logits -----------------===//
+//
+// Greedy, temperature, top-k and top-p (nucleus) sampling on the host, in
+// the order Hugging Face applies its logits processors: temperature, then
+// top-k, then top-p. A Sampler owns a seeded std::mt19937_64, so the same
+// seed and the same logits give the same tokens on every platform (the
+// uniform draw is computed from the raw 64-bit output rather than through
+// std::uniform_real_distribution, whose algorithm the standard leaves open).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_RUNTIME_SAMPLER_H
+#define KILN_RUNTIME_SAMPLER_H
+
+#include "kiln/runtime/Span.h"
+#include "kiln/runtime/Status.h"
+
+#include <cstdint>
+#include <random>
+
+namespace kiln::runtime {
+
+struct SamplingParams {
+  /// 0 means greedy; otherwise logits are divided by it before softmax.
+  float temperature = 0.0f;
+  /// Keep only the k most likely tokens; 0 disables the filter.
+  int32_t topK = 0;
+  /// Keep the smallest set of most likely tokens whose probability mass
+  /// reaches topP; 1 disables the filter. Must lie in (0, 1].
+  float topP = 1.0f;
+
+  /// InvalidArgument for temperature < 0 (or NaN), topK < 0, or topP
+  /// outside (0, 1].
+  Status validate() const;
+  bool isGreedy() const { return temperature == 0.0f; }
+};
+
+class Sampler {
+public:
+  explicit Sampler(uint64_t seed) : rng_(seed) {}
+
+  void reseed(uint64_t seed) { rng_.seed(seed); }
+
+  /// The index of the chosen token. -inf logits are masked tokens and are
+  /// never chosen; NaN or +inf logits, an empty row or a row with nothing
+  /// but -inf are InvalidArgument. Greedy ignores topK/topP and does not
+  /// advance the generator.
+  StatusOr<int32_t> sample(Span<const float> logits,
+                           const SamplingParams &params);
+
+  /// Argmax, the lowest index on ties.
+  static StatusOr<int32_t> greedy(Span<const float> logits);
+
+private:
+  /// Uniform in [0, 1) from the top 53 bits of one generator output.
+  double nextUniform();
+
+  std::mt19937_64 rng_;
+};
+
+} // namespace kiln::runtime
+
+#endif // KILN_RUNTIME_SAMPLER_H
