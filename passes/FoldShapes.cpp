@@ -63,10 +63,27 @@ struct Elements {
       ints.push_back(src.ints[index]);
   }
   int64_t intAt(int64_t i) const {
-    return elementType.isInteger(1) ? (int64_t)ints[i].getBoolValue()
-                                    : ints[i].getSExtValue();
+    if (elementType.isInteger(1))
+      return ints[i].getBoolValue();
+    return elementType.isUnsignedInteger() ? (int64_t)ints[i].getZExtValue()
+                                           : ints[i].getSExtValue();
   }
 };
+
+/// Whether `x` is representable in the integer type `type`.
+bool fitsIn(IntegerType type, int64_t x) {
+  unsigned width = type.getWidth();
+  if (type.isUnsigned())
+    return x >= 0 && (width >= 63 || x < (int64_t(1) << width));
+  if (width >= 64)
+    return true;
+  return x >= -(int64_t(1) << (width - 1)) && x < (int64_t(1) << (width - 1));
+}
+
+APInt makeInt(IntegerType type, int64_t x) {
+  return APInt(type.getWidth(), (uint64_t)x, /*isSigned=*/!type.isUnsigned(),
+               /*implicitTrunc=*/true);
+}
 
 std::optional<Elements> elementsOf(Value v, int64_t limit) {
   auto cst = defOp<ConstantOp>(v);
@@ -116,7 +133,8 @@ int64_t broadcastIndex(ArrayRef<int64_t> shape, ArrayRef<int64_t> outShape,
   return flat;
 }
 
-void unravel(int64_t flat, ArrayRef<int64_t> shape, SmallVector<int64_t> &index) {
+void unravel(int64_t flat, ArrayRef<int64_t> shape,
+             SmallVector<int64_t> &index) {
   index.assign(shape.size(), 0);
   for (int64_t i = (int64_t)shape.size() - 1; i >= 0; --i) {
     index[i] = shape[i] ? flat % shape[i] : 0;
@@ -472,9 +490,11 @@ private:
     Elements e;
     e.shape.assign(shape.begin(), shape.end());
     e.elementType = elem;
-    for (int64_t v : values)
-      e.ints.push_back(APInt(intType.getWidth(), (uint64_t)v, /*isSigned=*/true,
-                             /*implicitTrunc=*/true));
+    for (int64_t v : values) {
+      if (!fitsIn(intType, v))
+        return std::nullopt;
+      e.ints.push_back(makeInt(intType, v));
+    }
     return e;
   }
 
@@ -563,11 +583,9 @@ private:
           e.ints.push_back(APInt(1, x != 0));
           continue;
         }
-        if (width < 64 && (x >= (int64_t(1) << (width - 1)) ||
-                           x < -(int64_t(1) << (width - 1))))
+        if (!fitsIn(toInt, x))
           return std::nullopt;
-        e.ints.push_back(APInt(width, (uint64_t)x, /*isSigned=*/true,
-                               /*implicitTrunc=*/true));
+        e.ints.push_back(makeInt(toInt, x));
       }
       return e;
     }
@@ -582,10 +600,11 @@ private:
         f.convert(toFloat.getFloatSemantics(), APFloat::rmNearestTiesToEven,
                   &lost);
       } else {
-        f.convertFromAPInt(in->elementType.isInteger(1)
-                               ? APInt(64, in->ints[i].getBoolValue())
-                               : in->ints[i].sext(64),
-                           /*isSigned=*/true, APFloat::rmNearestTiesToEven);
+        bool isUnsigned =
+            in->elementType.isUnsignedInteger() || in->elementType.isInteger(1);
+        f.convertFromAPInt(
+            isUnsigned ? in->ints[i].zext(64) : in->ints[i].sext(64),
+            /*isSigned=*/!isUnsigned, APFloat::rmNearestTiesToEven);
       }
       e.floats.push_back(f);
     }
@@ -624,7 +643,6 @@ private:
     if (e.size() > limit)
       return std::nullopt;
     bool toBool = resultElem.isInteger(1);
-    unsigned width = resultElem.isIntOrFloat() ? resultElem.getIntOrFloatBitWidth() : 0;
     SmallVector<int64_t> index;
     for (int64_t i = 0; i < e.size(); ++i) {
       unravel(i, shape, index);
@@ -697,11 +715,10 @@ private:
         e.ints.push_back(APInt(1, *r != 0));
         continue;
       }
-      if (width < 64 && (*r >= (int64_t(1) << (width - 1)) ||
-                         *r < -(int64_t(1) << (width - 1))))
+      auto resultInt = llvm::cast<IntegerType>(resultElem);
+      if (!fitsIn(resultInt, *r))
         return std::nullopt;
-      e.ints.push_back(APInt(width, (uint64_t)*r, /*isSigned=*/true,
-                             /*implicitTrunc=*/true));
+      e.ints.push_back(makeInt(resultInt, *r));
     }
     return e;
   }
@@ -734,6 +751,18 @@ struct RefineResultTypes : public RewritePattern {
 
   LogicalResult matchAndRewrite(Operation *op,
                                 PatternRewriter &rewriter) const override {
+    // Ops whose result type is their operand's (the activations) follow a
+    // refined operand, or they would no longer verify.
+    if (isa<LLMDialect>(op->getDialect()) &&
+        op->hasTrait<OpTrait::SameOperandsAndResultType>() &&
+        op->getNumOperands() == 1 && op->getNumResults() == 1) {
+      Type operandType = op->getOperand(0).getType();
+      if (op->getResult(0).getType() == operandType)
+        return rewriter.notifyMatchFailure(op, "result type already matches");
+      rewriter.modifyOpInPlace(op,
+                               [&] { op->getResult(0).setType(operandType); });
+      return success();
+    }
     if (!isGenericOp(op) && !isa<MatMulNBitsOp>(op))
       return rewriter.notifyMatchFailure(op, "not a generic llm op");
     SmallVector<std::pair<unsigned, Type>> updates;
@@ -741,11 +770,13 @@ struct RefineResultTypes : public RewritePattern {
       auto inferred = inferResultShape(op, i);
       if (!inferred)
         continue;
-      if (Type refined = refineTensorType(op->getResult(i).getType(), *inferred))
+      if (Type refined =
+              refineTensorType(op->getResult(i).getType(), *inferred))
         updates.push_back({i, refined});
     }
     if (updates.empty())
-      return rewriter.notifyMatchFailure(op, "no static shape information to add");
+      return rewriter.notifyMatchFailure(op,
+                                         "no static shape information to add");
     rewriter.modifyOpInPlace(op, [&] {
       for (auto [i, type] : updates)
         op->getResult(i).setType(type);
@@ -811,8 +842,9 @@ struct FoldSymbolicShapeVector : public RewritePattern {
     for (const SymDim &e : *sym) {
       if (!e.isConstant())
         return rewriter.notifyMatchFailure(op, "an element is not constant");
-      values.push_back(APInt(elem.getWidth(), (uint64_t)e.constant,
-                             /*isSigned=*/true, /*implicitTrunc=*/true));
+      if (!fitsIn(elem, e.constant))
+        return rewriter.notifyMatchFailure(op, "an element overflows the type");
+      values.push_back(makeInt(elem, e.constant));
     }
     SmallVector<int64_t> shape;
     if (type.getRank() == 1)
@@ -875,7 +907,8 @@ struct RemoveNoOp : public RewritePattern {
                 return Value();
               int64_t offset = rank - sym->size();
               for (auto [i, e] : llvm::enumerate(*sym))
-                if (!e.isConstant(1) && !symMatchesDim(e, x.getInput(), i + offset))
+                if (!e.isConstant(1) &&
+                    !symMatchesDim(e, x.getInput(), i + offset))
                   return Value();
               return x.getInput();
             })
@@ -895,7 +928,8 @@ struct RemoveNoOp : public RewritePattern {
               int64_t rank = getRank(s.getData());
               auto starts = getConstantInts(s.getStarts());
               auto ends = getConstantInts(s.getEnds());
-              if (rank < 0 || !starts || !ends || starts->size() != ends->size())
+              if (rank < 0 || !starts || !ends ||
+                  starts->size() != ends->size())
                 return Value();
               SmallVector<int64_t> axes;
               if (s.getAxes()) {
@@ -927,11 +961,13 @@ struct RemoveNoOp : public RewritePattern {
               return s.getData();
             })
             .Case([](ConcatOp c) -> Value {
-              return c.getInputs().size() == 1 ? c.getInputs().front() : Value();
+              return c.getInputs().size() == 1 ? c.getInputs().front()
+                                               : Value();
             })
             .Case<MulOp, DivOp>([](auto m) -> Value {
               Value x = m.getLhs();
-              if (!isFloatTensor(x) && !isa<IntegerType>(getElementTypeOrSelf(x.getType())))
+              if (!isFloatTensor(x) &&
+                  !isa<IntegerType>(getElementTypeOrSelf(x.getType())))
                 return Value();
               if (getRank(x) < 0 ||
                   !isScalarConstant(m.getRhs(), 1.0, 0.0, getRank(x)))
@@ -976,14 +1012,17 @@ struct FoldReshapeTransposeReshape : public OpRewritePattern<ReshapeOp> {
                                 PatternRewriter &rewriter) const override {
     auto transpose = defOp<TransposeOp>(outer.getData());
     if (!transpose || transpose.getPerm() != ArrayRef<int64_t>{0, 2, 1})
-      return rewriter.notifyMatchFailure(outer, "not reshape of a 3-D transpose");
+      return rewriter.notifyMatchFailure(outer,
+                                         "not reshape of a 3-D transpose");
     auto inner = defOp<ReshapeOp>(transpose.getInput());
     if (!inner)
-      return rewriter.notifyMatchFailure(outer, "transpose input is not a reshape");
+      return rewriter.notifyMatchFailure(outer,
+                                         "transpose input is not a reshape");
     Value x = inner.getData();
     int64_t rank = getRank(x);
     if (rank < 3)
-      return rewriter.notifyMatchFailure(outer, "input rank unknown or below 3");
+      return rewriter.notifyMatchFailure(outer,
+                                         "input rank unknown or below 3");
     auto s1 = getSymbolicInts(inner.getShape());
     auto s2 = getSymbolicInts(outer.getShape());
     if (!s1 || !s2 || s1->size() != 3 || (int64_t)s2->size() != rank)
@@ -1024,8 +1063,8 @@ struct FoldReshapeTransposeReshape : public OpRewritePattern<ReshapeOp> {
       perm.push_back(i);
     perm.push_back(rank - 1);
     perm.push_back(rank - 2);
-    rewriter.replaceOpWithNewOp<TransposeOp>(outer, outer.getType(), x,
-                                             rewriter.getDenseI64ArrayAttr(perm));
+    rewriter.replaceOpWithNewOp<TransposeOp>(
+        outer, outer.getType(), x, rewriter.getDenseI64ArrayAttr(perm));
     return success();
   }
 };

@@ -16,19 +16,21 @@ using namespace kiln::llm;
 // Constants and types
 //===----------------------------------------------------------------------===//
 
-std::optional<SmallVector<int64_t>> kiln::llm::getConstantInts(Value v,
-                                                               int64_t maxElements) {
+std::optional<SmallVector<int64_t>>
+kiln::llm::getConstantInts(Value v, int64_t maxElements) {
   auto cst = defOp<ConstantOp>(v);
   if (!cst)
     return std::nullopt;
   auto dense = dyn_cast<DenseIntElementsAttr>(cst.getValue());
   if (!dense || dense.getNumElements() > maxElements)
     return std::nullopt;
-  bool isBool = dense.getElementType().isInteger(1);
+  bool zeroExtend = dense.getElementType().isInteger(1) ||
+                    dense.getElementType().isUnsignedInteger();
   SmallVector<int64_t> result;
   result.reserve(dense.getNumElements());
   for (const APInt &value : dense.getValues<APInt>())
-    result.push_back(isBool ? (int64_t)value.getBoolValue() : value.getSExtValue());
+    result.push_back(zeroExtend ? (int64_t)value.getZExtValue()
+                                : value.getSExtValue());
   return result;
 }
 
@@ -191,14 +193,30 @@ bool SymDim::equals(const SymDim &other) const {
 }
 
 namespace {
-/// Bounds the mutual recursion of resolveDim and getSymbolicInts.
-struct DepthGuard {
-  static inline thread_local int depth = 0;
-  DepthGuard() { ++depth; }
-  ~DepthGuard() { --depth; }
-  bool tooDeep() const { return depth > 48; }
+/// Bounds the mutual recursion of resolveDim and getSymbolicInts, and
+/// memoizes both for the duration of one outermost query (the IR does not
+/// change during a query; it may between queries). Without the memo the
+/// residual adds of a deep model make the walk exponential.
+struct QueryState {
+  int depth = 0;
+  llvm::DenseMap<std::pair<void *, int64_t>, SymDim> dims;
+  llvm::DenseMap<void *, std::optional<SmallVector<SymDim>>> syms;
 };
+thread_local QueryState queryState;
 
+struct DepthGuard {
+  DepthGuard() {
+    if (queryState.depth++ == 0) {
+      queryState.dims.clear();
+      queryState.syms.clear();
+    }
+  }
+  ~DepthGuard() { --queryState.depth; }
+  bool tooDeep() const { return queryState.depth > 1500; }
+};
+} // namespace
+
+namespace {
 bool isElementwiseBinary(Operation *op) {
   return isa<AddOp, SubOp, MulOp, DivOp, PowOp, MaxOp, MinOp, ModOp, AndOp,
              OrOp, XorOp, EqualOp, LessOp, LessOrEqualOp, GreaterOp,
@@ -218,7 +236,8 @@ bool isShapePreserving(Operation *op) {
 
 /// Resolves a broadcast result dimension from the aligned dimensions of the
 /// operands (`dims[k]` = the operand's dimension index, or -1 if absent).
-static SymDim resolveBroadcast(ArrayRef<Value> operands, ArrayRef<int64_t> dims) {
+static SymDim resolveBroadcast(ArrayRef<Value> operands,
+                               ArrayRef<int64_t> dims) {
   SmallVector<SymDim> resolved;
   for (auto [v, d] : llvm::zip(operands, dims)) {
     if (d < 0)
@@ -255,10 +274,71 @@ static SymDim resolveElementwise(Operation *op, ArrayRef<Value> operands,
   return resolveBroadcast(operands, dims);
 }
 
+/// The -1 element `dim` of the target `sym` of a reshape of `input`: when
+/// the other target elements account for every input dimension but one
+/// dynamic dimension j (the dynamic ones matched one to one, the static ones
+/// by their product), the inferred element is input dimension j.
+static SymDim resolveInferredReshapeDim(Value input, ArrayRef<SymDim> sym,
+                                        int64_t dim, SymDim self) {
+  int64_t inRank = getRank(input);
+  if (inRank < 0)
+    return self;
+  SmallVector<SymDim> inDims;
+  SmallVector<bool> used(inRank, false);
+  int64_t inStatic = 1, outStatic = 1;
+  for (int64_t i = 0; i < inRank; ++i) {
+    inDims.push_back(resolveDim(input, i));
+    if (inDims.back().isConstant()) {
+      inStatic *= inDims.back().constant;
+      used[i] = true;
+    }
+  }
+  for (auto [i, e] : llvm::enumerate(sym)) {
+    if ((int64_t)i == dim)
+      continue;
+    if (e.isConstant() && e.constant > 0) {
+      outStatic *= e.constant;
+      continue;
+    }
+    if (e.kind != SymDim::Dim)
+      return self;
+    bool matched = false;
+    for (int64_t k = 0; k < inRank && !matched; ++k)
+      if (!used[k] && inDims[k].equals(e))
+        used[k] = matched = true;
+    if (!matched)
+      return self;
+  }
+  int64_t remaining = -1;
+  for (int64_t k = 0; k < inRank; ++k) {
+    if (used[k])
+      continue;
+    if (remaining >= 0)
+      return self;
+    remaining = k;
+  }
+  if (remaining < 0 || inStatic != outStatic ||
+      inDims[remaining].kind != SymDim::Dim)
+    return self;
+  return inDims[remaining];
+}
+
+static SymDim resolveDimUncached(Value v, int64_t dim);
+
 SymDim kiln::llm::resolveDim(Value v, int64_t dim) {
   DepthGuard guard;
   if (guard.tooDeep())
     return SymDim::unknown();
+  auto key = std::make_pair(v.getAsOpaquePointer(), dim);
+  auto it = queryState.dims.find(key);
+  if (it != queryState.dims.end())
+    return it->second;
+  SymDim result = resolveDimUncached(v, dim);
+  queryState.dims[key] = result;
+  return result;
+}
+
+static SymDim resolveDimUncached(Value v, int64_t dim) {
   int64_t rank = getRank(v);
   if (rank >= 0) {
     auto axis = normalizeAxis(dim, rank);
@@ -307,7 +387,8 @@ SymDim kiln::llm::resolveDim(Value v, int64_t dim) {
           return self;
         if (llvm::is_contained(*axes, dim))
           return SymDim::of(1);
-        int64_t before = llvm::count_if(*axes, [&](int64_t a) { return a < dim; });
+        int64_t before =
+            llvm::count_if(*axes, [&](int64_t a) { return a < dim; });
         return follow(u.getData(), dim - before);
       })
       .Case([&](SqueezeOp s) {
@@ -393,6 +474,8 @@ SymDim kiln::llm::resolveDim(Value v, int64_t dim) {
           return e;
         if (e.isConstant(0) && r.getAllowzero() == 0)
           return follow(r.getData(), dim);
+        if (e.isConstant(-1))
+          return resolveInferredReshapeDim(r.getData(), *sym, dim, self);
         return self;
       })
       .Case([&](ExpandOp x) {
@@ -510,8 +593,8 @@ zipSym(const SmallVector<SymDim> &a, const SmallVector<SymDim> &b, Fn fn) {
 }
 
 /// The indices an ONNX slice of one axis of length `n` visits.
-static std::optional<SmallVector<int64_t>> sliceIndices(int64_t n, int64_t start,
-                                                        int64_t end, int64_t step) {
+static std::optional<SmallVector<int64_t>>
+sliceIndices(int64_t n, int64_t start, int64_t end, int64_t step) {
   if (step == 0)
     return std::nullopt;
   if (start < 0)
@@ -533,10 +616,27 @@ static std::optional<SmallVector<int64_t>> sliceIndices(int64_t n, int64_t start
   return indices;
 }
 
+static std::optional<SmallVector<SymDim>> getSymbolicIntsUncached(Value v);
+
 std::optional<SmallVector<SymDim>> kiln::llm::getSymbolicInts(Value v) {
   DepthGuard guard;
   if (guard.tooDeep() || !isIntegerTensor(v))
     return std::nullopt;
+  void *key = v.getAsOpaquePointer();
+  auto it = queryState.syms.find(key);
+  if (it != queryState.syms.end())
+    return it->second;
+  auto result = getSymbolicIntsUncached(v);
+  // An element nothing is known about is still element i of v.
+  if (result && getRank(v) <= 1)
+    for (auto [i, e] : llvm::enumerate(*result))
+      if (!e.isKnown())
+        e = SymDim::elementOf(v, i);
+  queryState.syms[key] = result;
+  return result;
+}
+
+static std::optional<SmallVector<SymDim>> getSymbolicIntsUncached(Value v) {
   if (int64_t rank = getRank(v); rank > 1)
     return std::nullopt;
   Operation *op = v.getDefiningOp();
@@ -644,7 +744,8 @@ std::optional<SmallVector<SymDim>> kiln::llm::getSymbolicInts(Value v) {
             return picked;
           })
           .Case([&](UnsqueezeOp u) -> std::optional<SmallVector<SymDim>> {
-            if (getRank(u.getData()) != 0)
+            auto axes = getConstantAxes(u.getAxes(), 1);
+            if (getRank(u.getData()) != 0 || !axes || axes->size() != 1)
               return std::nullopt;
             return getSymbolicInts(u.getData());
           })
@@ -673,7 +774,8 @@ std::optional<SmallVector<SymDim>> kiln::llm::getSymbolicInts(Value v) {
             auto data = getSymbolicInts(c.getInput());
             if (!data)
               return std::nullopt;
-            unsigned width = getElementTypeOrSelf(c.getType()).getIntOrFloatBitWidth();
+            unsigned width =
+                getElementTypeOrSelf(c.getType()).getIntOrFloatBitWidth();
             for (SymDim &e : *data) {
               if (!e.isConstant())
                 continue;
@@ -805,7 +907,8 @@ std::optional<SmallVector<SymDim>> kiln::llm::getSymbolicInts(Value v) {
             int64_t fill = value.getElementType().isInteger(1)
                                ? (int64_t)x.getBoolValue()
                                : x.getSExtValue();
-            return SmallVector<SymDim>(shape->front().constant, SymDim::of(fill));
+            return SmallVector<SymDim>(shape->front().constant,
+                                       SymDim::of(fill));
           })
           .Default([&](Operation *) { return std::nullopt; });
   if (result)

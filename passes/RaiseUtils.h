@@ -66,15 +66,24 @@ bool isFloatTensor(mlir::Value v);
 /// attention, gated MLP, activations) or are weights or constants.
 bool isModelOrParameterOp(mlir::Operation *op);
 
+/// The values of a small float tensor as f32: an inline `llm.constant`, or,
+/// with `readWeights`, an `llm.weight` read from its external data file or
+/// from the ONNX file holding it as an initializer (paths resolved against
+/// the module's `llm.model_dir`). On failure, `why` says why.
+std::optional<llvm::SmallVector<float>>
+readFloatValues(mlir::Value v, bool readWeights, std::string &why);
+
 //===----------------------------------------------------------------------===//
 // Dimension provenance and symbolic shape vectors
 //===----------------------------------------------------------------------===//
 
 /// One element of a symbolic shape vector, or a resolved dimension: a known
 /// constant, dimension `dim` of `value` (a value whose dimension could not be
-/// traced further back), or unknown.
+/// traced further back), element `dim` of the integer vector `value` when
+/// nothing more is known about it (opaque, but equal to itself wherever it is
+/// copied to), or unknown.
 struct SymDim {
-  enum Kind { Unknown, Constant, Dim } kind = Unknown;
+  enum Kind { Unknown, Constant, Dim, Opaque } kind = Unknown;
   int64_t constant = 0;
   mlir::Value value;
   int64_t dim = 0;
@@ -82,6 +91,9 @@ struct SymDim {
   static SymDim unknown() { return {}; }
   static SymDim of(int64_t c) { return {Constant, c, mlir::Value(), 0}; }
   static SymDim dimOf(mlir::Value v, int64_t d) { return {Dim, 0, v, d}; }
+  static SymDim elementOf(mlir::Value v, int64_t i) {
+    return {Opaque, 0, v, i};
+  }
   bool isConstant() const { return kind == Constant; }
   bool isConstant(int64_t c) const { return kind == Constant && constant == c; }
   bool isKnown() const { return kind != Unknown; }

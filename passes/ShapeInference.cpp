@@ -119,13 +119,40 @@ static std::optional<Shape> inferReshape(ReshapeOp op) {
     }
   }
   if (inferIndex >= 0 && in) {
-    int64_t total = product(*in);
-    Shape others(result);
-    others.erase(others.begin() + inferIndex);
-    int64_t rest = product(others);
-    if (!ShapedType::isDynamic(total) && !ShapedType::isDynamic(rest) &&
-        rest > 0 && total % rest == 0)
-      result[inferIndex] = total / rest;
+    // Cancel the dynamic input dimensions that target elements provably
+    // copy; if none is left, the static parts determine the -1.
+    SmallVector<bool> cancelled(in->size(), false);
+    int64_t inStatic = 1, outStatic = 1;
+    for (auto [k, d] : llvm::enumerate(*in)) {
+      if (!ShapedType::isDynamic(d)) {
+        inStatic *= d;
+        cancelled[k] = true;
+      }
+    }
+    bool determined = true;
+    for (auto [i, e] : llvm::enumerate(*sym)) {
+      if ((int)i == inferIndex)
+        continue;
+      if (!ShapedType::isDynamic(result[i])) {
+        outStatic *= result[i];
+        continue;
+      }
+      bool matched = false;
+      for (size_t k = 0; k < in->size() && !matched; ++k) {
+        if (cancelled[k])
+          continue;
+        bool copies = (e.isConstant(0) && op.getAllowzero() == 0 && k == i) ||
+                      symMatchesDim(e, op.getData(), k);
+        if (copies)
+          cancelled[k] = matched = true;
+      }
+      if (!matched)
+        determined = false;
+    }
+    if (llvm::is_contained(cancelled, false))
+      determined = false;
+    if (determined && outStatic > 0 && inStatic % outStatic == 0)
+      result[inferIndex] = inStatic / outStatic;
   }
   return result;
 }
@@ -172,8 +199,8 @@ static std::optional<Shape> inferSlice(SliceOp op) {
     }
     axes = *a;
   } else {
-    int64_t n = starts ? (int64_t)starts->size()
-                       : getStaticDim(op.getStarts(), 0);
+    int64_t n =
+        starts ? (int64_t)starts->size() : getStaticDim(op.getStarts(), 0);
     if (ShapedType::isDynamic(n) || n > rank)
       return Shape(rank, kDyn);
     for (int64_t i = 0; i < n; ++i)
@@ -252,7 +279,8 @@ static std::optional<Shape> inferRange(RangeOp op) {
   return Shape{std::max<int64_t>((int64_t)n, 0)};
 }
 
-std::optional<Shape> kiln::llm::inferResultShape(Operation *op, unsigned index) {
+std::optional<Shape> kiln::llm::inferResultShape(Operation *op,
+                                                 unsigned index) {
   if (op->getNumOperands() == 0)
     return std::nullopt;
   if (isa<CastOp, SoftmaxOp, LogSoftmaxOp, CumSumOp, TriluOp, ClipOp,
@@ -311,9 +339,10 @@ std::optional<Shape> kiln::llm::inferResultShape(Operation *op, unsigned index) 
               result[i] = s[i];
             }
           }
-          total = (ShapedType::isDynamic(total) || ShapedType::isDynamic(s[*axis]))
-                      ? kDyn
-                      : total + s[*axis];
+          total =
+              (ShapedType::isDynamic(total) || ShapedType::isDynamic(s[*axis]))
+                  ? kDyn
+                  : total + s[*axis];
         }
         result[*axis] = total;
         return result;
@@ -434,7 +463,8 @@ std::optional<Shape> kiln::llm::inferResultShape(Operation *op, unsigned index) 
         if (axis < 0 || axis > (int64_t)in->size())
           return std::nullopt;
         ArrayRef<int64_t> dims(*in);
-        return Shape{product(dims.take_front(axis)), product(dims.drop_front(axis))};
+        return Shape{product(dims.take_front(axis)),
+                     product(dims.drop_front(axis))};
       })
       .Case([](TileOp t) -> std::optional<Shape> {
         auto in = shapeOf(t.getInput());

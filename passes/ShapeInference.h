@@ -1,4 +1,5 @@
-//===- ShapeInference.h - ONNX shape inference of generic llm ops -*- C++ -*-===//
+//===- ShapeInference.h - ONNX shape inference of generic llm ops -*- C++
+//-*-===//
 //
 // Exporters leave many values without a shape (TorchScript writes no
 // value_info at all; dynamo loses the shapes of values computed through
@@ -27,7 +28,8 @@ std::optional<llvm::SmallVector<int64_t>> inferResultShape(mlir::Operation *op,
 
 /// `declared` with the static information of `inferred` added, or a null
 /// type when that adds nothing or the two contradict each other.
-mlir::Type refineTensorType(mlir::Type declared, llvm::ArrayRef<int64_t> inferred);
+mlir::Type refineTensorType(mlir::Type declared,
+                            llvm::ArrayRef<int64_t> inferred);
 
 } // namespace kiln::llm
 

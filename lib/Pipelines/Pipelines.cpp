@@ -3,6 +3,7 @@
 #include "kiln/Pipelines/Pipelines.h"
 
 #include "kiln/Dialect/LLM/IR/LLMDialect.h"
+#include "kiln/Dialect/LLM/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/DialectRegistry.h"
@@ -13,10 +14,30 @@
 using namespace mlir;
 
 void kiln::buildRaisePipeline(OpPassManager &pm) {
-  // Fold what the imported graph computes from constants, and share
-  // duplicated subexpressions, before pattern matching.
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
+  OpPassManager &fn = pm.nest<func::FuncOp>();
+  // Deduplicate the constants of the imported graph, then infer static
+  // shapes and fold the shape arithmetic computed from them, so that the
+  // patterns below can read head counts, axes and slice bounds as constants.
+  fn.addPass(createCanonicalizerPass());
+  fn.addPass(createCSEPass());
+  fn.addPass(llm::createLLMFoldShapes());
+  fn.addPass(createCSEPass());
+  fn.addPass(llm::createLLMFoldShapes());
+  // Leaf patterns first: norms, activations, linear layers and embeddings,
+  // then the rotary embeddings and attention that read the projections, and
+  // last the gated MLPs built from raised linears and activations.
+  fn.addPass(llm::createLLMRaiseNorms());
+  fn.addPass(llm::createLLMRaiseActivations());
+  fn.addPass(llm::createLLMRaiseLinear());
+  fn.addPass(llm::createLLMRaiseRope());
+  fn.addPass(llm::createLLMRaiseAttention());
+  fn.addPass(llm::createLLMRaiseGatedMLP());
+  // Drop the shape arithmetic the raised ops no longer read, share what is
+  // left, and list every generic op that remains with its reason.
+  fn.addPass(llm::createLLMFoldShapes());
+  fn.addPass(createCanonicalizerPass());
+  fn.addPass(createCSEPass());
+  fn.addPass(llm::createLLMReportUnraised());
 }
 
 void kiln::registerPipelines() {
@@ -33,5 +54,6 @@ void kiln::registerAllDialects(DialectRegistry &registry) {
 
 void kiln::registerAllPasses() {
   registerTransformsPasses();
+  llm::registerLLMPasses();
   registerPipelines();
 }

@@ -34,7 +34,7 @@ void populateRaiseActivationsPatterns(mlir::RewritePatternSet &patterns,
 /// llm.linear and llm.embedding from matmuls and gathers of weights.
 void populateRaiseLinearPatterns(mlir::RewritePatternSet &patterns);
 /// llm.rope and llm.rotary_table; with `readWeights`, inverse frequencies
-/// stored as external-data weights are read from their file.
+/// kept as `llm.weight`s are read from their external data or ONNX file.
 void populateRaiseRopePatterns(mlir::RewritePatternSet &patterns,
                                bool readWeights = true);
 /// llm.attention from softmax(q k^T * scale + mask) v.

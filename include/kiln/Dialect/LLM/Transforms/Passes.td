@@ -87,13 +87,17 @@ def LLMRaiseRope : Pass<"llm-raise-rope", "::mlir::func::FuncOp"> {
   let description = [{
     The rotate-half form `x * cos + concat(-x[..., D/2:], x[..., :D/2]) * sin`
     with `cos`/`sin` of shape `[B, S, D]` unsqueezed at dimension 1 becomes
-    `llm.rope` (rotary_dim = D). The table computation of Hugging Face's
-    rotary embedding module, `cos/sin(concat(f, f))` with
+    `llm.rope` (rotary_dim = D); `concat(rope(x[..., :r]), x[..., r:])`
+    (partial rotary embeddings) becomes `llm.rope` of x with rotary_dim = r.
+    The table computation of Hugging Face's rotary embedding module,
+    `cos/sin(concat(f, f))` with
     `f = transpose(inv_freq[:, None] @ float(positions)[:, None, :])` and an
-    optional `attention_scaling` factor, becomes `llm.rotary_table`. The
-    inverse frequencies are read from an `llm.constant`, or from the external
-    data file of an `llm.weight` when `read-weights` is set; `theta` is
-    recorded when they form the plain `theta^(-2i/dim)` series.
+    optional `attention_scaling` factor, becomes `llm.rotary_table`; when
+    inv_freq was broadcast to a batch read from another tensor, the
+    positions are expanded the same way. The inverse frequencies are read
+    from an `llm.constant`, or, when `read-weights` is set, from the
+    external data file or the ONNX initializer behind an `llm.weight`;
+    `theta` is recorded when they form the plain `theta^(-2i/dim)` series.
   }];
   let options = [
     Option<"readWeights", "read-weights", "bool", "true",
@@ -108,13 +112,17 @@ def LLMRaiseAttention : Pass<"llm-raise-attention", "::mlir::func::FuncOp"> {
     Matches `softmax(q' @ k'^T (* scale) + mask, -1) @ v` where the scale is
     applied to the product, or to q and k separately (as the dynamo exporter
     does with sqrt(scale) each), as a multiplication or a division by a
-    constant. The grouped-query expansion of k and v (`repeat_kv`: unsqueeze,
-    expand, reshape) is absorbed, so that `llm.attention` reads K/V with
-    kv_heads heads. `num_heads` and `kv_heads` come from static shapes; when
+    constant, and k^T is a [0, 1, 3, 2] transpose of k or one transpose of
+    the [B, S, H, D] projection. The grouped-query expansion of k and v
+    (`repeat_kv`: unsqueeze, expand, reshape) is absorbed, so that
+    `llm.attention` reads K/V with kv_heads heads; when the expand's batch
+    or length is read from another tensor than k/v (dynamo reads another
+    layer's past), k/v are expanded by those explicitly so that the result
+    stays exact. `num_heads` and `kv_heads` come from static shapes; when
     they are not static the pattern does not fire. The additive mask stays
-    an operand. The `where(isnan(p), 0, p)` guard of the dynamo exporter is
+    an operand. The `where(isnan(p), 0, p)` guard of the exporters is
     dropped when the mask is provably finite and otherwise kept on the
-    attention output, where it has the same effect.
+    attention output, where it zeroes the same fully masked rows.
   }];
   let dependentDialects = ["::kiln::llm::LLMDialect"];
 }
