@@ -18,10 +18,12 @@ config.excludes = ["Inputs", "fixtures", "unit", "CMakeLists.txt",
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
-    ["kiln-opt", "kiln-import", "kiln-check"], [config.kiln_tools_dir])
+    ["kiln-opt", "kiln-import", "kiln-check", "kiln-kernelgen"],
+    [config.kiln_tools_dir])
 
 config.substitutions.append(("%fixtures",
                              os.path.join(config.test_source_root, "fixtures")))
 config.substitutions.append(("%python", config.python_executable))
 if config.ptxas and os.path.exists(config.ptxas):
     config.available_features.add("ptxas")
+    config.substitutions.append(("%{ptxas}", config.ptxas))

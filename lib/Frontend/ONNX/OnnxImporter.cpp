@@ -290,6 +290,10 @@ LogicalResult GraphImporter::importNode(const onnx::NodeProto &node) {
       return emitError(loc) << "ONNX node '" << node.name() << "' ("
                             << node.op_type() << "): output " << i
                             << " is not supported";
+    if (values.count(node.output(i)))
+      return emitError(loc) << "ONNX node '" << node.name() << "' ("
+                            << node.op_type() << ") redefines '"
+                            << node.output(i) << "'";
     values[node.output(i)] = (*results)[i];
   }
   return success();
@@ -365,6 +369,12 @@ OwningOpRef<ModuleOp> GraphImporter::importParsedModel() {
 
   for (const auto &init : graph.initializer()) {
     Location loc = NameLoc::get(builder.getStringAttr(init.name()), fileLoc());
+    // ONNX graphs are in SSA form: a second definition is a malformed model.
+    if (values.count(init.name())) {
+      emitError(loc) << "initializer '" << init.name()
+                     << "' redefines a value of the graph";
+      return nullptr;
+    }
     Value v = importTensor(init, init.name(), loc);
     if (!v)
       return nullptr;

@@ -1,0 +1,51 @@
+//===- GemvKernel.h - Decode linear (GEMV) kernel generator -----*- C++ -*-===//
+
+#ifndef KILN_CODEGEN_GEMVKERNEL_H
+#define KILN_CODEGEN_GEMVKERNEL_H
+
+#include "kiln/Codegen/KernelSpec.h"
+
+#include "mlir/Support/LLVM.h"
+
+namespace mlir {
+class OpBuilder;
+namespace gpu {
+class GPUModuleOp;
+} // namespace gpu
+} // namespace mlir
+
+namespace kiln {
+namespace codegen {
+
+struct GemvOptions {
+  KernelDType dtype = KernelDType::F16;
+  /// Output features (rows of W).
+  int64_t n = 4096;
+  /// Input features (columns of W, length of x).
+  int64_t k = 4096;
+  /// Warps per thread block; each warp computes `rowsPerWarp` outputs.
+  int64_t warpsPerBlock = 4;
+  int64_t rowsPerWarp = 1;
+  /// K steps (one 128-bit vector per lane each) whose loads are issued
+  /// together before their FMAs; a row with at most this many steps is
+  /// unrolled completely, a longer one loops over chunks of this size.
+  int64_t unroll = 8;
+};
+
+/// Appends `gpu.func @gemv_<dtype>_n<N>_k<K>(x, w, y) kernel` to `module`:
+///
+///   y[n] = sum_k x[k] * W[n, k]      W stored [N, K] row-major
+///
+/// One warp per output row: each lane loads 128-bit vectors of the row
+/// (8 halves; narrower when K is not a multiple of 8) with ld.global.nc,
+/// multiplies them with the matching vectors of x in fp32, and the warp
+/// reduces its 32 partial sums with a gpu.shuffle xor butterfly. Emits an
+/// error at the kernel's location and fails when the options cannot be met.
+mlir::FailureOr<KernelSpec> buildGemvKernel(mlir::OpBuilder &builder,
+                                            mlir::gpu::GPUModuleOp module,
+                                            const GemvOptions &options);
+
+} // namespace codegen
+} // namespace kiln
+
+#endif // KILN_CODEGEN_GEMVKERNEL_H

@@ -1,0 +1,81 @@
+//===- KernelSpec.h - Launch contract of a generated kernel ----*- C++ -*-===//
+//
+// Every kernel generator returns a KernelSpec next to the gpu.func it built:
+// the launch shape it was specialized for (grid, block, dynamic shared
+// memory), its arguments in order, and the parameters that chose its code.
+// `KernelSpec::str()` is one line of `key=value` tokens that kiln-kernelgen
+// writes as a `// kiln.kernel ...` comment above the IR or PTX it prints; the
+// GPU correctness harness (tools/kiln-kernelgen/gpu-check) reads it back.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_CODEGEN_KERNELSPEC_H
+#define KILN_CODEGEN_KERNELSPEC_H
+
+#include "mlir/IR/Types.h"
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringRef.h"
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+
+namespace mlir {
+class MLIRContext;
+} // namespace mlir
+
+namespace kiln {
+namespace codegen {
+
+/// Storage type of a kernel's activations and weights. Arithmetic is always
+/// fp32; values are widened after the load and rounded once before the store.
+enum class KernelDType { F16, BF16 };
+
+/// "f16" or "bf16".
+llvm::StringRef stringifyDType(KernelDType dtype);
+/// Parses "f16"/"fp16"/"half" or "bf16"/"bfloat16".
+std::optional<KernelDType> parseDType(llvm::StringRef name);
+/// The MLIR element type (f16 or bf16).
+mlir::Type getElementType(mlir::MLIRContext *context, KernelDType dtype);
+/// Size in bytes of one element (2 for both types today).
+int64_t getElementBytes(KernelDType dtype);
+
+/// One kernel argument: a device pointer to `numElements` values of `dtype`
+/// (the kernels use MLIR's bare-pointer calling convention, so each memref
+/// argument is exactly one `.param .u64` pointer in PTX).
+struct KernelArg {
+  std::string name;
+  KernelDType dtype;
+  llvm::SmallVector<int64_t, 2> shape;
+  bool isOutput = false;
+};
+
+/// Launch contract of one generated kernel.
+struct KernelSpec {
+  /// Generator family: "rms_norm", "gemv", "silu_mul", "residual_add".
+  std::string family;
+  /// Symbol of the gpu.func, and of the `.entry` in PTX.
+  std::string name;
+  std::array<int64_t, 3> grid = {1, 1, 1};
+  std::array<int64_t, 3> block = {1, 1, 1};
+  /// Dynamic shared memory in bytes (static shared memory is in the kernel).
+  int64_t dynamicSharedBytes = 0;
+  llvm::SmallVector<KernelArg, 4> args;
+  /// Shape and tuning parameters in the order they were chosen
+  /// (`hidden=4096`, `vec=8`, ...).
+  llvm::SmallVector<std::pair<std::string, std::string>, 8> params;
+
+  void addParam(llvm::StringRef key, int64_t value);
+  void addParam(llvm::StringRef key, llvm::StringRef value);
+
+  /// One line: `family=.. name=.. grid=X,Y,Z block=X,Y,Z smem=N <params>
+  /// args=x:f16[4x384],w:f16[384],out:f16[4x384]:out`.
+  std::string str() const;
+};
+
+} // namespace codegen
+} // namespace kiln
+
+#endif // KILN_CODEGEN_KERNELSPEC_H

@@ -1,0 +1,195 @@
+//===- GemvKernel.cpp - Decode linear (GEMV) kernel generator -------------===//
+//
+// y[N] = W[N, K] x[K] for one token (decode). The kernel is bound by reading
+// W once: warp w of block b owns rows (b * warpsPerBlock + w) * rowsPerWarp
+// and up. A K step moves one 128-bit vector per lane, so a warp covers
+// 32 * vec consecutive halves of the row per step (fully coalesced, 512
+// bytes). Steps are issued in groups of `unroll` loads before their FMAs so
+// that several loads per lane are in flight; the fp32 vector accumulators
+// are reduced within the lane, then across the warp by a shuffle butterfly.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Codegen/GemvKernel.h"
+
+#include "KernelBuilder.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "llvm/Support/FormatVariadic.h"
+
+using namespace mlir;
+using namespace kiln::codegen;
+
+FailureOr<KernelSpec>
+kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
+                               const GemvOptions &options) {
+  MLIRContext *context = builder.getContext();
+  std::string name =
+      llvm::formatv("gemv_{0}_n{1}_k{2}", stringifyDType(options.dtype),
+                    options.n, options.k);
+  Location loc = NameLoc::get(StringAttr::get(context, name));
+
+  if (options.n <= 0 || options.k <= 0)
+    return emitError(loc) << "gemv needs n > 0 and k > 0, got n=" << options.n
+                          << " k=" << options.k;
+  if (options.warpsPerBlock < 1 || options.warpsPerBlock > 32)
+    return emitError(loc) << "warps per block must be in [1, 32], got "
+                          << options.warpsPerBlock;
+  if (options.rowsPerWarp < 1 || options.rowsPerWarp > 8)
+    return emitError(loc) << "rows per warp must be in [1, 8], got "
+                          << options.rowsPerWarp;
+  if (options.unroll < 1 || options.unroll > 32)
+    return emitError(loc) << "unroll must be in [1, 32], got "
+                          << options.unroll;
+
+  int64_t width = pickVectorWidth(options.k, options.dtype);
+  int64_t numVectors = options.k / width;
+  // Steps every lane takes, and the lanes that take one more (a partial
+  // step at the end of the row).
+  int64_t fullSteps = numVectors / kWarpSize;
+  int64_t tailLanes = numVectors % kWarpSize;
+  int64_t threads = options.warpsPerBlock * kWarpSize;
+  int64_t rowsPerBlock = options.warpsPerBlock * options.rowsPerWarp;
+  int64_t blocks = ceilDiv(options.n, rowsPerBlock);
+  if (blocks > 2147483647)
+    return emitError(loc) << "n=" << options.n
+                          << " exceeds the grid's x dimension";
+  bool rowsOvershoot = blocks * rowsPerBlock != options.n;
+  int64_t stride = kWarpSize * width; // elements between a lane's steps
+
+  KernelBuilder b(loc, builder);
+  Type elementType = getElementType(context, options.dtype);
+  auto xType = MemRefType::get({options.k}, elementType);
+  auto wType = MemRefType::get({options.n, options.k}, elementType);
+  auto yType = MemRefType::get({options.n}, elementType);
+  gpu::GPUFuncOp func = b.createKernel(
+      module, name, {xType, wType, yType},
+      {ArgAccess::ReadOnly, ArgAccess::ReadOnly, ArgAccess::WriteOnly},
+      threads);
+  Value x = func.getArgument(0), w = func.getArgument(1),
+        y = func.getArgument(2);
+
+  Value tid = b.threadIdX();
+  Value warpSize = b.index(kWarpSize);
+  Value lane = arith::RemUIOp::create(b, tid, warpSize);
+  Value warp = arith::DivUIOp::create(b, tid, warpSize);
+  Value firstRow = arith::AddIOp::create(
+      b, arith::MulIOp::create(b, b.blockIdX(), b.index(rowsPerBlock)),
+      arith::MulIOp::create(b, warp, b.index(options.rowsPerWarp)));
+  Value laneColumn = arith::MulIOp::create(b, lane, b.index(width));
+
+  // Rows past N (last block only) read row N-1 and skip the store, so every
+  // lane stays in the shuffles and no load needs a guard.
+  SmallVector<Value> rows, loadRows;
+  for (int64_t r = 0; r < options.rowsPerWarp; ++r) {
+    Value row = arith::AddIOp::create(b, firstRow, b.index(r));
+    rows.push_back(row);
+    loadRows.push_back(
+        rowsOvershoot
+            ? arith::MinUIOp::create(b, row, b.index(options.n - 1)).getResult()
+            : row);
+  }
+
+  // One group of K steps at the given columns: all loads, then the FMAs.
+  auto accumulate = [&](ArrayRef<Value> columns, SmallVector<Value> accs) {
+    SmallVector<Value> xs;
+    SmallVector<SmallVector<Value>> ws(accs.size());
+    for (Value column : columns) {
+      xs.push_back(b.loadF32(x, {column}, width));
+      for (auto [r, loadRow] : llvm::enumerate(loadRows))
+        ws[r].push_back(b.loadF32(w, {loadRow, column}, width));
+    }
+    for (auto [s, xv] : llvm::enumerate(xs))
+      for (size_t r = 0; r < accs.size(); ++r)
+        accs[r] = vector::FMAOp::create(b, xv, ws[r][s], accs[r]);
+    return accs;
+  };
+  auto columnsFrom = [&](Value base, int64_t count) {
+    SmallVector<Value> columns;
+    for (int64_t s = 0; s < count; ++s)
+      columns.push_back(
+          arith::AddIOp::create(b, base, b.index(s * stride)).getResult());
+    return columns;
+  };
+
+  SmallVector<Value> accs(options.rowsPerWarp, b.f32Splat(0.0, width));
+  int64_t chunks = fullSteps > options.unroll ? fullSteps / options.unroll : 0;
+  int64_t doneSteps = 0;
+  if (chunks > 0) {
+    // scf.for over chunks of `unroll` steps; the accumulators are carried.
+    int64_t chunkElements = options.unroll * stride;
+    auto loop = scf::ForOp::create(
+        b, b.index(0), b.index(chunks * chunkElements), b.index(chunkElements),
+        accs, [&](OpBuilder &, Location, Value offset, ValueRange carried) {
+          Value base = arith::AddIOp::create(b, laneColumn, offset);
+          SmallVector<Value> next =
+              accumulate(columnsFrom(base, options.unroll),
+                         SmallVector<Value>(carried.begin(), carried.end()));
+          scf::YieldOp::create(b, next);
+        });
+    accs.assign(loop.getResults().begin(), loop.getResults().end());
+    doneSteps = chunks * options.unroll;
+  }
+  if (fullSteps > doneSteps) {
+    Value base =
+        arith::AddIOp::create(b, laneColumn, b.index(doneSteps * stride));
+    accs = accumulate(columnsFrom(base, fullSteps - doneSteps), accs);
+  }
+  if (tailLanes > 0) {
+    Value inRow = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, lane,
+                                        b.index(tailLanes));
+    Value column =
+        arith::AddIOp::create(b, laneColumn, b.index(fullSteps * stride));
+    for (size_t r = 0; r < accs.size(); ++r) {
+      Value before = accs[r];
+      accs[r] = b.ifElse(
+          inRow,
+          [&] {
+            Value xv = b.loadF32(x, {column}, width);
+            Value wv = b.loadF32(w, {loadRows[r], column}, width);
+            return vector::FMAOp::create(b, xv, wv, before).getResult();
+          },
+          [&] { return before; });
+    }
+  }
+
+  // Lane sum, warp sum, and lane 0 writes each row it owns.
+  Value isLeader =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane, b.index(0));
+  for (size_t r = 0; r < accs.size(); ++r) {
+    Value sum =
+        vector::ReductionOp::create(b, vector::CombiningKind::ADD, accs[r]);
+    sum = b.warpSum(sum);
+    Value writes = isLeader;
+    if (rowsOvershoot)
+      writes = arith::AndIOp::create(
+          b, writes,
+          arith::CmpIOp::create(b, arith::CmpIPredicate::ult, rows[r],
+                                b.index(options.n)));
+    b.ifThen(writes, [&] {
+      Value narrowed = arith::TruncFOp::create(b, elementType, sum);
+      memref::StoreOp::create(b, narrowed, y, rows[r]);
+    });
+  }
+  gpu::ReturnOp::create(b);
+
+  KernelSpec spec;
+  spec.family = "gemv";
+  spec.name = name;
+  spec.grid = {blocks, 1, 1};
+  spec.block = {threads, 1, 1};
+  spec.addParam("dtype", stringifyDType(options.dtype));
+  spec.addParam("n", options.n);
+  spec.addParam("k", options.k);
+  spec.addParam("vec", width);
+  spec.addParam("rows_per_warp", options.rowsPerWarp);
+  spec.addParam("unroll", options.unroll);
+  spec.args = {{"x", options.dtype, {options.k}, false},
+               {"w", options.dtype, {options.n, options.k}, false},
+               {"y", options.dtype, {options.n}, true}};
+  return spec;
+}

@@ -1,0 +1,207 @@
+//===- KernelBuilder.cpp - Shared pieces of Kiln's kernel generators ------===//
+
+#include "KernelBuilder.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "llvm/Support/MathExtras.h"
+
+using namespace mlir;
+using namespace kiln::codegen;
+
+int64_t kiln::codegen::pickVectorWidth(int64_t extent, KernelDType dtype) {
+  int64_t width = kVectorBytes / getElementBytes(dtype);
+  while (width > 1 && extent % width != 0)
+    width /= 2;
+  return width;
+}
+
+//===----------------------------------------------------------------------===//
+// Kernel skeleton and constants
+//===----------------------------------------------------------------------===//
+
+gpu::GPUFuncOp
+KernelBuilder::createKernel(gpu::GPUModuleOp module, StringRef name,
+                            ArrayRef<Type> argTypes, ArrayRef<ArgAccess> access,
+                            int64_t blockSize, ArrayRef<Type> workgroupTypes) {
+  Block *body = module.getBody();
+  if (body->mightHaveTerminator())
+    setInsertionPoint(body->getTerminator());
+  else
+    setInsertionPointToEnd(body);
+
+  auto type = getFunctionType(argTypes, {});
+  auto func = gpu::GPUFuncOp::create(*this, name, type, workgroupTypes);
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), getUnitAttr());
+  // .reqntid rather than known_block_size's .maxntid: the reductions size
+  // their scratch by the block, so a smaller block must fail to launch.
+  func->setAttr("nvvm.reqntid",
+                getDenseI32ArrayAttr({static_cast<int32_t>(blockSize), 1, 1}));
+  for (auto [i, use] : llvm::enumerate(access)) {
+    func.setArgAttr(i, LLVM::LLVMDialect::getNoAliasAttrName(), getUnitAttr());
+    func.setArgAttr(i,
+                    use == ArgAccess::ReadOnly
+                        ? LLVM::LLVMDialect::getReadonlyAttrName()
+                        : LLVM::LLVMDialect::getWriteOnlyAttrName(),
+                    getUnitAttr());
+  }
+  setInsertionPointToStart(&func.getBody().front());
+  return func;
+}
+
+Value KernelBuilder::index(int64_t value) {
+  return arith::ConstantIndexOp::create(*this, value);
+}
+
+Value KernelBuilder::f32(double value) {
+  return arith::ConstantFloatOp::create(*this, getF32Type(),
+                                        APFloat(static_cast<float>(value)));
+}
+
+Value KernelBuilder::f32Splat(double value, int64_t width) {
+  auto type = VectorType::get({width}, getF32Type());
+  return arith::ConstantOp::create(
+      *this, type,
+      DenseElementsAttr::get(
+          type, getF32FloatAttr(static_cast<float>(value)).getValue()));
+}
+
+Value KernelBuilder::threadIdX() {
+  return gpu::ThreadIdOp::create(*this, gpu::Dimension::x);
+}
+
+Value KernelBuilder::blockIdX() {
+  return gpu::BlockIdOp::create(*this, gpu::Dimension::x);
+}
+
+//===----------------------------------------------------------------------===//
+// Memory
+//===----------------------------------------------------------------------===//
+
+/// Alignment of a `width`-element access at an index that is a multiple of
+/// `width` into a buffer aligned to at least 16 bytes (cuMemAlloc gives 256).
+static llvm::MaybeAlign accessAlignment(Type elementType, int64_t width) {
+  return llvm::MaybeAlign(width * elementType.getIntOrFloatBitWidth() / 8);
+}
+
+Value KernelBuilder::loadF32(Value memref, ValueRange indices, int64_t width) {
+  Type elementType = cast<MemRefType>(memref.getType()).getElementType();
+  auto vectorType = VectorType::get({width}, elementType);
+  Value loaded = vector::LoadOp::create(*this, vectorType, memref, indices,
+                                        /*nontemporal=*/false,
+                                        accessAlignment(elementType, width));
+  // Spelled out: the overload without fastmath takes a TypeRange, which
+  // would point at a temporary Type.
+  return arith::ExtFOp::create(*this, VectorType::get({width}, getF32Type()),
+                               loaded, arith::FastMathFlagsAttr());
+}
+
+void KernelBuilder::storeFromF32(Value value, Value memref,
+                                 ValueRange indices) {
+  Type elementType = cast<MemRefType>(memref.getType()).getElementType();
+  int64_t width = cast<VectorType>(value.getType()).getNumElements();
+  Value narrowed = arith::TruncFOp::create(
+      *this, VectorType::get({width}, elementType), value);
+  vector::StoreOp::create(*this, narrowed, memref, indices,
+                          /*nontemporal=*/false,
+                          accessAlignment(elementType, width));
+}
+
+//===----------------------------------------------------------------------===//
+// Control flow
+//===----------------------------------------------------------------------===//
+
+void KernelBuilder::ifThen(Value cond, const std::function<void()> &then) {
+  auto ifOp = scf::IfOp::create(*this, TypeRange{}, cond,
+                                /*withElseRegion=*/false);
+  OpBuilder::InsertionGuard guard(*this);
+  setInsertionPointToStart(ifOp.thenBlock());
+  then();
+}
+
+Value KernelBuilder::ifElse(Value cond, const std::function<Value()> &then,
+                            const std::function<Value()> &otherwise) {
+  // The region builders run on this builder, positioned in the new blocks;
+  // scf.if infers its result type from the yields.
+  auto yieldOf = [this](const std::function<Value()> &fn) {
+    return [this, &fn](OpBuilder &, Location) {
+      Value value = fn();
+      scf::YieldOp::create(*this, value);
+    };
+  };
+  auto ifOp = scf::IfOp::create(*this, cond, yieldOf(then), yieldOf(otherwise));
+  return ifOp.getResult(0);
+}
+
+//===----------------------------------------------------------------------===//
+// Reductions
+//===----------------------------------------------------------------------===//
+
+Value KernelBuilder::warpSum(Value value, int64_t lanes) {
+  for (int64_t offset = lanes / 2; offset >= 1; offset /= 2) {
+    auto shuffle = gpu::ShuffleOp::create(*this, value, offset, kWarpSize,
+                                          gpu::ShuffleMode::XOR);
+    value = arith::AddFOp::create(*this, value, shuffle.getShuffleResult());
+  }
+  return value;
+}
+
+Value KernelBuilder::blockSum(Value value, Value threadId, int64_t numWarps,
+                              Value scratch) {
+  value = warpSum(value);
+  if (numWarps == 1)
+    return value;
+  Value warpSize = index(kWarpSize);
+  Value lane = arith::RemUIOp::create(*this, threadId, warpSize);
+  Value warp = arith::DivUIOp::create(*this, threadId, warpSize);
+  Value isLeader =
+      arith::CmpIOp::create(*this, arith::CmpIPredicate::eq, lane, index(0));
+  ifThen(isLeader,
+         [&] { memref::StoreOp::create(*this, value, scratch, warp); });
+  gpu::BarrierOp::create(*this);
+  // Every group of `group` lanes (a power of two >= numWarps) reads all the
+  // per-warp sums, zeros past numWarps, so that the butterfly within the
+  // group leaves the total in every lane of every warp with no second
+  // barrier.
+  int64_t group = static_cast<int64_t>(llvm::PowerOf2Ceil(numWarps));
+  Value groupLane = arith::RemUIOp::create(*this, lane, index(group));
+  Value slot = arith::MinUIOp::create(*this, groupLane, index(numWarps - 1));
+  Value partial = memref::LoadOp::create(*this, scratch, slot);
+  Value inRange = arith::CmpIOp::create(*this, arith::CmpIPredicate::ult,
+                                        groupLane, index(numWarps));
+  partial = arith::SelectOp::create(*this, inRange, partial, f32(0.0));
+  return warpSum(partial, group);
+}
+
+//===----------------------------------------------------------------------===//
+// Math
+//===----------------------------------------------------------------------===//
+
+Value KernelBuilder::mapElements(Value vector,
+                                 const std::function<Value(Value)> &fn) {
+  auto type = cast<VectorType>(vector.getType());
+  SmallVector<Value> results;
+  for (int64_t i = 0, e = type.getNumElements(); i < e; ++i)
+    results.push_back(fn(vector::ExtractOp::create(*this, vector, i)));
+  return vector::FromElementsOp::create(*this, type, results);
+}
+
+/// Calls an NVPTX intrinsic on one f32. These stay LLVM intrinsics through
+/// the lowering, where math.rsqrt / math.exp2 would become libdevice calls
+/// that need CUDA's libdevice.10.bc at compile time.
+static Value callF32Intrinsic(KernelBuilder &b, StringRef name, Value x) {
+  return LLVM::CallIntrinsicOp::create(b, b.getF32Type(), b.getStringAttr(name),
+                                       ValueRange{x})
+      ->getResult(0);
+}
+
+Value KernelBuilder::rsqrtApprox(Value scalar) {
+  return callF32Intrinsic(*this, "llvm.nvvm.rsqrt.approx.f", scalar);
+}
+
+Value KernelBuilder::exp2Approx(Value scalar) {
+  return callF32Intrinsic(*this, "llvm.nvvm.ex2.approx.f32", scalar);
+}

@@ -1,0 +1,104 @@
+//===- KernelBuilder.h - Shared pieces of the kernel generators -*- C++ -*-===//
+//
+// Private to lib/Codegen. A thin layer over ImplicitLocOpBuilder that the
+// generators share: index and float constants, the kernel skeleton
+// (gpu.func with the kernel, reqntid and noalias/readonly attributes),
+// widening 128-bit vector loads and narrowing stores, warp and block sums,
+// and the two NVPTX approximations the kernels use (rsqrt, exp2) called as
+// intrinsics so that no libdevice function is needed.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_LIB_CODEGEN_KERNELBUILDER_H
+#define KILN_LIB_CODEGEN_KERNELBUILDER_H
+
+#include "kiln/Codegen/KernelSpec.h"
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+
+#include <functional>
+
+namespace kiln {
+namespace codegen {
+
+/// Threads of a warp on every NVIDIA GPU Kiln targets.
+constexpr int64_t kWarpSize = 32;
+/// Bytes one thread moves per load or store when it can (ld.global.v4.b32).
+constexpr int64_t kVectorBytes = 16;
+
+/// Elements per vector access: 16 bytes' worth when `extent` divides into
+/// them, else the largest power of two that does.
+int64_t pickVectorWidth(int64_t extent, KernelDType dtype);
+
+inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t roundUp(int64_t a, int64_t b) { return ceilDiv(a, b) * b; }
+
+/// How a kernel argument is used, which picks its LLVM attributes.
+enum class ArgAccess { ReadOnly, WriteOnly };
+
+class KernelBuilder : public mlir::ImplicitLocOpBuilder {
+public:
+  KernelBuilder(mlir::Location loc, mlir::OpBuilder &builder)
+      : ImplicitLocOpBuilder(loc, builder) {}
+
+  /// Appends `gpu.func @name(args) workgroup(workgroupTypes) kernel` to
+  /// `module`, requires exactly `blockSize` threads (nvvm.reqntid, so a
+  /// launch with another block shape fails instead of computing garbage),
+  /// marks every argument noalias and the inputs readonly (their loads then
+  /// use the non-coherent read-only path, ld.global.nc), and leaves the
+  /// builder at the start of the body.
+  mlir::gpu::GPUFuncOp
+  createKernel(mlir::gpu::GPUModuleOp module, llvm::StringRef name,
+               llvm::ArrayRef<mlir::Type> argTypes,
+               llvm::ArrayRef<ArgAccess> access, int64_t blockSize,
+               llvm::ArrayRef<mlir::Type> workgroupTypes = {});
+
+  mlir::Value index(int64_t value);
+  mlir::Value f32(double value);
+  /// A vector<width x f32> splat of `value`.
+  mlir::Value f32Splat(double value, int64_t width);
+
+  mlir::Value threadIdX();
+  mlir::Value blockIdX();
+
+  /// Loads `width` consecutive elements of `memref` at `indices` (one
+  /// aligned vector.load) and widens them to vector<width x f32>.
+  mlir::Value loadF32(mlir::Value memref, mlir::ValueRange indices,
+                      int64_t width);
+  /// Rounds the fp32 vector to the element type of `memref` and stores it
+  /// at `indices` (one aligned vector.store).
+  void storeFromF32(mlir::Value value, mlir::Value memref,
+                    mlir::ValueRange indices);
+
+  /// `then()` under `cond`, with no results.
+  void ifThen(mlir::Value cond, const std::function<void()> &then);
+  /// `cond ? then() : otherwise()` as an scf.if yielding one value.
+  mlir::Value ifElse(mlir::Value cond, const std::function<mlir::Value()> &then,
+                     const std::function<mlir::Value()> &otherwise);
+
+  /// Butterfly sum within aligned groups of `lanes` lanes (a power of two):
+  /// log2(lanes) gpu.shuffle xor steps; every lane ends with the sum of its
+  /// own group (with 32, of the whole warp).
+  mlir::Value warpSum(mlir::Value value, int64_t lanes = kWarpSize);
+  /// Sum over the whole thread block, returned to every thread: warpSum,
+  /// lane 0 of each warp writes its sum into `scratch` (workgroup memory of
+  /// `numWarps` f32), a barrier, then each warp sums the `numWarps` values
+  /// with a second, shorter butterfly. Uses `scratch` once: a second call
+  /// on the same scratch would need a barrier before it.
+  mlir::Value blockSum(mlir::Value value, mlir::Value threadId,
+                       int64_t numWarps, mlir::Value scratch);
+
+  /// Applies a scalar fp32 function to each element of a 1-D vector.
+  mlir::Value mapElements(mlir::Value vector,
+                          const std::function<mlir::Value(mlir::Value)> &fn);
+  /// rsqrt.approx.f32 (max relative error 2^-22.9).
+  mlir::Value rsqrtApprox(mlir::Value scalar);
+  /// ex2.approx.f32 (max relative error 2^-22.5 for |x| < 126).
+  mlir::Value exp2Approx(mlir::Value scalar);
+};
+
+} // namespace codegen
+} // namespace kiln
+
+#endif // KILN_LIB_CODEGEN_KERNELBUILDER_H

@@ -1,0 +1,63 @@
+//===- KernelSpec.cpp - Launch contract of a generated kernel -------------===//
+
+#include "kiln/Codegen/KernelSpec.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/StringSwitch.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace kiln::codegen;
+
+llvm::StringRef kiln::codegen::stringifyDType(KernelDType dtype) {
+  switch (dtype) {
+  case KernelDType::F16:
+    return "f16";
+  case KernelDType::BF16:
+    return "bf16";
+  }
+  return "f16";
+}
+
+std::optional<KernelDType> kiln::codegen::parseDType(llvm::StringRef name) {
+  return llvm::StringSwitch<std::optional<KernelDType>>(name.lower())
+      .Cases({"f16", "fp16", "half", "float16"}, KernelDType::F16)
+      .Cases({"bf16", "bfloat16"}, KernelDType::BF16)
+      .Default(std::nullopt);
+}
+
+mlir::Type kiln::codegen::getElementType(mlir::MLIRContext *context,
+                                         KernelDType dtype) {
+  mlir::Builder b(context);
+  return dtype == KernelDType::F16 ? mlir::Type(b.getF16Type())
+                                   : mlir::Type(b.getBF16Type());
+}
+
+int64_t kiln::codegen::getElementBytes(KernelDType) { return 2; }
+
+void KernelSpec::addParam(llvm::StringRef key, int64_t value) {
+  params.emplace_back(key.str(), std::to_string(value));
+}
+
+void KernelSpec::addParam(llvm::StringRef key, llvm::StringRef value) {
+  params.emplace_back(key.str(), value.str());
+}
+
+std::string KernelSpec::str() const {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << "family=" << family << " name=" << name << " grid=" << grid[0] << ","
+     << grid[1] << "," << grid[2] << " block=" << block[0] << "," << block[1]
+     << "," << block[2] << " smem=" << dynamicSharedBytes;
+  for (const auto &[key, value] : params)
+    os << " " << key << "=" << value;
+  os << " args=";
+  llvm::interleave(
+      args, os,
+      [&](const KernelArg &arg) {
+        os << arg.name << ":" << stringifyDType(arg.dtype) << "[";
+        llvm::interleave(arg.shape, os, "x");
+        os << "]" << (arg.isOutput ? ":out" : "");
+      },
+      ",");
+  return text;
+}
