@@ -28,6 +28,10 @@ static cl::opt<std::string> outputPath("o", cl::desc("Output file"),
                                        cl::value_desc("path"), cl::init("-"));
 static cl::opt<bool> raise("raise",
                            cl::desc("Run the raising pipeline after import"));
+static cl::opt<bool> dummyWeights(
+    "dummy-weights",
+    cl::desc("Keep only the layout of the weights: external data files need "
+             "not exist (graph-only exports)"));
 static cl::opt<bool> listOps("list-ops",
                              cl::desc("List the supported (op, since-version) "
                                       "table entries and exit"));
@@ -49,7 +53,11 @@ int main(int argc, char **argv) {
   mlir::MLIRContext context(registry);
   kiln::ToolDiagnosticHandler diagnostics(&context, "kiln-import");
   mlir::OwningOpRef<mlir::ModuleOp> module =
-      kiln::importOnnxModel(inputPath, &context);
+      kiln::importOnnxModel(inputPath, &context, [] {
+        kiln::OnnxImportOptions options;
+        options.requireExternalData = !dummyWeights;
+        return options;
+      }());
   if (!module)
     return 1;
   if (raise) {

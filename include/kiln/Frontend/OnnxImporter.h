@@ -17,6 +17,10 @@ struct OnnxImportOptions {
   /// Integer initializers up to this size are inlined too: they are shape
   /// data (axes, shapes, indices) that the raising passes must see.
   int64_t inlineIntegerLimit = 1024;
+  /// Check at import that every external data file exists and holds the
+  /// bytes its tensors name. Off for --dummy-weights: only the layout of the
+  /// weights is kept, so graph-only exports import without their data.
+  bool requireExternalData = true;
   /// Name of the entry function.
   std::string entryName = "main";
 };

@@ -179,12 +179,13 @@ Value GraphImporter::importTensor(const onnx::TensorProto &proto,
                                ? location
                                : baseDir + "/" + location;
     uint64_t fileSize = 0;
-    if (llvm::sys::fs::file_size(dataPath, fileSize)) {
+    if (!options.requireExternalData) {
+      // Layout only: the bytes are never read.
+    } else if (llvm::sys::fs::file_size(dataPath, fileSize)) {
       emitError(loc) << "external data file '" << dataPath << "' of tensor '"
                      << name << "' does not exist or cannot be read";
       return nullptr;
-    }
-    if (offset < 0 || (uint64_t)(offset + length) > fileSize) {
+    } else if (offset < 0 || (uint64_t)(offset + length) > fileSize) {
       emitError(loc) << "tensor '" << name << "' reads bytes [" << offset
                      << ", " << offset + length << ") of '" << dataPath
                      << "', which has " << fileSize << " bytes";
