@@ -139,9 +139,7 @@ bool kiln::llm::isFloatTensor(Value v) {
 }
 
 bool kiln::llm::isModelOrParameterOp(Operation *op) {
-  return isa<EmbeddingOp, RMSNormOp, LayerNormOp, RotaryTableOp, RopeOp,
-             LinearOp, AttentionOp, GatedMLPOp, SiLUOp, GeluOp, GeluTanhOp,
-             ReluOp, WeightOp, ConstantOp>(op);
+  return isRaisedOp(op);
 }
 
 Value kiln::llm::stripFloatCasts(Value v) {

@@ -18,7 +18,8 @@ config.excludes = ["Inputs", "fixtures", "unit", "CMakeLists.txt",
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
-    ["kiln-opt", "kiln-import", "kiln-check", "kiln-kernelgen"],
+    ["kiln-opt", "kiln-import", "kiln-check", "kiln-kernelgen",
+     "kiln-paged-check"],
     [config.kiln_tools_dir])
 
 config.substitutions.append(("%fixtures",

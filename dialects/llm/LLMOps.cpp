@@ -146,8 +146,12 @@ LogicalResult RotaryTableOp::verify() {
 }
 
 LogicalResult RopeOp::verify() {
-  if (failed(expectRank(*this, "input", getInput().getType(), 4)))
-    return failure();
+  // [B, H, S, D], or [T, H, D] in the packed form of the paged entry points.
+  if (auto shape = rankedShape(getInput().getType());
+      shape && shape->size() != 4 && shape->size() != 3)
+    return emitOpError() << "input must have rank 4 ([B, H, S, D]) or 3 "
+                            "([T, H, D]), got "
+                         << getInput().getType();
   int64_t rot = getRotaryDim();
   if (rot <= 0 || rot % 2 != 0)
     return emitOpError() << "rotary_dim must be positive and even, got " << rot;
@@ -332,7 +336,8 @@ LogicalResult TransposeOp::verify() {
 bool kiln::llm::isRaisedOp(Operation *op) {
   return isa<WeightOp, ConstantOp, EmbeddingOp, RMSNormOp, LayerNormOp,
              RotaryTableOp, RopeOp, LinearOp, AttentionOp, GatedMLPOp, SiLUOp,
-             GeluOp, GeluTanhOp, ReluOp>(op);
+             GeluOp, GeluTanhOp, ReluOp, KVCacheWriteOp, PagedAttentionOp,
+             GatherLastTokensOp>(op);
 }
 
 #define GET_OP_CLASSES

@@ -40,12 +40,44 @@ void kiln::buildRaisePipeline(OpPassManager &pm) {
   fn.addPass(llm::createLLMReportUnraised());
 }
 
+void kiln::buildPagedPipeline(OpPassManager &pm, int64_t blockSize,
+                              bool allLogits) {
+  buildRaisePipeline(pm);
+  // Replace the model function by @prefill and @decode over packed tokens
+  // and the paged KV cache, then share the constants and weights the
+  // rewrite re-created per use.
+  llm::LLMKVCacheLayoutOptions options;
+  options.blockSize = blockSize;
+  options.allLogits = allLogits;
+  pm.addPass(llm::createLLMKVCacheLayout(options));
+  pm.nest<func::FuncOp>().addPass(createCSEPass());
+}
+
+namespace {
+struct PagedPipelineOptions : public PassPipelineOptions<PagedPipelineOptions> {
+  Option<int64_t> blockSize{*this, "block-size",
+                            llvm::cl::desc("Tokens per KV-cache block"),
+                            llvm::cl::init(16)};
+  Option<bool> allLogits{
+      *this, "all-logits",
+      llvm::cl::desc("@prefill returns the logits of every token"),
+      llvm::cl::init(false)};
+};
+} // namespace
+
 void kiln::registerPipelines() {
   PassPipelineRegistration<>(
       "kiln-raise-pipeline",
       "Raise an imported ONNX graph into llm model ops (what kiln-import "
       "--raise and kiln-check run)",
       [](OpPassManager &pm) { buildRaisePipeline(pm); });
+  PassPipelineRegistration<PagedPipelineOptions>(
+      "kiln-paged-pipeline",
+      "Raise an imported ONNX graph and lay it out as @prefill/@decode entry "
+      "points over a paged KV cache (what kiln-paged-check runs)",
+      [](OpPassManager &pm, const PagedPipelineOptions &options) {
+        buildPagedPipeline(pm, options.blockSize, options.allLogits);
+      });
 }
 
 void kiln::registerAllDialects(DialectRegistry &registry) {

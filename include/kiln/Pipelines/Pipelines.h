@@ -3,6 +3,8 @@
 #ifndef KILN_PIPELINES_PIPELINES_H
 #define KILN_PIPELINES_PIPELINES_H
 
+#include <cstdint>
+
 namespace mlir {
 class OpPassManager;
 class DialectRegistry;
@@ -15,6 +17,12 @@ namespace kiln {
 /// layers, rotary embeddings, attention and MLPs. `kiln-opt
 /// --kiln-raise-pipeline` runs the same passes.
 void buildRaisePipeline(mlir::OpPassManager &pm);
+
+/// The raise pipeline followed by -llm-kv-cache-layout: @prefill and
+/// @decode over packed tokens and a paged KV cache of `blockSize`-token
+/// blocks (`kiln-opt --kiln-paged-pipeline="block-size=16 all-logits=0"`).
+void buildPagedPipeline(mlir::OpPassManager &pm, int64_t blockSize = 16,
+                        bool allLogits = false);
 
 /// Registers the pipelines with the global pass registry.
 void registerPipelines();

@@ -19,6 +19,7 @@ const KernelRegistry &kiln::reference::getKernelRegistry() {
     registerReductionKernels(r);
     registerLinearAlgebraKernels(r);
     registerModelKernels(r);
+    registerCacheKernels(r);
     return r;
   }();
   return registry;

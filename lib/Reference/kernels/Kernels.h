@@ -41,6 +41,7 @@ void registerShapeKernels(KernelRegistry &registry);
 void registerReductionKernels(KernelRegistry &registry);
 void registerLinearAlgebraKernels(KernelRegistry &registry);
 void registerModelKernels(KernelRegistry &registry);
+void registerCacheKernels(KernelRegistry &registry);
 
 //===----------------------------------------------------------------------===//
 // Helpers shared by the kernels

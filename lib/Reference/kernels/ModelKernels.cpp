@@ -205,6 +205,38 @@ static LogicalResult rotaryTableKernel(Operation *op, const Inputs &inputs,
   return success();
 }
 
+/// The packed form of the paged entry points: x [T, H, D], cos/sin [T, rot].
+static LogicalResult packedRope(Operation *op, const HostTensor &x,
+                                const HostTensor &cosT, const HostTensor &sinT,
+                                int64_t rot, Outputs &outputs) {
+  int64_t T = x.shape[0], H = x.shape[1], D = x.shape[2];
+  std::vector<int64_t> tableShape = {T, rot};
+  if (cosT.shape != tableShape || sinT.shape != tableShape || rot > D ||
+      rot % 2 != 0)
+    return op->emitOpError() << "cannot rotate " << x.shapeString()
+                             << " with tables " << cosT.shapeString() << " and "
+                             << sinT.shapeString() << " (rotary_dim " << rot
+                             << ")";
+  int64_t half = rot / 2;
+  std::vector<float> y(x.f);
+  for (int64_t t = 0; t < T; ++t) {
+    const float *c = cosT.f.data() + t * rot;
+    const float *sn = sinT.f.data() + t * rot;
+    for (int64_t h = 0; h < H; ++h) {
+      const float *in = x.f.data() + (t * H + h) * D;
+      float *o = y.data() + (t * H + h) * D;
+      for (int64_t i = 0; i < rot; ++i) {
+        float rotated = i < half ? -in[i + half] : in[i - half];
+        o[i] = in[i] * c[i] + rotated * sn[i];
+      }
+    }
+  }
+  HostTensor out(outputs[0].dtype, x.shape);
+  storeFloats(out, std::move(y));
+  outputs[0] = std::move(out);
+  return success();
+}
+
 static LogicalResult ropeKernel(Operation *op, const Inputs &inputs,
                                 Outputs &outputs) {
   const HostTensor &x = *inputs[0], &cosT = *inputs[1], &sinT = *inputs[2];
@@ -212,8 +244,10 @@ static LogicalResult ropeKernel(Operation *op, const Inputs &inputs,
   if (failed(expectFloat(op, x, "input")) || failed(expectFloat(op, cosT, "cos")) ||
       failed(expectFloat(op, sinT, "sin")) || failed(expectFloatResult(op, outputs)))
     return failure();
+  if (x.rank() == 3)
+    return packedRope(op, x, cosT, sinT, rot, outputs);
   if (x.rank() != 4)
-    return op->emitOpError() << "input must be [B, H, S, D], got "
+    return op->emitOpError() << "input must be [B, H, S, D] or [T, H, D], got "
                              << x.shapeString();
   int64_t B = x.shape[0], H = x.shape[1], S = x.shape[2], D = x.shape[3];
   // cos/sin are [B, S, rot]; [S, rot], [1, S, rot] and [B, 1, S, rot]

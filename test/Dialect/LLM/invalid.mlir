@@ -120,3 +120,67 @@ func.func private @qweight_bits(!llm.qweight<k = 64, n = 32, bits = 5, group = 3
 
 // expected-error @+1 {{kv cache block size must be a power of two, got 12}}
 func.func private @kv_block(!llm.kv_cache<layers = 2, kvHeads = 2, headDim = 64, block = 12, elementType = f16>)
+
+// -----
+
+func.func @kv_write_layout(%c: tensor<2x?x16x8xf32>, %k: tensor<?x2x8xf32>, %s: tensor<?xi64>) {
+  // expected-error @+1 {{cache must be [layers, num_blocks, 2, kv_heads, block_size, head_dim]}}
+  %y = llm.kv_cache_write %c, %k, %k, %s {layer = 0 : i64} : (tensor<2x?x16x8xf32>, tensor<?x2x8xf32>, tensor<?x2x8xf32>, tensor<?xi64>) -> tensor<2x?x16x8xf32>
+  return
+}
+
+// -----
+
+func.func @kv_write_layer(%c: tensor<2x?x2x2x16x8xf32>, %k: tensor<?x2x8xf32>, %s: tensor<?xi64>) {
+  // expected-error @+1 {{layer 2 is outside the cache's 2 layers}}
+  %y = llm.kv_cache_write %c, %k, %k, %s {layer = 2 : i64} : (tensor<2x?x2x2x16x8xf32>, tensor<?x2x8xf32>, tensor<?x2x8xf32>, tensor<?xi64>) -> tensor<2x?x2x2x16x8xf32>
+  return
+}
+
+// -----
+
+func.func @kv_write_heads(%c: tensor<2x?x2x2x16x8xf32>, %k: tensor<?x4x8xf32>, %s: tensor<?xi64>) {
+  // expected-error @+1 {{key heads mismatch: 4 vs 2}}
+  %y = llm.kv_cache_write %c, %k, %k, %s {layer = 0 : i64} : (tensor<2x?x2x2x16x8xf32>, tensor<?x4x8xf32>, tensor<?x4x8xf32>, tensor<?xi64>) -> tensor<2x?x2x2x16x8xf32>
+  return
+}
+
+// -----
+
+func.func @kv_write_dtype(%c: tensor<2x?x2x2x16x8xf16>, %k: tensor<?x2x8xf32>, %s: tensor<?xi64>) {
+  // expected-error @+1 {{key element type 'f32' differs from the cache's 'f16'}}
+  %y = llm.kv_cache_write %c, %k, %k, %s {layer = 0 : i64} : (tensor<2x?x2x2x16x8xf16>, tensor<?x2x8xf32>, tensor<?x2x8xf32>, tensor<?xi64>) -> tensor<2x?x2x2x16x8xf16>
+  return
+}
+
+// -----
+
+func.func @paged_attention_gqa(%q: tensor<?x6x8xf32>, %c: tensor<1x?x2x4x16x8xf32>, %t: tensor<?x?xi32>, %l: tensor<?xi32>) {
+  // expected-error @+1 {{num_heads (6) must be a positive multiple of kv_heads (4)}}
+  %y = llm.paged_attention %q, %c, %t, %l, %l {kv_heads = 4 : i64, layer = 0 : i64, num_heads = 6 : i64, scale = 1.0 : f32} : (tensor<?x6x8xf32>, tensor<1x?x2x4x16x8xf32>, tensor<?x?xi32>, tensor<?xi32>, tensor<?xi32>) -> tensor<?x6x8xf32>
+  return
+}
+
+// -----
+
+func.func @paged_attention_starts(%q: tensor<?x4x8xf32>, %c: tensor<1x?x2x2x16x8xf32>, %t: tensor<3x?xi32>, %l: tensor<3xi32>) {
+  // expected-error @+1 {{query_start_loc entries mismatch: 3 vs 4}}
+  %y = llm.paged_attention %q, %c, %t, %l, %l {kv_heads = 2 : i64, layer = 0 : i64, num_heads = 4 : i64, scale = 1.0 : f32} : (tensor<?x4x8xf32>, tensor<1x?x2x2x16x8xf32>, tensor<3x?xi32>, tensor<3xi32>, tensor<3xi32>) -> tensor<?x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @gather_last_rows(%x: tensor<?x32xf32>, %qsl: tensor<4xi32>) {
+  // expected-error @+1 {{result rows mismatch: 2 vs 3}}
+  %y = llm.gather_last_tokens %x, %qsl : (tensor<?x32xf32>, tensor<4xi32>) -> tensor<2x32xf32>
+  return
+}
+
+// -----
+
+func.func @rope_rank(%x: tensor<2x8xf32>, %c: tensor<2x8xf32>) {
+  // expected-error @+1 {{input must have rank 4 ([B, H, S, D]) or 3 ([T, H, D])}}
+  %y = llm.rope %x, %c, %c {rotary_dim = 8 : i64} : (tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  return
+}

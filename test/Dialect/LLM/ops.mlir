@@ -67,3 +67,23 @@ func.func @generic_ops(%x: tensor<2x3xf32>, %i: tensor<2xi64>) -> (tensor<?x?xf3
   %m = llm.reduce_mean %x axes %c {keepdims = 1 : i64} : (tensor<2x3xf32>, tensor<2xi64>) -> tensor<2x1xf32>
   return %s, %le : tensor<?x?xf32>, tensor<2x3xi1>
 }
+
+// The ops of the paged entry points: packed tokens [T, H, D], a cache
+// [layers, num_blocks, 2, kv_heads, block_size, head_dim].
+// CHECK-LABEL: func @paged_step
+func.func @paged_step(%tokens: tensor<?xi64>, %pos: tensor<?xi64>, %qsl: tensor<?xi32>, %tables: tensor<?x?xi32>,
+                      %ctx: tensor<?xi32>, %slots: tensor<?xi64>, %cache: tensor<2x?x2x2x16x8xf16>,
+                      %q: tensor<?x4x8xf16>, %k: tensor<?x2x8xf16>) -> (tensor<?x4x8xf16>, tensor<?x32xf16>) {
+  // CHECK: llm.rotary_table {{.*}} : (tensor<?xi64>) -> (tensor<?x8xf32>, tensor<?x8xf32>)
+  %cos, %sin = llm.rotary_table %pos {inv_freq = array<f32: 1.0, 0.1, 0.01, 0.001>} : (tensor<?xi64>) -> (tensor<?x8xf32>, tensor<?x8xf32>)
+  // CHECK: llm.rope {{.*}} : (tensor<?x2x8xf16>, tensor<?x8xf32>, tensor<?x8xf32>) -> tensor<?x2x8xf16>
+  %kr = llm.rope %k, %cos, %sin {rotary_dim = 8 : i64} : (tensor<?x2x8xf16>, tensor<?x8xf32>, tensor<?x8xf32>) -> tensor<?x2x8xf16>
+  // CHECK: llm.kv_cache_write %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {layer = 1 : i64} : (tensor<2x?x2x2x16x8xf16>, tensor<?x2x8xf16>, tensor<?x2x8xf16>, tensor<?xi64>) -> tensor<2x?x2x2x16x8xf16>
+  %c1 = llm.kv_cache_write %cache, %kr, %k, %slots {layer = 1 : i64} : (tensor<2x?x2x2x16x8xf16>, tensor<?x2x8xf16>, tensor<?x2x8xf16>, tensor<?xi64>) -> tensor<2x?x2x2x16x8xf16>
+  // CHECK: llm.paged_attention {{.*}} {kv_heads = 2 : i64, layer = 1 : i64, num_heads = 4 : i64, scale = 0.353553385 : f32, sliding_window = 4 : i64, softcap = 5.000000e+01 : f32}
+  %a = llm.paged_attention %q, %c1, %tables, %ctx, %qsl {kv_heads = 2 : i64, layer = 1 : i64, num_heads = 4 : i64, scale = 0.353553385 : f32, sliding_window = 4 : i64, softcap = 50.0 : f32} : (tensor<?x4x8xf16>, tensor<2x?x2x2x16x8xf16>, tensor<?x?xi32>, tensor<?xi32>, tensor<?xi32>) -> tensor<?x4x8xf16>
+  %flat = llm.reshape %a, %tokens : (tensor<?x4x8xf16>, tensor<?xi64>) -> tensor<?x32xf16>
+  // CHECK: llm.gather_last_tokens {{.*}} : (tensor<?x32xf16>, tensor<?xi32>) -> tensor<?x32xf16>
+  %last = llm.gather_last_tokens %flat, %qsl : (tensor<?x32xf16>, tensor<?xi32>) -> tensor<?x32xf16>
+  return %a, %last : tensor<?x4x8xf16>, tensor<?x32xf16>
+}

@@ -773,6 +773,166 @@ TEST_F(InterpreterTest, EveryLLMOpHasAKernel) {
 }
 
 //===----------------------------------------------------------------------===//
+// Paged KV cache
+//===----------------------------------------------------------------------===//
+
+/// [S, H, D] rows of a packed tensor starting at token `first`, as [H, S, D].
+static std::vector<float> headMajor(const std::vector<float> &packed,
+                                    int64_t first, int64_t S, int64_t H,
+                                    int64_t D) {
+  std::vector<float> out(H * S * D);
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t d = 0; d < D; ++d)
+        out[(h * S + s) * D + d] = packed[((first + s) * H + h) * D + d];
+  return out;
+}
+
+TEST_F(InterpreterTest, PagedAttentionOverRaggedBlockTables) {
+  // Two sequences of 5 and 3 tokens, all appended in this step, in blocks
+  // of 2 tokens scattered over the pool; layer 1 of a 2-layer cache that is
+  // NaN wherever nothing was written.
+  const int64_t H = 4, KVH = 2, D = 4, B = 2, blocks = 5, T = 8;
+  std::vector<float> q = pseudoRandom(T * H * D, 31),
+                     k = pseudoRandom(T * KVH * D, 32),
+                     v = pseudoRandom(T * KVH * D, 33);
+  std::vector<int64_t> tables = {3, 1, 4, 2, 0, 0};
+  std::vector<int64_t> slots;
+  for (int64_t j = 0; j < 5; ++j)
+    slots.push_back(tables[j / B] * B + j % B);
+  for (int64_t j = 0; j < 3; ++j)
+    slots.push_back(tables[3 + j / B] * B + j % B);
+  HostTensor cache(DType::F32, {2, blocks, 2, KVH, B, D});
+  std::fill(cache.f.begin(), cache.f.end(), NAN);
+  HostTensor r = run1(R"mlir(
+    func.func @main(%q: tensor<?x4x4xf32>, %k: tensor<?x2x4xf32>, %v: tensor<?x2x4xf32>, %slots: tensor<?xi64>,
+                    %cache: tensor<2x?x2x2x2x4xf32>, %tables: tensor<?x?xi32>, %ctx: tensor<?xi32>, %qsl: tensor<?xi32>) -> tensor<?x4x4xf32> {
+      %c = llm.kv_cache_write %cache, %k, %v, %slots {layer = 1 : i64} : (tensor<2x?x2x2x2x4xf32>, tensor<?x2x4xf32>, tensor<?x2x4xf32>, tensor<?xi64>) -> tensor<2x?x2x2x2x4xf32>
+      %a = llm.paged_attention %q, %c, %tables, %ctx, %qsl {layer = 1 : i64, scale = 0.5 : f32, num_heads = 4 : i64, kv_heads = 2 : i64, sliding_window = 2 : i64} : (tensor<?x4x4xf32>, tensor<2x?x2x2x2x4xf32>, tensor<?x?xi32>, tensor<?xi32>, tensor<?xi32>) -> tensor<?x4x4xf32>
+      return %a : tensor<?x4x4xf32>
+    })mlir",
+                      {HostTensor::fromFloats({T, H, D}, q),
+                       HostTensor::fromFloats({T, KVH, D}, k),
+                       HostTensor::fromFloats({T, KVH, D}, v),
+                       HostTensor::fromInts({T}, slots), cache,
+                       HostTensor::fromInts({2, 3}, tables, DType::I32),
+                       HostTensor::fromInts({2}, {5, 3}, DType::I32),
+                       HostTensor::fromInts({3}, {0, 5, 8}, DType::I32)});
+  ASSERT_EQ(r.shape, (std::vector<int64_t>{T, H, D}));
+  int64_t first = 0;
+  for (int64_t len : {5, 3}) {
+    std::vector<float> expected = naiveAttention(
+        headMajor(q, first, len, H, D), headMajor(k, first, len, KVH, D),
+        headMajor(v, first, len, KVH, D), H, KVH, len, len, D, 0.5f, true, 2,
+        nullptr);
+    std::vector<float> got = headMajor(r.f, first, len, H, D);
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], expected[i], 1e-5f) << "token " << first << ", " << i;
+    first += len;
+  }
+}
+
+TEST_F(InterpreterTest, PagedDecodeStepMatchesAttentionWithSoftcap) {
+  // Three tokens cached by an earlier write (plus a padding token at slot
+  // -1, which must be skipped), two appended now: the new queries sit at
+  // positions 3 and 4, where llm.attention's bottom-right causal alignment
+  // puts them.
+  const int64_t H = 2, KVH = 1, D = 4, B = 4;
+  std::vector<float> k = pseudoRandom(5 * KVH * D, 41),
+                     v = pseudoRandom(5 * KVH * D, 42),
+                     q = pseudoRandom(2 * H * D, 43);
+  std::vector<float> kPast(k.begin(), k.begin() + 3 * D),
+      vPast(v.begin(), v.begin() + 3 * D), kNew(k.begin() + 3 * D, k.end()),
+      vNew(v.begin() + 3 * D, v.end());
+  kPast.insert(kPast.end(), D, 100.0f); // a padding token, never written
+  vPast.insert(vPast.end(), D, 100.0f);
+  HostTensor cache(DType::F32, {1, 3, 2, KVH, B, D});
+  std::fill(cache.f.begin(), cache.f.end(), NAN);
+  std::vector<HostTensor> outputs;
+  mlir::LogicalResult status = run(R"mlir(
+    func.func @main(%cache: tensor<1x?x2x1x4x4xf32>, %kp: tensor<?x1x4xf32>, %vp: tensor<?x1x4xf32>, %sp: tensor<?xi64>,
+                    %kn: tensor<?x1x4xf32>, %vn: tensor<?x1x4xf32>, %sn: tensor<?xi64>, %q: tensor<?x2x4xf32>,
+                    %tables: tensor<?x?xi32>, %ctx: tensor<?xi32>, %qsl: tensor<?xi32>,
+                    %q4: tensor<1x2x2x4xf32>, %k4: tensor<1x1x5x4xf32>, %v4: tensor<1x1x5x4xf32>) -> (tensor<?x2x4xf32>, tensor<1x2x2x4xf32>) {
+      %c1 = llm.kv_cache_write %cache, %kp, %vp, %sp {layer = 0 : i64} : (tensor<1x?x2x1x4x4xf32>, tensor<?x1x4xf32>, tensor<?x1x4xf32>, tensor<?xi64>) -> tensor<1x?x2x1x4x4xf32>
+      %c2 = llm.kv_cache_write %c1, %kn, %vn, %sn {layer = 0 : i64} : (tensor<1x?x2x1x4x4xf32>, tensor<?x1x4xf32>, tensor<?x1x4xf32>, tensor<?xi64>) -> tensor<1x?x2x1x4x4xf32>
+      %a = llm.paged_attention %q, %c2, %tables, %ctx, %qsl {layer = 0 : i64, scale = 0.7 : f32, num_heads = 2 : i64, kv_heads = 1 : i64, softcap = 0.5 : f32} : (tensor<?x2x4xf32>, tensor<1x?x2x1x4x4xf32>, tensor<?x?xi32>, tensor<?xi32>, tensor<?xi32>) -> tensor<?x2x4xf32>
+      %r = llm.attention %q4, %k4, %v4 {scale = 0.7 : f32, num_heads = 2 : i64, kv_heads = 1 : i64, causal = true, softcap = 0.5 : f32} : (tensor<1x2x2x4xf32>, tensor<1x1x5x4xf32>, tensor<1x1x5x4xf32>) -> tensor<1x2x2x4xf32>
+      return %a, %r : tensor<?x2x4xf32>, tensor<1x2x2x4xf32>
+    })mlir",
+                                  {cache, HostTensor::fromFloats({4, KVH, D}, kPast),
+                                   HostTensor::fromFloats({4, KVH, D}, vPast),
+                                   HostTensor::fromInts({4}, {4, 5, 6, -1}),
+                                   HostTensor::fromFloats({2, KVH, D}, kNew),
+                                   HostTensor::fromFloats({2, KVH, D}, vNew),
+                                   HostTensor::fromInts({2}, {7, 8}),
+                                   HostTensor::fromFloats({2, H, D}, q),
+                                   HostTensor::fromInts({1, 3}, {1, 2, 0}, DType::I32),
+                                   HostTensor::fromInts({1}, {5}, DType::I32),
+                                   HostTensor::fromInts({2}, {0, 2}, DType::I32),
+                                   HostTensor::fromFloats({1, H, 2, D}, headMajor(q, 0, 2, H, D)),
+                                   HostTensor::fromFloats({1, KVH, 5, D}, k),
+                                   HostTensor::fromFloats({1, KVH, 5, D}, v)},
+                                  outputs);
+  ASSERT_TRUE(mlir::succeeded(status)) << diagnostics;
+  // Block table [1, 2, 0] of 4-token blocks: positions 0..3 are slots 4..7,
+  // position 4 is slot 8.
+  expectFloats(outputs[0], {2, H, D}, headMajor(outputs[1].f, 0, 2, H, D),
+               1e-6f);
+}
+
+TEST_F(InterpreterTest, PagedKernelsDiagnoseBadBatches) {
+  HostTensor cache(DType::F32, {1, 2, 2, 1, 2, 2});
+  std::vector<HostTensor> outputs;
+  EXPECT_TRUE(mlir::failed(run(R"mlir(
+    func.func @main(%q: tensor<?x1x2xf32>, %c: tensor<1x?x2x1x2x2xf32>, %t: tensor<?x?xi32>, %l: tensor<?xi32>, %s: tensor<?xi32>) -> tensor<?x1x2xf32> {
+      %a = llm.paged_attention %q, %c, %t, %l, %s {layer = 0 : i64, scale = 1.0 : f32, num_heads = 1 : i64, kv_heads = 1 : i64} : (tensor<?x1x2xf32>, tensor<1x?x2x1x2x2xf32>, tensor<?x?xi32>, tensor<?xi32>, tensor<?xi32>) -> tensor<?x1x2xf32>
+      return %a : tensor<?x1x2xf32>
+    })mlir",
+                               {HostTensor::fromFloats({3, 1, 2}, {1, 2, 3, 4, 5, 6}),
+                                cache, HostTensor::fromInts({1, 1}, {0}, DType::I32),
+                                HostTensor::fromInts({1}, {3}, DType::I32),
+                                HostTensor::fromInts({2}, {0, 3}, DType::I32)},
+                               outputs)));
+  EXPECT_NE(diagnostics.find("sequence 0 of 3 tokens needs more than the 1 "
+                             "blocks of its block table"),
+            std::string::npos)
+      << diagnostics;
+}
+
+TEST_F(InterpreterTest, GatherLastTokensAndPackedRope) {
+  // Rows 1 and 4 are the last tokens of sequences [0, 2) and [2, 5).
+  HostTensor x = HostTensor::fromFloats({5, 2}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  HostTensor r = run1(R"mlir(
+    func.func @main(%x: tensor<?x2xf32>, %qsl: tensor<?xi32>) -> tensor<?x2xf32> {
+      %r = llm.gather_last_tokens %x, %qsl : (tensor<?x2xf32>, tensor<?xi32>) -> tensor<?x2xf32>
+      return %r : tensor<?x2xf32>
+    })mlir",
+                      {x, HostTensor::fromInts({3}, {0, 2, 5}, DType::I32)});
+  expectFloats(r, {2, 2}, {2, 3, 8, 9});
+
+  // Packed [T, H, D] rope equals the [B, H, S, D] form on the same rows.
+  const int64_t T = 3, H = 2, D = 6;
+  std::vector<float> xs = pseudoRandom(T * H * D, 51);
+  std::vector<HostTensor> outputs;
+  mlir::LogicalResult status = run(R"mlir(
+    func.func @main(%x: tensor<?x2x6xf32>, %x4: tensor<1x2x3x6xf32>, %p: tensor<?xi64>, %p2: tensor<1x3xi64>) -> (tensor<?x2x6xf32>, tensor<1x2x3x6xf32>) {
+      %c, %s = llm.rotary_table %p {inv_freq = array<f32: 1.0, 0.5>} : (tensor<?xi64>) -> (tensor<?x4xf32>, tensor<?x4xf32>)
+      %r = llm.rope %x, %c, %s {rotary_dim = 4 : i64} : (tensor<?x2x6xf32>, tensor<?x4xf32>, tensor<?x4xf32>) -> tensor<?x2x6xf32>
+      %c4, %s4 = llm.rotary_table %p2 {inv_freq = array<f32: 1.0, 0.5>} : (tensor<1x3xi64>) -> (tensor<1x3x4xf32>, tensor<1x3x4xf32>)
+      %r4 = llm.rope %x4, %c4, %s4 {rotary_dim = 4 : i64} : (tensor<1x2x3x6xf32>, tensor<1x3x4xf32>, tensor<1x3x4xf32>) -> tensor<1x2x3x6xf32>
+      return %r, %r4 : tensor<?x2x6xf32>, tensor<1x2x3x6xf32>
+    })mlir",
+                                  {HostTensor::fromFloats({T, H, D}, xs),
+                                   HostTensor::fromFloats({1, H, T, D}, headMajor(xs, 0, T, H, D)),
+                                   HostTensor::fromInts({T}, {4, 0, 7}),
+                                   HostTensor::fromInts({1, T}, {4, 0, 7})},
+                                  outputs);
+  ASSERT_TRUE(mlir::succeeded(status)) << diagnostics;
+  expectFloats(outputs[1], {1, H, T, D}, headMajor(outputs[0].f, 0, T, H, D));
+}
+
+//===----------------------------------------------------------------------===//
 // Weights
 //===----------------------------------------------------------------------===//
 

@@ -1,17 +1,18 @@
 //===- KVCacheConfig.h - Shape of the paged KV cache and its memory layout ===//
 //
-// Memory layout (what the device allocates and the attention kernels index):
+// Memory layout (what the device allocates and the attention kernels index),
+// the layout of the compiler's `kv_cache` argument (-llm-kv-cache-layout):
 //
-//   for each layer l in [0, num_layers):
-//     K[l]: [num_blocks, kv_heads, block_size, head_dim]   element_bytes each
-//     V[l]: [num_blocks, kv_heads, block_size, head_dim]
+//   [num_layers, num_blocks, 2 (K, V), kv_heads, block_size, head_dim]
 //
-// Element (block b, head h, token t, dim d) of one layer's K lives at
-// ((b * kv_heads + h) * block_size + t) * head_dim + d. With grouped-query
-// attention the cache holds the kv_heads KV heads once; the query heads of a
-// group read the same KV head, so nothing is stored per query head. Head-major
-// inside a block keeps a head's block_size x head_dim tile contiguous, which
-// is the tile a decode kernel loads per (sequence, kv head, block).
+// Element (layer l, block b, K/V c, head h, token t, dim d) lives at
+// ((((l * num_blocks + b) * 2 + c) * kv_heads + h) * block_size + t)
+// * head_dim + d. With grouped-query attention the cache holds the kv_heads
+// KV heads once; the query heads of a group read the same KV head, so nothing
+// is stored per query head. Head-major inside a block keeps a head's
+// block_size x head_dim tile contiguous, which is the tile a decode kernel
+// loads per (sequence, kv head, block); K and V of a block sit side by side
+// so that a copy-on-write moves one contiguous 2 x kv_heads tile set.
 //
 // A token's "slot" is block * block_size + t (vLLM's slot_mapping), the
 // index of its row in the cache viewed as [num_blocks * block_size] tokens.

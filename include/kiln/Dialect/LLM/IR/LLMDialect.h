@@ -30,7 +30,7 @@
 
 namespace kiln::llm {
 /// True for the model ops (embedding, norms, rope, linear, attention, MLP,
-/// activations) and for weights and constants: what a fully raised model
+/// activations, the paged KV-cache ops) and for weights and constants: what a fully raised model
 /// body consists of. Generic ONNX-semantics ops answer false.
 bool isRaisedOp(mlir::Operation *op);
 } // namespace kiln::llm

@@ -90,9 +90,11 @@ def LLM_LayerNormOp : LLM_Op<"layer_norm", [Pure]> {
 def LLM_RotaryTableOp : LLM_Op<"rotary_table", [Pure]> {
   let summary = "Builds the cos and sin tables of rotary embeddings for position ids.";
   let description = [{
-    For positions `p` of shape `[B, S]` and the inverse frequencies `inv_freq`
+    For positions `p` of shape `[B, S]` (or `[T]`, the packed tokens of the
+    paged entry points) and the inverse frequencies `inv_freq`
     (`rotary_dim / 2` of them), yields `cos` and `sin` of shape
-    `[B, S, rotary_dim]`: `angle[b, s, i] = p[b, s] * inv_freq[i mod rotary_dim/2]`,
+    `[B, S, rotary_dim]` (`[T, rotary_dim]`):
+    `angle[b, s, i] = p[b, s] * inv_freq[i mod rotary_dim/2]`,
     times `attention_scaling`. `theta` is set when `inv_freq` is the plain
     `theta^(-2i/rotary_dim)` series (no llama3/yarn scaling).
   }];
@@ -107,9 +109,11 @@ def LLM_RotaryTableOp : LLM_Op<"rotary_table", [Pure]> {
 def LLM_RopeOp : LLM_Op<"rope", [Pure]> {
   let summary = "Applies rotary position embeddings to queries or keys.";
   let description = [{
-    `input` is `[B, H, S, D]`, `cos` and `sin` are `[B, S, rotary_dim]`. The
-    first `rotary_dim` channels are rotated in the half-split (GPT-NeoX/Llama)
-    convention: `y = x * cos + rotate_half(x) * sin`; the rest pass through.
+    `input` is `[B, H, S, D]`, `cos` and `sin` are `[B, S, rotary_dim]`; or,
+    in the packed form of the paged entry points, `input` is `[T, H, D]` and
+    `cos`/`sin` are `[T, rotary_dim]`. The first `rotary_dim` channels are
+    rotated in the half-split (GPT-NeoX/Llama) convention:
+    `y = x * cos + rotate_half(x) * sin`; the rest pass through.
   }];
   let arguments = (ins AnyTensor:$input, AnyTensor:$cos, AnyTensor:$sin,
                        I64Attr:$rotary_dim);
@@ -185,6 +189,7 @@ def LLM_GeluOp : LLM_ActivationOp<"gelu", "The exact GELU activation x * Phi(x).
 def LLM_GeluTanhOp : LLM_ActivationOp<"gelu_tanh", "The tanh approximation of GELU.">;
 def LLM_ReluOp : LLM_ActivationOp<"relu", "The rectified linear unit max(x, 0).">;
 
+include "kiln/Dialect/LLM/IR/LLMCacheOps.td"
 include "kiln/Dialect/LLM/IR/LLMGenericOps.td"
 
 #endif // KILN_DIALECT_LLM_OPS

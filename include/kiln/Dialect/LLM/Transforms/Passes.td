@@ -157,4 +157,58 @@ def LLMReportUnraised : Pass<"llm-report-unraised", "::mlir::func::FuncOp"> {
   ];
 }
 
+def LLMKVCacheLayout : Pass<"llm-kv-cache-layout", "::mlir::ModuleOp"> {
+  let summary = "Rewrites a raised model into prefill and decode entry points over a paged KV cache.";
+  let description = [{
+    Replaces the model function (`@main`: stateless `input_ids -> logits`,
+    or with past/present key-value inputs and outputs) by two functions over
+    packed tokens and a paged KV cache, with the argument conventions of the
+    runtime's `ForwardBatch`:
+
+    ```
+    func.func @prefill(%tokens: tensor<?xi64>, %positions: tensor<?xi64>,
+                       %query_start_loc: tensor<?xi32>,
+                       %block_tables: tensor<?x?xi32>,
+                       %context_lens: tensor<?xi32>,
+                       %slot_mapping: tensor<?xi64>,
+                       %kv_cache: tensor<L x ? x 2 x Hkv x block x D x dtype>)
+        -> (tensor<?xVxf..>, tensor<L x ? x 2 x Hkv x block x D x dtype>)
+    func.func @decode(...same arguments...) -> (...same results...)
+    ```
+
+    The `T` tokens of `N` sequences are packed token-major (`[T, hidden]`,
+    heads as `[T, H, D]`); batch and sequence length are never baked in, so
+    a model exported at batch 1 serves any number of sequences. Each
+    `llm.attention` becomes `llm.kv_cache_write` of the step's keys and
+    values at `slot_mapping` followed by `llm.paged_attention` over the
+    sequence's block table (layer `l` is the `l`-th attention of the
+    function); rotary tables read `positions`, position embeddings too.
+    `@prefill` returns the logits of the last token of each sequence
+    (`[N, V]`, selected by `llm.gather_last_tokens` before the final norm
+    and LM head) or, with `all-logits`, of every token (`[T, V]`); `@decode`
+    takes one token per sequence (`query_start_loc = [0, 1, ..., N]`) and
+    returns `[N, V]`.
+
+    The rewrite follows every value from the token ids to the logits and
+    re-creates each op in packed form: model ops, casts, elementwise
+    arithmetic with weights or constants, residual additions, reshapes that
+    keep token rows, the `[0, 2, 1, 3]` head transposes, last-axis splits
+    and slices (fused projections), rotary embeddings and attention. The
+    attention mask, the shape arithmetic and the past/present
+    concatenations are dropped: paged attention is causal by construction.
+    Anything else on that path (a slice along the sequence, a mask that reads
+    the token ids, non-causal attention) fails with an error at the op that
+    says what was expected.
+  }];
+  let options = [
+    Option<"blockSize", "block-size", "int64_t", "16",
+           "Tokens per KV-cache block">,
+    Option<"allLogits", "all-logits", "bool", "false",
+           "@prefill returns the logits of every token instead of the last "
+           "token of each sequence">
+  ];
+  let dependentDialects = ["::kiln::llm::LLMDialect",
+                           "::mlir::func::FuncDialect"];
+}
+
 #endif // KILN_DIALECT_LLM_TRANSFORMS_PASSES
