@@ -284,7 +284,7 @@ public:
             for (int64_t j = 0; j < data->shape[i]; ++j)
               picks[i].push_back(j);
           for (auto [k, axis] : llvm::enumerate(axes)) {
-            auto idx = sliceAxis(data->shape[axis], (*starts)[k], (*ends)[k],
+            auto idx = sliceIndices(data->shape[axis], (*starts)[k], (*ends)[k],
                                  steps[k]);
             if (!idx)
               return std::nullopt;
@@ -509,29 +509,6 @@ private:
       values.push_back(e.constant);
     }
     return intTensor({(int64_t)values.size()}, elem, values);
-  }
-
-  std::optional<SmallVector<int64_t>> sliceAxis(int64_t n, int64_t start,
-                                                int64_t end, int64_t step) {
-    if (step == 0)
-      return std::nullopt;
-    if (start < 0)
-      start += n;
-    if (end < 0)
-      end += n;
-    SmallVector<int64_t> idx;
-    if (step > 0) {
-      start = std::clamp<int64_t>(start, 0, n);
-      end = std::clamp<int64_t>(end, 0, n);
-      for (int64_t i = start; i < end; i += step)
-        idx.push_back(i);
-    } else {
-      start = std::clamp<int64_t>(start, 0, n - 1);
-      end = std::clamp<int64_t>(end, -1, n - 1);
-      for (int64_t i = start; i > end; i += step)
-        idx.push_back(i);
-    }
-    return idx;
   }
 
   /// The elements at the cartesian product of per-axis indices.

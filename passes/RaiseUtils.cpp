@@ -590,9 +590,8 @@ zipSym(const SmallVector<SymDim> &a, const SmallVector<SymDim> &b, Fn fn) {
   return result;
 }
 
-/// The indices an ONNX slice of one axis of length `n` visits.
-static std::optional<SmallVector<int64_t>>
-sliceIndices(int64_t n, int64_t start, int64_t end, int64_t step) {
+std::optional<SmallVector<int64_t>>
+kiln::llm::sliceIndices(int64_t n, int64_t start, int64_t end, int64_t step) {
   if (step == 0)
     return std::nullopt;
   if (start < 0)

@@ -31,6 +31,12 @@ namespace kiln::llm {
 std::optional<llvm::SmallVector<int64_t>>
 getConstantInts(mlir::Value v, int64_t maxElements = 4096);
 
+/// The indices an ONNX Slice visits along one axis of length `n` (negative
+/// start/end count from the end, then clamp as ONNX specifies); nullopt for
+/// a zero step.
+std::optional<llvm::SmallVector<int64_t>>
+sliceIndices(int64_t n, int64_t start, int64_t end, int64_t step);
+
 /// The value of a floating-point `llm.constant` whose elements are all
 /// equal (a scalar, `[1]` or any splat), or nullopt.
 std::optional<double> getSplatFloat(mlir::Value v);
