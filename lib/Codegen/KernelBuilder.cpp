@@ -42,11 +42,12 @@ KernelBuilder::createKernel(gpu::GPUModuleOp module, StringRef name,
                 getDenseI32ArrayAttr({static_cast<int32_t>(blockSize), 1, 1}));
   for (auto [i, use] : llvm::enumerate(access)) {
     func.setArgAttr(i, LLVM::LLVMDialect::getNoAliasAttrName(), getUnitAttr());
-    func.setArgAttr(i,
-                    use == ArgAccess::ReadOnly
-                        ? LLVM::LLVMDialect::getReadonlyAttrName()
-                        : LLVM::LLVMDialect::getWriteOnlyAttrName(),
-                    getUnitAttr());
+    if (use != ArgAccess::ReadWrite)
+      func.setArgAttr(i,
+                      use == ArgAccess::ReadOnly
+                          ? LLVM::LLVMDialect::getReadonlyAttrName()
+                          : LLVM::LLVMDialect::getWriteOnlyAttrName(),
+                      getUnitAttr());
   }
   setInsertionPointToStart(&func.getBody().front());
   return func;
@@ -75,6 +76,52 @@ Value KernelBuilder::threadIdX() {
 
 Value KernelBuilder::blockIdX() {
   return gpu::BlockIdOp::create(*this, gpu::Dimension::x);
+}
+
+Value KernelBuilder::blockIdY() {
+  return gpu::BlockIdOp::create(*this, gpu::Dimension::y);
+}
+
+Value KernelBuilder::blockIdZ() {
+  return gpu::BlockIdOp::create(*this, gpu::Dimension::z);
+}
+
+Value KernelBuilder::add(Value a, Value b) {
+  return arith::AddIOp::create(*this, a, b);
+}
+Value KernelBuilder::sub(Value a, Value b) {
+  return arith::SubIOp::create(*this, a, b);
+}
+Value KernelBuilder::mul(Value a, Value b) {
+  return arith::MulIOp::create(*this, a, b);
+}
+Value KernelBuilder::divU(Value a, int64_t b) {
+  return arith::DivUIOp::create(*this, a, index(b));
+}
+Value KernelBuilder::remU(Value a, int64_t b) {
+  return arith::RemUIOp::create(*this, a, index(b));
+}
+Value KernelBuilder::minS(Value a, Value b) {
+  return arith::MinSIOp::create(*this, a, b);
+}
+Value KernelBuilder::maxS(Value a, Value b) {
+  return arith::MaxSIOp::create(*this, a, b);
+}
+Value KernelBuilder::cmp(arith::CmpIPredicate predicate, Value a, Value b) {
+  return arith::CmpIOp::create(*this, predicate, a, b);
+}
+Value KernelBuilder::andI(Value a, Value b) {
+  return arith::AndIOp::create(*this, a, b);
+}
+
+Value KernelBuilder::loadIndex(Value memref, ValueRange indices) {
+  // With its natural alignment: NVPTX otherwise splits an i64 load of a
+  // bare pointer into two 32-bit loads.
+  Type elementType = cast<MemRefType>(memref.getType()).getElementType();
+  Value loaded = memref::LoadOp::create(
+      *this, memref, indices, /*nontemporal=*/false,
+      llvm::MaybeAlign(elementType.getIntOrFloatBitWidth() / 8));
+  return arith::IndexCastOp::create(*this, getIndexType(), loaded);
 }
 
 //===----------------------------------------------------------------------===//
@@ -110,6 +157,26 @@ void KernelBuilder::storeFromF32(Value value, Value memref,
                           accessAlignment(elementType, width));
 }
 
+Value KernelBuilder::loadVector(Value memref, ValueRange indices, int64_t width,
+                                int64_t alignBytes) {
+  Type elementType = cast<MemRefType>(memref.getType()).getElementType();
+  return vector::LoadOp::create(
+      *this, VectorType::get({width}, elementType), memref, indices,
+      /*nontemporal=*/false,
+      alignBytes ? llvm::MaybeAlign(alignBytes)
+                 : accessAlignment(elementType, width));
+}
+
+void KernelBuilder::storeVector(Value value, Value memref, ValueRange indices,
+                                int64_t alignBytes) {
+  Type elementType = cast<MemRefType>(memref.getType()).getElementType();
+  int64_t width = cast<VectorType>(value.getType()).getNumElements();
+  vector::StoreOp::create(*this, value, memref, indices,
+                          /*nontemporal=*/false,
+                          alignBytes ? llvm::MaybeAlign(alignBytes)
+                                     : accessAlignment(elementType, width));
+}
+
 //===----------------------------------------------------------------------===//
 // Control flow
 //===----------------------------------------------------------------------===//
@@ -140,13 +207,23 @@ Value KernelBuilder::ifElse(Value cond, const std::function<Value()> &then,
 // Reductions
 //===----------------------------------------------------------------------===//
 
-Value KernelBuilder::warpSum(Value value, int64_t lanes) {
-  for (int64_t offset = lanes / 2; offset >= 1; offset /= 2) {
-    auto shuffle = gpu::ShuffleOp::create(*this, value, offset, kWarpSize,
-                                          gpu::ShuffleMode::XOR);
-    value = arith::AddFOp::create(*this, value, shuffle.getShuffleResult());
-  }
+Value KernelBuilder::shuffleXor(Value value, int64_t offset) {
+  return gpu::ShuffleOp::create(*this, value, offset, kWarpSize,
+                                gpu::ShuffleMode::XOR)
+      .getShuffleResult();
+}
+
+Value KernelBuilder::warpReduce(Value value, int64_t lanes,
+                                const std::function<Value(Value, Value)> &fn) {
+  for (int64_t offset = lanes / 2; offset >= 1; offset /= 2)
+    value = fn(value, shuffleXor(value, offset));
   return value;
+}
+
+Value KernelBuilder::warpSum(Value value, int64_t lanes) {
+  return warpReduce(value, lanes, [&](Value a, Value b) {
+    return arith::AddFOp::create(*this, a, b).getResult();
+  });
 }
 
 Value KernelBuilder::blockSum(Value value, Value threadId, int64_t numWarps,
@@ -204,4 +281,20 @@ Value KernelBuilder::rsqrtApprox(Value scalar) {
 
 Value KernelBuilder::exp2Approx(Value scalar) {
   return callF32Intrinsic(*this, "llvm.nvvm.ex2.approx.f32", scalar);
+}
+
+Value KernelBuilder::tanhApprox(Value scalar) {
+  // LLVM 20+ has no llvm.nvvm.tanh.approx.f32; NVPTX selects tanh.approx.f32
+  // for llvm.tanh.f32 with the afn flag (sm_75+, PTX 7.0+).
+  return LLVM::CallIntrinsicOp::create(
+             *this, TypeRange{getF32Type()}, getStringAttr("llvm.tanh.f32"),
+             ValueRange{scalar},
+             LLVM::FastmathFlagsAttr::get(getContext(),
+                                          LLVM::FastmathFlags::afn))
+      ->getResult(0);
+}
+
+void KernelBuilder::fenceGpu() {
+  LLVM::CallIntrinsicOp::create(*this, getStringAttr("llvm.nvvm.membar.gl"),
+                                ValueRange{});
 }

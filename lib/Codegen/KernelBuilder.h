@@ -14,6 +14,7 @@
 
 #include "kiln/Codegen/KernelSpec.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 
@@ -34,8 +35,10 @@ int64_t pickVectorWidth(int64_t extent, KernelDType dtype);
 inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t roundUp(int64_t a, int64_t b) { return ceilDiv(a, b) * b; }
 
-/// How a kernel argument is used, which picks its LLVM attributes.
-enum class ArgAccess { ReadOnly, WriteOnly };
+/// How a kernel argument is used, which picks its LLVM attributes: all are
+/// noalias; ReadOnly adds readonly (loads through ld.global.nc), WriteOnly
+/// writeonly, ReadWrite nothing more (a cache updated in place, scratch).
+enum class ArgAccess { ReadOnly, WriteOnly, ReadWrite };
 
 class KernelBuilder : public mlir::ImplicitLocOpBuilder {
 public:
@@ -61,6 +64,28 @@ public:
 
   mlir::Value threadIdX();
   mlir::Value blockIdX();
+  mlir::Value blockIdY();
+  mlir::Value blockIdZ();
+
+  /// Index arithmetic shorthands (arith on `index`).
+  mlir::Value add(mlir::Value a, mlir::Value b);
+  mlir::Value sub(mlir::Value a, mlir::Value b);
+  mlir::Value mul(mlir::Value a, mlir::Value b);
+  mlir::Value mul(mlir::Value a, int64_t b) { return mul(a, index(b)); }
+  mlir::Value add(mlir::Value a, int64_t b) { return add(a, index(b)); }
+  mlir::Value divU(mlir::Value a, int64_t b);
+  mlir::Value remU(mlir::Value a, int64_t b);
+  mlir::Value minS(mlir::Value a, mlir::Value b);
+  mlir::Value maxS(mlir::Value a, mlir::Value b);
+  mlir::Value cmp(mlir::arith::CmpIPredicate predicate, mlir::Value a,
+                  mlir::Value b);
+  mlir::Value cmp(mlir::arith::CmpIPredicate predicate, mlir::Value a,
+                  int64_t b) {
+    return cmp(predicate, a, index(b));
+  }
+  mlir::Value andI(mlir::Value a, mlir::Value b);
+  /// Loads one i32 or i64 element and sign-extends it to index.
+  mlir::Value loadIndex(mlir::Value memref, mlir::ValueRange indices);
 
   /// Loads `width` consecutive elements of `memref` at `indices` (one
   /// aligned vector.load) and widens them to vector<width x f32>.
@@ -70,6 +95,13 @@ public:
   /// at `indices` (one aligned vector.store).
   void storeFromF32(mlir::Value value, mlir::Value memref,
                     mlir::ValueRange indices);
+  /// Loads `width` consecutive elements as they are (a copy, or f32 data).
+  /// `alignBytes` 0: the natural alignment of the whole vector, which the
+  /// caller guarantees (index a multiple of `width`).
+  mlir::Value loadVector(mlir::Value memref, mlir::ValueRange indices,
+                         int64_t width, int64_t alignBytes = 0);
+  void storeVector(mlir::Value value, mlir::Value memref,
+                   mlir::ValueRange indices, int64_t alignBytes = 0);
 
   /// `then()` under `cond`, with no results.
   void ifThen(mlir::Value cond, const std::function<void()> &then);
@@ -81,6 +113,12 @@ public:
   /// log2(lanes) gpu.shuffle xor steps; every lane ends with the sum of its
   /// own group (with 32, of the whole warp).
   mlir::Value warpSum(mlir::Value value, int64_t lanes = kWarpSize);
+  /// The same butterfly with another combining function (max, integer add).
+  mlir::Value warpReduce(
+      mlir::Value value, int64_t lanes,
+      const std::function<mlir::Value(mlir::Value, mlir::Value)> &combine);
+  /// The value of lane `lane ^ offset` (gpu.shuffle xor over the warp).
+  mlir::Value shuffleXor(mlir::Value value, int64_t offset);
   /// Sum over the whole thread block, returned to every thread: warpSum,
   /// lane 0 of each warp writes its sum into `scratch` (workgroup memory of
   /// `numWarps` f32), a barrier, then each warp sums the `numWarps` values
@@ -94,8 +132,15 @@ public:
                           const std::function<mlir::Value(mlir::Value)> &fn);
   /// rsqrt.approx.f32 (max relative error 2^-22.9).
   mlir::Value rsqrtApprox(mlir::Value scalar);
-  /// ex2.approx.f32 (max relative error 2^-22.5 for |x| < 126).
+  /// ex2.approx.f32 (max relative error 2^-22.5 for |x| < 126; -inf gives
+  /// +0).
   mlir::Value exp2Approx(mlir::Value scalar);
+  /// tanh.approx.f32 (sm_75+, max relative error about 2^-11): llvm.tanh.f32
+  /// with the afn flag.
+  mlir::Value tanhApprox(mlir::Value scalar);
+  /// membar.gl (fence.sc.gpu): orders this thread's global memory accesses
+  /// before and after it for every thread of the GPU.
+  void fenceGpu();
 };
 
 } // namespace codegen

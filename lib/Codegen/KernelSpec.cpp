@@ -3,8 +3,11 @@
 #include "kiln/Codegen/KernelSpec.h"
 
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinTypes.h"
 #include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/raw_ostream.h"
+
+#include <cstdio>
 
 using namespace kiln::codegen;
 
@@ -14,6 +17,12 @@ llvm::StringRef kiln::codegen::stringifyDType(KernelDType dtype) {
     return "f16";
   case KernelDType::BF16:
     return "bf16";
+  case KernelDType::F32:
+    return "f32";
+  case KernelDType::I32:
+    return "i32";
+  case KernelDType::I64:
+    return "i64";
   }
   return "f16";
 }
@@ -28,11 +37,34 @@ std::optional<KernelDType> kiln::codegen::parseDType(llvm::StringRef name) {
 mlir::Type kiln::codegen::getElementType(mlir::MLIRContext *context,
                                          KernelDType dtype) {
   mlir::Builder b(context);
-  return dtype == KernelDType::F16 ? mlir::Type(b.getF16Type())
-                                   : mlir::Type(b.getBF16Type());
+  switch (dtype) {
+  case KernelDType::F16:
+    return b.getF16Type();
+  case KernelDType::BF16:
+    return b.getBF16Type();
+  case KernelDType::F32:
+    return b.getF32Type();
+  case KernelDType::I32:
+    return b.getI32Type();
+  case KernelDType::I64:
+    return b.getI64Type();
+  }
+  return b.getF16Type();
 }
 
-int64_t kiln::codegen::getElementBytes(KernelDType) { return 2; }
+int64_t kiln::codegen::getElementBytes(KernelDType dtype) {
+  switch (dtype) {
+  case KernelDType::F16:
+  case KernelDType::BF16:
+    return 2;
+  case KernelDType::F32:
+  case KernelDType::I32:
+    return 4;
+  case KernelDType::I64:
+    return 8;
+  }
+  return 2;
+}
 
 void KernelSpec::addParam(llvm::StringRef key, int64_t value) {
   params.emplace_back(key.str(), std::to_string(value));
@@ -40,6 +72,12 @@ void KernelSpec::addParam(llvm::StringRef key, int64_t value) {
 
 void KernelSpec::addParam(llvm::StringRef key, llvm::StringRef value) {
   params.emplace_back(key.str(), value.str());
+}
+
+void KernelSpec::addFloatParam(llvm::StringRef key, double value) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.9g", value);
+  params.emplace_back(key.str(), text);
 }
 
 std::string KernelSpec::str() const {
@@ -56,7 +94,8 @@ std::string KernelSpec::str() const {
       [&](const KernelArg &arg) {
         os << arg.name << ":" << stringifyDType(arg.dtype) << "[";
         llvm::interleave(arg.shape, os, "x");
-        os << "]" << (arg.isOutput ? ":out" : "");
+        os << "]" << (arg.isOutput ? ":out" : "")
+           << (arg.isScratch ? (arg.zeroed ? ":zeroed" : ":scratch") : "");
       },
       ",");
   return text;

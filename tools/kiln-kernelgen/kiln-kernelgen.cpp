@@ -4,6 +4,12 @@
 //                  --emit=mlir|nvvm|ptx|cubin|spec [-o FILE]
 //   kiln-kernelgen --kernel=gemv --n=1024 --k=384 --emit=ptx
 //   kiln-kernelgen --kernel=silu_mul --hidden=1024 --emit=ptx
+//   kiln-kernelgen --kernel=paged_decode --seqs=8 --heads=32 --kv-heads=8
+//                  --head-dim=64 --kv-block-size=16 --max-blocks=256 --emit=ptx
+//   kiln-kernelgen --kernel=paged_prefill --tokens=64 --seqs=4 ...
+//   kiln-kernelgen --kernel=kv_write --tokens=8 --kv-heads=8 --head-dim=64
+//   kiln-kernelgen --kernel=kv_copy --copies=4 --num-layers=16
+//   --num-blocks=1024
 //
 // Builds one kernel with Kiln's generators (lib/Codegen) and prints it at
 // the requested stage. Text outputs start with a `// kiln.kernel ...` line,
@@ -15,7 +21,11 @@
 
 #include "kiln/Codegen/ElementwiseKernel.h"
 #include "kiln/Codegen/GemvKernel.h"
+#include "kiln/Codegen/KVBlockCopyKernel.h"
+#include "kiln/Codegen/KVCacheWriteKernel.h"
 #include "kiln/Codegen/Lowering.h"
+#include "kiln/Codegen/PagedAttentionDecodeKernel.h"
+#include "kiln/Codegen/PagedAttentionPrefillKernel.h"
 #include "kiln/Codegen/RMSNormKernel.h"
 #include "kiln/Support/ToolDiagnostics.h"
 
@@ -36,7 +46,8 @@ static cl::OptionCategory category("kiln-kernelgen options");
 
 static cl::opt<std::string>
     kernel("kernel", cl::Required, cl::cat(category),
-           cl::desc("Kernel family: rms_norm, gemv, silu_mul, residual_add"));
+           cl::desc("Kernel family: rms_norm, gemv, silu_mul, residual_add, "
+                    "kv_write, kv_copy, paged_decode, paged_prefill"));
 static cl::opt<std::string> dtypeName("dtype", cl::init("f16"),
                                       cl::cat(category),
                                       cl::desc("Storage type: f16 or bf16"));
@@ -66,6 +77,78 @@ static cl::opt<int64_t> rowsPerWarp("rows-per-warp", cl::init(1),
 static cl::opt<int64_t>
     unroll("unroll", cl::init(8), cl::cat(category),
            cl::desc("gemv: K steps whose loads are issued together"));
+
+// Paged KV cache kernels.
+static cl::opt<int64_t>
+    tokens("tokens", cl::init(1), cl::cat(category),
+           cl::desc("kv_write, paged_prefill: new (query) tokens of the step"));
+static cl::opt<int64_t>
+    seqs("seqs", cl::init(1), cl::cat(category),
+         cl::desc("paged_decode, paged_prefill: sequences of the batch"));
+static cl::opt<int64_t> copies("copies", cl::init(1), cl::cat(category),
+                               cl::desc("kv_copy: rows of the copy list"));
+static cl::opt<int64_t> heads("heads", cl::init(32), cl::cat(category),
+                              cl::desc("Attention: query heads"));
+static cl::opt<int64_t> kvHeads("kv-heads", cl::init(8), cl::cat(category),
+                                cl::desc("Paged kernels: KV heads"));
+static cl::opt<int64_t> headDim("head-dim", cl::init(64), cl::cat(category),
+                                cl::desc("Paged kernels: head dimension"));
+static cl::opt<int64_t>
+    kvBlockSize("kv-block-size", cl::init(16), cl::cat(category),
+                cl::desc("Paged kernels: tokens per KV cache block"));
+static cl::opt<int64_t>
+    maxBlocks("max-blocks", cl::init(256), cl::cat(category),
+              cl::desc("Attention: width of a block-table row"));
+static cl::opt<std::string>
+    cacheLayout("cache-layout", cl::init("combined"), cl::cat(category),
+                cl::desc("Paged kernels: 'combined' ([blocks, 2, Hkv, B, D] "
+                         "per layer) or 'separate' (K and V arrays [blocks, "
+                         "Hkv, B, D])"));
+static cl::opt<int64_t> numBlocks(
+    "num-blocks", cl::init(0), cl::cat(category),
+    cl::desc("Paged kernels: blocks per layer (the cache memref's size; "
+             "kv_copy's layer stride); 0: enough for the shape"));
+static cl::opt<int64_t> blockStride(
+    "block-stride", cl::init(0), cl::cat(category),
+    cl::desc("Paged kernels: elements between blocks (0: the layout's)"));
+static cl::opt<int64_t> headStride(
+    "head-stride", cl::init(0), cl::cat(category),
+    cl::desc("Paged kernels: elements between KV heads (0: the layout's)"));
+static cl::opt<int64_t> tokenStride(
+    "token-stride", cl::init(0), cl::cat(category),
+    cl::desc("Paged kernels: elements between token rows (0: head_dim)"));
+static cl::opt<int64_t> vOffset(
+    "v-offset", cl::init(-1), cl::cat(category),
+    cl::desc("Combined cache: elements from K to V (-1: the layout's)"));
+static cl::opt<int64_t> numLayers("num-layers", cl::init(1), cl::cat(category),
+                                  cl::desc("kv_copy: layers to copy"));
+static cl::opt<int64_t> layerStride(
+    "layer-stride", cl::init(0), cl::cat(category),
+    cl::desc("kv_copy: elements between layers (0: one layer's extent)"));
+static cl::opt<double>
+    scale("scale", cl::cat(category),
+          cl::desc("Attention: score scale (default 1/sqrt(head_dim))"));
+static cl::opt<int64_t>
+    slidingWindow("sliding-window", cl::init(0), cl::cat(category),
+                  cl::desc("Attention: attend to the last N positions only"));
+static cl::opt<double>
+    softcap("softcap", cl::init(0), cl::cat(category),
+            cl::desc("Attention: scores become softcap * tanh(s / softcap)"));
+static cl::opt<int64_t> partitionSize(
+    "partition-size", cl::init(0), cl::cat(category),
+    cl::desc("paged_decode: split-K partition in positions (0: no split, "
+             "-1: chosen from the batch)"));
+static cl::opt<int64_t> warps("warps", cl::init(0), cl::cat(category),
+                              cl::desc("Attention: warps per CTA (0: 4)"));
+static cl::opt<int64_t>
+    lanesPerKey("lanes-per-key", cl::init(0), cl::cat(category),
+                cl::desc("Attention: lanes sharing one key row (0: auto)"));
+static cl::opt<bool> prefetch(
+    "prefetch", cl::init(true), cl::cat(category),
+    cl::desc("Attention: load the next tile of keys during this tile's math"));
+static cl::opt<int64_t> keysPerLane(
+    "keys-per-lane", cl::init(0), cl::cat(category),
+    cl::desc("Attention: keys per lane per loop iteration (0: auto)"));
 
 enum class Emit { MLIR, NVVM, PTX, Cubin, Spec };
 static cl::opt<Emit> emit(
@@ -102,28 +185,91 @@ static int fail(const Twine &message) {
   return 1;
 }
 
-/// Flags that belong to one family only, so that a typo such as
+/// The shape and tuning flags of each family, so that a typo such as
 /// `--kernel=gemv --hidden=384` is an error rather than a silently ignored
 /// shape.
-static std::optional<std::string> misplacedFlag(StringRef family) {
-  bool isGemv = family == "gemv";
-  auto given = [](const cl::Option &option) {
-    return option.getNumOccurrences() > 0;
+static std::vector<const cl::Option *> familyFlags(StringRef family) {
+  std::vector<const cl::Option *> cache = {
+      &kvHeads,     &headDim,    &kvBlockSize, &cacheLayout, &numBlocks,
+      &blockStride, &headStride, &tokenStride, &vOffset};
+  std::vector<const cl::Option *> attention = {
+      &heads, &maxBlocks,   &scale,       &slidingWindow, &softcap,
+      &warps, &lanesPerKey, &keysPerLane, &prefetch};
+  std::vector<const cl::Option *> flags;
+  auto add = [&](std::initializer_list<const cl::Option *> more) {
+    flags.insert(flags.end(), more.begin(), more.end());
   };
-  if (isGemv) {
-    for (const cl::Option *option : std::initializer_list<const cl::Option *>{
-             &rows, &hidden, &epsilon, &blockSize})
-      if (given(*option))
-        return option->ArgStr.str();
-  } else {
-    for (const cl::Option *option : std::initializer_list<const cl::Option *>{
-             &gemvN, &gemvK, &warpsPerBlock, &rowsPerWarp, &unroll})
-      if (given(*option))
-        return option->ArgStr.str();
-    if (family != "rms_norm" && given(epsilon))
-      return epsilon.ArgStr.str();
-  }
+  if (family == "rms_norm")
+    add({&rows, &hidden, &epsilon, &blockSize});
+  else if (family == "gemv")
+    add({&gemvN, &gemvK, &warpsPerBlock, &rowsPerWarp, &unroll});
+  else if (family == "kv_write")
+    add({&tokens});
+  else if (family == "kv_copy")
+    add({&copies, &numLayers, &layerStride});
+  else if (family == "paged_decode")
+    add({&seqs, &partitionSize});
+  else if (family == "paged_prefill")
+    add({&tokens, &seqs});
+  else // elementwise
+    add({&rows, &hidden, &blockSize});
+  if (family.starts_with("paged_") || family.starts_with("kv_"))
+    flags.insert(flags.end(), cache.begin(), cache.end());
+  if (family.starts_with("paged_"))
+    flags.insert(flags.end(), attention.begin(), attention.end());
+  return flags;
+}
+
+static std::optional<std::string> misplacedFlag(StringRef family) {
+  std::vector<const cl::Option *> allowed = familyFlags(family);
+  for (const cl::Option *option : std::initializer_list<const cl::Option *>{
+           &rows,          &hidden,      &gemvN,         &gemvK,
+           &epsilon,       &blockSize,   &warpsPerBlock, &rowsPerWarp,
+           &unroll,        &tokens,      &seqs,          &copies,
+           &heads,         &kvHeads,     &headDim,       &kvBlockSize,
+           &maxBlocks,     &cacheLayout, &numBlocks,     &blockStride,
+           &headStride,    &tokenStride, &vOffset,       &numLayers,
+           &layerStride,   &scale,       &slidingWindow, &softcap,
+           &partitionSize, &warps,       &lanesPerKey,   &keysPerLane,
+           &prefetch})
+    if (option->getNumOccurrences() > 0 &&
+        llvm::find(allowed, option) == allowed.end())
+      return option->ArgStr.str();
   return std::nullopt;
+}
+
+static PagedCacheLayout cacheLayoutFromFlags(KVCacheKind kind) {
+  PagedCacheLayout layout;
+  layout.kind = kind;
+  layout.numBlocks = numBlocks;
+  layout.blockStride = blockStride;
+  layout.headStride = headStride;
+  layout.tokenStride = tokenStride;
+  layout.vOffset = vOffset;
+  layout.numLayers = numLayers;
+  layout.layerStride = layerStride;
+  return layout;
+}
+
+static PagedAttentionOptions attentionFromFlags(KernelDType dtype,
+                                                KVCacheKind kind) {
+  PagedAttentionOptions options;
+  options.dtype = dtype;
+  options.numHeads = heads;
+  options.kvHeads = kvHeads;
+  options.headDim = headDim;
+  options.blockSize = kvBlockSize;
+  options.maxBlocks = maxBlocks;
+  if (scale.getNumOccurrences())
+    options.scale = scale;
+  options.slidingWindow = slidingWindow;
+  options.softcap = softcap;
+  options.cache = cacheLayoutFromFlags(kind);
+  options.warps = warps;
+  options.lanesPerKey = lanesPerKey;
+  options.keysPerLane = keysPerLane;
+  options.prefetch = prefetch;
+  return options;
 }
 
 int main(int argc, char **argv) {
@@ -137,6 +283,10 @@ int main(int argc, char **argv) {
     return fail("unknown --dtype '" + dtypeName + "' (expected f16 or bf16)");
   if (std::optional<std::string> flag = misplacedFlag(kernel))
     return fail("--" + *flag + " does not apply to --kernel=" + kernel);
+  std::optional<KVCacheKind> kind = parseKVCacheKind(cacheLayout);
+  if (!kind)
+    return fail("unknown --cache-layout '" + cacheLayout +
+                "' (expected combined or separate)");
 
   mlir::DialectRegistry registry;
   registerCodegenDialects(registry);
@@ -177,9 +327,40 @@ int main(int argc, char **argv) {
     options.size = rows * hidden;
     options.blockSize = blockSize;
     spec = buildElementwiseKernel(builder, kernels, options);
+  } else if (kernel == "kv_write") {
+    KVCacheWriteOptions options;
+    options.dtype = *dtype;
+    options.numTokens = tokens;
+    options.kvHeads = kvHeads;
+    options.headDim = headDim;
+    options.blockSize = kvBlockSize;
+    options.cache = cacheLayoutFromFlags(*kind);
+    spec = buildKVCacheWriteKernel(builder, kernels, options);
+  } else if (kernel == "kv_copy") {
+    KVBlockCopyOptions options;
+    options.dtype = *dtype;
+    options.numCopies = copies;
+    options.kvHeads = kvHeads;
+    options.headDim = headDim;
+    options.blockSize = kvBlockSize;
+    options.cache = cacheLayoutFromFlags(*kind);
+    spec = buildKVBlockCopyKernel(builder, kernels, options);
+  } else if (kernel == "paged_decode") {
+    PagedDecodeOptions options;
+    options.attention = attentionFromFlags(*dtype, *kind);
+    options.numSeqs = seqs;
+    options.partitionSize = partitionSize;
+    spec = buildPagedAttentionDecodeKernel(builder, kernels, options);
+  } else if (kernel == "paged_prefill") {
+    PagedPrefillOptions options;
+    options.attention = attentionFromFlags(*dtype, *kind);
+    options.numTokens = tokens;
+    options.numSeqs = seqs;
+    spec = buildPagedAttentionPrefillKernel(builder, kernels, options);
   } else {
     return fail("unknown --kernel '" + kernel +
-                "' (expected rms_norm, gemv, silu_mul or residual_add)");
+                "' (expected rms_norm, gemv, silu_mul, residual_add, "
+                "kv_write, kv_copy, paged_decode or paged_prefill)");
   }
   if (mlir::failed(spec))
     return 1;

@@ -29,17 +29,21 @@ class MLIRContext;
 namespace kiln {
 namespace codegen {
 
-/// Storage type of a kernel's activations and weights. Arithmetic is always
-/// fp32; values are widened after the load and rounded once before the store.
-enum class KernelDType { F16, BF16 };
+/// Storage type of a kernel's activations and weights (F16, BF16). Arithmetic
+/// is always fp32; values are widened after the load and rounded once before
+/// the store. F32, I32 and I64 only describe other arguments: fp32 scratch,
+/// block tables and lengths (i32) and slot mappings (i64); a generator's
+/// `dtype` option is F16 or BF16.
+enum class KernelDType { F16, BF16, F32, I32, I64 };
 
-/// "f16" or "bf16".
+/// "f16", "bf16", "f32", "i32" or "i64".
 llvm::StringRef stringifyDType(KernelDType dtype);
-/// Parses "f16"/"fp16"/"half" or "bf16"/"bfloat16".
+/// Parses "f16"/"fp16"/"half" or "bf16"/"bfloat16" (the storage types a
+/// generator accepts; never the F32/I32/I64 argument types).
 std::optional<KernelDType> parseDType(llvm::StringRef name);
-/// The MLIR element type (f16 or bf16).
+/// The MLIR element type (f16, bf16, f32, i32 or i64).
 mlir::Type getElementType(mlir::MLIRContext *context, KernelDType dtype);
-/// Size in bytes of one element (2 for both types today).
+/// Size in bytes of one element (2 for f16 and bf16).
 int64_t getElementBytes(KernelDType dtype);
 
 /// One kernel argument: a device pointer to `numElements` values of `dtype`
@@ -50,11 +54,17 @@ struct KernelArg {
   KernelDType dtype;
   llvm::SmallVector<int64_t, 2> shape;
   bool isOutput = false;
+  /// Workspace the kernel both writes and reads (printed `:scratch`); with
+  /// `zeroed`, it must hold zeros before the first launch and the kernel
+  /// leaves it zeroed (printed `:zeroed`, e.g. split-K arrival counters).
+  bool isScratch = false;
+  bool zeroed = false;
 };
 
 /// Launch contract of one generated kernel.
 struct KernelSpec {
-  /// Generator family: "rms_norm", "gemv", "silu_mul", "residual_add".
+  /// Generator family: "rms_norm", "gemv", "silu_mul", "residual_add",
+  /// "kv_write", "kv_copy", "paged_decode", "paged_prefill".
   std::string family;
   /// Symbol of the gpu.func, and of the `.entry` in PTX.
   std::string name;
@@ -69,6 +79,8 @@ struct KernelSpec {
 
   void addParam(llvm::StringRef key, int64_t value);
   void addParam(llvm::StringRef key, llvm::StringRef value);
+  /// `%.9g`, so that the value reads back as the same float.
+  void addFloatParam(llvm::StringRef key, double value);
 
   /// One line: `family=.. name=.. grid=X,Y,Z block=X,Y,Z smem=N <params>
   /// args=x:f16[4x384],w:f16[384],out:f16[4x384]:out`.

@@ -17,14 +17,29 @@
 //
 // Options: --iters=100 (timed launches), --warmup=10, --seed=1,
 // --tolerance=1e-2 (largest ||out - ref|| / ||ref||), --rotate-mb=256
-// (gemv: cycle through copies of W totalling this much so that W comes from
-// HBM rather than L2; 0 disables), --device=0, --verbose=1 (the driver's
-// JIT log when it compiles PTX).
+// (gemv: cycle through copies of W, paged_decode through copies of the
+// cache, totalling this much so that they come from HBM rather than L2; 0
+// disables), --ctx-min/--ctx-max (paged_decode's timed context lengths;
+// default max_blocks * block_size / 4 .. max_blocks * block_size),
+// --device=0, --verbose=1 (the driver's JIT log when it compiles PTX).
 //
-// Prints one PASS/FAIL line per kernel with the relative error, then the
-// timing (median of single launches timed by CUDA events, and the mean of
-// back-to-back launches) and the achieved bandwidth. Exits non-zero on a
-// failure of any kind.
+// The paged-KV families (kv_write, kv_copy, paged_decode, paged_prefill)
+// allocate every argument with the size the contract's `args=` declares.
+// kv_write and kv_copy must reproduce the expected cache bit for bit. The
+// attention kernels run on caches that hold NaN everywhere but the
+// sequences' cached positions, behind shuffled block tables, over ragged
+// context lengths (1, around a block, not multiples of the block size, the
+// maximum, around the sliding window, 0); decode's split-K scratch starts
+// as NaN and its counters must be back at zero after every launch.
+//
+// Prints indented detail lines (each comparison, the timing: median of
+// single launches timed by CUDA events, mean of back-to-back launches,
+// bandwidth) and then one line per kernel:
+//
+//   PASS <name>: rel_err=.. time=..us (b2b ..us) .. GB/s <what>; regs=..
+//
+// repeated in a summary at the end. Exits non-zero on a failure of any
+// kind.
 //
 //===----------------------------------------------------------------------===//
 
@@ -37,6 +52,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -145,6 +161,18 @@ struct Spec {
       die("'" + key + "=" + text + "' is not a positive integer");
     return value;
   }
+  /// An integer that may be 0 or negative (window=0, v_offset, ...).
+  int64_t anyInteger(const std::string &key) const {
+    const std::string &text = get(key);
+    char *end = nullptr;
+    long long value = std::strtoll(text.c_str(), &end, 10);
+    if (end == text.c_str() || *end != '\0')
+      die("'" + key + "=" + text + "' is not an integer");
+    return value;
+  }
+  int64_t integerOr(const std::string &key, int64_t fallback) const {
+    return has(key) ? anyInteger(key) : fallback;
+  }
   double real(const std::string &key) const {
     return std::strtod(get(key).c_str(), nullptr);
   }
@@ -205,12 +233,137 @@ struct Options {
   double rotateMB = 256;
   int device = 0;
   bool verbose = false;
+  /// paged_decode's timed run: context lengths drawn from [ctxMin, ctxMax]
+  /// (0: a quarter of, and all of, max_blocks * block_size).
+  int64_t ctxMin = 0;
+  int64_t ctxMax = 0;
 };
+
+/// What the check of one kernel found: the summary line's fields.
+struct Result {
+  bool pass = true;
+  double relErr = 0;
+  /// Extra facts for the summary ("mismatches=0", the timed shape).
+  std::string notes;
+  double medianUs = 0, meanUs = 0;
+  double medianGBs = 0;
+  std::string bytesLabel;
+};
+
+/// One `name:type[AxB]:flags` entry of the contract's `args=` list.
+struct ArgDesc {
+  std::string name, type;
+  size_t count = 1;
+  bool out = false, scratch = false, zeroed = false;
+
+  size_t elementBytes() const {
+    if (type == "f16" || type == "bf16")
+      return 2;
+    if (type == "f32" || type == "i32")
+      return 4;
+    if (type == "i64")
+      return 8;
+    die("unknown argument type '" + type + "' of " + name);
+  }
+  size_t bytes() const { return count * elementBytes(); }
+};
+
+std::vector<ArgDesc> parseArgs(const std::string &text) {
+  std::vector<ArgDesc> args;
+  std::stringstream stream(text);
+  std::string entry;
+  while (std::getline(stream, entry, ',')) {
+    ArgDesc arg;
+    size_t colon = entry.find(':'), open = entry.find('['),
+           close = entry.find(']');
+    if (colon == std::string::npos || open == std::string::npos ||
+        close == std::string::npos || open < colon || close < open)
+      die("cannot read the argument '" + entry + "' of args=");
+    arg.name = entry.substr(0, colon);
+    arg.type = entry.substr(colon + 1, open - colon - 1);
+    std::stringstream dims(entry.substr(open + 1, close - open - 1));
+    std::string dim;
+    while (std::getline(dims, dim, 'x'))
+      arg.count *= static_cast<size_t>(std::strtoull(dim.c_str(), nullptr, 10));
+    std::string flags = entry.substr(close + 1);
+    arg.out = flags.find(":out") != std::string::npos;
+    arg.zeroed = flags.find(":zeroed") != std::string::npos;
+    arg.scratch = arg.zeroed || flags.find(":scratch") != std::string::npos;
+    args.push_back(arg);
+  }
+  return args;
+}
+
+/// splitmix64: fast enough to fill caches of hundreds of megabytes.
+struct FastRng {
+  uint64_t state;
+  explicit FastRng(uint64_t seed) : state(seed * 0x9e3779b97f4a7c15ull + 1) {}
+  uint64_t next() {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  float uniform(float lo, float hi) {
+    return lo + (hi - lo) * static_cast<float>(next() >> 40) * 0x1p-24f;
+  }
+  /// Uniform in [0, n).
+  int64_t below(int64_t n) {
+    return static_cast<int64_t>(next() % uint64_t(n));
+  }
+  template <typename T> void shuffle(std::vector<T> &v) {
+    for (size_t i = v.size(); i > 1; --i)
+      std::swap(v[i - 1], v[below(static_cast<int64_t>(i))]);
+  }
+};
+
+/// A paged cache as the contract describes it (see PagedCacheLayout.h):
+/// element (layer, block, head, token, d) of K or V.
+struct CacheGeom {
+  bool separate = false;
+  int64_t numBlocks = 0, blockStride = 0, headStride = 0, tokenStride = 0;
+  int64_t vOffset = 0, numLayers = 1, layerStride = 0;
+  int64_t kvHeads = 0, headDim = 0, blockSize = 0;
+  int64_t elements = 0; // per buffer
+
+  explicit CacheGeom(const Spec &spec) {
+    const std::string &kind = spec.get("cache");
+    if (kind != "combined" && kind != "separate")
+      die("unknown cache layout '" + kind + "'");
+    separate = kind == "separate";
+    numBlocks = spec.integer("num_blocks");
+    blockStride = spec.integer("block_stride");
+    headStride = spec.integer("head_stride");
+    tokenStride = spec.integer("token_stride");
+    vOffset = separate ? 0 : spec.integer("v_offset");
+    numLayers = spec.integerOr("num_layers", 1);
+    layerStride = spec.integerOr("layer_stride", 0);
+    kvHeads = spec.integer("kv_heads");
+    headDim = spec.integer("head_dim");
+    blockSize = spec.integer("block_size");
+    int64_t perLayer = (numBlocks - 1) * blockStride +
+                       (kvHeads - 1) * headStride +
+                       (blockSize - 1) * tokenStride + headDim + vOffset;
+    elements = (numLayers - 1) * layerStride + perLayer;
+  }
+  size_t index(int64_t layer, int64_t block, int64_t head, int64_t token,
+               int64_t d, bool isV) const {
+    return static_cast<size_t>(layer * layerStride + block * blockStride +
+                               head * headStride + token * tokenStride + d +
+                               (isV && !separate ? vOffset : 0));
+  }
+  int buffer(bool isV) const { return separate && isV ? 1 : 0; }
+  int buffers() const { return separate ? 2 : 1; }
+};
+
+/// Bits of a NaN in both f16 and bf16.
+constexpr uint16_t kNaNBits = 0x7fff;
 
 class Checker {
 public:
   Checker(const Spec &spec, const Options &options, CUfunction function)
-      : spec(spec), options(options), function(function), rng(options.seed) {
+      : spec(spec), options(options), function(function), rng(options.seed),
+        fast(options.seed) {
     const std::string &dtype = spec.has("dtype") ? spec.get("dtype") : "f16";
     if (dtype == "f16")
       bf16 = false;
@@ -225,8 +378,8 @@ public:
                : 0;
   }
 
-  /// Runs the kernel once, checks it, times it. Returns true when it passes.
-  bool run();
+  /// Runs the kernel, checks it, times it.
+  Result run();
 
 private:
   HostTensor random(size_t count, float lo, float hi) {
@@ -246,6 +399,9 @@ private:
   float load(uint16_t b) const {
     return bf16 ? bf16ToFloat(b) : halfToFloat(b);
   }
+  uint16_t randomBits(float lo, float hi) {
+    return store(fast.uniform(lo, hi));
+  }
 
   std::unique_ptr<DeviceBuffer> upload(const HostTensor &t) {
     auto buffer = std::make_unique<DeviceBuffer>(t.bits.size() * 2);
@@ -253,9 +409,20 @@ private:
           "cuMemcpyHtoD");
     return buffer;
   }
+  template <typename T>
+  void put(const DeviceBuffer &buffer, const std::vector<T> &host) {
+    if (host.size() * sizeof(T) != buffer.bytes)
+      die("internal: host data of " + std::to_string(host.size() * sizeof(T)) +
+          " bytes for a buffer of " + std::to_string(buffer.bytes));
+    check(cuMemcpyHtoD(buffer.ptr, host.data(), buffer.bytes), "cuMemcpyHtoD");
+  }
+  template <typename T> std::vector<T> get(const DeviceBuffer &buffer) {
+    std::vector<T> host(buffer.bytes / sizeof(T));
+    check(cuMemcpyDtoH(host.data(), buffer.ptr, buffer.bytes), "cuMemcpyDtoH");
+    return host;
+  }
   std::vector<float> download(const DeviceBuffer &buffer) {
-    std::vector<uint16_t> bits(buffer.bytes / 2);
-    check(cuMemcpyDtoH(bits.data(), buffer.ptr, buffer.bytes), "cuMemcpyDtoH");
+    std::vector<uint16_t> bits = get<uint16_t>(buffer);
     std::vector<float> values(bits.size());
     for (size_t i = 0; i < bits.size(); ++i)
       values[i] = load(bits[i]);
@@ -271,45 +438,134 @@ private:
                          nullptr),
           "cuLaunchKernel");
   }
+  void launchOnce(std::vector<CUdeviceptr> &pointers) {
+    launch(pointers);
+    check(cuCtxSynchronize(), ("running " + spec.get("name")).c_str());
+  }
 
-  bool compare(const std::vector<float> &out, const std::vector<double> &ref);
-  /// `argSets` are the argument lists to cycle through (one unless W is
-  /// rotated); `bytes` is what one launch must move, `label` names it.
+  /// Relative error of `out` against `ref`; prints a detail line and
+  /// returns false (and counts) on a non-finite value or too large an error.
+  bool compare(const std::vector<float> &out, const std::vector<double> &ref,
+               const std::string &what, double *relErr);
+  /// Bitwise comparison of a cache buffer with its expected contents.
+  bool compareBits(const std::vector<uint16_t> &out,
+                   const std::vector<uint16_t> &ref, const std::string &what,
+                   double *relErr);
+  /// `argSets` are the argument lists to cycle through (several when inputs
+  /// are rotated so that they come from HBM); `bytes` is what one launch
+  /// must move, `label` names it.
   void time(std::vector<std::vector<CUdeviceptr>> &argSets, double bytes,
             const char *label, double extraBytes);
+
+  /// The contract's arguments, each allocated with its declared size.
+  struct Buffers {
+    std::vector<ArgDesc> descs;
+    std::vector<std::unique_ptr<DeviceBuffer>> buffers;
+    DeviceBuffer &operator[](const std::string &name) {
+      for (size_t i = 0; i < descs.size(); ++i)
+        if (descs[i].name == name)
+          return *buffers[i];
+      die("the contract has no argument '" + name + "'");
+    }
+    bool has(const std::string &name) const {
+      for (const ArgDesc &d : descs)
+        if (d.name == name)
+          return true;
+      return false;
+    }
+    std::vector<CUdeviceptr> pointers() const {
+      std::vector<CUdeviceptr> ptrs;
+      for (const auto &b : buffers)
+        ptrs.push_back(b->ptr);
+      return ptrs;
+    }
+  };
+  Buffers allocateArgs();
+  /// Argument sets whose cache buffers are copies (of `bytes` together),
+  /// enough to span --rotate-mb so that the cache comes from HBM.
+  std::vector<std::vector<CUdeviceptr>>
+  rotateCaches(Buffers &args, std::vector<std::unique_ptr<DeviceBuffer>> &keep);
+
+  Result runKVWrite();
+  Result runKVCopy();
+  Result runPagedDecode();
+  Result runPagedPrefill();
+  Result runClassic();
 
   const Spec &spec;
   const Options &options;
   CUfunction function;
   std::mt19937 rng;
+  FastRng fast;
   bool bf16 = false;
   unsigned grid[3], block[3], smem = 0;
+  Result result;
 };
 
 bool Checker::compare(const std::vector<float> &out,
-                      const std::vector<double> &ref) {
+                      const std::vector<double> &ref, const std::string &what,
+                      double *relErrOut) {
   double diff = 0, norm = 0, maxAbs = 0;
   size_t nans = 0, worst = 0;
   for (size_t i = 0; i < out.size(); ++i) {
     if (!std::isfinite(out[i])) {
+      if (nans == 0)
+        worst = i;
       ++nans;
       continue;
     }
     double d = out[i] - ref[i];
     diff += d * d;
     norm += ref[i] * ref[i];
-    if (std::fabs(d) > maxAbs) {
+    if (std::fabs(d) > maxAbs && nans == 0) {
       maxAbs = std::fabs(d);
       worst = i;
     }
   }
   double rel = norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
   bool pass = nans == 0 && rel < options.tolerance;
-  std::printf("%s %s: rel_err=%.3e max_abs_err=%.3e (at %zu: got %.6g, ref "
+  std::printf("  %s %s: rel_err=%.3e max_abs_err=%.3e (at %zu: got %.6g, ref "
               "%.6g) nonfinite=%zu elements=%zu\n",
-              pass ? "PASS" : "FAIL", spec.get("name").c_str(), rel, maxAbs,
-              worst, out.empty() ? 0.0 : out[worst],
-              ref.empty() ? 0.0 : ref[worst], nans, out.size());
+              pass ? "ok" : "BAD", what.c_str(), rel, maxAbs, worst,
+              out.empty() ? 0.0 : out[worst], ref.empty() ? 0.0 : ref[worst],
+              nans, out.size());
+  if (relErrOut)
+    *relErrOut = std::max(*relErrOut, nans ? INFINITY : rel);
+  if (!pass)
+    result.pass = false;
+  return pass;
+}
+
+bool Checker::compareBits(const std::vector<uint16_t> &out,
+                          const std::vector<uint16_t> &ref,
+                          const std::string &what, double *relErrOut) {
+  size_t mismatches = 0, first = 0;
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    double r = load(ref[i]), o = load(out[i]);
+    if (std::isfinite(r))
+      norm += r * r;
+    if (out[i] != ref[i]) {
+      if (mismatches++ == 0)
+        first = i;
+      diff +=
+          std::isfinite(o) && std::isfinite(r) ? (o - r) * (o - r) : INFINITY;
+    }
+  }
+  double rel = norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+  bool pass = mismatches == 0;
+  std::printf("  %s %s: mismatches=%zu of %zu elements, rel_err=%.3e",
+              pass ? "ok" : "BAD", what.c_str(), mismatches, out.size(), rel);
+  if (!pass)
+    std::printf(" (first at %zu: got 0x%04x, expected 0x%04x)", first,
+                out[first], ref[first]);
+  std::printf("\n");
+  if (relErrOut)
+    *relErrOut = std::max(*relErrOut, rel);
+  result.notes += (result.notes.empty() ? "" : " ") + what +
+                  " mismatches=" + std::to_string(mismatches);
+  if (!pass)
+    result.pass = false;
   return pass;
 }
 
@@ -351,18 +607,535 @@ void Checker::time(std::vector<std::vector<CUdeviceptr>> &argSets, double bytes,
   check(cuEventElapsedTime(&totalMs, start, stop), "cuEventElapsedTime");
   double mean = totalMs * 1e-3 / options.iters;
 
-  std::printf("  time %s: median %.2f us (%.1f GB/s %s), back-to-back mean "
+  std::printf("  time: median %.2f us (%.1f GB/s %s), back-to-back mean "
               "%.2f us (%.1f GB/s); all buffers %.1f GB/s; %zu argument "
               "set(s) rotated, %d launches\n",
-              spec.get("name").c_str(), median * 1e6, bytes / median * 1e-9,
-              label, mean * 1e6, bytes / mean * 1e-9,
-              (bytes + extraBytes) / median * 1e-9, argSets.size(),
-              options.iters);
+              median * 1e6, bytes / median * 1e-9, label, mean * 1e6,
+              bytes / mean * 1e-9, (bytes + extraBytes) / median * 1e-9,
+              argSets.size(), options.iters);
+  result.medianUs = median * 1e6;
+  result.meanUs = mean * 1e6;
+  result.medianGBs = bytes / median * 1e-9;
+  result.bytesLabel = label;
   cuEventDestroy(start);
   cuEventDestroy(stop);
 }
 
-bool Checker::run() {
+Checker::Buffers Checker::allocateArgs() {
+  Buffers args;
+  args.descs = parseArgs(spec.get("args"));
+  for (const ArgDesc &desc : args.descs) {
+    args.buffers.push_back(std::make_unique<DeviceBuffer>(desc.bytes()));
+    // Scratch starts as NaN (the kernel must write before it reads),
+    // counters at zero (the contract's :zeroed).
+    if (desc.zeroed)
+      check(cuMemsetD8(args.buffers.back()->ptr, 0, desc.bytes()),
+            "cuMemsetD8");
+    else if (desc.scratch)
+      check(
+          cuMemsetD32(args.buffers.back()->ptr, 0x7fffffffu, desc.bytes() / 4),
+          "cuMemsetD32");
+  }
+  return args;
+}
+
+std::vector<std::vector<CUdeviceptr>>
+Checker::rotateCaches(Buffers &args,
+                      std::vector<std::unique_ptr<DeviceBuffer>> &keep) {
+  std::vector<std::vector<CUdeviceptr>> sets = {args.pointers()};
+  std::vector<size_t> caches;
+  size_t bytes = 0;
+  for (size_t i = 0; i < args.descs.size(); ++i)
+    if (args.descs[i].name.find("cache") != std::string::npos) {
+      caches.push_back(i);
+      bytes += args.descs[i].bytes();
+    }
+  size_t want = static_cast<size_t>(options.rotateMB * 1024 * 1024);
+  size_t count = bytes && want > bytes ? (want + bytes - 1) / bytes : 1;
+  count = std::min<size_t>(count, 1024);
+  for (size_t c = 1; c < count; ++c) {
+    std::vector<CUdeviceptr> set = sets[0];
+    for (size_t i : caches) {
+      keep.push_back(std::make_unique<DeviceBuffer>(args.descs[i].bytes()));
+      check(cuMemcpyDtoD(keep.back()->ptr, args.buffers[i]->ptr,
+                         args.descs[i].bytes()),
+            "cuMemcpyDtoD");
+      set[i] = keep.back()->ptr;
+    }
+    sets.push_back(set);
+  }
+  return sets;
+}
+
+//===----------------------------------------------------------------------===//
+// kv_write
+//===----------------------------------------------------------------------===//
+
+Result Checker::runKVWrite() {
+  CacheGeom geom(spec);
+  int64_t tokens = spec.integer("tokens");
+  int64_t hkv = geom.kvHeads, dim = geom.headDim, bs = geom.blockSize;
+  Buffers args = allocateArgs();
+  int64_t slotsTotal = geom.numBlocks * bs;
+  if (tokens > slotsTotal)
+    die("kv_write: " + std::to_string(tokens) + " tokens need more than the " +
+        std::to_string(geom.numBlocks) + " blocks of the cache");
+  // Distinct random slots; with 4 or more tokens every fifth is skipped
+  // (slot -1).
+  std::vector<int64_t> slots;
+  {
+    std::vector<int64_t> all;
+    if (slotsTotal <= (int64_t(1) << 24)) {
+      all.resize(slotsTotal);
+      for (int64_t i = 0; i < slotsTotal; ++i)
+        all[i] = i;
+      fast.shuffle(all);
+      all.resize(tokens);
+    } else {
+      std::map<int64_t, bool> used;
+      while (static_cast<int64_t>(all.size()) < tokens) {
+        int64_t s = fast.below(slotsTotal);
+        if (!used[s]) {
+          used[s] = true;
+          all.push_back(s);
+        }
+      }
+    }
+    slots = all;
+    if (tokens >= 4)
+      for (int64_t t = 3; t < tokens; t += 5)
+        slots[t] = -1;
+  }
+  std::vector<uint16_t> key(tokens * hkv * dim), value(key.size());
+  for (auto &k : key)
+    k = randomBits(-2, 2);
+  for (auto &v : value)
+    v = randomBits(-2, 2);
+  std::vector<std::vector<uint16_t>> cache(
+      geom.buffers(), std::vector<uint16_t>(geom.elements));
+  for (auto &buffer : cache)
+    for (auto &e : buffer)
+      e = randomBits(-1, 1);
+  std::vector<std::vector<uint16_t>> ref = cache;
+  int64_t written = 0;
+  for (int64_t t = 0; t < tokens; ++t) {
+    if (slots[t] < 0)
+      continue;
+    ++written;
+    int64_t blockId = slots[t] / bs, offset = slots[t] % bs;
+    for (int64_t h = 0; h < hkv; ++h)
+      for (int64_t d = 0; d < dim; ++d) {
+        size_t src = (t * hkv + h) * dim + d;
+        ref[geom.buffer(false)][geom.index(0, blockId, h, offset, d, false)] =
+            key[src];
+        ref[geom.buffer(true)][geom.index(0, blockId, h, offset, d, true)] =
+            value[src];
+      }
+  }
+  put(args["key"], key);
+  put(args["value"], value);
+  put(args["slot_mapping"], slots);
+  const char *names[2] = {geom.separate ? "k_cache" : "cache", "v_cache"};
+  for (int i = 0; i < geom.buffers(); ++i)
+    put(args[names[i]], cache[i]);
+  std::vector<CUdeviceptr> pointers = args.pointers();
+  launchOnce(pointers);
+  for (int i = 0; i < geom.buffers(); ++i)
+    compareBits(get<uint16_t>(args[names[i]]), ref[i], names[i],
+                &result.relErr);
+  result.notes += " tokens=" + std::to_string(tokens) +
+                  " skipped=" + std::to_string(tokens - written);
+  std::vector<std::vector<CUdeviceptr>> sets = {pointers};
+  time(sets, 2.0 * 2 * written * hkv * dim * 2, "K/V read+write", 8.0 * tokens);
+  return result;
+}
+
+//===----------------------------------------------------------------------===//
+// kv_copy
+//===----------------------------------------------------------------------===//
+
+Result Checker::runKVCopy() {
+  CacheGeom geom(spec);
+  int64_t copies = spec.integer("copies");
+  int64_t hkv = geom.kvHeads, dim = geom.headDim, bs = geom.blockSize;
+  if (geom.numBlocks < 2 * copies)
+    die("kv_copy: " + std::to_string(copies) +
+        " copies need 2 * copies "
+        "distinct blocks, the cache has " +
+        std::to_string(geom.numBlocks));
+  Buffers args = allocateArgs();
+  std::vector<int32_t> perm(geom.numBlocks);
+  for (int64_t i = 0; i < geom.numBlocks; ++i)
+    perm[i] = static_cast<int32_t>(i);
+  fast.shuffle(perm);
+  // Token counts: full, partial, one, skipped (0 and -1), then random.
+  std::vector<int32_t> special = {int32_t(std::max<int64_t>(1, bs - 1)),
+                                  int32_t(bs),
+                                  1,
+                                  0,
+                                  int32_t(bs / 2 + 1),
+                                  -1};
+  std::vector<int32_t> list(copies * 3);
+  int64_t rows = 0;
+  for (int64_t c = 0; c < copies; ++c) {
+    int32_t n = c < static_cast<int64_t>(special.size())
+                    ? special[c]
+                    : static_cast<int32_t>(1 + fast.below(bs));
+    list[c * 3 + 0] = perm[copies + c]; // src
+    list[c * 3 + 1] = perm[c];          // dst
+    list[c * 3 + 2] = n;
+    rows += std::max<int64_t>(0, std::min<int64_t>(n, bs));
+  }
+  std::vector<std::vector<uint16_t>> cache(
+      geom.buffers(), std::vector<uint16_t>(geom.elements));
+  for (auto &buffer : cache)
+    for (auto &e : buffer)
+      e = randomBits(-1, 1);
+  std::vector<std::vector<uint16_t>> ref = cache;
+  for (int64_t c = 0; c < copies; ++c) {
+    int64_t n = std::min<int64_t>(list[c * 3 + 2], bs);
+    for (int64_t l = 0; l < geom.numLayers; ++l)
+      for (int kv = 0; kv < 2; ++kv)
+        for (int64_t h = 0; h < hkv; ++h)
+          for (int64_t t = 0; t < n; ++t)
+            for (int64_t d = 0; d < dim; ++d)
+              ref[geom.buffer(kv)]
+                 [geom.index(l, list[c * 3 + 1], h, t, d, kv)] =
+                     cache[geom.buffer(kv)]
+                          [geom.index(l, list[c * 3 + 0], h, t, d, kv)];
+  }
+  put(args["copies"], list);
+  const char *names[2] = {geom.separate ? "k_cache" : "cache", "v_cache"};
+  for (int i = 0; i < geom.buffers(); ++i)
+    put(args[names[i]], cache[i]);
+  std::vector<CUdeviceptr> pointers = args.pointers();
+  launchOnce(pointers);
+  for (int i = 0; i < geom.buffers(); ++i)
+    compareBits(get<uint16_t>(args[names[i]]), ref[i], names[i],
+                &result.relErr);
+  result.notes += " copies=" + std::to_string(copies) +
+                  " layers=" + std::to_string(geom.numLayers);
+  std::vector<std::vector<CUdeviceptr>> sets = {pointers};
+  time(sets, 2.0 * 2 * rows * geom.numLayers * hkv * dim * 2, "K/V read+write",
+       12.0 * copies);
+  return result;
+}
+
+//===----------------------------------------------------------------------===//
+// Paged attention
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Shapes and attention parameters of a paged_decode/prefill contract.
+struct AttentionShape {
+  int64_t heads, kvHeads, dim, bs, maxBlocks;
+  double scale, softcap;
+  int64_t window;
+  explicit AttentionShape(const Spec &spec)
+      : heads(spec.integer("heads")), kvHeads(spec.integer("kv_heads")),
+        dim(spec.integer("head_dim")), bs(spec.integer("block_size")),
+        maxBlocks(spec.integer("max_blocks")), scale(spec.real("scale")),
+        softcap(spec.has("softcap") ? spec.real("softcap") : 0),
+        window(spec.integerOr("window", 0)) {}
+  int64_t maxContext() const { return maxBlocks * bs; }
+};
+
+/// Host copy of a paged cache and block tables for one trial.
+struct PagedState {
+  std::vector<std::vector<uint16_t>> cache; // per buffer
+  std::vector<int32_t> tables;              // [seqs, maxBlocks]
+};
+} // namespace
+
+/// Fills `state` for sequences of the given context lengths: shuffled
+/// distinct block ids (padding entries 0, the runtime's kPaddingBlockId),
+/// random K and V at every cached position and NaN everywhere else, so that
+/// a kernel reading past a sequence's context produces NaN.
+static void buildPagedState(PagedState &state, const CacheGeom &geom,
+                            const AttentionShape &shape,
+                            const std::vector<int32_t> &ctx, FastRng &fast,
+                            const std::function<uint16_t()> &value) {
+  int64_t seqs = static_cast<int64_t>(ctx.size());
+  state.cache.assign(geom.buffers(),
+                     std::vector<uint16_t>(geom.elements, kNaNBits));
+  state.tables.assign(seqs * shape.maxBlocks, 0);
+  std::vector<int32_t> perm(geom.numBlocks);
+  for (int64_t i = 0; i < geom.numBlocks; ++i)
+    perm[i] = static_cast<int32_t>(i);
+  fast.shuffle(perm);
+  int64_t next = 0;
+  for (int64_t s = 0; s < seqs; ++s) {
+    int64_t blocks = (ctx[s] + shape.bs - 1) / shape.bs;
+    if (next + blocks > geom.numBlocks)
+      die("the contexts need more than the cache's " +
+          std::to_string(geom.numBlocks) +
+          " blocks (generate with a larger --num-blocks)");
+    for (int64_t j = 0; j < blocks; ++j)
+      state.tables[s * shape.maxBlocks + j] = perm[next++];
+    for (int64_t pos = 0; pos < ctx[s]; ++pos) {
+      int64_t blockId = state.tables[s * shape.maxBlocks + pos / shape.bs];
+      for (int kv = 0; kv < 2; ++kv)
+        for (int64_t h = 0; h < shape.kvHeads; ++h)
+          for (int64_t d = 0; d < shape.dim; ++d)
+            state.cache[geom.buffer(kv)]
+                       [geom.index(0, blockId, h, pos % shape.bs, d, kv)] =
+                value();
+    }
+  }
+}
+
+/// out[h, :] of one query row over positions [begin, end) of sequence `s`.
+template <typename Load>
+static void referenceRow(const AttentionShape &shape, const CacheGeom &geom,
+                         const PagedState &state, int64_t s, int64_t begin,
+                         int64_t end, const float *q, double *out,
+                         const Load &load) {
+  int64_t group = shape.heads / shape.kvHeads;
+  std::vector<double> scores;
+  for (int64_t h = 0; h < shape.heads; ++h) {
+    int64_t kvh = h / group;
+    double *o = out + h * shape.dim;
+    std::fill(o, o + shape.dim, 0.0);
+    if (end <= begin)
+      continue;
+    scores.assign(end - begin, 0.0);
+    double top = -INFINITY;
+    for (int64_t j = begin; j < end; ++j) {
+      int64_t blockId = state.tables[s * shape.maxBlocks + j / shape.bs];
+      size_t base = geom.index(0, blockId, kvh, j % shape.bs, 0, false);
+      const uint16_t *k = &state.cache[geom.buffer(false)][base];
+      double dot = 0;
+      for (int64_t d = 0; d < shape.dim; ++d)
+        dot += double(q[h * shape.dim + d]) * load(k[d]);
+      double sc = dot * shape.scale;
+      if (shape.softcap)
+        sc = shape.softcap * std::tanh(sc / shape.softcap);
+      scores[j - begin] = sc;
+      top = std::max(top, sc);
+    }
+    double sum = 0;
+    for (int64_t j = begin; j < end; ++j) {
+      double p = std::exp(scores[j - begin] - top);
+      sum += p;
+      int64_t blockId = state.tables[s * shape.maxBlocks + j / shape.bs];
+      size_t base = geom.index(0, blockId, kvh, j % shape.bs, 0, true);
+      const uint16_t *v = &state.cache[geom.buffer(true)][base];
+      for (int64_t d = 0; d < shape.dim; ++d)
+        o[d] += p * load(v[d]);
+    }
+    for (int64_t d = 0; d < shape.dim; ++d)
+      o[d] /= sum;
+  }
+}
+
+Result Checker::runPagedDecode() {
+  CacheGeom geom(spec);
+  AttentionShape shape(spec);
+  int64_t seqs = spec.integer("seqs");
+  int64_t maxCtx = shape.maxContext();
+  Buffers args = allocateArgs();
+  const char *names[2] = {geom.separate ? "k_cache" : "cache", "v_cache"};
+  auto loadBits = [&](uint16_t bits) { return double(load(bits)); };
+  auto value = [&] { return randomBits(-1, 1); };
+
+  // One trial: upload, launch, compare with the fp64 reference.
+  PagedState state;
+  std::vector<float> qValues;
+  std::vector<double> ref;
+  auto trial = [&](const std::vector<int32_t> &ctx, const std::string &what) {
+    buildPagedState(state, geom, shape, ctx, fast, value);
+    std::vector<uint16_t> q(seqs * shape.heads * shape.dim);
+    qValues.resize(q.size());
+    for (size_t i = 0; i < q.size(); ++i) {
+      q[i] = randomBits(-1, 1);
+      qValues[i] = load(q[i]);
+    }
+    put(args["q"], q);
+    for (int i = 0; i < geom.buffers(); ++i)
+      put(args[names[i]], state.cache[i]);
+    put(args["block_tables"], state.tables);
+    put(args["context_lens"], ctx);
+    check(cuMemsetD16(args["out"].ptr, kNaNBits, args["out"].bytes / 2),
+          "cuMemsetD16");
+    std::vector<CUdeviceptr> pointers = args.pointers();
+    launchOnce(pointers);
+    ref.assign(q.size(), 0.0);
+    for (int64_t s = 0; s < seqs; ++s) {
+      int64_t begin =
+          shape.window ? std::max<int64_t>(0, ctx[s] - shape.window) : 0;
+      referenceRow(shape, geom, state, s, begin, ctx[s],
+                   &qValues[s * shape.heads * shape.dim],
+                   &ref[s * shape.heads * shape.dim], loadBits);
+    }
+    compare(download(args["out"]), ref, what, &result.relErr);
+  };
+
+  // Ragged lengths: 1, around a block, several blocks, not multiples of
+  // the block size, the maximum, around the window, and 0 (a padded row,
+  // zero output), spread over the sequences of as many launches as needed.
+  int64_t bs = shape.bs;
+  std::vector<int64_t> special = {
+      1,          bs - 1, bs,         bs + 1,         2 * bs + 3,
+      5 * bs + 7, maxCtx, maxCtx - 1, maxCtx / 2 + 5, 0};
+  if (shape.window)
+    for (int64_t w : {shape.window - 1, shape.window, shape.window + 1,
+                      shape.window + bs + 3})
+      special.push_back(w);
+  std::vector<int32_t> lengths;
+  for (int64_t len : special)
+    if (len >= 0 && len <= maxCtx &&
+        std::find(lengths.begin(), lengths.end(), len) == lengths.end())
+      lengths.push_back(static_cast<int32_t>(len));
+  int64_t trials = (static_cast<int64_t>(lengths.size()) + seqs - 1) / seqs;
+  for (int64_t t = 0; t < trials; ++t) {
+    std::vector<int32_t> ctx(seqs);
+    std::string what = "ragged ctx {";
+    for (int64_t s = 0; s < seqs; ++s) {
+      size_t k = t * seqs + s;
+      ctx[s] = k < lengths.size()
+                   ? lengths[k]
+                   : static_cast<int32_t>(1 + fast.below(maxCtx));
+      if (s < 12)
+        what += (s ? "," : "") + std::to_string(ctx[s]);
+    }
+    what += seqs > 12 ? ",...}" : "}";
+    trial(ctx, what);
+  }
+
+  // The timed shape: lengths in [ctxMin, ctxMax], checked as well.
+  int64_t hi = options.ctxMax ? std::min(options.ctxMax, maxCtx) : maxCtx;
+  int64_t lo = options.ctxMin ? std::min(options.ctxMin, hi)
+                              : std::max<int64_t>(1, hi / 4);
+  std::vector<int32_t> ctx(seqs);
+  double kvBytes = 0;
+  for (int64_t s = 0; s < seqs; ++s) {
+    ctx[s] = static_cast<int32_t>(lo + fast.below(hi - lo + 1));
+    int64_t read =
+        shape.window ? std::min<int64_t>(ctx[s], shape.window) : ctx[s];
+    kvBytes += 2.0 * read * shape.kvHeads * shape.dim * 2;
+  }
+  trial(ctx, "timed ctx " + std::to_string(lo) + ".." + std::to_string(hi));
+  char notes[128];
+  std::snprintf(notes, sizeof(notes), "N=%lld ctx=%lld..%lld KV=%.1fMB",
+                (long long)seqs, (long long)lo, (long long)hi, kvBytes / 1e6);
+  result.notes = notes;
+
+  std::vector<std::unique_ptr<DeviceBuffer>> keep;
+  std::vector<std::vector<CUdeviceptr>> sets = rotateCaches(args, keep);
+  time(sets, kvBytes, "of KV read",
+       4.0 * seqs * shape.heads * shape.dim + 4.0 * seqs * shape.maxBlocks);
+  // After every launch: still the reference (the split-K counters and
+  // partials are reused), and the counters back at zero.
+  compare(download(args["out"]), ref, "after timing", &result.relErr);
+  if (args.has("counters")) {
+    std::vector<int32_t> counters = get<int32_t>(args["counters"]);
+    size_t nonzero = 0;
+    for (int32_t c : counters)
+      nonzero += c != 0;
+    std::printf("  %s split-K counters: %zu of %zu not reset to zero\n",
+                nonzero ? "BAD" : "ok", nonzero, counters.size());
+    if (nonzero)
+      result.pass = false;
+  }
+  return result;
+}
+
+Result Checker::runPagedPrefill() {
+  CacheGeom geom(spec);
+  AttentionShape shape(spec);
+  int64_t tokens = spec.integer("tokens"), seqs = spec.integer("seqs");
+  int64_t maxCtx = shape.maxContext();
+  if (tokens - (seqs - 1) > maxCtx)
+    die("paged_prefill: " + std::to_string(tokens) + " tokens over " +
+        std::to_string(seqs) +
+        " sequences can exceed max_blocks * "
+        "block_size = " +
+        std::to_string(maxCtx));
+  Buffers args = allocateArgs();
+  const char *names[2] = {geom.separate ? "k_cache" : "cache", "v_cache"};
+  auto loadBits = [&](uint16_t bits) { return double(load(bits)); };
+  auto value = [&] { return randomBits(-1, 1); };
+
+  PagedState state;
+  double kvRowBytes = 0;
+  auto trial = [&](int which) {
+    // Query lengths: every sequence at least one token; the first trial
+    // gives the first sequence half of the rest (a long prompt chunk).
+    std::vector<int32_t> qlen(seqs, 1);
+    int64_t extra = tokens - seqs;
+    if (which == 0 && seqs > 1) {
+      qlen[0] += static_cast<int32_t>(extra / 2);
+      extra -= extra / 2;
+    }
+    for (int64_t i = 0; i < extra; ++i)
+      ++qlen[fast.below(seqs)];
+    // Cached context before the step: none (a fresh prompt) for the first
+    // sequence of the first trial, one short of a block for the second,
+    // random otherwise; capped so that the context fits the block table.
+    std::vector<int32_t> ctx(seqs), starts(seqs + 1, 0);
+    for (int64_t s = 0; s < seqs; ++s) {
+      int64_t room = maxCtx - qlen[s];
+      int64_t prior = room > 0 ? fast.below(room + 1) : 0;
+      if (which == 0 && s == 0)
+        prior = 0;
+      if (which == 0 && s == 1)
+        prior = std::min<int64_t>(room, shape.bs - 1);
+      ctx[s] = static_cast<int32_t>(prior + qlen[s]);
+      starts[s + 1] = starts[s] + qlen[s];
+    }
+    buildPagedState(state, geom, shape, ctx, fast, value);
+    std::vector<uint16_t> q(tokens * shape.heads * shape.dim);
+    std::vector<float> qValues(q.size());
+    for (size_t i = 0; i < q.size(); ++i) {
+      q[i] = randomBits(-1, 1);
+      qValues[i] = load(q[i]);
+    }
+    put(args["q"], q);
+    for (int i = 0; i < geom.buffers(); ++i)
+      put(args[names[i]], state.cache[i]);
+    put(args["block_tables"], state.tables);
+    put(args["context_lens"], ctx);
+    put(args["query_start_loc"], starts);
+    check(cuMemsetD16(args["out"].ptr, kNaNBits, args["out"].bytes / 2),
+          "cuMemsetD16");
+    std::vector<CUdeviceptr> pointers = args.pointers();
+    launchOnce(pointers);
+    std::vector<double> ref(q.size(), 0.0);
+    kvRowBytes = 0;
+    for (int64_t s = 0; s < seqs; ++s)
+      for (int64_t i = 0; i < qlen[s]; ++i) {
+        int64_t t = starts[s] + i;
+        int64_t end = ctx[s] - qlen[s] + i + 1;
+        int64_t begin =
+            shape.window ? std::max<int64_t>(0, end - shape.window) : 0;
+        kvRowBytes += 2.0 * (end - begin) * shape.kvHeads * shape.dim * 2;
+        referenceRow(shape, geom, state, s, begin, end,
+                     &qValues[t * shape.heads * shape.dim],
+                     &ref[t * shape.heads * shape.dim], loadBits);
+      }
+    std::string what = "trial " + std::to_string(which) + " q_lens {";
+    for (int64_t s = 0; s < std::min<int64_t>(seqs, 8); ++s)
+      what += (s ? "," : "") + std::to_string(qlen[s]) + "/" +
+              std::to_string(ctx[s]);
+    what += seqs > 8 ? ",...} (q_len/ctx)" : "} (q_len/ctx)";
+    compare(download(args["out"]), ref, what, &result.relErr);
+  };
+  for (int which = 0; which < 3; ++which)
+    trial(which);
+  result.notes = "T=" + std::to_string(tokens) + " S=" + std::to_string(seqs);
+  std::vector<std::vector<CUdeviceptr>> sets = {args.pointers()};
+  // Every CTA streams its own keys: the bytes its loads request (most hit
+  // L2), not HBM traffic.
+  time(sets, kvRowBytes, "of K/V rows loaded, mostly L2",
+       4.0 * tokens * shape.heads * shape.dim);
+  return result;
+}
+
+//===----------------------------------------------------------------------===//
+// RMSNorm, GEMV, elementwise
+//===----------------------------------------------------------------------===//
+
+Result Checker::runClassic() {
   const std::string &family = spec.get("family");
   std::vector<std::unique_ptr<DeviceBuffer>> buffers;
   std::vector<double> ref;
@@ -428,10 +1201,9 @@ bool Checker::run() {
   args.push_back(out->ptr);
 
   // Poison the output so that elements the kernel skips show up as NaN.
-  check(cuMemsetD16(out->ptr, 0x7fff, out->bytes / 2), "cuMemsetD16");
-  launch(args);
-  check(cuCtxSynchronize(), ("running " + spec.get("name")).c_str());
-  bool pass = compare(download(*out), ref);
+  check(cuMemsetD16(out->ptr, kNaNBits, out->bytes / 2), "cuMemsetD16");
+  launchOnce(args);
+  compare(download(*out), ref, "output", &result.relErr);
 
   std::vector<std::vector<CUdeviceptr>> argSets = {args};
   std::vector<std::unique_ptr<DeviceBuffer>> copies;
@@ -455,7 +1227,20 @@ bool Checker::run() {
   } else {
     time(argSets, movedBytes, "read+write", 0);
   }
-  return pass;
+  return result;
+}
+
+Result Checker::run() {
+  const std::string &family = spec.get("family");
+  if (family == "kv_write")
+    return runKVWrite();
+  if (family == "kv_copy")
+    return runKVCopy();
+  if (family == "paged_decode")
+    return runPagedDecode();
+  if (family == "paged_prefill")
+    return runPagedPrefill();
+  return runClassic();
 }
 
 std::string readFile(const std::string &path) {
@@ -478,6 +1263,7 @@ int main(int argc, char **argv) {
     if (arg == "-h" || arg == "--help") {
       std::printf("usage: kernel_check [--iters=N] [--warmup=N] [--seed=N] "
                   "[--tolerance=X] [--rotate-mb=X] [--device=N] [--verbose=1] "
+                  "[--ctx-min=N] [--ctx-max=N] "
                   "[--<contract key>=value...] FILE.ptx|FILE.cubin...\n");
       return 0;
     }
@@ -502,6 +1288,10 @@ int main(int argc, char **argv) {
       options.rotateMB = std::strtod(value.c_str(), nullptr);
     else if (key == "device")
       options.device = std::atoi(value.c_str());
+    else if (key == "ctx-min")
+      options.ctxMin = std::atoll(value.c_str());
+    else if (key == "ctx-max")
+      options.ctxMax = std::atoll(value.c_str());
     else if (key == "verbose")
       options.verbose = value != "0" && value != "false";
     else if (key == "spec")
@@ -526,6 +1316,7 @@ int main(int argc, char **argv) {
               driver);
 
   int failures = 0;
+  std::vector<std::string> summary;
   for (const std::string &path : files) {
     std::string image = readFile(path);
     Spec spec;
@@ -565,11 +1356,24 @@ int main(int argc, char **argv) {
                 spec.get("family").c_str(), spec.get("grid").c_str(),
                 spec.get("block").c_str(), registers, localBytes);
     Checker checker(spec, options, function);
-    if (!checker.run())
+    Result result = checker.run();
+    if (!result.pass)
       ++failures;
+    char line[512];
+    std::snprintf(line, sizeof(line),
+                  "%s %s (%s): rel_err=%.2e time=%.2fus (b2b %.2fus) %.1f "
+                  "GB/s %s; regs=%d%s%s",
+                  result.pass ? "PASS" : "FAIL", spec.get("name").c_str(),
+                  path.c_str(), result.relErr, result.medianUs, result.meanUs,
+                  result.medianGBs, result.bytesLabel.c_str(), registers,
+                  result.notes.empty() ? "" : "; ", result.notes.c_str());
+    std::printf("%s\n", line);
+    summary.push_back(line);
     cuModuleUnload(module);
   }
-  std::printf("%zu checked, %d failed\n", files.size(), failures);
+  std::printf("\n== summary: %zu checked, %d failed\n", files.size(), failures);
+  for (const std::string &line : summary)
+    std::printf("%s\n", line.c_str());
   cuDevicePrimaryCtxRelease(device);
   return failures ? 1 : 0;
 }
