@@ -29,6 +29,7 @@ constexpr IntField kIntFields[] = {
 constexpr const char *kVersionKey = "kiln_model_config";
 constexpr const char *kRopeThetaKey = "rope_theta";
 constexpr const char *kDtypeKey = "dtype";
+constexpr const char *kBlockSizeKey = "block_size";
 constexpr const char *kDtypes[] = {"f32", "f16", "bf16"};
 } // namespace
 
@@ -59,6 +60,10 @@ Status ModelConfig::validate() const {
   if (!(ropeTheta > 0.0) || !std::isfinite(ropeTheta))
     return makeError(StatusCode::InvalidArgument, "model config rope_theta ",
                      ropeTheta, " must be positive and finite");
+  if (blockSize <= 0)
+    return makeError(StatusCode::InvalidArgument,
+                     "model config block_size must be positive, got ",
+                     blockSize);
   for (const char *known : kDtypes)
     if (dtype == known)
       return Status::ok();
@@ -76,6 +81,7 @@ std::string ModelConfig::serialize() const {
   out +=
       std::string(kRopeThetaKey) + "=" + std::string(buffer, result.ptr) + "\n";
   out += std::string(kDtypeKey) + "=" + dtype + "\n";
+  out += std::string(kBlockSizeKey) + "=" + std::to_string(blockSize) + "\n";
   return out;
 }
 
@@ -132,10 +138,11 @@ StatusOr<ModelConfig> ModelConfig::deserialize(std::string_view text) {
 
   int32_t version = 0;
   KILN_RETURN_IF_ERROR(parseInt(kVersionKey, version));
-  if (version != kFormatVersion)
+  if (version != 1 && version != kFormatVersion)
     return makeError(StatusCode::InvalidArgument,
                      "unsupported model config version ", version,
-                     " (this runtime reads version ", kFormatVersion, ")");
+                     " (this runtime reads versions 1 to ", kFormatVersion,
+                     ")");
 
   ModelConfig config;
   for (const IntField &f : kIntFields)
@@ -159,6 +166,10 @@ StatusOr<ModelConfig> ModelConfig::deserialize(std::string_view text) {
   config.dtype = dtype->second.first;
   entries.erase(dtype);
 
+  // Version 2: the KV-cache block size (version 1 artifacts used 16).
+  if (version >= 2)
+    KILN_RETURN_IF_ERROR(parseInt(kBlockSizeKey, config.blockSize));
+
   // Keys are strict within a version: an unknown one is a typo or a newer
   // format, and silently ignoring either would misconfigure the model.
   if (!entries.empty())
@@ -173,7 +184,8 @@ bool ModelConfig::operator==(const ModelConfig &o) const {
   for (const IntField &f : kIntFields)
     if (this->*f.member != o.*f.member)
       return false;
-  return ropeTheta == o.ropeTheta && dtype == o.dtype;
+  return ropeTheta == o.ropeTheta && dtype == o.dtype &&
+         blockSize == o.blockSize;
 }
 
 } // namespace kiln::runtime

@@ -44,7 +44,7 @@ Status parseError(const std::string &text) {
 }
 
 TEST(ModelConfigTest, SerializesAsVersionedKeyValueText) {
-  EXPECT_EQ(pycoder().serialize(), "kiln_model_config=1\n"
+  EXPECT_EQ(pycoder().serialize(), "kiln_model_config=2\n"
                                    "vocab_size=4096\n"
                                    "bos_token_id=1\n"
                                    "eos_token_id=2\n"
@@ -56,7 +56,23 @@ TEST(ModelConfigTest, SerializesAsVersionedKeyValueText) {
                                    "hidden_size=256\n"
                                    "intermediate_size=704\n"
                                    "rope_theta=10000\n"
-                                   "dtype=f16\n");
+                                   "dtype=f16\n"
+                                   "block_size=16\n");
+}
+
+TEST(ModelConfigTest, ReadsVersion1WithoutBlockSize) {
+  // Version 1 predates block_size; such artifacts used 16-token blocks.
+  ModelConfig c = pycoder();
+  c.blockSize = 32;
+  std::string text =
+      withLine(c, "kiln_model_config", "kiln_model_config=1");
+  text = text.substr(0, text.find("block_size="));
+  StatusOr<ModelConfig> back = ModelConfig::deserialize(text);
+  ASSERT_TRUE(back.isOk()) << back.status();
+  EXPECT_EQ(back->blockSize, 16);
+  // ... and reject the key, which version 1 did not have.
+  EXPECT_EQ(parseError(text + "block_size=32\n").message(),
+            "model config line 14: unknown key 'block_size'");
 }
 
 TEST(ModelConfigTest, RoundTripsExactly) {
@@ -92,10 +108,10 @@ TEST(ModelConfigTest, RejectsMalformedText) {
   EXPECT_EQ(parseError("vocab_size=4096\n").message(),
             "model config line 1: expected 'kiln_model_config=<version>' "
             "first");
-  EXPECT_EQ(parseError(withLine(c, "kiln_model_config", "kiln_model_config=2"))
+  EXPECT_EQ(parseError(withLine(c, "kiln_model_config", "kiln_model_config=3"))
                 .message(),
-            "unsupported model config version 2 (this runtime reads version "
-            "1)");
+            "unsupported model config version 3 (this runtime reads versions "
+            "1 to 2)");
   EXPECT_EQ(parseError(withLine(c, "num_heads", "num_heads 8")).message(),
             "model config line 7: expected key=value, got 'num_heads 8'");
   EXPECT_EQ(parseError(withLine(c, "num_layers", "")).message(),
@@ -111,9 +127,9 @@ TEST(ModelConfigTest, RejectsMalformedText) {
             "model config line 12: value 'fast' of 'rope_theta' is not a "
             "number");
   EXPECT_EQ(parseError(c.serialize() + "num_layers=5\n").message(),
-            "model config line 14: duplicate key 'num_layers'");
+            "model config line 15: duplicate key 'num_layers'");
   EXPECT_EQ(parseError(c.serialize() + "sliding_window=4096\n").message(),
-            "model config line 14: unknown key 'sliding_window'");
+            "model config line 15: unknown key 'sliding_window'");
 }
 
 TEST(ModelConfigTest, ValidatesValues) {
@@ -136,6 +152,10 @@ TEST(ModelConfigTest, ValidatesValues) {
   c = pycoder();
   c.ropeTheta = -1;
   EXPECT_EQ(c.validate().code(), StatusCode::InvalidArgument);
+  c = pycoder();
+  c.blockSize = 0;
+  EXPECT_EQ(c.validate().message(),
+            "model config block_size must be positive, got 0");
   c = pycoder();
   c.dtype = "f8";
   EXPECT_EQ(c.validate().message(),

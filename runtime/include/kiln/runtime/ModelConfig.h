@@ -23,8 +23,9 @@
 namespace kiln::runtime {
 
 struct ModelConfig {
-  /// Version of the text format; bumped when keys change meaning.
-  static constexpr int kFormatVersion = 1;
+  /// Version of the text format; bumped when keys change meaning. Version 2
+  /// added block_size; version 1 text still reads (block_size 16).
+  static constexpr int kFormatVersion = 2;
 
   int32_t vocabSize = 0;
   int32_t bosTokenId = -1;
@@ -39,8 +40,11 @@ struct ModelConfig {
   double ropeTheta = 10000.0;
   /// Weight storage type: "f32", "f16" or "bf16".
   std::string dtype = "f16";
+  /// Tokens per KV-cache block the launch plan was laid out for.
+  int32_t blockSize = 16;
 
-  /// InvalidArgument naming the first bad field: sizes must be positive,
+  /// InvalidArgument naming the first bad field: sizes (and block_size) must
+  /// be positive,
   /// token ids inside the vocabulary, num_heads a multiple of kv_heads,
   /// head_dim even (RoPE rotates pairs), rope_theta positive and finite.
   Status validate() const;

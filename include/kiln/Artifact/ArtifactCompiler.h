@@ -1,0 +1,119 @@
+//===- ArtifactCompiler.h - From laid-out modules to .kiln artifacts -*- C++ -*-===//
+//
+// The compiler half of the artifact: a module whose functions have been
+// laid out over the paged KV cache (@prefill, @decode, and an all-logits
+// @prefill_all; -llm-kv-cache-layout) becomes the runtime's LaunchPlan (one
+// entry point per function, a flat list of typed steps over a buffer table
+// with symbolic shapes), its WeightTable (every llm.weight once: referenced
+// by path and CRC-32, embedded, or dummy), and a ModelConfig, written as a
+// .kiln file with kiln::runtime::ArtifactWriter. An op the plan has no step
+// for is a diagnostic at that op. kiln-compile drives these stages.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_ARTIFACT_ARTIFACTCOMPILER_H
+#define KILN_ARTIFACT_ARTIFACTCOMPILER_H
+
+#include "kiln/runtime/LaunchPlan.h"
+#include "kiln/runtime/ModelConfig.h"
+#include "kiln/runtime/WeightTable.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Support/LogicalResult.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mlir::func {
+class FuncOp;
+}
+
+namespace kiln {
+
+/// Where the bytes of the artifact's weights go.
+enum class WeightMode {
+  Reference, ///< External data by path + CRC-32; initializers embedded.
+  Embed,     ///< Every weight copied into the Weights section.
+  Dummy,     ///< Only dtype and shape; random values at load.
+};
+
+/// The llm.weight behind a weight-table entry.
+struct WeightSource {
+  mlir::Attribute source; ///< #llm.external_data or #llm.initializer
+  mlir::Type type;
+};
+
+/// Everything the artifact holds, before it is written.
+struct CompiledModel {
+  kiln::runtime::ModelConfig config;
+  kiln::runtime::LaunchPlan plan;
+  kiln::runtime::WeightTable weights;
+  /// Parallel to weights.weights.
+  std::vector<WeightSource> sources;
+  /// The Weights section (embedded bytes), possibly empty.
+  std::vector<uint8_t> weightsSection;
+  /// The serialized SentencePiece model, possibly empty.
+  std::vector<uint8_t> tokenizer;
+};
+
+/// Builds one entry point from a laid-out function and adds its weights to
+/// `model.weights`/`model.sources` (shared by all entry points).
+mlir::FailureOr<kiln::runtime::EntryPoint>
+buildEntryPoint(mlir::func::FuncOp func, llvm::StringRef name,
+                CompiledModel &model);
+
+/// Builds the plan of every laid-out function of `module` present among
+/// prefill, decode, prefill_all (prefill and decode are required).
+mlir::LogicalResult buildLaunchPlan(mlir::ModuleOp module,
+                                    llvm::StringRef target,
+                                    CompiledModel &model);
+
+struct ConfigOptions {
+  /// The model's directory: config.json (or meta.json's "config") there
+  /// supplies BOS/EOS, the context length and what the graph lacks.
+  std::string modelDir;
+  /// A SentencePiece model whose BOS/EOS win over the config's.
+  std::string tokenizerPath;
+  /// Overrides the context length (0: from the config).
+  int32_t contextLength = 0;
+};
+
+/// Fills model.config from the laid-out module (cache geometry, heads,
+/// vocabulary, hidden size, dtype, rope theta) and the model's config
+/// files; loads the tokenizer bytes when a path is given. Notes about
+/// fallbacks go to `notes`.
+mlir::LogicalResult buildModelConfig(mlir::ModuleOp module,
+                                     const ConfigOptions &options,
+                                     CompiledModel &model,
+                                     std::vector<std::string> &notes);
+
+struct WeightStats {
+  int64_t referenced = 0, referencedBytes = 0;
+  int64_t embedded = 0, embeddedBytes = 0;
+  int64_t dummy = 0, dummyBytes = 0;
+  std::vector<std::string> files; ///< referenced files, as stored
+};
+
+/// Decides where each weight's bytes live and computes their checksums:
+/// fills storage/path/offset/length/crc32 of every entry and the Weights
+/// section. `modelDir` resolves the sources' relative paths;
+/// `artifactPath` is where the artifact will be written (referenced paths
+/// are stored relative to its directory).
+mlir::LogicalResult packWeights(mlir::ModuleOp module, WeightMode mode,
+                                const std::string &modelDir,
+                                const std::string &artifactPath,
+                                CompiledModel &model, WeightStats &stats);
+
+/// Writes the artifact: Config, LaunchPlan, WeightRefs, Weights (if any
+/// weight is embedded), Tokenizer (if any). Returns the file size.
+mlir::FailureOr<uint64_t> writeArtifact(const CompiledModel &model,
+                                        const std::string &path,
+                                        mlir::Location loc);
+
+/// `path` relative to directory `base` (both made absolute first).
+std::string relativePath(const std::string &path, const std::string &base);
+
+} // namespace kiln
+
+#endif // KILN_ARTIFACT_ARTIFACTCOMPILER_H

@@ -1,0 +1,214 @@
+//===- WeightPacker.cpp - Where the artifact's weights live ---------------===//
+//
+// Reference mode (the default) keeps an exporter's external data where it
+// is: the artifact records the file (relative to the artifact's directory),
+// the byte range and its CRC-32, so a multi-gigabyte model compiles without
+// a copy and the runtime detects a file that changed. Weights stored inside
+// the .onnx protobuf (#llm.initializer: norm scales, small tensors) have no
+// plain byte range and are embedded. Embed mode copies everything into the
+// Weights section (64-byte aligned, so the mapped artifact can be used in
+// place); dummy mode records only dtypes and shapes.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Artifact/ArtifactCompiler.h"
+
+#include "kiln/Dialect/LLM/IR/LLMDialect.h"
+#include "kiln/Reference/WeightStore.h"
+#include "kiln/runtime/Artifact.h"
+#include "kiln/runtime/Crc32.h"
+#include "kiln/runtime/Half.h"
+#include "kiln/runtime/MappedFile.h"
+
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
+
+#include <map>
+
+using namespace mlir;
+using namespace kiln;
+namespace rt = kiln::runtime;
+namespace llm = kiln::llm;
+
+std::string kiln::relativePath(const std::string &path,
+                               const std::string &base) {
+  auto normalize = [](const std::string &p) {
+    SmallString<256> s(p.empty() ? "." : p);
+    llvm::sys::fs::make_absolute(s);
+    llvm::sys::path::remove_dots(s, /*remove_dot_dot=*/true);
+    return std::string(s);
+  };
+  std::string target = normalize(path), from = normalize(base);
+  SmallVector<StringRef> a, b;
+  for (auto it = llvm::sys::path::begin(target),
+            end = llvm::sys::path::end(target);
+       it != end; ++it)
+    a.push_back(*it);
+  for (auto it = llvm::sys::path::begin(from),
+            end = llvm::sys::path::end(from);
+       it != end; ++it)
+    b.push_back(*it);
+  size_t common = 0;
+  while (common < a.size() && common < b.size() && a[common] == b[common])
+    ++common;
+  SmallString<256> out;
+  for (size_t i = common; i < b.size(); ++i)
+    llvm::sys::path::append(out, "..");
+  for (size_t i = common; i < a.size(); ++i)
+    llvm::sys::path::append(out, a[i]);
+  return out.empty() ? "." : std::string(out);
+}
+
+/// A stable seed per weight name (FNV-1a), so dummy artifacts are
+/// reproducible.
+static uint64_t nameSeed(const std::string &name) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : name) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+/// The bytes of a host tensor in `dtype` (exact for values read from it).
+static std::vector<uint8_t> encode(const HostTensor &t, rt::DType dtype) {
+  size_t n = t.f.size();
+  std::vector<uint8_t> out(n * rt::dtypeBytes(dtype));
+  for (size_t k = 0; k < n; ++k) {
+    if (dtype == rt::DType::F32) {
+      std::memcpy(out.data() + 4 * k, &t.f[k], 4);
+    } else {
+      uint16_t h = dtype == rt::DType::F16 ? rt::floatToHalf(t.f[k])
+                                           : rt::floatToBf16(t.f[k]);
+      std::memcpy(out.data() + 2 * k, &h, 2);
+    }
+  }
+  return out;
+}
+
+LogicalResult kiln::packWeights(ModuleOp module, WeightMode mode,
+                                const std::string &modelDir,
+                                const std::string &artifactPath,
+                                CompiledModel &model, WeightStats &stats) {
+  SmallString<256> artifactDir(artifactPath);
+  llvm::sys::path::remove_filename(artifactDir);
+  if (artifactDir.empty())
+    artifactDir = ".";
+  WeightStore store(modelDir);
+  std::map<std::string, rt::MappedFile> files;
+  std::vector<uint8_t> &section = model.weightsSection;
+  section.clear();
+
+  auto embed = [&](rt::WeightInfo &info, const uint8_t *data, size_t size) {
+    size_t at = (section.size() + 63) / 64 * 64;
+    section.resize(at + size);
+    if (size)
+      std::memcpy(section.data() + at, data, size);
+    info.storage = rt::WeightStorage::Embedded;
+    info.offset = at;
+    info.length = size;
+    info.crc32 = rt::crc32(data, size);
+    stats.embedded += 1;
+    stats.embeddedBytes += size;
+  };
+
+  for (size_t i = 0; i < model.weights.size(); ++i) {
+    rt::WeightInfo &info = model.weights.weights[i];
+    const WeightSource &src = model.sources[i];
+    auto fail = [&](const Twine &what) {
+      return module.emitError() << "weight '" << info.name << "': " << what;
+    };
+    if (mode == WeightMode::Dummy) {
+      info.storage = rt::WeightStorage::Dummy;
+      info.seed = nameSeed(info.name);
+      stats.dummy += 1;
+      stats.dummyBytes += info.numBytes();
+      continue;
+    }
+    if (auto external = dyn_cast<llm::ExternalDataAttr>(src.source)) {
+      std::string path = store.resolvePath(external.getPath().str());
+      auto it = files.find(path);
+      if (it == files.end()) {
+        auto file = rt::MappedFile::open(path);
+        if (!file.isOk())
+          return fail(file.status().message());
+        it = files.emplace(path, std::move(file).value()).first;
+      }
+      const rt::MappedFile &file = it->second;
+      uint64_t offset = external.getOffset(), length = external.getLength();
+      if ((int64_t)length != info.numBytes() || offset > file.size() ||
+          length > file.size() - offset)
+        return fail("bytes [" + Twine(offset) + ", " + Twine(offset + length) +
+                    ") of '" + path + "' do not hold its " +
+                    Twine(info.numBytes()) + " bytes");
+      const uint8_t *data = file.data() + offset;
+      if (mode == WeightMode::Embed) {
+        embed(info, data, length);
+        continue;
+      }
+      info.storage = rt::WeightStorage::External;
+      info.path = relativePath(path, std::string(artifactDir));
+      info.offset = offset;
+      info.length = length;
+      info.crc32 = rt::crc32(data, length);
+      stats.referenced += 1;
+      stats.referencedBytes += length;
+      if (std::find(stats.files.begin(), stats.files.end(), info.path) ==
+          stats.files.end())
+        stats.files.push_back(info.path);
+      continue;
+    }
+    // Initializers inside the .onnx: read through the weight store and
+    // stored in their dtype.
+    std::string error;
+    auto tensor = store.load(src.source, src.type, error);
+    if (failed(tensor))
+      return fail(error);
+    if (!(*tensor)->isFloat() ||
+        (int64_t)(*tensor)->f.size() != info.numElements())
+      return fail("loaded " + (*tensor)->shapeString());
+    std::vector<uint8_t> bytes = encode(**tensor, info.dtype);
+    embed(info, bytes.data(), bytes.size());
+  }
+  rt::Status valid = model.weights.validate(section.size());
+  if (!valid.isOk())
+    return module.emitError() << valid.message();
+  return success();
+}
+
+FailureOr<uint64_t> kiln::writeArtifact(const CompiledModel &model,
+                                        const std::string &path,
+                                        Location loc) {
+  rt::ArtifactWriter writer;
+  auto check = [&](rt::Status s) {
+    if (!s.isOk())
+      emitError(loc) << "cannot write '" << path << "': " << s.message();
+    return s.isOk();
+  };
+  if (!check(writer.addSection(rt::SectionKind::Config, "config",
+                               std::string_view(model.config.serialize()))) ||
+      !check(writer.addSection(rt::SectionKind::LaunchPlan, "launch_plan",
+                               model.plan.serialize())) ||
+      !check(writer.addSection(rt::SectionKind::WeightRefs, "weight_refs",
+                               model.weights.serialize())))
+    return failure();
+  bool anyEmbedded = false;
+  for (const rt::WeightInfo &w : model.weights.weights)
+    anyEmbedded |= w.storage == rt::WeightStorage::Embedded;
+  if (anyEmbedded &&
+      !check(writer.addSection(rt::SectionKind::Weights, "weights",
+                               model.weightsSection)))
+    return failure();
+  if (!model.tokenizer.empty() &&
+      !check(writer.addSection(rt::SectionKind::Tokenizer, "tokenizer",
+                               model.tokenizer)))
+    return failure();
+  if (!check(writer.writeFile(path)))
+    return failure();
+  uint64_t size = 0;
+  if (std::error_code ec = llvm::sys::fs::file_size(path, size)) {
+    emitError(loc) << "cannot stat '" << path << "': " << ec.message();
+    return failure();
+  }
+  return size;
+}

@@ -1,0 +1,63 @@
+//===- Device.h - Where a launch plan's steps run -------------------------===//
+//
+// A device owns the memory of a model's weights, the step buffers and the
+// paged KV cache ([layers, num_blocks, 2, kv_heads, block_size, head_dim]
+// of the model's cache dtype), and runs an entry point's steps for one
+// ForwardBatch. The host device (HostDevice.h) runs every step kind in
+// plain C++ fp32; a CUDA device will launch the artifact's kernels.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_RUNTIME_DEVICE_H
+#define KILN_RUNTIME_DEVICE_H
+
+#include "kiln/runtime/ForwardBatch.h"
+#include "kiln/runtime/KVCacheConfig.h"
+#include "kiln/runtime/LaunchPlan.h"
+#include "kiln/runtime/Model.h"
+#include "kiln/runtime/Span.h"
+#include "kiln/runtime/Status.h"
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kiln::runtime {
+
+class Device {
+public:
+  virtual ~Device();
+
+  /// "host", "cuda:0", ...
+  virtual std::string name() const = 0;
+
+  /// Takes the model's weights (converting or uploading them) and
+  /// allocates a KV cache of `cache.numBlocks` blocks whose geometry must
+  /// match the model's. Called once, before run.
+  virtual Status prepare(std::shared_ptr<const Model> model,
+                         const KVCacheConfig &cache) = 0;
+
+  /// Runs `entry` (one of the prepared model's entry points) for one step:
+  /// applies `batch.copies`, binds the batch's arrays and `tokens` (one id
+  /// per batch token) to the entry's inputs, runs the steps in order (the
+  /// KV writes land in the cache) and returns the logits as fp32 rows of
+  /// vocab_size: N rows (one per sequence) or T (every token, for
+  /// entry points with all logits). Inconsistent arrays, token ids outside
+  /// the vocabulary or slots outside the cache are InvalidArgument /
+  /// OutOfRange, never undefined behaviour.
+  virtual Status run(const EntryPoint &entry, const ForwardBatch &batch,
+                     Span<const int32_t> tokens,
+                     std::vector<float> &logits) = 0;
+};
+
+/// "host" (the only device of this build), or "cuda", which is
+/// Unimplemented until the CUDA device lands.
+StatusOr<std::unique_ptr<Device>> createDevice(std::string_view kind);
+
+/// The cache geometry a model needs, for `numBlocks` blocks.
+KVCacheConfig kvCacheConfigFor(const Model &model, int32_t numBlocks);
+
+} // namespace kiln::runtime
+
+#endif // KILN_RUNTIME_DEVICE_H

@@ -1,0 +1,196 @@
+//===- Model.cpp - Loading a .kiln artifact -------------------------------===//
+
+#include "kiln/runtime/Model.h"
+#include "kiln/runtime/Crc32.h"
+#include "kiln/runtime/Half.h"
+
+#include <cstdio>
+#include <map>
+#include <random>
+
+namespace kiln::runtime {
+
+static std::string hex32(uint32_t v) {
+  char buffer[16];
+  std::snprintf(buffer, sizeof(buffer), "0x%08x", v);
+  return buffer;
+}
+
+static std::string dirName(const std::string &path) {
+  size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos)
+    return ".";
+  if (slash == 0)
+    return "/";
+  return path.substr(0, slash);
+}
+
+std::vector<uint8_t> dummyWeightBytes(const WeightInfo &info) {
+  int64_t n = info.numElements();
+  std::vector<uint8_t> out(static_cast<size_t>(info.numBytes()));
+  std::mt19937_64 rng(info.seed);
+  float center = info.shape.size() == 1 ? 1.0f : 0.0f;
+  for (int64_t k = 0; k < n; ++k) {
+    double u = static_cast<double>(rng() >> 11) * 0x1.0p-53; // [0, 1)
+    float v = center + static_cast<float>((u * 2.0 - 1.0) * 0.05);
+    switch (info.dtype) {
+    case DType::F16: {
+      uint16_t h = floatToHalf(v);
+      std::memcpy(out.data() + 2 * k, &h, 2);
+      break;
+    }
+    case DType::BF16: {
+      uint16_t h = floatToBf16(v);
+      std::memcpy(out.data() + 2 * k, &h, 2);
+      break;
+    }
+    default:
+      std::memcpy(out.data() + 4 * k, &v, 4);
+      break;
+    }
+  }
+  return out;
+}
+
+int64_t Model::totalWeightBytes() const {
+  int64_t total = 0;
+  for (const WeightInfo &w : weights_.weights)
+    total += w.numBytes();
+  return total;
+}
+
+bool Model::hasDummyWeights() const {
+  for (const WeightInfo &w : weights_.weights)
+    if (w.storage == WeightStorage::Dummy)
+      return true;
+  return false;
+}
+
+Status Model::resolveWeights(const std::string &baseDir,
+                             Span<const uint8_t> weightsSection,
+                             const ModelLoadOptions &options) {
+  KILN_RETURN_IF_ERROR(weights_.validate(weightsSection.size()));
+  std::map<std::string, size_t> fileIndex;
+  weightBytes_.resize(weights_.size());
+  for (size_t i = 0; i < weights_.size(); ++i) {
+    const WeightInfo &w = weights_[i];
+    switch (w.storage) {
+    case WeightStorage::Embedded:
+      weightBytes_[i] = Span<const uint8_t>(weightsSection.data() + w.offset,
+                                            w.length);
+      break;
+    case WeightStorage::Dummy:
+      ownedBytes_.push_back(dummyWeightBytes(w));
+      weightBytes_[i] = Span<const uint8_t>(ownedBytes_.back().data(),
+                                            ownedBytes_.back().size());
+      break;
+    case WeightStorage::External: {
+      std::string path =
+          w.path[0] == '/' ? w.path : baseDir + "/" + w.path;
+      auto it = fileIndex.find(path);
+      if (it == fileIndex.end()) {
+        StatusOr<MappedFile> file = MappedFile::open(path);
+        if (!file.isOk())
+          return Status(file.status().code(),
+                        "weight '" + w.name + "': " + file.status().message());
+        files_.push_back(std::move(file).value());
+        it = fileIndex.emplace(path, files_.size() - 1).first;
+      }
+      const MappedFile &file = files_[it->second];
+      if (w.offset > file.size() || w.length > file.size() - w.offset)
+        return makeError(StatusCode::DataLoss, "weight '", w.name,
+                         "': bytes [", w.offset, ", ", w.offset + w.length,
+                         ") lie outside '", path, "' of ", file.size(),
+                         " bytes");
+      const uint8_t *data = file.data() + w.offset;
+      if (options.verifyChecksums) {
+        uint32_t crc = crc32(data, w.length);
+        if (crc != w.crc32)
+          return makeError(StatusCode::DataLoss, "weight '", w.name,
+                           "': checksum mismatch of '", path, "' bytes [",
+                           w.offset, ", ", w.offset + w.length, "): stored ",
+                           hex32(w.crc32), ", computed ", hex32(crc),
+                           " (the file changed after kiln-compile)");
+      }
+      weightBytes_[i] = Span<const uint8_t>(data, w.length);
+      break;
+    }
+    }
+  }
+  return Status::ok();
+}
+
+static std::string_view asText(Span<const uint8_t> bytes) {
+  return std::string_view(reinterpret_cast<const char *>(bytes.data()),
+                          bytes.size());
+}
+
+StatusOr<std::shared_ptr<const Model>>
+Model::fromReader(ArtifactReader reader, const std::string &baseDir,
+                  const ModelLoadOptions &options) {
+  std::shared_ptr<Model> model(new Model());
+  KILN_ASSIGN_OR_RETURN(Span<const uint8_t> configBytes,
+                        reader.sectionData(SectionKind::Config));
+  KILN_ASSIGN_OR_RETURN(model->config_,
+                        ModelConfig::deserialize(asText(configBytes)));
+  KILN_ASSIGN_OR_RETURN(Span<const uint8_t> tableBytes,
+                        reader.sectionData(SectionKind::WeightRefs));
+  KILN_ASSIGN_OR_RETURN(model->weights_,
+                        WeightTable::deserialize(tableBytes));
+  KILN_ASSIGN_OR_RETURN(Span<const uint8_t> planBytes,
+                        reader.sectionData(SectionKind::LaunchPlan));
+  KILN_ASSIGN_OR_RETURN(model->plan_, LaunchPlan::deserialize(planBytes));
+  KILN_RETURN_IF_ERROR(model->plan_.validate(model->weights_, model->config_));
+  if (const SectionInfo *tok = reader.findSection(SectionKind::Tokenizer))
+    model->tokenizer_ = reader.payload(*tok);
+  Span<const uint8_t> weightsSection;
+  if (const SectionInfo *w = reader.findSection(SectionKind::Weights))
+    weightsSection = reader.payload(*w);
+  model->reader_.emplace(std::move(reader));
+  // Spans into the reader stay valid: its bytes did not move (a mapped
+  // file, or a vector whose buffer moved with it).
+  KILN_RETURN_IF_ERROR(
+      model->resolveWeights(baseDir, weightsSection, options));
+  return std::shared_ptr<const Model>(std::move(model));
+}
+
+StatusOr<std::shared_ptr<const Model>>
+Model::load(const std::string &path, const ModelLoadOptions &options) {
+  KILN_ASSIGN_OR_RETURN(ArtifactReader reader, ArtifactReader::openFile(path));
+  StatusOr<std::shared_ptr<const Model>> model =
+      fromReader(std::move(reader), dirName(path), options);
+  if (!model.isOk())
+    return Status(model.status().code(),
+                  "'" + path + "': " + model.status().message());
+  return model;
+}
+
+StatusOr<std::shared_ptr<const Model>>
+Model::fromParts(ModelConfig config, LaunchPlan plan, WeightTable weights,
+                 std::vector<std::vector<uint8_t>> weightData) {
+  std::shared_ptr<Model> model(new Model());
+  KILN_RETURN_IF_ERROR(config.validate());
+  KILN_RETURN_IF_ERROR(weights.validate(UINT64_MAX));
+  KILN_RETURN_IF_ERROR(plan.validate(weights, config));
+  if (weightData.size() != weights.size())
+    return makeError(StatusCode::InvalidArgument, weightData.size(),
+                     " weight buffers for ", weights.size(), " weights");
+  model->config_ = std::move(config);
+  model->plan_ = std::move(plan);
+  model->weights_ = std::move(weights);
+  model->ownedBytes_ = std::move(weightData);
+  model->weightBytes_.resize(model->weights_.size());
+  for (size_t i = 0; i < model->weights_.size(); ++i) {
+    const WeightInfo &w = model->weights_[i];
+    std::vector<uint8_t> &bytes = model->ownedBytes_[i];
+    if (w.storage == WeightStorage::Dummy)
+      bytes = dummyWeightBytes(w);
+    if ((int64_t)bytes.size() != w.numBytes())
+      return makeError(StatusCode::InvalidArgument, "weight '", w.name,
+                       "': ", bytes.size(), " bytes for ", w.numBytes());
+    model->weightBytes_[i] = Span<const uint8_t>(bytes.data(), bytes.size());
+  }
+  return std::shared_ptr<const Model>(std::move(model));
+}
+
+} // namespace kiln::runtime

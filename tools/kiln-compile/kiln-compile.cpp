@@ -1,0 +1,329 @@
+//===- kiln-compile.cpp - ONNX model to .kiln artifact --------------------===//
+//
+//   kiln-compile model.onnx -o m.kiln [--target sm_90a]
+//                [--tokenizer tokenizer.model] [--dummy-weights]
+//                [--embed-weights] [--block-size 16] [--context-length N]
+//                [--emit=llm] [--verbose]
+//
+// Stages, each reported on stderr with its time:
+//   import   the ONNX graph into the llm dialect
+//   raise    generic ops into model ops (kiln-raise-pipeline)
+//   layout   @prefill/@decode over the paged KV cache, and @prefill_all
+//            (every token's logits, for checks and perplexity)
+//   plan     the launch plan and the model config
+//   weights  where each weight's bytes live (checksumming referenced ones)
+//   write    the artifact
+// --emit=llm prints the laid-out module (all three entry points) instead of
+// writing an artifact. An input ending in .mlir is parsed instead of
+// imported; if it already has @prefill and @decode, raise and layout are
+// skipped (a module kiln-compile --emit=llm printed compiles as it is). The Kernels section is left for the GPU code
+// generator; --target is recorded in the plan.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Artifact/ArtifactCompiler.h"
+#include "kiln/Dialect/LLM/IR/LLMDialect.h"
+#include "kiln/Dialect/LLM/Transforms/Passes.h"
+#include "kiln/Frontend/OnnxImporter.h"
+#include "kiln/Pipelines/Pipelines.h"
+#include "kiln/Support/ToolDiagnostics.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/FileUtilities.h"
+#include "mlir/Transforms/Passes.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/ToolOutputFile.h"
+
+#include <chrono>
+
+using namespace llvm;
+using namespace kiln;
+namespace rt = kiln::runtime;
+
+static cl::opt<std::string> inputPath(cl::Positional, cl::desc("<model.onnx>"));
+static cl::opt<std::string> outputPath("o", cl::desc("Output artifact"),
+                                       cl::value_desc("path"));
+static cl::opt<std::string>
+    target("target", cl::desc("GPU target recorded in the plan"),
+           cl::init("sm_90a"));
+static cl::opt<std::string>
+    tokenizerPath("tokenizer",
+                  cl::desc("SentencePiece model to embed (BOS/EOS from it)"),
+                  cl::value_desc("tokenizer.model"));
+static cl::opt<bool> dummyWeights(
+    "dummy-weights",
+    cl::desc("Record only the weights' layout (random values at load); the "
+             "external data need not exist"));
+static cl::opt<bool>
+    embedWeights("embed-weights",
+                 cl::desc("Copy every weight into the artifact instead of "
+                          "referencing external data by checksum"));
+static cl::opt<int> blockSize("block-size",
+                              cl::desc("Tokens per KV-cache block"),
+                              cl::init(16));
+static cl::opt<int>
+    contextLength("context-length",
+                  cl::desc("Context length (default: from config.json)"),
+                  cl::init(0));
+static cl::opt<std::string>
+    emit("emit", cl::desc("What to produce: kiln (the artifact) or llm (the "
+                          "laid-out module)"),
+         cl::init("kiln"));
+static cl::opt<bool> verbose("verbose",
+                             cl::desc("Show remarks (e.g. unraised ops)"));
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// One stage line: "kiln-compile: [2/6] raise   ... (12 ms)".
+class Progress {
+public:
+  void begin() { start = Clock::now(); }
+  void done(int index, StringRef stage, const Twine &what) {
+    double ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - start)
+            .count();
+    total += ms;
+    errs() << "kiln-compile: [" << index << "/6] " << left_justify(stage, 8)
+           << what << " (" << format("%.0f", ms) << " ms)\n";
+  }
+  double total = 0;
+
+private:
+  Clock::time_point start;
+};
+
+std::string megabytes(int64_t bytes) {
+  std::string s;
+  raw_string_ostream os(s);
+  if (bytes >= 1 << 20)
+    os << format("%.1f MB", bytes / 1048576.0);
+  else
+    os << format("%.1f KB", bytes / 1024.0);
+  return s;
+}
+
+/// Runs -llm-kv-cache-layout (and CSE) on `module`.
+LogicalResult layOut(mlir::ModuleOp module, bool allLogits) {
+  mlir::PassManager pm(module.getContext());
+  llm::LLMKVCacheLayoutOptions options;
+  options.blockSize = blockSize;
+  options.allLogits = allLogits;
+  pm.addPass(llm::createLLMKVCacheLayout(options));
+  pm.nest<mlir::func::FuncOp>().addPass(mlir::createCSEPass());
+  return pm.run(module);
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  InitLLVM init(argc, argv);
+  cl::ParseCommandLineOptions(argc, argv, "Kiln ahead-of-time compiler\n");
+  if (inputPath.empty()) {
+    errs() << "kiln-compile: no input model given\n";
+    return 2;
+  }
+  bool emitLLM = emit == "llm";
+  if (!emitLLM && emit != "kiln") {
+    errs() << "kiln-compile: --emit must be kiln or llm\n";
+    return 2;
+  }
+  if (!emitLLM && outputPath.empty()) {
+    errs() << "kiln-compile: no output artifact given (-o m.kiln)\n";
+    return 2;
+  }
+  if (dummyWeights && embedWeights) {
+    errs() << "kiln-compile: --dummy-weights and --embed-weights exclude "
+              "each other\n";
+    return 2;
+  }
+  if (blockSize <= 0 || contextLength < 0) {
+    errs() << "kiln-compile: --block-size must be positive and "
+              "--context-length non-negative\n";
+    return 2;
+  }
+  if (!StringRef(target).starts_with("sm_") && target != "host") {
+    errs() << "kiln-compile: unknown --target '" << target
+           << "' (expected sm_XX[a] or host)\n";
+    return 2;
+  }
+
+  mlir::DialectRegistry registry;
+  registerAllDialects(registry);
+  mlir::MLIRContext context(registry);
+  // Diagnostics name the op; printing whole functions would drown them.
+  context.printOpOnDiagnostic(false);
+  ToolDiagnosticHandler diagnostics(&context, "kiln-compile");
+  // Remarks (the unraised-op report) only with --verbose.
+  mlir::ScopedDiagnosticHandler quietRemarks(
+      &context, [](mlir::Diagnostic &diag) {
+        return mlir::success(!verbose &&
+                             diag.getSeverity() ==
+                                 mlir::DiagnosticSeverity::Remark);
+      });
+  Progress progress;
+
+  // import (or parse)
+  progress.begin();
+  bool isMLIR = StringRef(inputPath).ends_with(".mlir");
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  if (isMLIR) {
+    module = mlir::parseSourceFile<mlir::ModuleOp>(inputPath, &context);
+  } else {
+    OnnxImportOptions importOptions;
+    importOptions.requireExternalData = !dummyWeights;
+    module = importOnnxModel(inputPath, &context, importOptions);
+  }
+  if (!module)
+    return 1;
+  int64_t importedOps = 0;
+  module->walk([&](mlir::Operation *) { ++importedOps; });
+  progress.done(1, isMLIR ? "parse" : "import",
+                sys::path::filename(inputPath) + ": " + Twine(importedOps) +
+                    " ops");
+  bool laidOut = module->lookupSymbol("prefill") && module->lookupSymbol("decode");
+
+  // raise
+  progress.begin();
+  if (!laidOut) {
+    mlir::PassManager pm(&context);
+    buildRaisePipeline(pm);
+    if (mlir::failed(pm.run(*module)))
+      return 1;
+  }
+  int64_t raised = 0, generic = 0;
+  module->walk([&](mlir::Operation *op) {
+    if (!isa<llm::LLMDialect>(op->getDialect()))
+      return;
+    if (llm::isRaisedOp(op))
+      ++raised;
+    else if (!isa<llm::WeightOp, llm::ConstantOp>(op))
+      ++generic;
+  });
+  progress.done(2, "raise",
+                laidOut ? Twine("skipped: the module is laid out already")
+                        : Twine(raised) + " model ops, " + Twine(generic) +
+                              " generic ops (mask and shape arithmetic)");
+
+  // layout: @prefill/@decode, and @prefill_all from a copy.
+  progress.begin();
+  if (!laidOut) {
+    mlir::OwningOpRef<mlir::ModuleOp> allLogits = module->clone();
+    if (mlir::failed(layOut(*module, false)) ||
+        mlir::failed(layOut(*allLogits, true)))
+      return 1;
+    auto prefillAll = allLogits->lookupSymbol<mlir::func::FuncOp>("prefill");
+    prefillAll->remove();
+    prefillAll.setName("prefill_all");
+    module->push_back(prefillAll);
+    progress.done(3, "layout",
+                  "@prefill, @decode, @prefill_all over a paged KV cache of " +
+                      Twine(blockSize) + "-token blocks");
+  } else {
+    progress.done(3, "layout",
+                  module->lookupSymbol("prefill_all")
+                      ? "skipped: @prefill, @decode, @prefill_all given"
+                      : "skipped: @prefill, @decode given");
+  }
+
+  if (emitLLM) {
+    std::string error;
+    auto output = mlir::openOutputFile(outputPath.empty() ? std::string("-") : std::string(outputPath),
+                                       &error);
+    if (!output) {
+      errs() << "kiln-compile: " << error << "\n";
+      return 1;
+    }
+    module->print(output->os());
+    output->keep();
+    return 0;
+  }
+
+  // plan
+  progress.begin();
+  CompiledModel model;
+  if (mlir::failed(buildLaunchPlan(*module, target, model)))
+    return 1;
+  ConfigOptions configOptions;
+  auto modelDir = (*module)->getAttrOfType<mlir::StringAttr>("llm.model_dir");
+  configOptions.modelDir = modelDir ? modelDir.str() : ".";
+  configOptions.tokenizerPath = tokenizerPath;
+  configOptions.contextLength = contextLength;
+  std::vector<std::string> notes;
+  if (mlir::failed(buildModelConfig(*module, configOptions, model, notes)))
+    return 1;
+  {
+    rt::Status valid = model.plan.validate(model.weights, model.config);
+    if (!valid.isOk()) {
+      errs() << "kiln-compile: internal error: the plan does not validate: "
+             << valid.message() << "\n";
+      return 1;
+    }
+  }
+  size_t steps = 0;
+  for (const rt::EntryPoint &e : model.plan.entries)
+    steps += e.steps.size();
+  const rt::ModelConfig &c = model.config;
+  progress.done(4, "plan",
+                Twine(model.plan.entries.size()) + " entry points, " +
+                    Twine(steps) + " steps, " + Twine(model.weights.size()) +
+                    " weights; " + Twine(c.numLayers) + " layers, " +
+                    Twine(c.numHeads) + "/" + Twine(c.numKVHeads) +
+                    " heads of " + Twine(c.headDim) + ", hidden " +
+                    Twine(c.hiddenSize) + ", vocab " + Twine(c.vocabSize) +
+                    ", context " + Twine(c.contextLength) + ", " + c.dtype);
+  for (const std::string &note : notes)
+    errs() << "kiln-compile: note: " << note << "\n";
+
+  // weights
+  progress.begin();
+  WeightMode mode = dummyWeights   ? WeightMode::Dummy
+                    : embedWeights ? WeightMode::Embed
+                                   : WeightMode::Reference;
+  WeightStats stats;
+  if (mlir::failed(packWeights(*module, mode, configOptions.modelDir,
+                               outputPath, model, stats)))
+    return 1;
+  std::string summary;
+  {
+    raw_string_ostream os(summary);
+    const char *sep = "";
+    if (stats.referenced) {
+      os << stats.referenced << " referenced by CRC-32 ("
+         << megabytes(stats.referencedBytes) << " in";
+      for (const std::string &f : stats.files)
+        os << " " << f;
+      os << ")";
+      sep = ", ";
+    }
+    if (stats.embedded) {
+      os << sep << stats.embedded << " embedded ("
+         << megabytes(stats.embeddedBytes) << ")";
+      sep = ", ";
+    }
+    if (stats.dummy)
+      os << sep << stats.dummy << " dummy (" << megabytes(stats.dummyBytes)
+         << " random at load)";
+  }
+  progress.done(5, "weights", summary);
+
+  // write
+  progress.begin();
+  auto size = writeArtifact(model, outputPath, (*module)->getLoc());
+  if (mlir::failed(size))
+    return 1;
+  progress.done(6, "write",
+                outputPath + ": " + megabytes(*size) +
+                    (model.tokenizer.empty() ? "" : ", with tokenizer") +
+                    ", target " + target + " (no kernels yet)");
+  errs() << "kiln-compile: done in " << format("%.0f", progress.total)
+         << " ms\n";
+  return 0;
+}
