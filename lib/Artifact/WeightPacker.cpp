@@ -203,6 +203,10 @@ FailureOr<uint64_t> kiln::writeArtifact(const CompiledModel &model,
       !check(writer.addSection(rt::SectionKind::Tokenizer, "tokenizer",
                                model.tokenizer)))
     return failure();
+  if (model.hasKernels &&
+      !check(writer.addSection(rt::SectionKind::Kernels, "kernels",
+                               model.kernels.serialize())))
+    return failure();
   if (!check(writer.writeFile(path)))
     return failure();
   uint64_t size = 0;

@@ -141,6 +141,11 @@ Model::fromReader(ArtifactReader reader, const std::string &baseDir,
                         reader.sectionData(SectionKind::LaunchPlan));
   KILN_ASSIGN_OR_RETURN(model->plan_, LaunchPlan::deserialize(planBytes));
   KILN_RETURN_IF_ERROR(model->plan_.validate(model->weights_, model->config_));
+  if (const SectionInfo *k = reader.findSection(SectionKind::Kernels)) {
+    KILN_ASSIGN_OR_RETURN(KernelTable kernels,
+                          KernelTable::deserialize(reader.payload(*k)));
+    model->kernels_ = std::move(kernels);
+  }
   if (const SectionInfo *tok = reader.findSection(SectionKind::Tokenizer))
     model->tokenizer_ = reader.payload(*tok);
   Span<const uint8_t> weightsSection;

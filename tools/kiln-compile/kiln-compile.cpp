@@ -12,12 +12,15 @@
 //            (every token's logits, for checks and perplexity)
 //   plan     the launch plan and the model config
 //   weights  where each weight's bytes live (checksumming referenced ones)
+//   codegen  the decode entry point's GPU kernels for --target sm_XX (PTX,
+//            cubins when ptxas is found) into the Kernels section;
+//            skipped for --target none or host
 //   write    the artifact
 // --emit=llm prints the laid-out module (all three entry points) instead of
 // writing an artifact. An input ending in .mlir is parsed instead of
 // imported; if it already has @prefill and @decode, raise and layout are
-// skipped (a module kiln-compile --emit=llm printed compiles as it is). The Kernels section is left for the GPU code
-// generator; --target is recorded in the plan.
+// skipped (a module kiln-compile --emit=llm printed compiles as it is).
+// --target is recorded in the plan.
 //
 //===----------------------------------------------------------------------===//
 
@@ -50,7 +53,9 @@ static cl::opt<std::string> inputPath(cl::Positional, cl::desc("<model.onnx>"));
 static cl::opt<std::string> outputPath("o", cl::desc("Output artifact"),
                                        cl::value_desc("path"));
 static cl::opt<std::string>
-    target("target", cl::desc("GPU target recorded in the plan"),
+    target("target",
+           cl::desc("GPU target: sm_XX[a] generates the decode kernels "
+                    "(Kernels section); none or host skips codegen"),
            cl::init("sm_90a"));
 static cl::opt<std::string>
     tokenizerPath("tokenizer",
@@ -91,7 +96,7 @@ public:
         std::chrono::duration<double, std::milli>(Clock::now() - start)
             .count();
     total += ms;
-    errs() << "kiln-compile: [" << index << "/6] " << left_justify(stage, 8)
+    errs() << "kiln-compile: [" << index << "/7] " << left_justify(stage, 8)
            << what << " (" << format("%.0f", ms) << " ms)\n";
   }
   double total = 0;
@@ -149,9 +154,10 @@ int main(int argc, char **argv) {
               "--context-length non-negative\n";
     return 2;
   }
-  if (!StringRef(target).starts_with("sm_") && target != "host") {
+  if (!StringRef(target).starts_with("sm_") && target != "host" &&
+      target != "none") {
     errs() << "kiln-compile: unknown --target '" << target
-           << "' (expected sm_XX[a] or host)\n";
+           << "' (expected sm_XX[a], host or none)\n";
     return 2;
   }
 
@@ -314,15 +320,38 @@ int main(int argc, char **argv) {
   }
   progress.done(5, "weights", summary);
 
+  // codegen
+  progress.begin();
+  if (StringRef(target).starts_with("sm_")) {
+    KernelOptions kernelOptions;
+    kernelOptions.chip = target;
+    KernelStats kstats;
+    if (mlir::failed(buildKernels(model, kernelOptions, (*module)->getLoc(),
+                                  model.kernels, kstats)))
+      return 1;
+    model.hasKernels = true;
+    progress.done(6, "codegen",
+                  Twine(kstats.generated) + " kernels for " + target + " (" +
+                      megabytes(kstats.ptxBytes) + " PTX, " +
+                      (kstats.ptxas.empty()
+                           ? std::string("no ptxas: PTX only")
+                           : std::to_string(kstats.cubins) + " cubins, " +
+                                 megabytes(kstats.cubinBytes)) +
+                      "), " + Twine(kstats.missing) + " missing");
+  } else {
+    progress.done(6, "codegen", "skipped: --target " + target);
+  }
+
   // write
   progress.begin();
   auto size = writeArtifact(model, outputPath, (*module)->getLoc());
   if (mlir::failed(size))
     return 1;
-  progress.done(6, "write",
+  progress.done(7, "write",
                 outputPath + ": " + megabytes(*size) +
                     (model.tokenizer.empty() ? "" : ", with tokenizer") +
-                    ", target " + target + " (no kernels yet)");
+                    ", target " + target +
+                    (model.hasKernels ? ", with kernels" : ""));
   errs() << "kiln-compile: done in " << format("%.0f", progress.total)
          << " ms\n";
   return 0;

@@ -6,6 +6,7 @@
 //            [--no-echo] [--quiet]
 //   kiln-run m.kiln --check DIR [--tolerance 1e-3] [--min-agreement 99]
 //   kiln-run m.kiln --info
+//   kiln-run m.kiln --list-kernels
 //
 // Generation streams the text of the sampled tokens to stdout (after the
 // prompt, unless --no-echo) and timings to stderr. --check runs the token
@@ -13,7 +14,9 @@
 // prefill and compares the logits with output_0.pb: the largest error
 // relative to max |ref| and the share of rows whose argmax agrees, then
 // "N passed, N failed". --info lists the config, sections, weights and the
-// steps of each entry point. Links only KilnRuntime.
+// steps of each entry point. --list-kernels prints the Kernels section
+// (generated kernels with their shapes, launch rules and arguments, and
+// the missing ones) without loading the weights. Links only KilnRuntime.
 //
 //===----------------------------------------------------------------------===//
 
@@ -44,7 +47,8 @@ int usage(const std::string &error) {
                "S] [--greedy]\n"
                "       kiln-run m.kiln --check DIR [--tolerance 1e-3] "
                "[--min-agreement 99]\n"
-               "       kiln-run m.kiln --info\n");
+               "       kiln-run m.kiln --info\n"
+               "       kiln-run m.kiln --list-kernels\n");
   return 2;
 }
 
@@ -166,6 +170,13 @@ void printInfo(const std::string &path, const Model &model) {
               (long long)counts[3]);
   std::printf("tokenizer: %s\n",
               model.tokenizerBytes().empty() ? "none" : "embedded");
+  if (const KernelTable *k = model.kernels())
+    std::printf("kernels: %s, %zu generated (%zu with cubin), %zu missing "
+                "(--list-kernels)\n",
+                k->target.c_str(), k->numGenerated(), k->numCubins(),
+                k->numMissing());
+  else
+    std::printf("kernels: none\n");
   for (const EntryPoint &e : model.plan().entries)
     std::printf("%s", describeEntryPoint(e).c_str());
 }
@@ -197,7 +208,7 @@ int main(int argc, char **argv) {
                    {"prompt", "prompt-ids", "n", "device", "temperature",
                     "top-k", "top-p", "seed", "kv-blocks", "check",
                     "tolerance", "min-agreement"},
-                   {"greedy", "info", "no-bos", "no-echo", "quiet",
+                   {"greedy", "info", "list-kernels", "no-bos", "no-echo", "quiet",
                     "no-verify"});
   if (!args.error.empty())
     return usage(args.error);
@@ -222,6 +233,23 @@ int main(int argc, char **argv) {
   Status validParams = params.validate();
   if (!validParams.isOk())
     return usage(validParams.message());
+
+  if (args.has("list-kernels")) {
+    auto reader = ArtifactReader::openFile(path);
+    if (!reader.isOk())
+      return fail(reader.status());
+    auto bytes = reader->sectionData(SectionKind::Kernels);
+    if (!bytes.isOk())
+      return fail(makeError(StatusCode::NotFound, "'", path,
+                            "': no Kernels section (compiled with --target "
+                            "none or host?)"));
+    auto table = KernelTable::deserialize(*bytes);
+    if (!table.isOk())
+      return fail(Status(table.status().code(),
+                         "'" + path + "': " + table.status().message()));
+    std::fputs(describeKernelTable(*table).c_str(), stdout);
+    return 0;
+  }
 
   ModelLoadOptions loadOptions;
   loadOptions.verifyChecksums = !args.has("no-verify");

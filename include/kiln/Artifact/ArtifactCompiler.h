@@ -14,6 +14,7 @@
 #ifndef KILN_ARTIFACT_ARTIFACTCOMPILER_H
 #define KILN_ARTIFACT_ARTIFACTCOMPILER_H
 
+#include "kiln/runtime/KernelTable.h"
 #include "kiln/runtime/LaunchPlan.h"
 #include "kiln/runtime/ModelConfig.h"
 #include "kiln/runtime/WeightTable.h"
@@ -55,6 +56,9 @@ struct CompiledModel {
   std::vector<uint8_t> weightsSection;
   /// The serialized SentencePiece model, possibly empty.
   std::vector<uint8_t> tokenizer;
+  /// The Kernels section; written only when `hasKernels`.
+  kiln::runtime::KernelTable kernels;
+  bool hasKernels = false;
 };
 
 /// Builds one entry point from a laid-out function and adds its weights to
@@ -105,8 +109,33 @@ mlir::LogicalResult packWeights(mlir::ModuleOp module, WeightMode mode,
                                 const std::string &artifactPath,
                                 CompiledModel &model, WeightStats &stats);
 
+struct KernelOptions {
+  /// The SM the PTX and cubins are for (ptxas -arch).
+  std::string chip = "sm_90a";
+  /// Assemble cubins with ptxas when one is found (findPtxas).
+  bool assemble = true;
+};
+
+struct KernelStats {
+  int64_t generated = 0, missing = 0, cubins = 0;
+  int64_t ptxBytes = 0, cubinBytes = 0;
+  std::string ptxas; ///< The ptxas used; empty: PTX only.
+};
+
+/// Generates the GPU kernels the decode entry point of `model.plan` needs,
+/// one per distinct (family, shape), with lib/Codegen's generators: PTX,
+/// and a cubin when ptxas is found. Steps without a generator (and
+/// prefill's matmuls) become missing entries. Generator, lowering and ptxas
+/// failures are errors at `loc` naming the kernel and the step.
+mlir::LogicalResult buildKernels(const CompiledModel &model,
+                                 const KernelOptions &options,
+                                 mlir::Location loc,
+                                 kiln::runtime::KernelTable &table,
+                                 KernelStats &stats);
+
 /// Writes the artifact: Config, LaunchPlan, WeightRefs, Weights (if any
-/// weight is embedded), Tokenizer (if any). Returns the file size.
+/// weight is embedded), Tokenizer (if any), Kernels (if generated). Returns
+/// the file size.
 mlir::FailureOr<uint64_t> writeArtifact(const CompiledModel &model,
                                         const std::string &path,
                                         mlir::Location loc);

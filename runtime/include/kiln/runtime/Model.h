@@ -20,6 +20,7 @@
 #include "kiln/runtime/ModelConfig.h"
 #include "kiln/runtime/Span.h"
 #include "kiln/runtime/Status.h"
+#include "kiln/runtime/KernelTable.h"
 #include "kiln/runtime/WeightTable.h"
 
 #include <memory>
@@ -56,6 +57,11 @@ public:
   const ModelConfig &config() const { return config_; }
   const LaunchPlan &plan() const { return plan_; }
   const WeightTable &weights() const { return weights_; }
+  /// The Kernels section (parsed and validated at load); nullptr when the
+  /// artifact has none (kiln-compile --target none or host).
+  const KernelTable *kernels() const {
+    return kernels_ ? &*kernels_ : nullptr;
+  }
   /// nullptr when the plan has no entry point of that name.
   const EntryPoint *entry(std::string_view name) const {
     return plan_.find(name);
@@ -78,6 +84,7 @@ private:
   ModelConfig config_;
   LaunchPlan plan_;
   WeightTable weights_;
+  std::optional<KernelTable> kernels_;
   std::optional<ArtifactReader> reader_;
   std::vector<MappedFile> files_;
   std::vector<std::vector<uint8_t>> ownedBytes_;

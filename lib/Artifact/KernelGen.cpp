@@ -1,0 +1,562 @@
+//===- KernelGen.cpp - The Kernels section: decode kernels for the model --===//
+//
+// Walks the decode entry point of the launch plan, collects each distinct
+// (kernel family, shape) its steps need, runs the matching generator of
+// lib/Codegen for that shape, lowers it to PTX and, when ptxas is found,
+// assembles a cubin. Steps no generator covers become "missing" entries.
+// The generators run in a context of their own; their diagnostics are
+// collected and re-emitted at the compiled model's location, naming the
+// kernel and the step that needed it.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Artifact/ArtifactCompiler.h"
+#include "kiln/Codegen/ElementwiseKernel.h"
+#include "kiln/Codegen/GemvKernel.h"
+#include "kiln/Codegen/KVBlockCopyKernel.h"
+#include "kiln/Codegen/KVCacheWriteKernel.h"
+#include "kiln/Codegen/Lowering.h"
+#include "kiln/Codegen/PagedAttentionDecodeKernel.h"
+#include "kiln/Codegen/RMSNormKernel.h"
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/MLIRContext.h"
+
+#include <functional>
+#include <map>
+
+using namespace mlir;
+using namespace kiln;
+namespace rt = kiln::runtime;
+namespace cg = kiln::codegen;
+
+namespace {
+
+std::optional<cg::KernelDType> storageType(rt::DType d) {
+  if (d == rt::DType::F16)
+    return cg::KernelDType::F16;
+  if (d == rt::DType::BF16)
+    return cg::KernelDType::BF16;
+  return std::nullopt;
+}
+
+rt::DType toRuntime(cg::KernelDType d) {
+  switch (d) {
+  case cg::KernelDType::F16:
+    return rt::DType::F16;
+  case cg::KernelDType::BF16:
+    return rt::DType::BF16;
+  case cg::KernelDType::F32:
+    return rt::DType::F32;
+  case cg::KernelDType::I32:
+    return rt::DType::I32;
+  case cg::KernelDType::I64:
+    return rt::DType::I64;
+  }
+  return rt::DType::F32;
+}
+
+using Builder = std::function<FailureOr<cg::KernelSpec>(
+    OpBuilder &, gpu::GPUModuleOp)>;
+
+/// One distinct kernel the decode steps need.
+struct Request {
+  std::string family;
+  std::vector<std::pair<std::string, std::string>> params;
+  uint32_t uses = 0;
+  std::string firstUse; ///< "decode step #12 (Linear)"
+  // Generated:
+  Builder build;
+  rt::LaunchScale scale = rt::LaunchScale::None;
+  rt::LaunchRepeat repeat = rt::LaunchRepeat::Once;
+  rt::WeightLayout weightLayout = rt::WeightLayout::None;
+  /// Elementwise: per row when the grid overshoots the row.
+  bool elementwise = false;
+  // Missing:
+  std::string reason;
+};
+
+class Collector {
+public:
+  std::vector<Request> requests;
+  std::map<std::string, size_t> index;
+
+  /// Adds (or counts another use of) the kernel `key`.
+  Request &add(const std::string &key, const std::string &use,
+               const std::function<void(Request &)> &fill) {
+    auto it = index.find(key);
+    if (it != index.end()) {
+      ++requests[it->second].uses;
+      return requests[it->second];
+    }
+    index[key] = requests.size();
+    requests.emplace_back();
+    Request &r = requests.back();
+    r.uses = 1;
+    r.firstUse = use;
+    fill(r);
+    return r;
+  }
+
+  void missing(const std::string &family,
+               std::vector<std::pair<std::string, std::string>> params,
+               const std::string &reason, const std::string &use) {
+    std::string key = "missing:" + family;
+    for (auto &p : params)
+      key += "_" + p.first + p.second;
+    add(key, use, [&](Request &r) {
+      r.family = family;
+      r.params = params;
+      r.reason = reason;
+    });
+  }
+};
+
+std::string str(int64_t v) { return std::to_string(v); }
+
+} // namespace
+
+LogicalResult kiln::buildKernels(const CompiledModel &model,
+                                 const KernelOptions &options, Location loc,
+                                 rt::KernelTable &table, KernelStats &stats) {
+  table.target = options.chip;
+  const rt::EntryPoint *decode = model.plan.find("decode");
+  if (!decode) {
+    emitError(loc) << "codegen: the plan has no decode entry point";
+    return failure();
+  }
+  const rt::ModelConfig &config = model.config;
+  Collector c;
+  auto buf = [&](uint32_t id) -> const rt::Buffer & {
+    return decode->buffers[id];
+  };
+  auto constDim = [](const rt::Dim &d) {
+    return d.isConstant() ? d.value : int64_t(-1);
+  };
+  auto lastDim = [&](uint32_t id) { return constDim(buf(id).shape.back()); };
+
+  // gemv for W of plan shape `shape` ([K, N], or [N, K] when transposed).
+  auto gemv = [&](uint32_t weight, rt::DType act, bool transposed,
+                  const std::string &use) {
+    const rt::Buffer &w = buf(weight);
+    int64_t n = constDim(w.shape[transposed ? 0 : 1]);
+    int64_t k = constDim(w.shape[transposed ? 1 : 0]);
+    std::optional<cg::KernelDType> dt = storageType(w.dtype);
+    if (!dt || w.dtype != act || w.shape.size() != 2 || n <= 0 || k <= 0) {
+      c.missing("linear",
+                {{"dtype", std::string(rt::dtypeName(w.dtype))},
+                 {"n", str(n)},
+                 {"k", str(k)}},
+                "gemv takes f16/bf16 weights and activations of one type",
+                use);
+      return;
+    }
+    c.add("gemv_" + str(n) + "_" + str(k) + rt::dtypeName(w.dtype), use,
+          [&](Request &r) {
+            r.family = "gemv";
+            r.repeat = rt::LaunchRepeat::PerToken;
+            r.weightLayout = rt::WeightLayout::NK;
+            cg::GemvOptions o;
+            o.dtype = *dt;
+            o.n = n;
+            o.k = k;
+            r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+              return cg::buildGemvKernel(b, m, o);
+            };
+          });
+  };
+  auto elementwise = [&](cg::ElementwiseOp op, rt::DType dtype, int64_t size,
+                         const std::string &use) {
+    std::string family = cg::stringifyElementwiseOp(op).str();
+    std::optional<cg::KernelDType> dt = storageType(dtype);
+    if (!dt || size <= 0) {
+      c.missing(family,
+                {{"dtype", rt::dtypeName(dtype)}, {"size", str(size)}},
+                "elementwise generators take f16/bf16 rows of constant size",
+                use);
+      return;
+    }
+    c.add(family + str(size) + rt::dtypeName(dtype), use, [&](Request &r) {
+      r.family = family;
+      r.elementwise = true;
+      cg::ElementwiseOptions o;
+      o.op = op;
+      o.dtype = *dt;
+      o.size = size;
+      r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+        return cg::buildElementwiseKernel(b, m, o);
+      };
+    });
+  };
+
+  const rt::Buffer *cache = nullptr;
+  for (const rt::Buffer &b : decode->buffers)
+    if (b.kind == rt::BufferKind::KVCache)
+      cache = &b;
+  int64_t blockSize = config.blockSize;
+  int64_t maxBlocks =
+      (int64_t(config.contextLength) + blockSize - 1) / blockSize;
+
+  for (size_t i = 0; i < decode->steps.size(); ++i) {
+    const rt::Step &s = decode->steps[i];
+    std::string use = "decode step #" + std::to_string(i) + " (" +
+                      rt::opKindName(s.kind) + ")";
+    rt::DType act =
+        s.results.empty() ? rt::DType::F32 : buf(s.results[0]).dtype;
+    std::string actName = rt::dtypeName(act);
+    switch (s.kind) {
+    case rt::OpKind::View:
+      break; // no kernel: another shape of the same bytes
+    case rt::OpKind::RMSNorm: {
+      int64_t hidden = lastDim(s.operands[0]);
+      float eps = s.getFloat(rt::AttrKey::Epsilon);
+      std::optional<cg::KernelDType> dt = storageType(act);
+      if (!dt || s.getFloat(rt::AttrKey::WeightOffset) != 0.0f ||
+          hidden <= 0 || buf(s.operands[1]).dtype != act) {
+        c.missing("rms_norm", {{"dtype", actName}, {"hidden", str(hidden)}},
+                  "rms_norm takes f16/bf16 rows and weights without a weight "
+                  "offset",
+                  use);
+        break;
+      }
+      c.add("rms_norm" + str(hidden) + actName + std::to_string(eps), use,
+            [&](Request &r) {
+              r.family = "rms_norm";
+              r.scale = rt::LaunchScale::Tokens;
+              cg::RMSNormOptions o;
+              o.dtype = *dt;
+              o.hidden = hidden;
+              o.epsilon = eps;
+              r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                return cg::buildRMSNormKernel(b, m, o);
+              };
+            });
+      break;
+    }
+    case rt::OpKind::Linear:
+      if (s.operands.size() > 2 && s.operands[2] != rt::kNoBuffer)
+        c.missing("bias_add", {{"dtype", actName},
+                               {"size", str(lastDim(s.results[0]))}},
+                  "no generator adds a broadcast bias", use);
+      gemv(s.operands[1], act, s.getInt(rt::AttrKey::TransposeWeight) != 0,
+           use);
+      break;
+    case rt::OpKind::GatedMLP: {
+      bool t = s.getInt(rt::AttrKey::TransposeWeight) != 0;
+      gemv(s.operands[1], act, t, use);
+      gemv(s.operands[2], act, t, use);
+      const rt::Buffer &gate = buf(s.operands[1]);
+      int64_t inter = constDim(gate.shape[t ? 0 : 1]);
+      if (s.getInt(rt::AttrKey::Activation) ==
+          static_cast<int64_t>(rt::Activation::SiLU))
+        elementwise(cg::ElementwiseOp::SiluMul, act, inter, use);
+      else
+        c.missing("gated_activation",
+                  {{"dtype", actName},
+                   {"activation", str(s.getInt(rt::AttrKey::Activation))},
+                   {"size", str(inter)}},
+                  "only silu_mul has a generator", use);
+      gemv(s.operands[3], act, t, use);
+      break;
+    }
+    case rt::OpKind::Add: {
+      const rt::Buffer &a = buf(s.operands[0]), &b = buf(s.operands[1]);
+      if (a.shape == b.shape && a.shape.size() == 2 &&
+          a.shape[0] == rt::Dim::symbol(rt::Sym::T)) {
+        elementwise(cg::ElementwiseOp::Add, act, lastDim(s.operands[0]), use);
+        break;
+      }
+      c.missing("add", {{"dtype", actName}, {"shape", rt::shapeString(a.shape) + "+" + rt::shapeString(b.shape)}},
+                "residual_add takes two [T, H] rows; no broadcast add", use);
+      break;
+    }
+    case rt::OpKind::KVCacheWrite: {
+      const rt::Buffer &key = buf(s.operands[1]);
+      std::optional<cg::KernelDType> dt = storageType(cache->dtype);
+      int64_t kvHeads = constDim(key.shape[1]), headDim = constDim(key.shape[2]);
+      if (!dt || key.dtype != cache->dtype) {
+        c.missing("kv_write", {{"dtype", rt::dtypeName(cache->dtype)},
+                               {"kv_heads", str(kvHeads)},
+                               {"head_dim", str(headDim)}},
+                  "kv_write copies f16/bf16 rows into a cache of their type",
+                  use);
+        break;
+      }
+      c.add("kv_write" + str(kvHeads) + "_" + str(headDim), use,
+            [&](Request &r) {
+              r.family = "kv_write";
+              r.scale = rt::LaunchScale::Tokens;
+              cg::KVCacheWriteOptions o;
+              o.dtype = *dt;
+              o.kvHeads = kvHeads;
+              o.headDim = headDim;
+              o.blockSize = blockSize;
+              r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                return cg::buildKVCacheWriteKernel(b, m, o);
+              };
+            });
+      break;
+    }
+    case rt::OpKind::PagedAttention: {
+      const rt::Buffer &q = buf(s.operands[0]);
+      std::optional<cg::KernelDType> dt = storageType(cache->dtype);
+      int64_t heads = s.getInt(rt::AttrKey::NumHeads);
+      int64_t kvHeads = s.getInt(rt::AttrKey::KVHeads);
+      int64_t headDim = constDim(q.shape.back());
+      float scale = s.getFloat(rt::AttrKey::Scale);
+      int64_t window = s.getInt(rt::AttrKey::SlidingWindow);
+      float softcap = s.getFloat(rt::AttrKey::Softcap);
+      if (!dt || q.dtype != cache->dtype) {
+        c.missing("paged_decode", {{"dtype", rt::dtypeName(cache->dtype)},
+                                   {"heads", str(heads)},
+                                   {"kv_heads", str(kvHeads)},
+                                   {"head_dim", str(headDim)}},
+                  "paged_decode takes f16/bf16 queries and cache of one type",
+                  use);
+        break;
+      }
+      c.add("paged_decode" + str(heads) + "_" + str(kvHeads) + "_" +
+                str(headDim) + "_" + std::to_string(scale) + "_" +
+                str(window) + "_" + std::to_string(softcap),
+            use, [&](Request &r) {
+              r.family = "paged_decode";
+              r.scale = rt::LaunchScale::Seqs;
+              cg::PagedDecodeOptions o;
+              o.attention.dtype = *dt;
+              o.attention.numHeads = heads;
+              o.attention.kvHeads = kvHeads;
+              o.attention.headDim = headDim;
+              o.attention.blockSize = blockSize;
+              o.attention.maxBlocks = maxBlocks;
+              o.attention.scale = scale;
+              o.attention.slidingWindow = window;
+              o.attention.softcap = softcap;
+              o.numSeqs = 1;
+              o.partitionSize = cg::kAutoPartitionSize;
+              r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                return cg::buildPagedAttentionDecodeKernel(b, m, o);
+              };
+            });
+      break;
+    }
+    case rt::OpKind::Embedding: {
+      const rt::Buffer &t = buf(s.operands[0]);
+      c.missing("embedding",
+                {{"dtype", rt::dtypeName(t.dtype)},
+                 {"vocab", str(constDim(t.shape[0]))},
+                 {"hidden", str(constDim(t.shape[1]))}},
+                "no embedding (row gather) generator", use);
+      break;
+    }
+    case rt::OpKind::RotaryTable:
+      c.missing("rotary_table",
+                {{"rotary_dim", str(lastDim(s.results[0]))}},
+                "no rotary-table (cos/sin of positions) generator", use);
+      break;
+    case rt::OpKind::Rope: {
+      const rt::Buffer &x = buf(s.operands[0]);
+      c.missing("rope",
+                {{"dtype", actName},
+                 {"heads", str(constDim(x.shape[1]))},
+                 {"head_dim", str(constDim(x.shape[2]))},
+                 {"rotary_dim", str(s.getInt(rt::AttrKey::RotaryDim))}},
+                "no rope generator", use);
+      break;
+    }
+    case rt::OpKind::Cast:
+      c.missing("cast",
+                {{"from", rt::dtypeName(buf(s.operands[0]).dtype)},
+                 {"to", actName},
+                 {"size", str(lastDim(s.results[0]))}},
+                "no cast generator", use);
+      break;
+    default: {
+      std::string family = rt::opKindName(s.kind);
+      for (char &ch : family)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      c.missing(family,
+                {{"dtype", actName},
+                 {"shape", s.results.empty()
+                               ? std::string("[]")
+                               : rt::shapeString(buf(s.results[0]).shape)}},
+                "no generator for this step kind", use);
+      break;
+    }
+    }
+  }
+
+  // Copy-on-write of cache blocks (no plan step: the batch's block copies).
+  if (cache) {
+    std::optional<cg::KernelDType> dt = storageType(cache->dtype);
+    int64_t kvHeads = constDim(cache->shape[3]);
+    int64_t headDim = constDim(cache->shape[5]);
+    if (dt) {
+      Request &r = c.add("kv_copy", "the batch's block copies", [&](Request &r) {
+        r.family = "kv_copy";
+        r.scale = rt::LaunchScale::Copies;
+        r.repeat = rt::LaunchRepeat::PerLayer;
+        cg::KVBlockCopyOptions o;
+        o.dtype = *dt;
+        o.kvHeads = kvHeads;
+        o.headDim = headDim;
+        o.blockSize = blockSize;
+        r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+          return cg::buildKVBlockCopyKernel(b, m, o);
+        };
+      });
+      r.uses = 0;
+    } else {
+      c.missing("kv_copy", {{"dtype", rt::dtypeName(cache->dtype)}},
+                "kv_copy moves f16/bf16 caches", "the batch's block copies");
+      c.requests.back().uses = 0;
+    }
+  }
+
+  // Prefill's row-batched linears: no GEMM generator yet.
+  if (const rt::EntryPoint *prefill = model.plan.find("prefill")) {
+    for (size_t i = 0; i < prefill->steps.size(); ++i) {
+      const rt::Step &s = prefill->steps[i];
+      std::string use = "prefill step #" + std::to_string(i) + " (" +
+                        rt::opKindName(s.kind) + ")";
+      auto matmul = [&](uint32_t id, bool t) {
+        const rt::Buffer &w = prefill->buffers[id];
+        c.missing("matmul",
+                  {{"dtype", rt::dtypeName(w.dtype)},
+                   {"n", str(constDim(w.shape[t ? 0 : 1]))},
+                   {"k", str(constDim(w.shape[t ? 1 : 0]))}},
+                  "no GEMM generator for prefill's [T, K] x [K, N] "
+                  "(gemv serves one row)",
+                  use);
+      };
+      bool t = s.getInt(rt::AttrKey::TransposeWeight) != 0;
+      if (s.kind == rt::OpKind::Linear)
+        matmul(s.operands[1], t);
+      else if (s.kind == rt::OpKind::GatedMLP)
+        for (int k = 1; k <= 3; ++k)
+          matmul(s.operands[k], t);
+    }
+  }
+
+  // Generate, lower and assemble.
+  DialectRegistry registry;
+  cg::registerCodegenDialects(registry);
+  MLIRContext context(registry);
+  context.printOpOnDiagnostic(false);
+  cg::initializeNVPTXBackend();
+  std::string diagnostics;
+  ScopedDiagnosticHandler collect(&context, [&](Diagnostic &diag) {
+    if (diag.getSeverity() == DiagnosticSeverity::Error) {
+      if (!diagnostics.empty())
+        diagnostics += "; ";
+      diagnostics += diag.str();
+    }
+    return success();
+  });
+  std::string ptxas = options.assemble ? cg::findPtxas() : std::string();
+  stats.ptxas = ptxas;
+  cg::PTXLoweringOptions lowering;
+  lowering.chip = options.chip;
+
+  for (Request &r : c.requests) {
+    rt::KernelInfo k;
+    k.family = r.family;
+    k.uses = r.uses;
+    if (!r.build) {
+      k.status = rt::KernelStatus::Missing;
+      k.params = r.params;
+      k.reason = r.reason + " (first needed by " + r.firstUse + ")";
+      k.name = "missing:" + r.family;
+      for (auto &p : r.params)
+        k.name += "_" + p.first + "=" + p.second;
+      table.kernels.push_back(std::move(k));
+      ++stats.missing;
+      continue;
+    }
+    diagnostics.clear();
+    auto fail = [&](StringRef what) {
+      emitError(loc) << "codegen: cannot " << what << " the " << r.family
+                     << " kernel for " << r.firstUse << ": "
+                     << (diagnostics.empty() ? "unknown error" : diagnostics);
+      return failure();
+    };
+    gpu::GPUModuleOp gpuModule;
+    OwningOpRef<ModuleOp> module =
+        cg::createKernelModule(&context, "kiln_kernels", &gpuModule);
+    OpBuilder builder(&context);
+    FailureOr<cg::KernelSpec> spec = r.build(builder, gpuModule);
+    if (failed(spec))
+      return fail("generate");
+    if (failed(cg::simplifyKernels(*module)))
+      return fail("simplify");
+    FailureOr<std::string> ptx = cg::lowerToPTX(*module, lowering);
+    if (failed(ptx))
+      return fail("lower to PTX");
+    k.name = spec->name;
+    for (auto &p : spec->params)
+      k.params.emplace_back(p.first, p.second);
+    k.grid = spec->grid;
+    k.block = spec->block;
+    k.dynamicSharedBytes = spec->dynamicSharedBytes;
+    k.gridScale = r.scale;
+    k.gridScaleDim = 0;
+    k.repeat = r.repeat;
+    k.weightLayout = r.weightLayout;
+    if (r.elementwise) {
+      // One row per launch unit only when the grid covers the row exactly
+      // (the kernel then has no bounds check); otherwise launch per row.
+      int64_t vec = 1;
+      for (auto &p : spec->params)
+        if (p.first == "vec")
+          vec = std::stoll(p.second);
+      int64_t size = 0;
+      for (auto &p : spec->params)
+        if (p.first == "size")
+          size = std::stoll(p.second);
+      if (spec->grid[0] * spec->block[0] * vec == size)
+        k.gridScale = rt::LaunchScale::Tokens;
+      else
+        k.repeat = rt::LaunchRepeat::PerToken;
+    }
+    for (const cg::KernelArg &a : spec->args) {
+      rt::KernelArgInfo arg;
+      arg.name = a.name;
+      arg.dtype = toRuntime(a.dtype);
+      arg.access = a.zeroed      ? rt::ArgAccess::ZeroedScratch
+                   : a.isScratch ? rt::ArgAccess::Scratch
+                   : a.isOutput  ? rt::ArgAccess::Out
+                                 : rt::ArgAccess::In;
+      arg.shape.assign(a.shape.begin(), a.shape.end());
+      k.args.push_back(std::move(arg));
+    }
+    k.ptx = std::move(*ptx);
+    if (table.find(k.name)) {
+      emitError(loc) << "codegen: two shapes of " << r.family
+                     << " give the kernel name '" << k.name << "' (second: "
+                     << r.firstUse << ")";
+      return failure();
+    }
+    if (!ptxas.empty()) {
+      FailureOr<std::vector<char>> cubin = cg::assembleWithPtxas(
+          NameLoc::get(StringAttr::get(&context, k.name)), k.ptx,
+          options.chip);
+      if (failed(cubin))
+        return fail("assemble (ptxas)");
+      k.cubin.assign(cubin->begin(), cubin->end());
+      ++stats.cubins;
+    }
+    ++stats.generated;
+    stats.ptxBytes += k.ptx.size();
+    stats.cubinBytes += k.cubin.size();
+    table.kernels.push_back(std::move(k));
+  }
+  rt::Status valid = table.validate();
+  if (!valid.isOk()) {
+    emitError(loc) << "codegen: internal error: the kernel table does not "
+                      "validate: "
+                   << valid.message();
+    return failure();
+  }
+  return success();
+}
