@@ -284,7 +284,7 @@ std::optional<Shape> kiln::llm::inferResultShape(Operation *op,
   if (op->getNumOperands() == 0)
     return std::nullopt;
   if (isa<CastOp, SoftmaxOp, LogSoftmaxOp, CumSumOp, TriluOp, ClipOp,
-          IdentityOp>(op) ||
+          IdentityOp, HardmaxOp, ScatterNDOp, ScatterElementsOp>(op) ||
       (op->hasTrait<OpTrait::SameOperandsAndResultShape>() &&
        op->getNumOperands() == 1))
     return shapeOf(op->getOperand(0));

@@ -333,6 +333,77 @@ LogicalResult TransposeOp::verify() {
   return expectRank(*this, "input", getInput().getType(), perm.size());
 }
 
+static LogicalResult expectIntegerElements(Operation *op, StringRef what,
+                                           Type type) {
+  if (!isa<IntegerType>(getElementTypeOrSelf(type)))
+    return op->emitOpError() << what << " must have integer elements, got "
+                             << type;
+  return success();
+}
+
+static LogicalResult verifyReduction(Operation *op, StringRef reduction) {
+  if (reduction != "none" && reduction != "add" && reduction != "mul" &&
+      reduction != "max" && reduction != "min")
+    return op->emitOpError() << "reduction must be none, add, mul, max or min, "
+                                "got '"
+                             << reduction << "'";
+  return success();
+}
+
+LogicalResult ScatterNDOp::verify() {
+  if (failed(verifyReduction(*this, getReduction())) ||
+      failed(expectIntegerElements(*this, "indices", getIndices().getType())))
+    return failure();
+  auto data = rankedShape(getData().getType());
+  auto indices = rankedShape(getIndices().getType());
+  auto updates = rankedShape(getUpdates().getType());
+  if (indices && indices->empty())
+    return emitOpError() << "indices must have rank >= 1";
+  if (data && indices && updates && !ShapedType::isDynamic(indices->back())) {
+    int64_t k = indices->back(), r = data->size(), q = indices->size();
+    if (k > r)
+      return emitOpError() << "index tuples of length " << k
+                           << " exceed the data rank " << r;
+    if ((int64_t)updates->size() != q - 1 + r - k)
+      return emitOpError() << "updates must have rank " << q - 1 + r - k
+                           << ", got " << getUpdates().getType();
+  }
+  return success();
+}
+
+LogicalResult ScatterElementsOp::verify() {
+  if (failed(verifyReduction(*this, getReduction())) ||
+      failed(expectIntegerElements(*this, "indices", getIndices().getType())))
+    return failure();
+  if (auto data = rankedShape(getData().getType())) {
+    if (failed(expectRank(*this, "indices", getIndices().getType(), data->size())) ||
+        failed(expectRank(*this, "updates", getUpdates().getType(), data->size())))
+      return failure();
+    int64_t axis = getAxis(), r = data->size();
+    if (axis < -r || axis >= r)
+      return emitOpError() << "axis " << axis << " is out of range for rank "
+                           << r;
+  }
+  auto indices = rankedShape(getIndices().getType());
+  auto updates = rankedShape(getUpdates().getType());
+  if (indices && updates && indices->size() == updates->size())
+    for (size_t d = 0; d < indices->size(); ++d)
+      if (failed(expectSameDim(*this, "indices/updates dimension",
+                               (*indices)[d], (*updates)[d])))
+        return failure();
+  return success();
+}
+
+LogicalResult PadOp::verify() {
+  StringRef mode = getMode();
+  if (mode != "constant" && mode != "reflect" && mode != "edge" &&
+      mode != "wrap")
+    return emitOpError() << "mode must be constant, reflect, edge or wrap, "
+                            "got '"
+                         << mode << "'";
+  return expectIntegerElements(*this, "pads", getPads().getType());
+}
+
 bool kiln::llm::isRaisedOp(Operation *op) {
   return isa<WeightOp, ConstantOp, EmbeddingOp, RMSNormOp, LayerNormOp,
              RotaryTableOp, RopeOp, LinearOp, AttentionOp, GatedMLPOp, SiLUOp,

@@ -106,6 +106,13 @@ static std::function<double(double)> floatUnaryFn(Operation *op) {
     double alpha = floatAttrOr(op, "alpha", 1.0);
     return [alpha](double x) { return x > alpha ? x : 0.0; };
   }
+  if (name == "shrink") {
+    double bias = floatAttrOr(op, "bias", 0.0);
+    double lambd = floatAttrOr(op, "lambd", 0.5);
+    return [bias, lambd](double x) {
+      return x < -lambd ? x + bias : x > lambd ? x - bias : 0.0;
+    };
+  }
   if (name == "not") return [](double x) { return x == 0.0 ? 1.0 : 0.0; };
   if (name == "isnan") return [](double x) { return std::isnan(x) ? 1.0 : 0.0; };
   if (name == "isinf") {
@@ -446,7 +453,7 @@ void kiln::reference::registerElementwiseKernels(KernelRegistry &registry) {
         "softplus", "softsign", "asin", "acos", "atan", "sinh", "cosh",
         "asinh", "acosh", "atanh", "elu", "selu", "leaky_relu",
         "hard_sigmoid", "hard_swish", "celu", "mish", "thresholded_relu",
-        "not", "isnan", "isinf", "bitwise_not"})
+        "not", "isnan", "isinf", "bitwise_not", "shrink"})
     registry.add(std::string("llm.") + name, unaryKernel);
   for (const char *name :
        {"add", "sub", "mul", "div", "pow", "max", "min", "mod", "and", "or",

@@ -1,10 +1,12 @@
-//===- LinearAlgebraKernels.cpp - matmul and matmul_nbits -----------------===//
+//===- LinearAlgebraKernels.cpp - matmul, matmul_nbits and einsum ---------===//
 
 #include "Kernels.h"
 
 #include "kiln/Dialect/LLM/IR/LLMDialect.h"
 
 #include <algorithm>
+#include <cctype>
+#include <map>
 
 using namespace mlir;
 using namespace kiln;
@@ -165,7 +167,172 @@ static LogicalResult matmulNBitsKernel(Operation *op, const Inputs &inputs,
   return success();
 }
 
+/// Einsum: parses the equation into labels per operand dimension (the
+/// dimensions of `...` get labels of their own, right-aligned across
+/// operands and broadcast), then sums products over every label not in the
+/// output. Repeated labels in one operand take diagonals.
+static LogicalResult einsumKernel(Operation *op, const Inputs &inputs,
+                                  Outputs &outputs) {
+  std::string eq;
+  for (char ch : cast<llm::EinsumOp>(op).getEquation())
+    if (ch != ' ')
+      eq += ch;
+  size_t arrow = eq.find("->");
+  std::string lhs = eq.substr(0, arrow);
+  std::vector<std::string> terms;
+  for (size_t start = 0;;) {
+    size_t comma = lhs.find(',', start);
+    terms.push_back(lhs.substr(start, comma - start));
+    if (comma == std::string::npos)
+      break;
+    start = comma + 1;
+  }
+  if (terms.size() != inputs.size())
+    return op->emitOpError() << "equation '" << eq << "' has " << terms.size()
+                             << " operand terms for " << inputs.size()
+                             << " operands";
+  constexpr int kEllipsis = 1000; // labels kEllipsis + i for `...` dims
+  // Labels of each operand's dimensions; the rank of `...`.
+  std::vector<std::vector<int>> labels(inputs.size());
+  int64_t ellRank = 0;
+  auto parseTerm = [&](const std::string &term, int64_t rank,
+                       std::vector<int> &out) -> LogicalResult {
+    size_t dots = term.find("...");
+    int64_t letters = (int64_t)term.size() - (dots == std::string::npos ? 0 : 3);
+    int64_t ell = rank - letters;
+    if (ell < 0 || (dots == std::string::npos && ell != 0))
+      return op->emitOpError() << "term '" << term << "' of '" << eq
+                               << "' does not match an operand of rank " << rank;
+    for (size_t p = 0; p < term.size(); ++p) {
+      if (p == dots) {
+        for (int64_t e = 0; e < ell; ++e)
+          out.push_back(-1 - (int)(ell - e)); // fixed up once ellRank is known
+        p += 2;
+        continue;
+      }
+      if (!std::isalpha((unsigned char)term[p]))
+        return op->emitOpError() << "equation '" << eq << "' is malformed";
+      out.push_back(term[p]);
+    }
+    ellRank = std::max(ellRank, ell);
+    return success();
+  };
+  for (size_t j = 0; j < inputs.size(); ++j)
+    if (failed(parseTerm(terms[j], inputs[j]->rank(), labels[j])))
+      return failure();
+  // -1 - (distance from the end of `...`) -> kEllipsis + position.
+  for (auto &ls : labels)
+    for (int &l : ls)
+      if (l < 0)
+        l = kEllipsis + (int)(ellRank + l + 1);
+  // Sizes of the labels (1 broadcasts within `...`).
+  std::map<int, int64_t> size;
+  for (size_t j = 0; j < inputs.size(); ++j)
+    for (size_t d = 0; d < labels[j].size(); ++d) {
+      int l = labels[j][d];
+      int64_t s = inputs[j]->shape[d];
+      auto it = size.find(l);
+      if (it == size.end() || (it->second == 1 && l >= kEllipsis))
+        size[l] = s;
+      else if (it->second != s && !(l >= kEllipsis && s == 1))
+        return op->emitOpError() << "dimension sizes of label in '" << eq
+                                 << "' differ: " << it->second << " vs " << s;
+    }
+  std::vector<int> outLabels;
+  if (arrow != std::string::npos) {
+    std::string rhs = eq.substr(arrow + 2);
+    for (size_t p = 0; p < rhs.size(); ++p) {
+      if (rhs.compare(p, 3, "...") == 0) {
+        for (int64_t e = 0; e < ellRank; ++e)
+          outLabels.push_back(kEllipsis + (int)e);
+        p += 2;
+      } else if (std::isalpha((unsigned char)rhs[p]) && size.count(rhs[p])) {
+        outLabels.push_back(rhs[p]);
+      } else {
+        return op->emitOpError() << "output of '" << eq << "' is malformed";
+      }
+    }
+  } else {
+    // Implicit output: `...` then the letters used once, alphabetically.
+    std::map<int, int> count;
+    for (auto &ls : labels)
+      for (int l : ls)
+        ++count[l];
+    for (int64_t e = 0; e < ellRank; ++e)
+      outLabels.push_back(kEllipsis + (int)e);
+    for (auto [l, n] : count)
+      if (l < kEllipsis && n == 1)
+        outLabels.push_back(l);
+    std::sort(outLabels.begin() + ellRank, outLabels.end());
+  }
+  std::vector<int> all = outLabels;
+  for (auto [l, s] : size)
+    if (std::find(all.begin(), all.end(), l) == all.end())
+      all.push_back(l);
+  std::vector<int64_t> extent, outShape;
+  for (int l : all)
+    extent.push_back(size.count(l) ? size[l] : 1);
+  for (size_t d = 0; d < outLabels.size(); ++d)
+    outShape.push_back(extent[d]);
+  // strides[j][a]: the step of operand j along label all[a].
+  std::vector<std::vector<int64_t>> strides(inputs.size(),
+                                            std::vector<int64_t>(all.size(), 0));
+  for (size_t j = 0; j < inputs.size(); ++j) {
+    std::vector<int64_t> st = stridesOf(inputs[j]->shape);
+    for (size_t d = 0; d < labels[j].size(); ++d) {
+      if (inputs[j]->shape[d] == 1 && size[labels[j][d]] != 1)
+        continue; // broadcast
+      size_t a = std::find(all.begin(), all.end(), labels[j][d]) - all.begin();
+      strides[j][a] += st[d];
+    }
+  }
+  HostTensor out(outputs[0].dtype, outShape);
+  int64_t nOut = out.numElements(), nSum = 1;
+  for (size_t a = outLabels.size(); a < all.size(); ++a)
+    nSum *= extent[a];
+  std::vector<int64_t> index(all.size(), 0);
+  bool isFloat = out.isFloat();
+  for (int64_t e = 0; e < nOut; ++e) {
+    double fsum = 0;
+    int64_t isum = 0;
+    for (size_t a = outLabels.size(); a < all.size(); ++a)
+      index[a] = 0;
+    for (int64_t s = 0; s < nSum; ++s) {
+      double fprod = 1;
+      int64_t iprod = 1;
+      for (size_t j = 0; j < inputs.size(); ++j) {
+        int64_t off = 0;
+        for (size_t a = 0; a < all.size(); ++a)
+          off += index[a] * strides[j][a];
+        if (isFloat)
+          fprod *= inputs[j]->get(off);
+        else
+          iprod = (int64_t)((uint64_t)iprod * (uint64_t)inputs[j]->getInt(off));
+      }
+      fsum += fprod;
+      isum = (int64_t)((uint64_t)isum + (uint64_t)iprod);
+      for (size_t a = all.size(); a-- > outLabels.size();) {
+        if (++index[a] < extent[a])
+          break;
+        index[a] = 0;
+      }
+    }
+    if (isFloat)
+      out.set(e, fsum);
+    else
+      out.setInt(e, isum);
+    for (size_t a = outLabels.size(); a-- > 0;) {
+      if (++index[a] < extent[a])
+        break;
+      index[a] = 0;
+    }
+  }
+  outputs[0] = std::move(out);
+  return success();
+}
+
 void kiln::reference::registerLinearAlgebraKernels(KernelRegistry &registry) {
   registry.add("llm.matmul", matmulKernel);
   registry.add("llm.matmul_nbits", matmulNBitsKernel);
+  registry.add("llm.einsum", einsumKernel);
 }

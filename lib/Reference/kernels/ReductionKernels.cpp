@@ -11,6 +11,7 @@
 
 #include "llvm/ADT/StringSwitch.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -275,6 +276,99 @@ static LogicalResult softmaxKernel(Operation *op, const Inputs &inputs,
   return success();
 }
 
+/// Hardmax: 1 at the first maximum of each line along the axis, else 0.
+static LogicalResult hardmaxKernel(Operation *op, const Inputs &inputs,
+                                   Outputs &outputs) {
+  const HostTensor &x = *inputs[0];
+  auto axis = normalizeAxis(op, intAttrOr(op, "axis", -1), x.rank());
+  if (failed(axis))
+    return failure();
+  int64_t outer = 1, inner = 1, dim = x.shape[*axis];
+  for (int64_t d = 0; d < *axis; ++d)
+    outer *= x.shape[d];
+  for (int64_t d = *axis + 1; d < x.rank(); ++d)
+    inner *= x.shape[d];
+  HostTensor out(x.dtype, x.shape);
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t in = 0; in < inner; ++in) {
+      auto at = [&](int64_t j) { return (o * dim + j) * inner + in; };
+      int64_t best = 0;
+      for (int64_t j = 1; j < dim; ++j)
+        if (x.get(at(j)) > x.get(at(best)))
+          best = j;
+      if (dim > 0)
+        out.set(at(best), 1.0);
+    }
+  outputs[0] = std::move(out);
+  return success();
+}
+
+/// TopK: the k largest (smallest) along the axis, ties by lower index; the
+/// values come sorted whatever `sorted` says (ONNX leaves that order open).
+static LogicalResult topKKernel(Operation *op, const Inputs &inputs,
+                                Outputs &outputs) {
+  auto topk = cast<llm::TopKOp>(op);
+  const HostTensor &x = *inputs[0];
+  auto kValue = scalarInt(op, *inputs[1], "k");
+  if (failed(kValue))
+    return failure();
+  auto axis = normalizeAxis(op, (int64_t)topk.getAxis(), x.rank());
+  if (failed(axis))
+    return failure();
+  int64_t k = *kValue, dim = x.shape[*axis];
+  if (k < 0 || k > dim)
+    return op->emitOpError() << "k = " << k << " is out of range for dimension "
+                             << *axis << " of " << x.shapeString();
+  bool largest = topk.getLargest() != 0;
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < *axis; ++d)
+    outer *= x.shape[d];
+  for (int64_t d = *axis + 1; d < x.rank(); ++d)
+    inner *= x.shape[d];
+  std::vector<int64_t> shape = x.shape;
+  shape[*axis] = k;
+  HostTensor values(x.dtype, shape), indices(outputs[1].dtype, shape);
+  std::vector<int64_t> order(dim);
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t in = 0; in < inner; ++in) {
+      auto at = [&](int64_t j) { return (o * dim + j) * inner + in; };
+      for (int64_t j = 0; j < dim; ++j)
+        order[j] = j;
+      auto ranks = [&](int64_t a, int64_t b) {
+        if (x.isFloat()) {
+          double va = x.f[at(a)], vb = x.f[at(b)];
+          // NaN ranks above every number, as onnxruntime orders it.
+          bool na = std::isnan(va), nb = std::isnan(vb);
+          if (na || nb)
+            return largest ? (na && !nb) : (!na && nb);
+          return largest ? va > vb : va < vb;
+        }
+        int64_t va = x.i[at(a)], vb = x.i[at(b)];
+        if (isUnsignedDType(x.dtype))
+          return largest ? (uint64_t)va > (uint64_t)vb
+                         : (uint64_t)va < (uint64_t)vb;
+        return largest ? va > vb : va < vb;
+      };
+      // Equal values keep index order (ties go to the lower index).
+      std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+        if (ranks(a, b))
+          return true;
+        return !ranks(b, a) && a < b;
+      });
+      for (int64_t j = 0; j < k; ++j) {
+        int64_t dst = (o * k + j) * inner + in;
+        if (x.isFloat())
+          values.f[dst] = x.f[at(order[j])];
+        else
+          values.i[dst] = x.i[at(order[j])];
+        indices.setInt(dst, order[j]);
+      }
+    }
+  outputs[0] = std::move(values);
+  outputs[1] = std::move(indices);
+  return success();
+}
+
 void kiln::reference::registerReductionKernels(KernelRegistry &registry) {
   for (const char *name :
        {"llm.reduce_sum", "llm.reduce_mean", "llm.reduce_max",
@@ -286,4 +380,6 @@ void kiln::reference::registerReductionKernels(KernelRegistry &registry) {
   registry.add("llm.argmin", argReduceKernel);
   registry.add("llm.softmax", softmaxKernel);
   registry.add("llm.log_softmax", softmaxKernel);
+  registry.add("llm.hardmax", hardmaxKernel);
+  registry.add("llm.topk", topKKernel);
 }

@@ -2,7 +2,8 @@
 //
 // Reshape, expand, concat, slice, the gathers, squeeze/unsqueeze, shape,
 // size, range, constant_of_shape, flatten, split, tile, transpose, trilu,
-// identity, cumsum and constant, with ONNX semantics.
+// identity, cumsum, constant, scatter_nd, scatter_elements, pad, one_hot,
+// nonzero and compress, with ONNX semantics.
 //
 //===----------------------------------------------------------------------===//
 
@@ -752,6 +753,335 @@ static LogicalResult cumsumKernel(Operation *op, const Inputs &inputs,
   return success();
 }
 
+//===----------------------------------------------------------------------===//
+// Scatters, pad, one-hot, nonzero, compress
+//===----------------------------------------------------------------------===//
+
+/// out[k] = src[s] (same storage kind).
+static void copyElement(HostTensor &out, int64_t k, const HostTensor &src,
+                        int64_t s) {
+  if (out.isFloat())
+    out.f[k] = src.isFloat() ? src.f[s] : (float)src.i[s];
+  else
+    out.i[k] = src.isFloat() ? (int64_t)src.f[s] : src.i[s];
+}
+
+/// Applies `reduction` (none, add, mul, max, min) of update u[s] to out[k].
+static void combineElement(HostTensor &out, int64_t k, const HostTensor &u,
+                           int64_t s, StringRef reduction) {
+  if (reduction == "none") {
+    copyElement(out, k, u, s);
+    return;
+  }
+  if (out.isFloat()) {
+    double a = out.f[k], b = u.get(s), r = b;
+    if (reduction == "add")
+      r = a + b;
+    else if (reduction == "mul")
+      r = a * b;
+    else if (reduction == "max")
+      r = std::max(a, b);
+    else if (reduction == "min")
+      r = std::min(a, b);
+    out.set(k, r);
+    return;
+  }
+  int64_t a = out.i[k], b = u.getInt(s), r = b;
+  if (reduction == "add")
+    r = (int64_t)((uint64_t)a + (uint64_t)b);
+  else if (reduction == "mul")
+    r = (int64_t)((uint64_t)a * (uint64_t)b);
+  else if (reduction == "max")
+    r = isUnsignedDType(out.dtype) ? (int64_t)std::max((uint64_t)a, (uint64_t)b)
+                                   : std::max(a, b);
+  else if (reduction == "min")
+    r = isUnsignedDType(out.dtype) ? (int64_t)std::min((uint64_t)a, (uint64_t)b)
+                                   : std::min(a, b);
+  out.setInt(k, r);
+}
+
+static LogicalResult scatterNDKernel(Operation *op, const Inputs &inputs,
+                                     Outputs &outputs) {
+  auto scatter = cast<llm::ScatterNDOp>(op);
+  const HostTensor &data = *inputs[0], &indices = *inputs[1],
+                   &updates = *inputs[2];
+  if (indices.isFloat() || indices.rank() < 1)
+    return op->emitOpError() << "indices must be integers of rank >= 1, got "
+                             << indices.shapeString();
+  int64_t r = data.rank(), q = indices.rank(), k = indices.shape[q - 1];
+  if (k > r)
+    return op->emitOpError() << "index tuples of length " << k
+                             << " exceed the rank of " << data.shapeString();
+  std::vector<int64_t> expected(indices.shape.begin(), indices.shape.end() - 1);
+  expected.insert(expected.end(), data.shape.begin() + k, data.shape.end());
+  if (updates.shape != expected || updates.dtype != data.dtype)
+    return op->emitOpError() << "updates " << updates.shapeString()
+                             << " do not match the expected shape "
+                             << shapeString(expected);
+  int64_t slice = 1;
+  for (int64_t d = k; d < r; ++d)
+    slice *= data.shape[d];
+  int64_t tuples = 1;
+  for (int64_t d = 0; d < q - 1; ++d)
+    tuples *= indices.shape[d];
+  std::vector<int64_t> strides = stridesOf(data.shape);
+  HostTensor out = data;
+  StringRef reduction = scatter.getReduction();
+  for (int64_t t = 0; t < tuples; ++t) {
+    int64_t base = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      auto idx = normalizeIndex(op, indices.i[t * k + j], data.shape[j]);
+      if (failed(idx))
+        return failure();
+      base += *idx * strides[j];
+    }
+    for (int64_t e = 0; e < slice; ++e)
+      combineElement(out, base + e, updates, t * slice + e, reduction);
+  }
+  outputs[0] = std::move(out);
+  return success();
+}
+
+static LogicalResult scatterElementsKernel(Operation *op, const Inputs &inputs,
+                                           Outputs &outputs) {
+  auto scatter = cast<llm::ScatterElementsOp>(op);
+  const HostTensor &data = *inputs[0], &indices = *inputs[1],
+                   &updates = *inputs[2];
+  if (indices.isFloat() || indices.rank() != data.rank() ||
+      updates.shape != indices.shape || updates.dtype != data.dtype)
+    return op->emitOpError() << "indices and updates must have one shape of "
+                                "the rank of the data, got "
+                             << indices.shapeString() << ", "
+                             << updates.shapeString() << " for "
+                             << data.shapeString();
+  auto axis = normalizeAxis(op, (int64_t)scatter.getAxis(), data.rank());
+  if (failed(axis))
+    return failure();
+  for (int64_t d = 0; d < data.rank(); ++d)
+    if (d != *axis && indices.shape[d] > data.shape[d])
+      return op->emitOpError() << "indices " << indices.shapeString()
+                               << " exceed data " << data.shapeString()
+                               << " along dimension " << d;
+  std::vector<int64_t> strides = stridesOf(data.shape), index(data.rank(), 0);
+  HostTensor out = data;
+  StringRef reduction = scatter.getReduction();
+  int64_t n = indices.numElements();
+  for (int64_t e = 0; e < n; ++e) {
+    auto idx = normalizeIndex(op, indices.i[e], data.shape[*axis]);
+    if (failed(idx))
+      return failure();
+    int64_t dst = 0;
+    for (int64_t d = 0; d < data.rank(); ++d)
+      dst += (d == *axis ? *idx : index[d]) * strides[d];
+    combineElement(out, dst, updates, e, reduction);
+    for (int64_t d = data.rank() - 1; d >= 0; --d) {
+      if (++index[d] < indices.shape[d])
+        break;
+      index[d] = 0;
+    }
+  }
+  outputs[0] = std::move(out);
+  return success();
+}
+
+static LogicalResult padKernel(Operation *op, const Inputs &inputs,
+                               Outputs &outputs) {
+  auto pad = cast<llm::PadOp>(op);
+  const HostTensor &data = *inputs[0], &padsT = *inputs[1];
+  if (failed(expectIntVector(op, padsT, "pads")))
+    return failure();
+  int64_t r = data.rank();
+  std::vector<int64_t> axes;
+  if (const HostTensor *axesT = inputFor(op, inputs, pad.getAxes())) {
+    if (failed(expectIntVector(op, *axesT, "axes")))
+      return failure();
+    auto norm = normalizeAxes(op, toInt64s(*axesT), r);
+    if (failed(norm))
+      return failure();
+    axes = *norm;
+  } else {
+    for (int64_t d = 0; d < r; ++d)
+      axes.push_back(d);
+  }
+  std::vector<int64_t> pads = toInt64s(padsT);
+  int64_t n = axes.size();
+  if ((int64_t)pads.size() != 2 * n)
+    return op->emitOpError() << "pads " << listString(pads) << " must have "
+                             << 2 * n << " entries for " << data.shapeString();
+  // Negative pads crop first; the other modes then read the cropped view
+  // [lo, hi) of each dimension (this matters for wrap).
+  std::vector<int64_t> begin(r, 0), lo(r, 0), hi = data.shape,
+                                    shape = data.shape;
+  for (int64_t j = 0; j < n; ++j) {
+    int64_t a = axes[j];
+    begin[a] = std::max<int64_t>(pads[j], 0);
+    lo[a] = std::max<int64_t>(-pads[j], 0);
+    hi[a] = data.shape[a] - std::max<int64_t>(-pads[j + n], 0);
+    shape[a] += pads[j] + pads[j + n];
+    if (shape[axes[j]] < 0)
+      return op->emitOpError() << "pads " << listString(pads) << " crop "
+                               << data.shapeString() << " below zero";
+  }
+  StringRef mode = pad.getMode();
+  double value = 0;
+  if (const HostTensor *v = inputFor(op, inputs, pad.getConstantValue())) {
+    if (v->numElements() > 1)
+      return op->emitOpError() << "constant_value must be a scalar, got "
+                               << v->shapeString();
+    if (v->numElements() == 1)
+      value = v->get(0);
+  }
+  HostTensor out(data.dtype, shape);
+  std::vector<int64_t> strides = stridesOf(data.shape), index(r, 0);
+  int64_t total = out.numElements();
+  for (int64_t e = 0; e < total; ++e) {
+    int64_t src = 0;
+    bool inside = true;
+    for (int64_t d = 0; d < r && inside; ++d) {
+      int64_t c = index[d] - begin[d], dim = std::max<int64_t>(hi[d] - lo[d], 0);
+      if (c < 0 || c >= dim) {
+        if (mode == "constant" || dim == 0) {
+          if (mode != "constant")
+            return op->emitOpError() << "cannot pad an empty dimension in "
+                                     << mode << " mode";
+          inside = false;
+          break;
+        }
+        if (mode == "edge") {
+          c = std::clamp<int64_t>(c, 0, dim - 1);
+        } else if (mode == "wrap") {
+          c = ((c % dim) + dim) % dim;
+        } else { // reflect
+          if (dim == 1) {
+            c = 0;
+          } else {
+            int64_t period = 2 * (dim - 1);
+            c = ((c % period) + period) % period;
+            if (c >= dim)
+              c = period - c;
+          }
+        }
+      }
+      src += (lo[d] + c) * strides[d];
+    }
+    if (inside)
+      copyElement(out, e, data, src);
+    else if (out.isFloat())
+      out.set(e, value);
+    else
+      out.setInt(e, (int64_t)value);
+    for (int64_t d = r - 1; d >= 0; --d) {
+      if (++index[d] < shape[d])
+        break;
+      index[d] = 0;
+    }
+  }
+  outputs[0] = std::move(out);
+  return success();
+}
+
+static LogicalResult oneHotKernel(Operation *op, const Inputs &inputs,
+                                  Outputs &outputs) {
+  const HostTensor &indices = *inputs[0], &depthT = *inputs[1],
+                   &values = *inputs[2];
+  if (depthT.numElements() != 1)
+    return op->emitOpError() << "depth must be a scalar, got "
+                             << depthT.shapeString();
+  if (values.numElements() != 2)
+    return op->emitOpError() << "values must hold [off, on], got "
+                             << values.shapeString();
+  int64_t depth = depthT.getInt(0);
+  if (depth < 1)
+    return op->emitOpError() << "depth must be positive, got " << depth;
+  int64_t r = indices.rank();
+  int64_t axis = (int64_t)cast<llm::OneHotOp>(op).getAxis();
+  if (axis < -r - 1 || axis > r)
+    return op->emitOpError() << "axis " << axis << " is out of range for rank "
+                             << r + 1;
+  if (axis < 0)
+    axis += r + 1;
+  std::vector<int64_t> shape = indices.shape;
+  shape.insert(shape.begin() + axis, depth);
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < axis; ++d)
+    outer *= indices.shape[d];
+  for (int64_t d = axis; d < r; ++d)
+    inner *= indices.shape[d];
+  HostTensor out(values.dtype, shape);
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t j = 0; j < depth; ++j)
+      for (int64_t in = 0; in < inner; ++in) {
+        int64_t idx = indices.getInt(o * inner + in);
+        if (idx < 0)
+          idx += depth;
+        copyElement(out, (o * depth + j) * inner + in, values, idx == j ? 1 : 0);
+      }
+  outputs[0] = std::move(out);
+  return success();
+}
+
+static LogicalResult nonZeroKernel(Operation *op, const Inputs &inputs,
+                                   Outputs &outputs) {
+  const HostTensor &x = *inputs[0];
+  int64_t n = x.numElements(), r = x.rank();
+  std::vector<int64_t> hits;
+  for (int64_t e = 0; e < n; ++e)
+    if (x.get(e) != 0)
+      hits.push_back(e);
+  int64_t count = hits.size();
+  std::vector<int64_t> strides = stridesOf(x.shape), values(r * count);
+  for (int64_t j = 0; j < count; ++j) {
+    int64_t rem = hits[j];
+    for (int64_t d = 0; d < r; ++d) {
+      values[d * count + j] = rem / strides[d];
+      rem %= strides[d];
+    }
+  }
+  outputs[0] = HostTensor::fromInts({r, count}, values, outputs[0].dtype);
+  return success();
+}
+
+static LogicalResult compressKernel(Operation *op, const Inputs &inputs,
+                                    Outputs &outputs) {
+  auto compress = cast<llm::CompressOp>(op);
+  const HostTensor &x = *inputs[0], &cond = *inputs[1];
+  if (cond.rank() != 1)
+    return op->emitOpError() << "condition must be 1-D, got "
+                             << cond.shapeString();
+  std::vector<int64_t> shape = x.shape;
+  int64_t axis = 0;
+  if (compress.getAxis()) {
+    auto a = normalizeAxis(op, (int64_t)*compress.getAxis(), x.rank());
+    if (failed(a))
+      return failure();
+    axis = *a;
+  } else {
+    shape = {x.numElements()};
+  }
+  int64_t dim = shape[axis], outer = 1, inner = 1;
+  if (cond.numElements() > dim)
+    return op->emitOpError() << "condition " << cond.shapeString()
+                             << " is longer than dimension " << axis << " ("
+                             << dim << ")";
+  for (int64_t d = 0; d < axis; ++d)
+    outer *= shape[d];
+  for (int64_t d = axis + 1; d < (int64_t)shape.size(); ++d)
+    inner *= shape[d];
+  std::vector<int64_t> keep;
+  for (int64_t j = 0; j < cond.numElements(); ++j)
+    if (cond.get(j) != 0)
+      keep.push_back(j);
+  shape[axis] = keep.size();
+  HostTensor out(x.dtype, shape);
+  int64_t k = 0;
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t j : keep)
+      for (int64_t in = 0; in < inner; ++in)
+        copyElement(out, k++, x, (o * dim + j) * inner + in);
+  outputs[0] = std::move(out);
+  return success();
+}
+
 void kiln::reference::registerShapeKernels(KernelRegistry &registry) {
   registry.add("llm.constant", constantKernel);
   registry.add("llm.identity", identityKernel);
@@ -774,4 +1104,10 @@ void kiln::reference::registerShapeKernels(KernelRegistry &registry) {
   registry.add("llm.transpose", transposeKernel);
   registry.add("llm.trilu", triluKernel);
   registry.add("llm.cumsum", cumsumKernel);
+  registry.add("llm.scatter_nd", scatterNDKernel);
+  registry.add("llm.scatter_elements", scatterElementsKernel);
+  registry.add("llm.pad", padKernel);
+  registry.add("llm.one_hot", oneHotKernel);
+  registry.add("llm.nonzero", nonZeroKernel);
+  registry.add("llm.compress", compressKernel);
 }

@@ -184,3 +184,35 @@ func.func @rope_rank(%x: tensor<2x8xf32>, %c: tensor<2x8xf32>) {
   %y = llm.rope %x, %c, %c {rotary_dim = 8 : i64} : (tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
   return
 }
+
+// -----
+
+func.func @scatter_nd_reduction(%d: tensor<4x6xf32>, %i: tensor<2x1xi64>, %u: tensor<2x6xf32>) {
+  // expected-error @+1 {{reduction must be none, add, mul, max or min, got 'sum'}}
+  %y = llm.scatter_nd %d, %i, %u {reduction = "sum"} : (tensor<4x6xf32>, tensor<2x1xi64>, tensor<2x6xf32>) -> tensor<4x6xf32>
+  return
+}
+
+// -----
+
+func.func @scatter_nd_updates_rank(%d: tensor<4x6xf32>, %i: tensor<2x1xi64>, %u: tensor<2xf32>) {
+  // expected-error @+1 {{updates must have rank 2}}
+  %y = llm.scatter_nd %d, %i, %u : (tensor<4x6xf32>, tensor<2x1xi64>, tensor<2xf32>) -> tensor<4x6xf32>
+  return
+}
+
+// -----
+
+func.func @scatter_elements_float_indices(%d: tensor<4x6xf32>, %i: tensor<4x2xf32>, %u: tensor<4x2xf32>) {
+  // expected-error @+1 {{indices must have integer elements}}
+  %y = llm.scatter_elements %d, %i, %u {axis = 1 : i64} : (tensor<4x6xf32>, tensor<4x2xf32>, tensor<4x2xf32>) -> tensor<4x6xf32>
+  return
+}
+
+// -----
+
+func.func @pad_mode(%d: tensor<4x6xf32>, %p: tensor<4xi64>) {
+  // expected-error @+1 {{mode must be constant, reflect, edge or wrap, got 'mirror'}}
+  %y = llm.pad %d, %p {mode = "mirror"} : (tensor<4x6xf32>, tensor<4xi64>) -> tensor<*xf32>
+  return
+}

@@ -220,6 +220,7 @@ void kiln::registerElementwiseOps(OnnxOpTable &t) {
   t.add("", "Mish", {18, 22}, unary<llm::MishOp>());
   t.add("", "ThresholdedRelu", {10, 22}, unary<llm::ThresholdedReluOp>());
   t.add("", "Gelu", {20}, gelu);
+  t.add("", "Shrink", {9}, unary<llm::ShrinkOp>());
   // Predicates and logic.
   t.add("", "Not", {1}, unary<llm::NotOp>(true));
   t.add("", "IsNaN", {9, 13, 20}, unary<llm::IsNaNOp>(true));

@@ -1,8 +1,10 @@
-//===- LinearAlgebraOps.cpp - ONNX MatMul, Gemm and MatMulNBits to llm ----===//
+//===- LinearAlgebraOps.cpp - ONNX MatMul, Gemm, MatMulNBits, Einsum ------===//
 
 #include "../OnnxOpTable.h"
 
 #include <onnx/onnx_pb.h>
+
+#include <cctype>
 
 using namespace mlir;
 using namespace kiln;
@@ -76,10 +78,34 @@ Results matmulNBits(NodeContext &c) {
   return SmallVector<Value>{y};
 }
 
+/// Einsum 12: the equation is checked for its alphabet here; the kernel
+/// checks it against the operand ranks.
+Results einsum(NodeContext &c) {
+  std::string equation = c.attrString("equation", "");
+  if (equation.empty())
+    return c.fail("requires the 'equation' attribute");
+  for (char ch : equation)
+    if (!std::isalpha((unsigned char)ch) && ch != ',' && ch != '-' &&
+        ch != '>' && ch != '.' && ch != ' ')
+      return c.fail("equation '" + equation + "' has an invalid character");
+  SmallVector<Value> operands;
+  for (Value v : c.inputs) {
+    if (!v)
+      return c.fail("expects no absent inputs");
+    operands.push_back(v);
+  }
+  if (operands.empty())
+    return c.fail("expects at least one input");
+  return SmallVector<Value>{c.create<llm::EinsumOp>(
+      c.resultType(0, c.elementTypeOf(operands[0])), operands,
+      {c.builder.getNamedAttr("equation", c.builder.getStringAttr(equation))})};
+}
+
 } // namespace
 
 void kiln::registerLinearAlgebraOps(OnnxOpTable &t) {
   t.add("", "MatMul", {9, 13}, matmul);
   t.add("", "Gemm", {11, 13}, gemm);
+  t.add("", "Einsum", {12}, einsum);
   t.add("com.microsoft", "MatMulNBits", {1}, matmulNBits);
 }

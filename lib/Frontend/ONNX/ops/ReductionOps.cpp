@@ -51,6 +51,21 @@ template <typename OpT> OnnxOpHandler softmaxLike() {
   };
 }
 
+/// TopK 11: k is a 1-element int64 input; values and indices outputs.
+Results topK(NodeContext &c) {
+  if (!c.input(0) || !c.input(1))
+    return c.fail("expects X and K");
+  auto op = llm::TopKOp::create(
+      c.builder, c.loc,
+      TypeRange{c.resultType(0, c.elementTypeOf(c.input(0))),
+                c.resultType(1, c.builder.getI64Type())},
+      ValueRange{c.input(0), c.input(1)},
+      ArrayRef<NamedAttribute>{c.i64Attr("axis", c.attrInt("axis", -1)),
+                               c.i64Attr("largest", c.attrInt("largest", 1)),
+                               c.i64Attr("sorted", c.attrInt("sorted", 1))});
+  return SmallVector<Value>{op.getValues(), op.getIndices()};
+}
+
 template <typename OpT>
 void addReduce(OnnxOpTable &t, StringRef name, int inputSince) {
   t.add("", name, {11, 13}, reduce<OpT>(/*axesFromAttr=*/true));
@@ -77,4 +92,6 @@ void kiln::registerReductionOps(OnnxOpTable &t) {
   t.add("", "ArgMin", {11, 12, 13}, argReduce<llm::ArgMinOp>());
   t.add("", "Softmax", {13}, softmaxLike<llm::SoftmaxOp>());
   t.add("", "LogSoftmax", {13}, softmaxLike<llm::LogSoftmaxOp>());
+  t.add("", "Hardmax", {13}, softmaxLike<llm::HardmaxOp>());
+  t.add("", "TopK", {11}, topK);
 }

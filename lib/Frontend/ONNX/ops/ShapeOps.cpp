@@ -1,8 +1,8 @@
 //===- ShapeOps.cpp - ONNX shape and data-movement ops to llm -------------===//
 //
 // Reshape, Expand, Concat, Slice, the Gathers, (Un)Squeeze, Shape, Size,
-// Range, CumSum, ConstantOfShape, Flatten, Split, Trilu, Tile, Transpose and
-// Constant. Axes that older opsets give as attributes become constant
+// Range, CumSum, ConstantOfShape, Flatten, Split, Trilu, Tile, Transpose,
+// Constant, ScatterND, ScatterElements, Pad, OneHot, NonZero and Compress. Axes that older opsets give as attributes become constant
 // operands, so that llm ops have one form whatever the opset.
 //
 //===----------------------------------------------------------------------===//
@@ -234,6 +234,70 @@ Results constant(NodeContext &c) {
                 "(sparse and string constants are not)");
 }
 
+/// ScatterND and ScatterElements: `reduction` from 16 (add, mul) and 18
+/// (max, min); before 16 it is always none.
+template <typename OpT> OnnxOpHandler scatter(bool hasAxis) {
+  return [hasAxis](NodeContext &c) -> Results {
+    if (!c.input(0) || !c.input(1) || !c.input(2))
+      return c.fail("expects data, indices and updates");
+    std::string reduction = c.attrString("reduction", "none");
+    if (reduction != "none" && reduction != "add" && reduction != "mul" &&
+        reduction != "max" && reduction != "min")
+      return c.fail("unknown reduction '" + reduction + "'");
+    if ((c.opset < 16 && reduction != "none") ||
+        (c.opset < 18 && (reduction == "max" || reduction == "min")))
+      return c.fail("reduction '" + reduction + "' needs a newer opset than " +
+                    std::to_string(c.opset));
+    SmallVector<NamedAttribute> attrs{c.builder.getNamedAttr(
+        "reduction", c.builder.getStringAttr(reduction))};
+    if (hasAxis)
+      attrs.push_back(c.i64Attr("axis", c.attrInt("axis", 0)));
+    return SmallVector<Value>{c.create<OpT>(
+        sameType(c), ValueRange{c.input(0), c.input(1), c.input(2)}, attrs)};
+  };
+}
+
+/// Pad 11+: pads (and constant_value, axes from 18) are inputs.
+Results pad(NodeContext &c) {
+  if (!c.input(0) || !c.input(1))
+    return c.fail("expects data and pads");
+  std::string mode = c.attrString("mode", "constant");
+  if (mode != "constant" && mode != "reflect" && mode != "edge" &&
+      !(mode == "wrap" && c.opset >= 19))
+    return c.fail("unknown mode '" + mode + "'");
+  Value axes = c.opset >= 18 ? c.input(3) : Value();
+  auto op = llm::PadOp::create(c.builder, c.loc, sameType(c), c.input(0),
+                               c.input(1), c.input(2), axes,
+                               c.builder.getStringAttr(mode));
+  return SmallVector<Value>{op.getResult()};
+}
+
+Results oneHot(NodeContext &c) {
+  if (!c.input(0) || !c.input(1) || !c.input(2))
+    return c.fail("expects indices, depth and values");
+  return SmallVector<Value>{c.create<llm::OneHotOp>(
+      c.resultType(0, c.elementTypeOf(c.input(2))),
+      ValueRange{c.input(0), c.input(1), c.input(2)},
+      {c.i64Attr("axis", c.attrInt("axis", -1))})};
+}
+
+Results nonZero(NodeContext &c) {
+  if (!c.input(0))
+    return c.fail("expects an input");
+  return SmallVector<Value>{c.create<llm::NonZeroOp>(
+      c.resultType(0, c.builder.getI64Type()), c.input(0))};
+}
+
+Results compress(NodeContext &c) {
+  if (!c.input(0) || !c.input(1))
+    return c.fail("expects input and condition");
+  SmallVector<NamedAttribute> attrs;
+  if (c.attr("axis"))
+    attrs.push_back(c.i64Attr("axis", c.attrInt("axis", 0)));
+  return SmallVector<Value>{c.create<llm::CompressOp>(
+      sameType(c), ValueRange{c.input(0), c.input(1)}, attrs)};
+}
+
 } // namespace
 
 void kiln::registerShapeOps(OnnxOpTable &t) {
@@ -262,4 +326,13 @@ void kiln::registerShapeOps(OnnxOpTable &t) {
   t.add("", "Tile", {13}, tile);
   t.add("", "Transpose", {13, 21}, transpose);
   t.add("", "Constant", {13, 19, 21}, constant);
+  t.add("", "ScatterND", {11, 13, 16, 18}, scatter<llm::ScatterNDOp>(false));
+  t.add("", "ScatterElements", {11, 13, 16, 18},
+        scatter<llm::ScatterElementsOp>(true));
+  // Scatter (9, deprecated in 11) is ScatterElements without reduction.
+  t.add("", "Scatter", {9, 11}, scatter<llm::ScatterElementsOp>(true));
+  t.add("", "Pad", {11, 13, 18, 19}, pad);
+  t.add("", "OneHot", {11}, oneHot);
+  t.add("", "NonZero", {13}, nonZero);
+  t.add("", "Compress", {11}, compress);
 }

@@ -68,6 +68,7 @@ def LLM_NotOp : LLM_UnaryOp<"not", "Not">;
 def LLM_IsNaNOp : LLM_UnaryOp<"isnan", "IsNaN">;
 def LLM_IsInfOp : LLM_UnaryOp<"isinf", "IsInf">;
 def LLM_BitwiseNotOp : LLM_UnaryOp<"bitwise_not", "BitwiseNot">;
+def LLM_ShrinkOp : LLM_UnaryOp<"shrink", "Shrink">;
 
 def LLM_AddOp : LLM_BinaryOp<"add", "Add">;
 def LLM_SubOp : LLM_BinaryOp<"sub", "Sub">;
@@ -303,6 +304,84 @@ def LLM_ClipOp : LLM_GenericOp<"clip", [AttrSizedOperandSegments]> {
 def LLM_IdentityOp : LLM_GenericOp<"identity"> {
   let summary = "Returns its operand; kept only where a graph output aliases a graph input.";
   let arguments = (ins AnyTensor:$input);
+  let results = (outs AnyTensor:$result);
+}
+
+def LLM_HardmaxOp : LLM_GenericOp<"hardmax"> {
+  let summary = "One-hot of the first maximum along one axis (ONNX opset 13 semantics).";
+  let arguments = (ins AnyTensor:$input, DefaultValuedAttr<I64Attr, "-1">:$axis);
+  let results = (outs AnyTensor:$result);
+}
+
+def LLM_TopKOp : LLM_GenericOp<"topk"> {
+  let summary = "The k largest (or smallest) elements along an axis and their indices, ties by lower index.";
+  let arguments = (ins AnyTensor:$input, AnyTensor:$k,
+                       DefaultValuedAttr<I64Attr, "-1">:$axis,
+                       DefaultValuedAttr<I64Attr, "1">:$largest,
+                       DefaultValuedAttr<I64Attr, "1">:$sorted);
+  let results = (outs AnyTensor:$values, AnyTensor:$indices);
+}
+
+def LLM_ScatterNDOp : LLM_GenericOp<"scatter_nd"> {
+  let summary = "Copies data and writes updates at the slices addressed by index tuples (ONNX ScatterND).";
+  let description = [{
+    `reduction` is `none` (assign), `add`, `mul`, `max` or `min`; updates
+    are applied in index order.
+  }];
+  let arguments = (ins AnyTensor:$data, AnyTensor:$indices, AnyTensor:$updates,
+                       DefaultValuedAttr<StrAttr, "\"none\"">:$reduction);
+  let results = (outs AnyTensor:$result);
+  let hasVerifier = 1;
+}
+
+def LLM_ScatterElementsOp : LLM_GenericOp<"scatter_elements"> {
+  let summary = "Copies data and writes single updates along an axis (ONNX ScatterElements).";
+  let arguments = (ins AnyTensor:$data, AnyTensor:$indices, AnyTensor:$updates,
+                       DefaultValuedAttr<I64Attr, "0">:$axis,
+                       DefaultValuedAttr<StrAttr, "\"none\"">:$reduction);
+  let results = (outs AnyTensor:$result);
+  let hasVerifier = 1;
+}
+
+def LLM_PadOp : LLM_GenericOp<"pad", [AttrSizedOperandSegments]> {
+  let summary = "Pads (or crops, for negative pads) with a constant, reflected, edge or wrapped values.";
+  let description = [{
+    `pads` lists the begin pads of each axis of `axes` (all axes when absent)
+    then their end pads, as ONNX Pad-19 does; `mode` is `constant`,
+    `reflect`, `edge` or `wrap`.
+  }];
+  let arguments = (ins AnyTensor:$data, AnyTensor:$pads,
+                       Optional<AnyTensor>:$constant_value, Optional<AnyTensor>:$axes,
+                       DefaultValuedAttr<StrAttr, "\"constant\"">:$mode);
+  let results = (outs AnyTensor:$result);
+  let assemblyFormat = [{
+    $data `,` $pads (`value` $constant_value^)? (`axes` $axes^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def LLM_OneHotOp : LLM_GenericOp<"one_hot"> {
+  let summary = "One-hot encodes indices with depth classes and [off, on] values at a new axis.";
+  let arguments = (ins AnyTensor:$indices, AnyTensor:$depth, AnyTensor:$values,
+                       DefaultValuedAttr<I64Attr, "-1">:$axis);
+  let results = (outs AnyTensor:$result);
+}
+
+def LLM_NonZeroOp : LLM_GenericOp<"nonzero"> {
+  let summary = "The indices of the non-zero elements as a [rank x count] int64 tensor, in row-major order.";
+  let arguments = (ins AnyTensor:$input);
+  let results = (outs AnyTensor:$result);
+}
+
+def LLM_CompressOp : LLM_GenericOp<"compress"> {
+  let summary = "Keeps the slices along an axis (of the flattened input when absent) where condition is true.";
+  let arguments = (ins AnyTensor:$input, AnyTensor:$condition, OptionalAttr<I64Attr>:$axis);
+  let results = (outs AnyTensor:$result);
+}
+
+def LLM_EinsumOp : LLM_GenericOp<"einsum"> {
+  let summary = "Einstein summation over the operands by an ONNX Einsum equation.";
+  let arguments = (ins Variadic<AnyTensor>:$inputs, StrAttr:$equation);
   let results = (outs AnyTensor:$result);
 }
 
