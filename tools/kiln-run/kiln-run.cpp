@@ -342,7 +342,9 @@ int main(int argc, char **argv) {
   if (!added.isOk())
     return fail(added.status());
   Status ran = (*engine)->runToCompletion();
+  // End the streamed text before any status line on stderr.
   std::printf("\n");
+  std::fflush(stdout);
   if (!ran.isOk())
     return fail(ran);
   if (!streamError.isOk())
