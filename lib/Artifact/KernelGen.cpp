@@ -11,13 +11,17 @@
 //===----------------------------------------------------------------------===//
 
 #include "kiln/Artifact/ArtifactCompiler.h"
+#include "kiln/Codegen/CastKernel.h"
 #include "kiln/Codegen/ElementwiseKernel.h"
+#include "kiln/Codegen/EmbeddingKernel.h"
 #include "kiln/Codegen/GemvKernel.h"
 #include "kiln/Codegen/KVBlockCopyKernel.h"
 #include "kiln/Codegen/KVCacheWriteKernel.h"
 #include "kiln/Codegen/Lowering.h"
 #include "kiln/Codegen/PagedAttentionDecodeKernel.h"
 #include "kiln/Codegen/RMSNormKernel.h"
+#include "kiln/Codegen/RopeKernel.h"
+#include "kiln/Codegen/RotaryTableKernel.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/Builders.h"
@@ -40,6 +44,13 @@ std::optional<cg::KernelDType> storageType(rt::DType d) {
   if (d == rt::DType::BF16)
     return cg::KernelDType::BF16;
   return std::nullopt;
+}
+
+/// A storage type or f32 (the rotary tables and casts).
+std::optional<cg::KernelDType> floatType(rt::DType d) {
+  if (d == rt::DType::F32)
+    return cg::KernelDType::F32;
+  return storageType(d);
 }
 
 rt::DType toRuntime(cg::KernelDType d) {
@@ -343,35 +354,135 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     }
     case rt::OpKind::Embedding: {
       const rt::Buffer &t = buf(s.operands[0]);
-      c.missing("embedding",
-                {{"dtype", rt::dtypeName(t.dtype)},
-                 {"vocab", str(constDim(t.shape[0]))},
-                 {"hidden", str(constDim(t.shape[1]))}},
-                "no embedding (row gather) generator", use);
+      const rt::Buffer &ids = buf(s.operands[1]);
+      int64_t vocab = constDim(t.shape[0]), hidden = constDim(t.shape[1]);
+      std::optional<cg::KernelDType> dt = storageType(t.dtype);
+      if (!dt || t.dtype != act || ids.dtype != rt::DType::I64 ||
+          t.shape.size() != 2 || vocab <= 0 || hidden <= 0) {
+        c.missing("embedding",
+                  {{"dtype", rt::dtypeName(t.dtype)},
+                   {"vocab", str(vocab)},
+                   {"hidden", str(hidden)}},
+                  "embedding gathers f16/bf16 rows of a constant [V, H] "
+                  "table by i64 ids",
+                  use);
+        break;
+      }
+      c.add("embedding" + str(vocab) + "_" + str(hidden) + actName, use,
+            [&](Request &r) {
+              r.family = "embedding";
+              r.scale = rt::LaunchScale::Tokens;
+              cg::EmbeddingOptions o;
+              o.dtype = *dt;
+              o.vocab = vocab;
+              o.hidden = hidden;
+              r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                return cg::buildEmbeddingKernel(b, m, o);
+              };
+            });
       break;
     }
-    case rt::OpKind::RotaryTable:
-      c.missing("rotary_table",
-                {{"rotary_dim", str(lastDim(s.results[0]))}},
-                "no rotary-table (cos/sin of positions) generator", use);
+    case rt::OpKind::RotaryTable: {
+      int64_t rot = lastDim(s.results[0]);
+      const rt::Attr *freqs = s.find(rt::AttrKey::InvFreq);
+      std::optional<cg::KernelDType> dt = floatType(act);
+      bool sameTypes = s.results.size() == 2 && buf(s.results[1]).dtype == act;
+      if (!dt || !freqs || !sameTypes ||
+          buf(s.operands[0]).dtype != rt::DType::I64 || rot <= 0 ||
+          int64_t(freqs->floats.size()) * 2 != rot) {
+        c.missing("rotary_table", {{"rotary_dim", str(rot)}},
+                  "rotary_table writes f32/f16/bf16 cos and sin [T, rot] "
+                  "from i64 positions and rot/2 inverse frequencies",
+                  use);
+        break;
+      }
+      float scaling = s.getFloat(rt::AttrKey::AttentionScaling, 1.0f);
+      std::string key = "rotary_table" + actName + std::to_string(scaling);
+      for (float f : freqs->floats)
+        key += "_" + std::to_string(f);
+      c.add(key, use, [&](Request &r) {
+        r.family = "rotary_table";
+        r.scale = rt::LaunchScale::Tokens;
+        cg::RotaryTableOptions o;
+        o.dtype = *dt;
+        o.invFreq = freqs->floats;
+        o.attentionScaling = scaling;
+        r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+          return cg::buildRotaryTableKernel(b, m, o);
+        };
+      });
       break;
+    }
     case rt::OpKind::Rope: {
       const rt::Buffer &x = buf(s.operands[0]);
-      c.missing("rope",
-                {{"dtype", actName},
-                 {"heads", str(constDim(x.shape[1]))},
-                 {"head_dim", str(constDim(x.shape[2]))},
-                 {"rotary_dim", str(s.getInt(rt::AttrKey::RotaryDim))}},
-                "no rope generator", use);
+      const rt::Buffer &cosT = buf(s.operands[1]);
+      int64_t heads = x.shape.size() == 3 ? constDim(x.shape[1]) : -1;
+      int64_t headDim = x.shape.size() == 3 ? constDim(x.shape[2]) : -1;
+      int64_t rot = s.getInt(rt::AttrKey::RotaryDim);
+      std::optional<cg::KernelDType> dt = storageType(act);
+      std::optional<cg::KernelDType> tableDt = floatType(cosT.dtype);
+      if (!dt || !tableDt || x.dtype != act ||
+          buf(s.operands[2]).dtype != cosT.dtype || heads <= 0 ||
+          headDim <= 0 || rot <= 0 || rot % 2 != 0 || rot > headDim ||
+          lastDim(s.operands[1]) != rot) {
+        c.missing("rope",
+                  {{"dtype", actName},
+                   {"heads", str(heads)},
+                   {"head_dim", str(headDim)},
+                   {"rotary_dim", str(rot)}},
+                  "rope rotates packed f16/bf16 [T, H, D] rows with [T, rot] "
+                  "tables",
+                  use);
+        break;
+      }
+      c.add("rope" + actName + rt::dtypeName(cosT.dtype) + "_" + str(heads) +
+                "_" + str(headDim) + "_" + str(rot),
+            use, [&](Request &r) {
+              r.family = "rope";
+              r.scale = rt::LaunchScale::Tokens;
+              cg::RopeOptions o;
+              o.dtype = *dt;
+              o.tableDType = *tableDt;
+              o.numHeads = heads;
+              o.headDim = headDim;
+              o.rotaryDim = rot;
+              r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                return cg::buildRopeKernel(b, m, o);
+              };
+            });
       break;
     }
-    case rt::OpKind::Cast:
-      c.missing("cast",
-                {{"from", rt::dtypeName(buf(s.operands[0]).dtype)},
-                 {"to", actName},
-                 {"size", str(lastDim(s.results[0]))}},
-                "no cast generator", use);
+    case rt::OpKind::Cast: {
+      rt::DType from = buf(s.operands[0]).dtype;
+      int64_t size = lastDim(s.results[0]);
+      std::optional<cg::KernelDType> src = floatType(from), dst = floatType(act);
+      const rt::Buffer &res = buf(s.results[0]);
+      if (!src || !dst || from == act || size <= 0 ||
+          buf(s.operands[0]).shape != res.shape || res.shape.size() != 2 ||
+          res.shape[0] != rt::Dim::symbol(rt::Sym::T)) {
+        c.missing("cast",
+                  {{"from", rt::dtypeName(from)},
+                   {"to", actName},
+                   {"size", str(size)}},
+                  "cast converts rows of constant size between f32, f16 and "
+                  "bf16",
+                  use);
+        break;
+      }
+      c.add("cast" + std::string(rt::dtypeName(from)) + actName + str(size),
+            use, [&](Request &r) {
+              r.family = "cast";
+              r.elementwise = true;
+              cg::CastOptions o;
+              o.from = *src;
+              o.to = *dst;
+              o.size = size;
+              r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                return cg::buildCastKernel(b, m, o);
+              };
+            });
       break;
+    }
     default: {
       std::string family = rt::opKindName(s.kind);
       for (char &ch : family)

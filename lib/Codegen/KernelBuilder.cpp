@@ -140,6 +140,8 @@ Value KernelBuilder::loadF32(Value memref, ValueRange indices, int64_t width) {
   Value loaded = vector::LoadOp::create(*this, vectorType, memref, indices,
                                         /*nontemporal=*/false,
                                         accessAlignment(elementType, width));
+  if (elementType.isF32())
+    return loaded;
   // Spelled out: the overload without fastmath takes a TypeRange, which
   // would point at a temporary Type.
   return arith::ExtFOp::create(*this, VectorType::get({width}, getF32Type()),
@@ -150,8 +152,12 @@ void KernelBuilder::storeFromF32(Value value, Value memref,
                                  ValueRange indices) {
   Type elementType = cast<MemRefType>(memref.getType()).getElementType();
   int64_t width = cast<VectorType>(value.getType()).getNumElements();
-  Value narrowed = arith::TruncFOp::create(
-      *this, VectorType::get({width}, elementType), value);
+  Value narrowed =
+      elementType.isF32()
+          ? value
+          : arith::TruncFOp::create(*this, VectorType::get({width}, elementType),
+                                    value)
+                .getResult();
   vector::StoreOp::create(*this, narrowed, memref, indices,
                           /*nontemporal=*/false,
                           accessAlignment(elementType, width));
@@ -281,6 +287,14 @@ Value KernelBuilder::rsqrtApprox(Value scalar) {
 
 Value KernelBuilder::exp2Approx(Value scalar) {
   return callF32Intrinsic(*this, "llvm.nvvm.ex2.approx.f32", scalar);
+}
+
+Value KernelBuilder::cosApprox(Value scalar) {
+  return callF32Intrinsic(*this, "llvm.nvvm.cos.approx.f", scalar);
+}
+
+Value KernelBuilder::sinApprox(Value scalar) {
+  return callF32Intrinsic(*this, "llvm.nvvm.sin.approx.f", scalar);
 }
 
 Value KernelBuilder::tanhApprox(Value scalar) {

@@ -88,11 +88,12 @@ public:
   mlir::Value loadIndex(mlir::Value memref, mlir::ValueRange indices);
 
   /// Loads `width` consecutive elements of `memref` at `indices` (one
-  /// aligned vector.load) and widens them to vector<width x f32>.
+  /// aligned vector.load) and widens them to vector<width x f32> (f32 data
+  /// is returned as loaded).
   mlir::Value loadF32(mlir::Value memref, mlir::ValueRange indices,
                       int64_t width);
   /// Rounds the fp32 vector to the element type of `memref` and stores it
-  /// at `indices` (one aligned vector.store).
+  /// at `indices` (one aligned vector.store; no rounding into f32).
   void storeFromF32(mlir::Value value, mlir::Value memref,
                     mlir::ValueRange indices);
   /// Loads `width` consecutive elements as they are (a copy, or f32 data).
@@ -135,6 +136,10 @@ public:
   /// ex2.approx.f32 (max relative error 2^-22.5 for |x| < 126; -inf gives
   /// +0).
   mlir::Value exp2Approx(mlir::Value scalar);
+  /// cos.approx.f32 / sin.approx.f32 (max absolute error 2^-20.5 on
+  /// [-pi, pi]; reduce the argument first).
+  mlir::Value cosApprox(mlir::Value scalar);
+  mlir::Value sinApprox(mlir::Value scalar);
   /// tanh.approx.f32 (sm_75+, max relative error about 2^-11): llvm.tanh.f32
   /// with the afn flag.
   mlir::Value tanhApprox(mlir::Value scalar);

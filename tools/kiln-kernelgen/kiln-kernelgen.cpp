@@ -10,6 +10,12 @@
 //   kiln-kernelgen --kernel=kv_write --tokens=8 --kv-heads=8 --head-dim=64
 //   kiln-kernelgen --kernel=kv_copy --copies=4 --num-layers=16
 //   --num-blocks=1024
+//   kiln-kernelgen --kernel=embedding --tokens=4 --vocab=128256 --hidden=2048
+//   kiln-kernelgen --kernel=rotary_table --tokens=4 --rotary-dim=64
+//                  --rope-theta=500000 [--table-dtype=f32]
+//   kiln-kernelgen --kernel=rope --tokens=4 --heads=32 --head-dim=64
+//                  --rotary-dim=64 [--table-dtype=f16]
+//   kiln-kernelgen --kernel=cast --from=f32 --to=f16 --rows=4 --hidden=64
 //
 // Builds one kernel with Kiln's generators (lib/Codegen) and prints it at
 // the requested stage. Text outputs start with a `// kiln.kernel ...` line,
@@ -19,7 +25,9 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "kiln/Codegen/CastKernel.h"
 #include "kiln/Codegen/ElementwiseKernel.h"
+#include "kiln/Codegen/EmbeddingKernel.h"
 #include "kiln/Codegen/GemvKernel.h"
 #include "kiln/Codegen/KVBlockCopyKernel.h"
 #include "kiln/Codegen/KVCacheWriteKernel.h"
@@ -27,6 +35,8 @@
 #include "kiln/Codegen/PagedAttentionDecodeKernel.h"
 #include "kiln/Codegen/PagedAttentionPrefillKernel.h"
 #include "kiln/Codegen/RMSNormKernel.h"
+#include "kiln/Codegen/RopeKernel.h"
+#include "kiln/Codegen/RotaryTableKernel.h"
 #include "kiln/Support/ToolDiagnostics.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -47,7 +57,8 @@ static cl::OptionCategory category("kiln-kernelgen options");
 static cl::opt<std::string>
     kernel("kernel", cl::Required, cl::cat(category),
            cl::desc("Kernel family: rms_norm, gemv, silu_mul, residual_add, "
-                    "kv_write, kv_copy, paged_decode, paged_prefill"));
+                    "kv_write, kv_copy, paged_decode, paged_prefill, "
+                    "embedding, rotary_table, rope, cast"));
 static cl::opt<std::string> dtypeName("dtype", cl::init("f16"),
                                       cl::cat(category),
                                       cl::desc("Storage type: f16 or bf16"));
@@ -77,6 +88,28 @@ static cl::opt<int64_t> rowsPerWarp("rows-per-warp", cl::init(1),
 static cl::opt<int64_t>
     unroll("unroll", cl::init(8), cl::cat(category),
            cl::desc("gemv: K steps whose loads are issued together"));
+
+// Embedding, rotary and cast kernels.
+static cl::opt<int64_t> vocab("vocab", cl::init(32000), cl::cat(category),
+                              cl::desc("embedding: rows of the table"));
+static cl::opt<int64_t>
+    rotaryDim("rotary-dim", cl::init(64), cl::cat(category),
+              cl::desc("rotary_table, rope: rotated channels per head"));
+static cl::opt<double>
+    ropeTheta("rope-theta", cl::init(10000.0), cl::cat(category),
+              cl::desc("rotary_table: base of the default inv_freq "
+                       "(base^(-2i/rotary_dim))"));
+static cl::opt<double> attentionScaling(
+    "attention-scaling", cl::init(1.0), cl::cat(category),
+    cl::desc("rotary_table: factor applied to cos and sin"));
+static cl::opt<std::string> tableDType(
+    "table-dtype", cl::init(""), cl::cat(category),
+    cl::desc("rotary_table: type of the tables written (default f32); rope: "
+             "type of the tables read (default --dtype); f32, f16 or bf16"));
+static cl::opt<std::string> castFrom("from", cl::init("f32"), cl::cat(category),
+                                     cl::desc("cast: source type"));
+static cl::opt<std::string> castTo("to", cl::init("f16"), cl::cat(category),
+                                   cl::desc("cast: result type"));
 
 // Paged KV cache kernels.
 static cl::opt<int64_t>
@@ -201,6 +234,14 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
   };
   if (family == "rms_norm")
     add({&rows, &hidden, &epsilon, &blockSize});
+  else if (family == "embedding")
+    add({&tokens, &vocab, &hidden});
+  else if (family == "rotary_table")
+    add({&tokens, &rotaryDim, &ropeTheta, &attentionScaling, &tableDType});
+  else if (family == "rope")
+    add({&tokens, &heads, &headDim, &rotaryDim, &tableDType});
+  else if (family == "cast")
+    add({&rows, &hidden, &castFrom, &castTo});
   else if (family == "gemv")
     add({&gemvN, &gemvK, &warpsPerBlock, &rowsPerWarp, &unroll});
   else if (family == "kv_write")
@@ -231,11 +272,19 @@ static std::optional<std::string> misplacedFlag(StringRef family) {
            &headStride,    &tokenStride, &vOffset,       &numLayers,
            &layerStride,   &scale,       &slidingWindow, &softcap,
            &partitionSize, &warps,       &lanesPerKey,   &keysPerLane,
-           &prefetch})
+           &prefetch,      &vocab,       &rotaryDim,     &ropeTheta,
+           &attentionScaling, &tableDType, &castFrom,    &castTo})
     if (option->getNumOccurrences() > 0 &&
         llvm::find(allowed, option) == allowed.end())
       return option->ArgStr.str();
   return std::nullopt;
+}
+
+/// f32, or a storage type parseDType accepts.
+static std::optional<KernelDType> parseFloatDType(StringRef name) {
+  if (name == "f32" || name == "fp32" || name == "float")
+    return KernelDType::F32;
+  return parseDType(name);
 }
 
 static PagedCacheLayout cacheLayoutFromFlags(KVCacheKind kind) {
@@ -357,10 +406,58 @@ int main(int argc, char **argv) {
     options.numTokens = tokens;
     options.numSeqs = seqs;
     spec = buildPagedAttentionPrefillKernel(builder, kernels, options);
+  } else if (kernel == "embedding") {
+    EmbeddingOptions options;
+    options.dtype = *dtype;
+    options.numTokens = tokens;
+    options.vocab = vocab;
+    options.hidden = hidden;
+    spec = buildEmbeddingKernel(builder, kernels, options);
+  } else if (kernel == "rotary_table") {
+    RotaryTableOptions options;
+    std::optional<KernelDType> table =
+        parseFloatDType(tableDType.empty() ? std::string("f32") : tableDType.getValue());
+    if (!table)
+      return fail("unknown --table-dtype '" + tableDType +
+                  "' (expected f32, f16 or bf16)");
+    if (rotaryDim <= 0 || rotaryDim % 2 != 0)
+      return fail("--rotary-dim must be positive and even");
+    options.dtype = *table;
+    options.numTokens = tokens;
+    options.invFreq = defaultInvFreq(rotaryDim, ropeTheta);
+    options.attentionScaling = attentionScaling;
+    spec = buildRotaryTableKernel(builder, kernels, options);
+  } else if (kernel == "rope") {
+    RopeOptions options;
+    std::optional<KernelDType> table =
+        tableDType.empty() ? dtype : parseFloatDType(tableDType.getValue());
+    if (!table)
+      return fail("unknown --table-dtype '" + tableDType +
+                  "' (expected f32, f16 or bf16)");
+    options.dtype = *dtype;
+    options.tableDType = *table;
+    options.numTokens = tokens;
+    options.numHeads = heads;
+    options.headDim = headDim;
+    options.rotaryDim = rotaryDim;
+    spec = buildRopeKernel(builder, kernels, options);
+  } else if (kernel == "cast") {
+    CastOptions options;
+    std::optional<KernelDType> from = parseFloatDType(castFrom),
+                               to = parseFloatDType(castTo);
+    if (!from || !to)
+      return fail("--from and --to take f32, f16 or bf16");
+    if (rows <= 0 || hidden <= 0)
+      return fail("--rows and --hidden must be positive");
+    options.from = *from;
+    options.to = *to;
+    options.size = rows * hidden;
+    spec = buildCastKernel(builder, kernels, options);
   } else {
     return fail("unknown --kernel '" + kernel +
                 "' (expected rms_norm, gemv, silu_mul, residual_add, "
-                "kv_write, kv_copy, paged_decode or paged_prefill)");
+                "kv_write, kv_copy, paged_decode, paged_prefill, embedding, "
+                "rotary_table, rope or cast)");
   }
   if (mlir::failed(spec))
     return 1;

@@ -64,7 +64,8 @@ struct KernelArg {
 /// Launch contract of one generated kernel.
 struct KernelSpec {
   /// Generator family: "rms_norm", "gemv", "silu_mul", "residual_add",
-  /// "kv_write", "kv_copy", "paged_decode", "paged_prefill".
+  /// "kv_write", "kv_copy", "paged_decode", "paged_prefill", "embedding",
+  /// "rotary_table", "rope", "cast".
   std::string family;
   /// Symbol of the gpu.func, and of the `.entry` in PTX.
   std::string name;

@@ -23,6 +23,10 @@
 // default max_blocks * block_size / 4 .. max_blocks * block_size),
 // --device=0, --verbose=1 (the driver's JIT log when it compiles PTX).
 //
+// embedding must copy rows bit for bit (and write zeros for ids outside
+// [-V, V)), cast must round exactly as the host does; rotary_table and rope
+// are compared with the tolerance (rotary_table at positions up to 1e6).
+//
 // The paged-KV families (kv_write, kv_copy, paged_decode, paged_prefill)
 // allocate every argument with the size the contract's `args=` declares.
 // kv_write and kv_copy must reproduce the expected cache bit for bit. The
@@ -369,6 +373,8 @@ public:
       bf16 = false;
     else if (dtype == "bf16")
       bf16 = true;
+    else if (dtype == "f32" && spec.get("family") == "rotary_table")
+      bf16 = false;
     else
       die("unsupported dtype '" + dtype + "'");
     spec.dims("grid", grid);
@@ -491,6 +497,10 @@ private:
   Result runPagedDecode();
   Result runPagedPrefill();
   Result runClassic();
+  Result runDecodeStep();
+  /// Exact (bitwise) comparison of fp32 views of an output.
+  bool compareExact(const std::vector<float> &out,
+                    const std::vector<float> &ref, const std::string &what);
 
   const Spec &spec;
   const Options &options;
@@ -1230,6 +1240,212 @@ Result Checker::runClassic() {
   return result;
 }
 
+//===----------------------------------------------------------------------===//
+// Embedding, rotary table, rope, cast (the decode steps around attention)
+//===----------------------------------------------------------------------===//
+
+/// `value` rounded to `type` (f32, f16 or bf16).
+float roundTo(const std::string &type, float value) {
+  if (type == "f16")
+    return halfToFloat(floatToHalf(value));
+  if (type == "bf16")
+    return bf16ToFloat(floatToBF16(value));
+  return value;
+}
+
+bool Checker::compareExact(const std::vector<float> &out,
+                           const std::vector<float> &ref,
+                           const std::string &what) {
+  size_t mismatches = 0, first = 0;
+  for (size_t i = 0; i < out.size(); ++i)
+    if (std::memcmp(&out[i], &ref[i], sizeof(float)) != 0)
+      if (mismatches++ == 0)
+        first = i;
+  bool pass = mismatches == 0;
+  std::printf("  %s %s: mismatches=%zu of %zu elements", pass ? "ok" : "BAD",
+              what.c_str(), mismatches, out.size());
+  if (!pass)
+    std::printf(" (first at %zu: got %.9g, expected %.9g)", first, out[first],
+                ref[first]);
+  std::printf("\n");
+  if (!pass) {
+    result.pass = false;
+    result.relErr = INFINITY;
+  }
+  result.notes = "mismatches=" + std::to_string(mismatches);
+  return pass;
+}
+
+Result Checker::runDecodeStep() {
+  const std::string &family = spec.get("family");
+  Buffers args = allocateArgs();
+  auto typeOf = [&](const std::string &name) -> std::string {
+    for (const ArgDesc &d : args.descs)
+      if (d.name == name)
+        return d.type;
+    die("the contract has no argument '" + name + "'");
+  };
+  // Rounds `values` to the argument's type in place and uploads them.
+  auto upload = [&](const std::string &name, std::vector<float> &values) {
+    std::string type = typeOf(name);
+    if (type == "f32") {
+      put(args[name], values);
+      return;
+    }
+    std::vector<uint16_t> bits(values.size());
+    for (size_t i = 0; i < values.size(); ++i) {
+      bits[i] = type == "f16" ? floatToHalf(values[i]) : floatToBF16(values[i]);
+      values[i] = type == "f16" ? halfToFloat(bits[i]) : bf16ToFloat(bits[i]);
+    }
+    put(args[name], bits);
+  };
+  auto fetch = [&](const std::string &name) {
+    std::string type = typeOf(name);
+    if (type == "f32")
+      return get<float>(args[name]);
+    std::vector<uint16_t> bits = get<uint16_t>(args[name]);
+    std::vector<float> values(bits.size());
+    for (size_t i = 0; i < bits.size(); ++i)
+      values[i] = type == "f16" ? halfToFloat(bits[i]) : bf16ToFloat(bits[i]);
+    return values;
+  };
+  auto uniform = [&](size_t count, float lo, float hi) {
+    std::uniform_real_distribution<float> dist(lo, hi);
+    std::vector<float> v(count);
+    for (float &x : v)
+      x = dist(rng);
+    return v;
+  };
+  // Outputs start as NaN (all-ones bits in every type).
+  for (size_t i = 0; i < args.descs.size(); ++i)
+    if (args.descs[i].out)
+      check(cuMemsetD8(args.buffers[i]->ptr, 0xff, args.descs[i].bytes()),
+            "cuMemsetD8");
+  double movedBytes = 0;
+
+  if (family == "embedding") {
+    int64_t tokens = spec.integer("tokens"), vocab = spec.integer("vocab"),
+            hidden = spec.integer("hidden");
+    std::vector<float> table = uniform(vocab * hidden, -2.f, 2.f);
+    upload("table", table);
+    std::uniform_int_distribution<int64_t> pick(0, vocab - 1);
+    std::vector<int64_t> ids(tokens);
+    for (int64_t &id : ids)
+      id = pick(rng);
+    // Both ends, an id from the end, and out-of-range ids (zeros).
+    const int64_t special[] = {vocab - 1, 0, -1, vocab, -vocab - 1, -vocab};
+    for (int64_t t = 0; t < tokens && t < 6; ++t)
+      ids[t] = special[t];
+    put(args["ids"], ids);
+    std::vector<CUdeviceptr> pointers = args.pointers();
+    launchOnce(pointers);
+    std::vector<float> ref(tokens * hidden, 0.0f);
+    for (int64_t t = 0; t < tokens; ++t) {
+      int64_t row = ids[t] < 0 ? ids[t] + vocab : ids[t];
+      if (row >= 0 && row < vocab)
+        std::copy_n(&table[row * hidden], hidden, &ref[t * hidden]);
+    }
+    compareExact(fetch("out"), ref, "rows (ids incl. -1, V, -V-1)");
+    movedBytes = 2.0 * 2 * tokens * hidden + 8.0 * tokens;
+  } else if (family == "rotary_table") {
+    int64_t tokens = spec.integer("tokens"), rot = spec.integer("rotary_dim");
+    double scaling = spec.real("attention_scaling");
+    std::vector<float> invFreq;
+    std::stringstream freqs(spec.get("inv_freq"));
+    std::string part;
+    while (std::getline(freqs, part, ','))
+      invFreq.push_back(std::strtof(part.c_str(), nullptr));
+    if (int64_t(invFreq.size()) * 2 != rot)
+      die("inv_freq has " + std::to_string(invFreq.size()) +
+          " values for rotary_dim " + std::to_string(rot));
+    std::uniform_int_distribution<int64_t> pick(0, 131071);
+    std::vector<int64_t> pos(tokens);
+    for (int64_t &p : pos)
+      p = pick(rng);
+    const int64_t special[] = {0, 1, 131071, 8191, 1000000};
+    for (int64_t t = 0; t < tokens && t < 5; ++t)
+      pos[t] = special[t];
+    put(args["positions"], pos);
+    std::vector<CUdeviceptr> pointers = args.pointers();
+    launchOnce(pointers);
+    std::string type = typeOf("cos");
+    std::vector<double> refCos(tokens * rot), refSin(tokens * rot);
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t i = 0; i < rot; ++i) {
+        float angle = static_cast<float>(pos[t]) * invFreq[i % (rot / 2)];
+        refCos[t * rot + i] = roundTo(
+            type, static_cast<float>(std::cos(double(angle))) * float(scaling));
+        refSin[t * rot + i] = roundTo(
+            type, static_cast<float>(std::sin(double(angle))) * float(scaling));
+      }
+    compare(fetch("cos"), refCos, "cos (positions incl. 0, 131071, 1e6)",
+            &result.relErr);
+    compare(fetch("sin"), refSin, "sin", &result.relErr);
+    movedBytes = 8.0 * tokens + 2.0 * tokens * rot * args.descs[1].elementBytes();
+  } else if (family == "rope") {
+    int64_t tokens = spec.integer("tokens"), heads = spec.integer("heads"),
+            dim = spec.integer("head_dim"), rot = spec.integer("rotary_dim");
+    int64_t half = rot / 2;
+    std::vector<float> x = uniform(tokens * heads * dim, -2.f, 2.f);
+    upload("x", x);
+    std::vector<float> angles = uniform(tokens * half, -3.2f, 3.2f);
+    std::vector<float> cosT(tokens * rot), sinT(tokens * rot);
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t i = 0; i < rot; ++i) {
+        float a = angles[t * half + i % half];
+        cosT[t * rot + i] = std::cos(a);
+        sinT[t * rot + i] = std::sin(a);
+      }
+    upload("cos", cosT);
+    upload("sin", sinT);
+    std::vector<CUdeviceptr> pointers = args.pointers();
+    launchOnce(pointers);
+    std::vector<double> ref(x.begin(), x.end());
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t h = 0; h < heads; ++h) {
+        const float *in = &x[(t * heads + h) * dim];
+        for (int64_t i = 0; i < rot; ++i) {
+          double rotated = i < half ? -in[i + half] : in[i - half];
+          ref[(t * heads + h) * dim + i] =
+              double(in[i]) * cosT[t * rot + i] + rotated * sinT[t * rot + i];
+        }
+      }
+    std::vector<float> out = fetch("out");
+    compare(out, ref, "rotated rows", &result.relErr);
+    // The pass-through channels are copies.
+    if (rot < dim) {
+      std::vector<float> tailOut, tailRef;
+      for (int64_t r = 0; r < tokens * heads; ++r)
+        for (int64_t i = rot; i < dim; ++i) {
+          tailOut.push_back(out[r * dim + i]);
+          tailRef.push_back(x[r * dim + i]);
+        }
+      compareExact(tailOut, tailRef, "pass-through channels");
+    }
+    movedBytes = 2.0 * 2 * tokens * heads * dim +
+                 2.0 * tokens * rot * args.descs[1].elementBytes();
+  } else if (family == "cast") {
+    int64_t size = spec.integer("size");
+    std::vector<float> x = uniform(size, -300.f, 300.f);
+    for (int64_t i = 0; i < size; i += 7)
+      x[i] *= 1e-6f; // small values: f16 subnormals
+    upload("x", x);
+    std::vector<CUdeviceptr> pointers = args.pointers();
+    launchOnce(pointers);
+    std::string to = typeOf("out");
+    std::vector<float> ref(size);
+    for (int64_t i = 0; i < size; ++i)
+      ref[i] = roundTo(to, x[i]);
+    compareExact(fetch("out"), ref, "cast " + typeOf("x") + " -> " + to);
+    movedBytes = double(args.descs[0].bytes() + args.descs[1].bytes());
+  } else {
+    die("unknown family '" + family + "'");
+  }
+  std::vector<std::vector<CUdeviceptr>> sets = {args.pointers()};
+  time(sets, movedBytes, "read+write", 0);
+  return result;
+}
+
 Result Checker::run() {
   const std::string &family = spec.get("family");
   if (family == "kv_write")
@@ -1240,6 +1456,9 @@ Result Checker::run() {
     return runPagedDecode();
   if (family == "paged_prefill")
     return runPagedPrefill();
+  if (family == "embedding" || family == "rotary_table" || family == "rope" ||
+      family == "cast")
+    return runDecodeStep();
   return runClassic();
 }
 
