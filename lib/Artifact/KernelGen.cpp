@@ -19,6 +19,7 @@
 #include "kiln/Codegen/KVCacheWriteKernel.h"
 #include "kiln/Codegen/Lowering.h"
 #include "kiln/Codegen/PagedAttentionDecodeKernel.h"
+#include "kiln/Codegen/PagedAttentionPrefillKernel.h"
 #include "kiln/Codegen/RMSNormKernel.h"
 #include "kiln/Codegen/RopeKernel.h"
 #include "kiln/Codegen/RotaryTableKernel.h"
@@ -69,8 +70,8 @@ rt::DType toRuntime(cg::KernelDType d) {
   return rt::DType::F32;
 }
 
-using Builder = std::function<FailureOr<cg::KernelSpec>(
-    OpBuilder &, gpu::GPUModuleOp)>;
+using Builder =
+    std::function<FailureOr<cg::KernelSpec>(OpBuilder &, gpu::GPUModuleOp)>;
 
 /// One distinct kernel the decode steps need.
 struct Request {
@@ -93,15 +94,22 @@ class Collector {
 public:
   std::vector<Request> requests;
   std::map<std::string, size_t> index;
+  /// The launches of the step being walked (null: record nothing).
+  std::vector<uint32_t> *step = nullptr;
 
-  /// Adds (or counts another use of) the kernel `key`.
+  /// Adds (or counts another use of) the kernel `key`, and records it as
+  /// the current step's next launch.
   Request &add(const std::string &key, const std::string &use,
                const std::function<void(Request &)> &fill) {
     auto it = index.find(key);
     if (it != index.end()) {
       ++requests[it->second].uses;
+      if (step)
+        step->push_back(static_cast<uint32_t>(it->second));
       return requests[it->second];
     }
+    if (step)
+      step->push_back(static_cast<uint32_t>(requests.size()));
     index[key] = requests.size();
     requests.emplace_back();
     Request &r = requests.back();
@@ -140,8 +148,12 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
   }
   const rt::ModelConfig &config = model.config;
   Collector c;
+  // The entry point being walked: decode first (its kernels come first in
+  // the table), then the prefill entry points, which reuse every shape
+  // they share with decode.
+  const rt::EntryPoint *entry = decode;
   auto buf = [&](uint32_t id) -> const rt::Buffer & {
-    return decode->buffers[id];
+    return entry->buffers[id];
   };
   auto constDim = [](const rt::Dim &d) {
     return d.isConstant() ? d.value : int64_t(-1);
@@ -160,8 +172,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
                 {{"dtype", std::string(rt::dtypeName(w.dtype))},
                  {"n", str(n)},
                  {"k", str(k)}},
-                "gemv takes f16/bf16 weights and activations of one type",
-                use);
+                "gemv takes f16/bf16 weights and activations of one type", use);
       return;
     }
     c.add("gemv_" + str(n) + "_" + str(k) + rt::dtypeName(w.dtype), use,
@@ -183,8 +194,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     std::string family = cg::stringifyElementwiseOp(op).str();
     std::optional<cg::KernelDType> dt = storageType(dtype);
     if (!dt || size <= 0) {
-      c.missing(family,
-                {{"dtype", rt::dtypeName(dtype)}, {"size", str(size)}},
+      c.missing(family, {{"dtype", rt::dtypeName(dtype)}, {"size", str(size)}},
                 "elementwise generators take f16/bf16 rows of constant size",
                 use);
       return;
@@ -210,293 +220,336 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
   int64_t maxBlocks =
       (int64_t(config.contextLength) + blockSize - 1) / blockSize;
 
-  for (size_t i = 0; i < decode->steps.size(); ++i) {
-    const rt::Step &s = decode->steps[i];
-    std::string use = "decode step #" + std::to_string(i) + " (" +
-                      rt::opKindName(s.kind) + ")";
-    rt::DType act =
-        s.results.empty() ? rt::DType::F32 : buf(s.results[0]).dtype;
-    std::string actName = rt::dtypeName(act);
-    switch (s.kind) {
-    case rt::OpKind::View:
-      break; // no kernel: another shape of the same bytes
-    case rt::OpKind::RMSNorm: {
-      int64_t hidden = lastDim(s.operands[0]);
-      float eps = s.getFloat(rt::AttrKey::Epsilon);
-      std::optional<cg::KernelDType> dt = storageType(act);
-      if (!dt || s.getFloat(rt::AttrKey::WeightOffset) != 0.0f ||
-          hidden <= 0 || buf(s.operands[1]).dtype != act) {
-        c.missing("rms_norm", {{"dtype", actName}, {"hidden", str(hidden)}},
-                  "rms_norm takes f16/bf16 rows and weights without a weight "
-                  "offset",
-                  use);
+  std::vector<const rt::EntryPoint *> walk = {decode};
+  for (const rt::EntryPoint &e : model.plan.entries)
+    if (&e != decode)
+      walk.push_back(&e);
+  for (const rt::EntryPoint *current : walk) {
+    entry = current;
+    bool isDecode = entry == decode;
+    rt::EntryKernels binding;
+    binding.entry = entry->name;
+    binding.steps.resize(entry->steps.size());
+    for (size_t i = 0; i < entry->steps.size(); ++i) {
+      const rt::Step &s = entry->steps[i];
+      c.step = &binding.steps[i];
+      std::string use = entry->name + " step #" + std::to_string(i) + " (" +
+                        rt::opKindName(s.kind) + ")";
+      rt::DType act =
+          s.results.empty() ? rt::DType::F32 : buf(s.results[0]).dtype;
+      std::string actName = rt::dtypeName(act);
+      switch (s.kind) {
+      case rt::OpKind::View:
+        break; // no kernel: another shape of the same bytes
+      case rt::OpKind::GatherLastTokens:
+        break; // no kernel: the device copies each sequence's last row
+      case rt::OpKind::RMSNorm: {
+        int64_t hidden = lastDim(s.operands[0]);
+        float eps = s.getFloat(rt::AttrKey::Epsilon);
+        std::optional<cg::KernelDType> dt = storageType(act);
+        if (!dt || s.getFloat(rt::AttrKey::WeightOffset) != 0.0f ||
+            hidden <= 0 || buf(s.operands[1]).dtype != act) {
+          c.missing("rms_norm", {{"dtype", actName}, {"hidden", str(hidden)}},
+                    "rms_norm takes f16/bf16 rows and weights without a weight "
+                    "offset",
+                    use);
+          break;
+        }
+        c.add("rms_norm" + str(hidden) + actName + std::to_string(eps), use,
+              [&](Request &r) {
+                r.family = "rms_norm";
+                r.scale = rt::LaunchScale::Tokens;
+                cg::RMSNormOptions o;
+                o.dtype = *dt;
+                o.hidden = hidden;
+                o.epsilon = eps;
+                r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                  return cg::buildRMSNormKernel(b, m, o);
+                };
+              });
         break;
       }
-      c.add("rms_norm" + str(hidden) + actName + std::to_string(eps), use,
-            [&](Request &r) {
-              r.family = "rms_norm";
-              r.scale = rt::LaunchScale::Tokens;
-              cg::RMSNormOptions o;
-              o.dtype = *dt;
-              o.hidden = hidden;
-              o.epsilon = eps;
-              r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-                return cg::buildRMSNormKernel(b, m, o);
-              };
-            });
-      break;
-    }
-    case rt::OpKind::Linear:
-      if (s.operands.size() > 2 && s.operands[2] != rt::kNoBuffer)
-        c.missing("bias_add", {{"dtype", actName},
-                               {"size", str(lastDim(s.results[0]))}},
-                  "no generator adds a broadcast bias", use);
-      gemv(s.operands[1], act, s.getInt(rt::AttrKey::TransposeWeight) != 0,
-           use);
-      break;
-    case rt::OpKind::GatedMLP: {
-      bool t = s.getInt(rt::AttrKey::TransposeWeight) != 0;
-      gemv(s.operands[1], act, t, use);
-      gemv(s.operands[2], act, t, use);
-      const rt::Buffer &gate = buf(s.operands[1]);
-      int64_t inter = constDim(gate.shape[t ? 0 : 1]);
-      if (s.getInt(rt::AttrKey::Activation) ==
-          static_cast<int64_t>(rt::Activation::SiLU))
-        elementwise(cg::ElementwiseOp::SiluMul, act, inter, use);
-      else
-        c.missing("gated_activation",
+      case rt::OpKind::Linear:
+        if (s.operands.size() > 2 && s.operands[2] != rt::kNoBuffer)
+          c.missing("bias_add",
+                    {{"dtype", actName}, {"size", str(lastDim(s.results[0]))}},
+                    "no generator adds a broadcast bias", use);
+        gemv(s.operands[1], act, s.getInt(rt::AttrKey::TransposeWeight) != 0,
+             use);
+        break;
+      case rt::OpKind::GatedMLP: {
+        bool t = s.getInt(rt::AttrKey::TransposeWeight) != 0;
+        gemv(s.operands[1], act, t, use);
+        gemv(s.operands[2], act, t, use);
+        const rt::Buffer &gate = buf(s.operands[1]);
+        int64_t inter = constDim(gate.shape[t ? 0 : 1]);
+        if (s.getInt(rt::AttrKey::Activation) ==
+            static_cast<int64_t>(rt::Activation::SiLU))
+          elementwise(cg::ElementwiseOp::SiluMul, act, inter, use);
+        else
+          c.missing("gated_activation",
+                    {{"dtype", actName},
+                     {"activation", str(s.getInt(rt::AttrKey::Activation))},
+                     {"size", str(inter)}},
+                    "only silu_mul has a generator", use);
+        gemv(s.operands[3], act, t, use);
+        break;
+      }
+      case rt::OpKind::Add: {
+        const rt::Buffer &a = buf(s.operands[0]), &b = buf(s.operands[1]);
+        if (a.shape == b.shape && a.shape.size() == 2 &&
+            a.shape[0] == rt::Dim::symbol(rt::Sym::T)) {
+          elementwise(cg::ElementwiseOp::Add, act, lastDim(s.operands[0]), use);
+          break;
+        }
+        c.missing("add",
                   {{"dtype", actName},
-                   {"activation", str(s.getInt(rt::AttrKey::Activation))},
-                   {"size", str(inter)}},
-                  "only silu_mul has a generator", use);
-      gemv(s.operands[3], act, t, use);
-      break;
-    }
-    case rt::OpKind::Add: {
-      const rt::Buffer &a = buf(s.operands[0]), &b = buf(s.operands[1]);
-      if (a.shape == b.shape && a.shape.size() == 2 &&
-          a.shape[0] == rt::Dim::symbol(rt::Sym::T)) {
-        elementwise(cg::ElementwiseOp::Add, act, lastDim(s.operands[0]), use);
+                   {"shape",
+                    rt::shapeString(a.shape) + "+" + rt::shapeString(b.shape)}},
+                  "residual_add takes two [T, H] rows; no broadcast add", use);
         break;
       }
-      c.missing("add", {{"dtype", actName}, {"shape", rt::shapeString(a.shape) + "+" + rt::shapeString(b.shape)}},
-                "residual_add takes two [T, H] rows; no broadcast add", use);
-      break;
-    }
-    case rt::OpKind::KVCacheWrite: {
-      const rt::Buffer &key = buf(s.operands[1]);
-      std::optional<cg::KernelDType> dt = storageType(cache->dtype);
-      int64_t kvHeads = constDim(key.shape[1]), headDim = constDim(key.shape[2]);
-      if (!dt || key.dtype != cache->dtype) {
-        c.missing("kv_write", {{"dtype", rt::dtypeName(cache->dtype)},
-                               {"kv_heads", str(kvHeads)},
-                               {"head_dim", str(headDim)}},
-                  "kv_write copies f16/bf16 rows into a cache of their type",
-                  use);
+      case rt::OpKind::KVCacheWrite: {
+        const rt::Buffer &key = buf(s.operands[1]);
+        std::optional<cg::KernelDType> dt = storageType(cache->dtype);
+        int64_t kvHeads = constDim(key.shape[1]),
+                headDim = constDim(key.shape[2]);
+        if (!dt || key.dtype != cache->dtype) {
+          c.missing("kv_write",
+                    {{"dtype", rt::dtypeName(cache->dtype)},
+                     {"kv_heads", str(kvHeads)},
+                     {"head_dim", str(headDim)}},
+                    "kv_write copies f16/bf16 rows into a cache of their type",
+                    use);
+          break;
+        }
+        c.add("kv_write" + str(kvHeads) + "_" + str(headDim), use,
+              [&](Request &r) {
+                r.family = "kv_write";
+                r.scale = rt::LaunchScale::Tokens;
+                cg::KVCacheWriteOptions o;
+                o.dtype = *dt;
+                o.kvHeads = kvHeads;
+                o.headDim = headDim;
+                o.blockSize = blockSize;
+                r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                  return cg::buildKVCacheWriteKernel(b, m, o);
+                };
+              });
         break;
       }
-      c.add("kv_write" + str(kvHeads) + "_" + str(headDim), use,
-            [&](Request &r) {
-              r.family = "kv_write";
-              r.scale = rt::LaunchScale::Tokens;
-              cg::KVCacheWriteOptions o;
-              o.dtype = *dt;
-              o.kvHeads = kvHeads;
-              o.headDim = headDim;
-              o.blockSize = blockSize;
-              r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-                return cg::buildKVCacheWriteKernel(b, m, o);
-              };
-            });
-      break;
-    }
-    case rt::OpKind::PagedAttention: {
-      const rt::Buffer &q = buf(s.operands[0]);
-      std::optional<cg::KernelDType> dt = storageType(cache->dtype);
-      int64_t heads = s.getInt(rt::AttrKey::NumHeads);
-      int64_t kvHeads = s.getInt(rt::AttrKey::KVHeads);
-      int64_t headDim = constDim(q.shape.back());
-      float scale = s.getFloat(rt::AttrKey::Scale);
-      int64_t window = s.getInt(rt::AttrKey::SlidingWindow);
-      float softcap = s.getFloat(rt::AttrKey::Softcap);
-      if (!dt || q.dtype != cache->dtype) {
-        c.missing("paged_decode", {{"dtype", rt::dtypeName(cache->dtype)},
-                                   {"heads", str(heads)},
-                                   {"kv_heads", str(kvHeads)},
-                                   {"head_dim", str(headDim)}},
-                  "paged_decode takes f16/bf16 queries and cache of one type",
-                  use);
+      case rt::OpKind::PagedAttention: {
+        const rt::Buffer &q = buf(s.operands[0]);
+        std::optional<cg::KernelDType> dt = storageType(cache->dtype);
+        int64_t heads = s.getInt(rt::AttrKey::NumHeads);
+        int64_t kvHeads = s.getInt(rt::AttrKey::KVHeads);
+        int64_t headDim = constDim(q.shape.back());
+        float scale = s.getFloat(rt::AttrKey::Scale);
+        int64_t window = s.getInt(rt::AttrKey::SlidingWindow);
+        float softcap = s.getFloat(rt::AttrKey::Softcap);
+        if (!dt || q.dtype != cache->dtype) {
+          c.missing("paged_decode",
+                    {{"dtype", rt::dtypeName(cache->dtype)},
+                     {"heads", str(heads)},
+                     {"kv_heads", str(kvHeads)},
+                     {"head_dim", str(headDim)}},
+                    "paged_decode takes f16/bf16 queries and cache of one type",
+                    use);
+          break;
+        }
+        cg::PagedAttentionOptions attention;
+        attention.dtype = *dt;
+        attention.numHeads = heads;
+        attention.kvHeads = kvHeads;
+        attention.headDim = headDim;
+        attention.blockSize = blockSize;
+        attention.maxBlocks = maxBlocks;
+        attention.scale = scale;
+        attention.slidingWindow = window;
+        attention.softcap = softcap;
+        std::string shapeKey = str(heads) + "_" + str(kvHeads) + "_" +
+                               str(headDim) + "_" + std::to_string(scale) +
+                               "_" + str(window) + "_" +
+                               std::to_string(softcap);
+        if (!isDecode) {
+          // Ragged query rows (prompt chunks on top of cached context): one
+          // CTA row per packed token, causal within each sequence.
+          c.add("paged_prefill" + shapeKey, use, [&](Request &r) {
+            r.family = "paged_prefill";
+            r.scale = rt::LaunchScale::Tokens;
+            cg::PagedPrefillOptions o;
+            o.attention = attention;
+            o.numTokens = 1;
+            o.numSeqs = 1;
+            r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+              return cg::buildPagedAttentionPrefillKernel(b, m, o);
+            };
+          });
+          break;
+        }
+        c.add("paged_decode" + shapeKey, use, [&](Request &r) {
+          r.family = "paged_decode";
+          r.scale = rt::LaunchScale::Seqs;
+          cg::PagedDecodeOptions o;
+          o.attention = attention;
+          o.numSeqs = 1;
+          o.partitionSize = cg::kAutoPartitionSize;
+          r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+            return cg::buildPagedAttentionDecodeKernel(b, m, o);
+          };
+        });
         break;
       }
-      c.add("paged_decode" + str(heads) + "_" + str(kvHeads) + "_" +
-                str(headDim) + "_" + std::to_string(scale) + "_" +
-                str(window) + "_" + std::to_string(softcap),
-            use, [&](Request &r) {
-              r.family = "paged_decode";
-              r.scale = rt::LaunchScale::Seqs;
-              cg::PagedDecodeOptions o;
-              o.attention.dtype = *dt;
-              o.attention.numHeads = heads;
-              o.attention.kvHeads = kvHeads;
-              o.attention.headDim = headDim;
-              o.attention.blockSize = blockSize;
-              o.attention.maxBlocks = maxBlocks;
-              o.attention.scale = scale;
-              o.attention.slidingWindow = window;
-              o.attention.softcap = softcap;
-              o.numSeqs = 1;
-              o.partitionSize = cg::kAutoPartitionSize;
-              r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-                return cg::buildPagedAttentionDecodeKernel(b, m, o);
-              };
-            });
-      break;
-    }
-    case rt::OpKind::Embedding: {
-      const rt::Buffer &t = buf(s.operands[0]);
-      const rt::Buffer &ids = buf(s.operands[1]);
-      int64_t vocab = constDim(t.shape[0]), hidden = constDim(t.shape[1]);
-      std::optional<cg::KernelDType> dt = storageType(t.dtype);
-      if (!dt || t.dtype != act || ids.dtype != rt::DType::I64 ||
-          t.shape.size() != 2 || vocab <= 0 || hidden <= 0) {
-        c.missing("embedding",
-                  {{"dtype", rt::dtypeName(t.dtype)},
-                   {"vocab", str(vocab)},
-                   {"hidden", str(hidden)}},
-                  "embedding gathers f16/bf16 rows of a constant [V, H] "
-                  "table by i64 ids",
-                  use);
+      case rt::OpKind::Embedding: {
+        const rt::Buffer &t = buf(s.operands[0]);
+        const rt::Buffer &ids = buf(s.operands[1]);
+        int64_t vocab = constDim(t.shape[0]), hidden = constDim(t.shape[1]);
+        std::optional<cg::KernelDType> dt = storageType(t.dtype);
+        if (!dt || t.dtype != act || ids.dtype != rt::DType::I64 ||
+            t.shape.size() != 2 || vocab <= 0 || hidden <= 0) {
+          c.missing("embedding",
+                    {{"dtype", rt::dtypeName(t.dtype)},
+                     {"vocab", str(vocab)},
+                     {"hidden", str(hidden)}},
+                    "embedding gathers f16/bf16 rows of a constant [V, H] "
+                    "table by i64 ids",
+                    use);
+          break;
+        }
+        c.add("embedding" + str(vocab) + "_" + str(hidden) + actName, use,
+              [&](Request &r) {
+                r.family = "embedding";
+                r.scale = rt::LaunchScale::Tokens;
+                cg::EmbeddingOptions o;
+                o.dtype = *dt;
+                o.vocab = vocab;
+                o.hidden = hidden;
+                r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                  return cg::buildEmbeddingKernel(b, m, o);
+                };
+              });
         break;
       }
-      c.add("embedding" + str(vocab) + "_" + str(hidden) + actName, use,
-            [&](Request &r) {
-              r.family = "embedding";
-              r.scale = rt::LaunchScale::Tokens;
-              cg::EmbeddingOptions o;
-              o.dtype = *dt;
-              o.vocab = vocab;
-              o.hidden = hidden;
-              r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-                return cg::buildEmbeddingKernel(b, m, o);
-              };
-            });
-      break;
-    }
-    case rt::OpKind::RotaryTable: {
-      int64_t rot = lastDim(s.results[0]);
-      const rt::Attr *freqs = s.find(rt::AttrKey::InvFreq);
-      std::optional<cg::KernelDType> dt = floatType(act);
-      bool sameTypes = s.results.size() == 2 && buf(s.results[1]).dtype == act;
-      if (!dt || !freqs || !sameTypes ||
-          buf(s.operands[0]).dtype != rt::DType::I64 || rot <= 0 ||
-          int64_t(freqs->floats.size()) * 2 != rot) {
-        c.missing("rotary_table", {{"rotary_dim", str(rot)}},
-                  "rotary_table writes f32/f16/bf16 cos and sin [T, rot] "
-                  "from i64 positions and rot/2 inverse frequencies",
-                  use);
+      case rt::OpKind::RotaryTable: {
+        int64_t rot = lastDim(s.results[0]);
+        const rt::Attr *freqs = s.find(rt::AttrKey::InvFreq);
+        std::optional<cg::KernelDType> dt = floatType(act);
+        bool sameTypes =
+            s.results.size() == 2 && buf(s.results[1]).dtype == act;
+        if (!dt || !freqs || !sameTypes ||
+            buf(s.operands[0]).dtype != rt::DType::I64 || rot <= 0 ||
+            int64_t(freqs->floats.size()) * 2 != rot) {
+          c.missing("rotary_table", {{"rotary_dim", str(rot)}},
+                    "rotary_table writes f32/f16/bf16 cos and sin [T, rot] "
+                    "from i64 positions and rot/2 inverse frequencies",
+                    use);
+          break;
+        }
+        float scaling = s.getFloat(rt::AttrKey::AttentionScaling, 1.0f);
+        std::string key = "rotary_table" + actName + std::to_string(scaling);
+        for (float f : freqs->floats)
+          key += "_" + std::to_string(f);
+        c.add(key, use, [&](Request &r) {
+          r.family = "rotary_table";
+          r.scale = rt::LaunchScale::Tokens;
+          cg::RotaryTableOptions o;
+          o.dtype = *dt;
+          o.invFreq = freqs->floats;
+          o.attentionScaling = scaling;
+          r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+            return cg::buildRotaryTableKernel(b, m, o);
+          };
+        });
         break;
       }
-      float scaling = s.getFloat(rt::AttrKey::AttentionScaling, 1.0f);
-      std::string key = "rotary_table" + actName + std::to_string(scaling);
-      for (float f : freqs->floats)
-        key += "_" + std::to_string(f);
-      c.add(key, use, [&](Request &r) {
-        r.family = "rotary_table";
-        r.scale = rt::LaunchScale::Tokens;
-        cg::RotaryTableOptions o;
-        o.dtype = *dt;
-        o.invFreq = freqs->floats;
-        o.attentionScaling = scaling;
-        r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-          return cg::buildRotaryTableKernel(b, m, o);
-        };
-      });
-      break;
-    }
-    case rt::OpKind::Rope: {
-      const rt::Buffer &x = buf(s.operands[0]);
-      const rt::Buffer &cosT = buf(s.operands[1]);
-      int64_t heads = x.shape.size() == 3 ? constDim(x.shape[1]) : -1;
-      int64_t headDim = x.shape.size() == 3 ? constDim(x.shape[2]) : -1;
-      int64_t rot = s.getInt(rt::AttrKey::RotaryDim);
-      std::optional<cg::KernelDType> dt = storageType(act);
-      std::optional<cg::KernelDType> tableDt = floatType(cosT.dtype);
-      if (!dt || !tableDt || x.dtype != act ||
-          buf(s.operands[2]).dtype != cosT.dtype || heads <= 0 ||
-          headDim <= 0 || rot <= 0 || rot % 2 != 0 || rot > headDim ||
-          lastDim(s.operands[1]) != rot) {
-        c.missing("rope",
+      case rt::OpKind::Rope: {
+        const rt::Buffer &x = buf(s.operands[0]);
+        const rt::Buffer &cosT = buf(s.operands[1]);
+        int64_t heads = x.shape.size() == 3 ? constDim(x.shape[1]) : -1;
+        int64_t headDim = x.shape.size() == 3 ? constDim(x.shape[2]) : -1;
+        int64_t rot = s.getInt(rt::AttrKey::RotaryDim);
+        std::optional<cg::KernelDType> dt = storageType(act);
+        std::optional<cg::KernelDType> tableDt = floatType(cosT.dtype);
+        if (!dt || !tableDt || x.dtype != act ||
+            buf(s.operands[2]).dtype != cosT.dtype || heads <= 0 ||
+            headDim <= 0 || rot <= 0 || rot % 2 != 0 || rot > headDim ||
+            lastDim(s.operands[1]) != rot) {
+          c.missing("rope",
+                    {{"dtype", actName},
+                     {"heads", str(heads)},
+                     {"head_dim", str(headDim)},
+                     {"rotary_dim", str(rot)}},
+                    "rope rotates packed f16/bf16 [T, H, D] rows with [T, rot] "
+                    "tables",
+                    use);
+          break;
+        }
+        c.add("rope" + actName + rt::dtypeName(cosT.dtype) + "_" + str(heads) +
+                  "_" + str(headDim) + "_" + str(rot),
+              use, [&](Request &r) {
+                r.family = "rope";
+                r.scale = rt::LaunchScale::Tokens;
+                cg::RopeOptions o;
+                o.dtype = *dt;
+                o.tableDType = *tableDt;
+                o.numHeads = heads;
+                o.headDim = headDim;
+                o.rotaryDim = rot;
+                r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                  return cg::buildRopeKernel(b, m, o);
+                };
+              });
+        break;
+      }
+      case rt::OpKind::Cast: {
+        rt::DType from = buf(s.operands[0]).dtype;
+        int64_t size = lastDim(s.results[0]);
+        std::optional<cg::KernelDType> src = floatType(from),
+                                       dst = floatType(act);
+        const rt::Buffer &res = buf(s.results[0]);
+        if (!src || !dst || from == act || size <= 0 ||
+            buf(s.operands[0]).shape != res.shape || res.shape.size() != 2 ||
+            res.shape[0] != rt::Dim::symbol(rt::Sym::T)) {
+          c.missing("cast",
+                    {{"from", rt::dtypeName(from)},
+                     {"to", actName},
+                     {"size", str(size)}},
+                    "cast converts rows of constant size between f32, f16 and "
+                    "bf16",
+                    use);
+          break;
+        }
+        c.add("cast" + std::string(rt::dtypeName(from)) + actName + str(size),
+              use, [&](Request &r) {
+                r.family = "cast";
+                r.elementwise = true;
+                cg::CastOptions o;
+                o.from = *src;
+                o.to = *dst;
+                o.size = size;
+                r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                  return cg::buildCastKernel(b, m, o);
+                };
+              });
+        break;
+      }
+      default: {
+        std::string family = rt::opKindName(s.kind);
+        for (char &ch : family)
+          ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        c.missing(family,
                   {{"dtype", actName},
-                   {"heads", str(heads)},
-                   {"head_dim", str(headDim)},
-                   {"rotary_dim", str(rot)}},
-                  "rope rotates packed f16/bf16 [T, H, D] rows with [T, rot] "
-                  "tables",
-                  use);
+                   {"shape", s.results.empty()
+                                 ? std::string("[]")
+                                 : rt::shapeString(buf(s.results[0]).shape)}},
+                  "no generator for this step kind", use);
         break;
       }
-      c.add("rope" + actName + rt::dtypeName(cosT.dtype) + "_" + str(heads) +
-                "_" + str(headDim) + "_" + str(rot),
-            use, [&](Request &r) {
-              r.family = "rope";
-              r.scale = rt::LaunchScale::Tokens;
-              cg::RopeOptions o;
-              o.dtype = *dt;
-              o.tableDType = *tableDt;
-              o.numHeads = heads;
-              o.headDim = headDim;
-              o.rotaryDim = rot;
-              r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-                return cg::buildRopeKernel(b, m, o);
-              };
-            });
-      break;
-    }
-    case rt::OpKind::Cast: {
-      rt::DType from = buf(s.operands[0]).dtype;
-      int64_t size = lastDim(s.results[0]);
-      std::optional<cg::KernelDType> src = floatType(from), dst = floatType(act);
-      const rt::Buffer &res = buf(s.results[0]);
-      if (!src || !dst || from == act || size <= 0 ||
-          buf(s.operands[0]).shape != res.shape || res.shape.size() != 2 ||
-          res.shape[0] != rt::Dim::symbol(rt::Sym::T)) {
-        c.missing("cast",
-                  {{"from", rt::dtypeName(from)},
-                   {"to", actName},
-                   {"size", str(size)}},
-                  "cast converts rows of constant size between f32, f16 and "
-                  "bf16",
-                  use);
-        break;
       }
-      c.add("cast" + std::string(rt::dtypeName(from)) + actName + str(size),
-            use, [&](Request &r) {
-              r.family = "cast";
-              r.elementwise = true;
-              cg::CastOptions o;
-              o.from = *src;
-              o.to = *dst;
-              o.size = size;
-              r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-                return cg::buildCastKernel(b, m, o);
-              };
-            });
-      break;
     }
-    default: {
-      std::string family = rt::opKindName(s.kind);
-      for (char &ch : family)
-        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      c.missing(family,
-                {{"dtype", actName},
-                 {"shape", s.results.empty()
-                               ? std::string("[]")
-                               : rt::shapeString(buf(s.results[0]).shape)}},
-                "no generator for this step kind", use);
-      break;
-    }
-    }
+    table.bindings.push_back(std::move(binding));
   }
+  c.step = nullptr;
 
   // Copy-on-write of cache blocks (no plan step: the batch's block copies).
   if (cache) {
@@ -504,49 +557,25 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     int64_t kvHeads = constDim(cache->shape[3]);
     int64_t headDim = constDim(cache->shape[5]);
     if (dt) {
-      Request &r = c.add("kv_copy", "the batch's block copies", [&](Request &r) {
-        r.family = "kv_copy";
-        r.scale = rt::LaunchScale::Copies;
-        r.repeat = rt::LaunchRepeat::PerLayer;
-        cg::KVBlockCopyOptions o;
-        o.dtype = *dt;
-        o.kvHeads = kvHeads;
-        o.headDim = headDim;
-        o.blockSize = blockSize;
-        r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-          return cg::buildKVBlockCopyKernel(b, m, o);
-        };
-      });
+      Request &r =
+          c.add("kv_copy", "the batch's block copies", [&](Request &r) {
+            r.family = "kv_copy";
+            r.scale = rt::LaunchScale::Copies;
+            r.repeat = rt::LaunchRepeat::PerLayer;
+            cg::KVBlockCopyOptions o;
+            o.dtype = *dt;
+            o.kvHeads = kvHeads;
+            o.headDim = headDim;
+            o.blockSize = blockSize;
+            r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+              return cg::buildKVBlockCopyKernel(b, m, o);
+            };
+          });
       r.uses = 0;
     } else {
       c.missing("kv_copy", {{"dtype", rt::dtypeName(cache->dtype)}},
                 "kv_copy moves f16/bf16 caches", "the batch's block copies");
       c.requests.back().uses = 0;
-    }
-  }
-
-  // Prefill's row-batched linears: no GEMM generator yet.
-  if (const rt::EntryPoint *prefill = model.plan.find("prefill")) {
-    for (size_t i = 0; i < prefill->steps.size(); ++i) {
-      const rt::Step &s = prefill->steps[i];
-      std::string use = "prefill step #" + std::to_string(i) + " (" +
-                        rt::opKindName(s.kind) + ")";
-      auto matmul = [&](uint32_t id, bool t) {
-        const rt::Buffer &w = prefill->buffers[id];
-        c.missing("matmul",
-                  {{"dtype", rt::dtypeName(w.dtype)},
-                   {"n", str(constDim(w.shape[t ? 0 : 1]))},
-                   {"k", str(constDim(w.shape[t ? 1 : 0]))}},
-                  "no GEMM generator for prefill's [T, K] x [K, N] "
-                  "(gemv serves one row)",
-                  use);
-      };
-      bool t = s.getInt(rt::AttrKey::TransposeWeight) != 0;
-      if (s.kind == rt::OpKind::Linear)
-        matmul(s.operands[1], t);
-      else if (s.kind == rt::OpKind::GatedMLP)
-        for (int k = 1; k <= 3; ++k)
-          matmul(s.operands[k], t);
     }
   }
 
@@ -644,14 +673,13 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     k.ptx = std::move(*ptx);
     if (table.find(k.name)) {
       emitError(loc) << "codegen: two shapes of " << r.family
-                     << " give the kernel name '" << k.name << "' (second: "
-                     << r.firstUse << ")";
+                     << " give the kernel name '" << k.name
+                     << "' (second: " << r.firstUse << ")";
       return failure();
     }
     if (!ptxas.empty()) {
       FailureOr<std::vector<char>> cubin = cg::assembleWithPtxas(
-          NameLoc::get(StringAttr::get(&context, k.name)), k.ptx,
-          options.chip);
+          NameLoc::get(StringAttr::get(&context, k.name)), k.ptx, options.chip);
       if (failed(cubin))
         return fail("assemble (ptxas)");
       k.cubin.assign(cubin->begin(), cubin->end());

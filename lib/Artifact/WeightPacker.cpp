@@ -7,7 +7,9 @@
 // the .onnx protobuf (#llm.initializer: norm scales, small tensors) have no
 // plain byte range and are embedded. Embed mode copies everything into the
 // Weights section (64-byte aligned, so the mapped artifact can be used in
-// place); dummy mode records only dtypes and shapes.
+// place); dummy mode records only dtypes and shapes. A weight whose table
+// dtype is not its source's element type (kiln-compile --dtype) has no
+// byte range either: it is loaded, converted and embedded.
 //
 //===----------------------------------------------------------------------===//
 
@@ -125,7 +127,15 @@ LogicalResult kiln::packWeights(ModuleOp module, WeightMode mode,
       stats.dummyBytes += info.numBytes();
       continue;
     }
-    if (auto external = dyn_cast<llm::ExternalDataAttr>(src.source)) {
+    auto srcType = dyn_cast<ShapedType>(src.type);
+    bool converted =
+        !srcType ||
+        !(srcType.getElementType().isF32() ? info.dtype == rt::DType::F32
+          : srcType.getElementType().isF16() ? info.dtype == rt::DType::F16
+          : srcType.getElementType().isBF16() ? info.dtype == rt::DType::BF16
+                                              : false);
+    auto external = dyn_cast<llm::ExternalDataAttr>(src.source);
+    if (external && !converted) {
       std::string path = store.resolvePath(external.getPath().str());
       auto it = files.find(path);
       if (it == files.end()) {
@@ -158,8 +168,8 @@ LogicalResult kiln::packWeights(ModuleOp module, WeightMode mode,
         stats.files.push_back(info.path);
       continue;
     }
-    // Initializers inside the .onnx: read through the weight store and
-    // stored in their dtype.
+    // Initializers inside the .onnx and converted weights: read through
+    // the weight store and stored in the table's dtype.
     std::string error;
     auto tensor = store.load(src.source, src.type, error);
     if (failed(tensor))

@@ -62,13 +62,15 @@ Engine::create(std::shared_ptr<const Model> model,
     return makeError(StatusCode::InvalidArgument, "too many KV blocks");
   KVCacheConfig kv = kvCacheConfigFor(*model, static_cast<int32_t>(numBlocks));
   KILN_ASSIGN_OR_RETURN(PagedKVCache cache, PagedKVCache::create(kv));
+  std::string note;
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<Device> device,
-                        createDevice(options.device));
-  KILN_RETURN_IF_ERROR(device->prepare(model, kv));
-  return std::unique_ptr<Engine>(new Engine(std::move(model),
+                        openPreparedDevice(options.device, model, kv, &note));
+  std::unique_ptr<Engine> engine(new Engine(std::move(model),
                                             std::move(device),
                                             std::move(cache), options.seed,
                                             options));
+  engine->deviceNote_ = std::move(note);
+  return engine;
 }
 
 static Status checkTokens(Span<const int32_t> tokens, const ModelConfig &c,
@@ -295,35 +297,158 @@ Status Engine::emit(std::vector<Request *> &batch,
 }
 
 StatusOr<std::vector<float>> Engine::forwardAll(Span<const int32_t> tokens) {
+  std::vector<std::vector<int32_t>> rows(1);
+  rows[0].assign(tokens.begin(), tokens.end());
+  return forwardAllBatch(rows);
+}
+
+StatusOr<std::vector<float>>
+Engine::forwardAllBatch(const std::vector<std::vector<int32_t>> &rows) {
+  std::vector<SequenceWithPast> sequences(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i)
+    sequences[i].tokens = rows[i];
+  KILN_ASSIGN_OR_RETURN(ForwardAllResult result,
+                        forwardAllWithPast(sequences, false));
+  return std::move(result.logits);
+}
+
+StatusOr<ForwardAllResult>
+Engine::forwardAllWithPast(const std::vector<SequenceWithPast> &sequences,
+                           bool readBackCache) {
   const EntryPoint *entry = model_->entry("prefill_all");
   if (!entry)
     return makeError(StatusCode::FailedPrecondition,
                      "the artifact has no 'prefill_all' entry point (compile "
                      "it with kiln-compile)");
-  KILN_RETURN_IF_ERROR(checkTokens(tokens, model_->config(), "sequence"));
-  int64_t id = nextScratchId_--;
-  KILN_RETURN_IF_ERROR(cache_->addSequence(id));
-  Status begun =
-      cache_->beginForward({id}, {static_cast<int32_t>(tokens.size())});
-  if (!begun.isOk()) {
-    cache_->removeSequence(id).ignoreError();
-    if (begun.code() == StatusCode::ResourceExhausted)
-      return makeError(StatusCode::ResourceExhausted,
-                       "out of KV cache blocks: a sequence of ", tokens.size(),
-                       " tokens does not fit the cache's ",
-                       cache_->numFreeBlocks(), " free blocks of ",
-                       cache_->config().blockSize, " tokens");
-    return begun;
+  const ModelConfig &config = model_->config();
+  if (sequences.empty())
+    return makeError(StatusCode::InvalidArgument, "no sequences to run");
+  size_t row = static_cast<size_t>(config.numKVHeads) * config.headDim;
+  std::vector<int32_t> lengths, batchTokens;
+  int64_t totalTokens = 0;
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    const SequenceWithPast &seq = sequences[i];
+    std::string what = sequences.size() == 1
+                           ? std::string("sequence")
+                           : "sequence " + std::to_string(i);
+    KILN_RETURN_IF_ERROR(checkTokens(seq.tokens, config, what.c_str()));
+    if (seq.pastLength < 0 ||
+        seq.pastLength + (int64_t)seq.tokens.size() > config.contextLength)
+      return makeError(StatusCode::InvalidArgument, what, ": ",
+                       seq.pastLength, " past and ", seq.tokens.size(),
+                       " new tokens do not fit the model's context of ",
+                       config.contextLength, " tokens");
+    size_t layers = seq.pastLength ? static_cast<size_t>(config.numLayers) : 0;
+    bool sized = seq.pastKeys.size() == layers &&
+                 seq.pastValues.size() == layers;
+    for (size_t l = 0; sized && l < layers; ++l)
+      sized = seq.pastKeys[l].size() == seq.pastLength * row &&
+              seq.pastValues[l].size() == seq.pastLength * row;
+    if (!sized)
+      return makeError(StatusCode::InvalidArgument, what, ": expected ",
+                       layers, " layers of past keys and values of ",
+                       seq.pastLength, " x ", config.numKVHeads, " x ",
+                       config.headDim, " values");
+    lengths.push_back(static_cast<int32_t>(seq.tokens.size()));
+    batchTokens.insert(batchTokens.end(), seq.tokens.begin(),
+                       seq.tokens.end());
+    totalTokens += seq.pastLength + (int64_t)seq.tokens.size();
   }
+
+  // Scratch sequences, removed on every path out.
+  std::vector<int64_t> ids;
+  struct Cleanup {
+    PagedKVCache &cache;
+    std::vector<int64_t> &ids;
+    ~Cleanup() {
+      for (int64_t id : ids)
+        cache.removeSequence(id).ignoreError();
+    }
+  } cleanup{*cache_, ids};
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    int64_t id = nextScratchId_--;
+    KILN_RETURN_IF_ERROR(cache_->addSequence(id));
+    ids.push_back(id);
+  }
+  auto outOfBlocks = [&](const Status &begun) -> Status {
+    if (begun.code() != StatusCode::ResourceExhausted)
+      return begun;
+    return makeError(StatusCode::ResourceExhausted,
+                     "out of KV cache blocks: ", sequences.size(),
+                     " sequences of ", totalTokens,
+                     " tokens in all do not fit the cache's ",
+                     cache_->numFreeBlocks(), " free blocks of ",
+                     cache_->config().blockSize, " tokens");
+  };
+
+  // The past: slots for it (no step runs), then its keys and values.
+  std::vector<int64_t> pastIds;
+  std::vector<int32_t> pastLengths;
+  for (size_t i = 0; i < sequences.size(); ++i)
+    if (sequences[i].pastLength > 0) {
+      pastIds.push_back(ids[i]);
+      pastLengths.push_back(sequences[i].pastLength);
+    }
+  if (!pastIds.empty()) {
+    Status begun = cache_->beginForward(pastIds, pastLengths);
+    if (!begun.isOk())
+      return outOfBlocks(begun);
+    const ForwardBatch &batch = cache_->forwardBatch();
+    Status written = Status::ok();
+    // Fresh sequences share no blocks, and the engine never forks: no
+    // copy is due before these writes.
+    if (!batch.copies.empty())
+      written = makeError(StatusCode::Internal,
+                          "block copies pending before a cache write");
+    std::vector<float> keys, values;
+    for (int32_t l = 0; written.isOk() && l < config.numLayers; ++l) {
+      keys.clear();
+      values.clear();
+      for (const SequenceWithPast &seq : sequences) {
+        if (seq.pastLength == 0)
+          continue;
+        keys.insert(keys.end(), seq.pastKeys[l].begin(),
+                    seq.pastKeys[l].end());
+        values.insert(values.end(), seq.pastValues[l].begin(),
+                      seq.pastValues[l].end());
+      }
+      written = device_->writeCache(l, batch.slotMapping, keys, values);
+    }
+    Status end = cache_->endForward();
+    KILN_RETURN_IF_ERROR(written);
+    KILN_RETURN_IF_ERROR(end);
+  }
+
+  Status begun = cache_->beginForward(ids, lengths);
+  if (!begun.isOk())
+    return outOfBlocks(begun);
   auto start = std::chrono::steady_clock::now();
-  std::vector<float> logits;
-  Status ran = runEntry(*entry, tokens, logits);
-  cache_->removeSequence(id).ignoreError();
-  KILN_RETURN_IF_ERROR(ran);
+  ForwardAllResult result;
+  KILN_RETURN_IF_ERROR(runEntry(*entry, batchTokens, result.logits));
   stats_.prefillSeconds += secondsSince(start);
   stats_.prefillSteps += 1;
-  stats_.prefillTokens += tokens.size();
-  return logits;
+  stats_.prefillTokens += batchTokens.size();
+
+  if (readBackCache) {
+    int32_t blockSize = cache_->config().blockSize;
+    result.keys.resize(sequences.size());
+    result.values.resize(sequences.size());
+    for (size_t i = 0; i < sequences.size(); ++i) {
+      KILN_ASSIGN_OR_RETURN(std::vector<BlockId> table,
+                            cache_->blockTable(ids[i]));
+      KILN_ASSIGN_OR_RETURN(int32_t length, cache_->length(ids[i]));
+      std::vector<int64_t> slots(length);
+      for (int32_t p = 0; p < length; ++p)
+        slots[p] = static_cast<int64_t>(table[p / blockSize]) * blockSize +
+                   p % blockSize;
+      result.keys[i].resize(config.numLayers);
+      result.values[i].resize(config.numLayers);
+      for (int32_t l = 0; l < config.numLayers; ++l)
+        KILN_RETURN_IF_ERROR(device_->readCache(l, slots, result.keys[i][l],
+                                                result.values[i][l]));
+    }
+  }
+  return result;
 }
 
 } // namespace kiln::runtime

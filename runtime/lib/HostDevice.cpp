@@ -9,19 +9,6 @@
 
 namespace kiln::runtime {
 
-Device::~Device() = default;
-
-StatusOr<std::unique_ptr<Device>> createDevice(std::string_view kind) {
-  if (kind == "host")
-    return std::unique_ptr<Device>(new HostDevice());
-  if (kind == "cuda" || kind.substr(0, 5) == "cuda:")
-    return makeError(StatusCode::Unimplemented,
-                     "this runtime was not built with CUDA support yet: the "
-                     "CUDA device is not implemented (use --device host)");
-  return makeError(StatusCode::InvalidArgument, "unknown device '", kind,
-                   "' (expected host or cuda)");
-}
-
 KVCacheConfig kvCacheConfigFor(const Model &model, int32_t numBlocks) {
   const ModelConfig &c = model.config();
   KVCacheConfig kv;
@@ -53,7 +40,17 @@ struct HostDevice::EntryState {
   DType cacheDType = DType::F32;
 };
 
-HostDevice::HostDevice() = default;
+HostDevice::HostDevice(bool roundToStorage)
+    : roundToStorage_(roundToStorage) {}
+
+/// Rounds fp32 values to `dtype` and back (f16/bf16; f32 is left alone).
+static void roundToStorage(float *data, int64_t n, DType dtype) {
+  if (!data || (dtype != DType::F16 && dtype != DType::BF16))
+    return;
+  for (int64_t k = 0; k < n; ++k)
+    data[k] = dtype == DType::F16 ? halfToFloat(floatToHalf(data[k]))
+                                  : bf16ToFloat(floatToBf16(data[k]));
+}
 HostDevice::~HostDevice() = default;
 
 static std::vector<float> toFloats(Span<const uint8_t> bytes, DType dtype) {
@@ -568,11 +565,60 @@ Status HostDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
                     "entry point '" + entry.name + "' step " +
                         std::to_string(index) + " (" + opKindName(s.kind) +
                         "): " + status.message());
+    if (roundToStorage_)
+      for (uint32_t r : s.results)
+        roundToStorage(F(r), product(st.sizes[r]), entry.buffers[r].dtype);
   }
 
   const float *out = F(entry.output);
   logits.assign(out, out + product(st.sizes[entry.output]));
   return Status::ok();
+}
+
+Status HostDevice::checkCacheAccess(const char *what, int32_t layer,
+                                    Span<const int64_t> slots) const {
+  if (!model_)
+    return makeError(StatusCode::FailedPrecondition, "cannot ", what,
+                     " the KV cache before prepare");
+  if (layer < 0 || layer >= cacheView_.layers)
+    return makeError(StatusCode::OutOfRange, "cannot ", what, " layer ",
+                     layer, " of a KV cache of ", cacheView_.layers,
+                     " layers");
+  int64_t numSlots = cacheView_.blocks * cacheView_.blockSize;
+  for (size_t j = 0; j < slots.size(); ++j)
+    if (slots[j] < 0 || slots[j] >= numSlots)
+      return makeError(StatusCode::OutOfRange, "cannot ", what, " slot ",
+                       slots[j], " (row ", j, "): the KV cache has ",
+                       numSlots, " slots");
+  return Status::ok();
+}
+
+Status HostDevice::writeCache(int32_t layer, Span<const int64_t> slots,
+                              Span<const float> keys,
+                              Span<const float> values) {
+  KILN_RETURN_IF_ERROR(checkCacheAccess("write", layer, slots));
+  size_t row = static_cast<size_t>(cacheView_.kvHeads * cacheView_.headDim);
+  if (keys.size() != slots.size() * row || values.size() != keys.size())
+    return makeError(StatusCode::InvalidArgument, "cache write of ",
+                     slots.size(), " slots needs ", slots.size() * row,
+                     " keys and values (", cacheView_.kvHeads, " KV heads of ",
+                     cacheView_.headDim, "), got ", keys.size(), " and ",
+                     values.size());
+  return host::kvCacheWrite(cacheView_, layer, keys.data(), values.data(),
+                            slots.data(), static_cast<int64_t>(slots.size()));
+}
+
+Status HostDevice::readCache(int32_t layer, Span<const int64_t> slots,
+                             std::vector<float> &keys,
+                             std::vector<float> &values) {
+  KILN_RETURN_IF_ERROR(checkCacheAccess("read", layer, slots));
+  size_t n = slots.size() *
+             static_cast<size_t>(cacheView_.kvHeads * cacheView_.headDim);
+  keys.resize(n);
+  values.resize(n);
+  return host::kvCacheRead(cacheView_, layer, slots.data(),
+                           static_cast<int64_t>(slots.size()), keys.data(),
+                           values.data());
 }
 
 } // namespace kiln::runtime

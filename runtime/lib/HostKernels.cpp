@@ -405,6 +405,25 @@ Status kvCacheWrite(KVCacheView cache, int64_t layer, const float *key,
   return Status::ok();
 }
 
+Status kvCacheRead(KVCacheView cache, int64_t layer, const int64_t *slots,
+                   int64_t tokens, float *key, float *value) {
+  int64_t numSlots = cache.blocks * cache.blockSize, D = cache.headDim;
+  for (int64_t t = 0; t < tokens; ++t) {
+    int64_t slot = slots[t];
+    if (slot < 0 || slot >= numSlots)
+      return makeError(StatusCode::OutOfRange, "slot ", slot, " of token ", t,
+                       " is outside the cache's ", numSlots, " slots");
+    int64_t block = slot / cache.blockSize, offset = slot % cache.blockSize;
+    for (int64_t h = 0; h < cache.kvHeads; ++h) {
+      loadCache(cache, cache.offset(layer, block, 0, h, offset), D,
+                key + (t * cache.kvHeads + h) * D);
+      loadCache(cache, cache.offset(layer, block, 1, h, offset), D,
+                value + (t * cache.kvHeads + h) * D);
+    }
+  }
+  return Status::ok();
+}
+
 Status copyBlock(KVCacheView cache, int64_t src, int64_t dst,
                  int64_t numTokens) {
   if (src < 0 || src >= cache.blocks || dst < 0 || dst >= cache.blocks ||

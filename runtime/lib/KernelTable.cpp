@@ -73,6 +73,13 @@ const KernelInfo *KernelTable::find(const std::string &name) const {
   return nullptr;
 }
 
+const EntryKernels *KernelTable::bindingsFor(std::string_view entry) const {
+  for (const EntryKernels &e : bindings)
+    if (e.entry == entry)
+      return &e;
+  return nullptr;
+}
+
 size_t KernelTable::numGenerated() const {
   size_t n = 0;
   for (const KernelInfo &k : kernels)
@@ -138,6 +145,16 @@ std::vector<uint8_t> KernelTable::serialize() const {
     w.str(k.ptx);
     w.u64(k.cubin.size());
     w.raw(k.cubin.data(), k.cubin.size());
+  }
+  w.u32(static_cast<uint32_t>(bindings.size()));
+  for (const EntryKernels &e : bindings) {
+    w.str(e.entry);
+    w.u32(static_cast<uint32_t>(e.steps.size()));
+    for (const std::vector<uint32_t> &step : e.steps) {
+      w.u32(static_cast<uint32_t>(step.size()));
+      for (uint32_t index : step)
+        w.u32(index);
+    }
   }
   return w.take();
 }
@@ -208,6 +225,20 @@ StatusOr<KernelTable> KernelTable::deserialize(Span<const uint8_t> bytes) {
                        static_cast<int>(k.status));
     }
     table.kernels.push_back(std::move(k));
+  }
+  uint32_t numEntries = r.ok() ? r.count("binding entry count", 4) : 0;
+  for (uint32_t e = 0; e < numEntries && r.ok(); ++e) {
+    EntryKernels entry;
+    entry.entry = r.str("binding entry name");
+    uint32_t numSteps = r.count("binding step count", 4);
+    for (uint32_t s = 0; s < numSteps && r.ok(); ++s) {
+      uint32_t n = r.count("binding kernel count", 4);
+      std::vector<uint32_t> step;
+      for (uint32_t j = 0; j < n && r.ok(); ++j)
+        step.push_back(r.u32("binding kernel index"));
+      entry.steps.push_back(std::move(step));
+    }
+    table.bindings.push_back(std::move(entry));
   }
   if (!r.ok())
     return makeError(StatusCode::DataLoss, "kernel table: ", r.error());
@@ -284,6 +315,19 @@ Status KernelTable::validate() const {
     if (k.ptx.find(".entry " + k.name) == std::string::npos)
       return bad("the PTX has no .entry ", k.name);
   }
+  std::set<std::string> entries;
+  for (const EntryKernels &e : bindings) {
+    if (e.entry.empty() || !entries.insert(e.entry).second)
+      return makeError(StatusCode::DataLoss,
+                       "kernel table: bindings of entry point '", e.entry,
+                       "' are empty-named or repeated");
+    for (size_t s = 0; s < e.steps.size(); ++s)
+      for (uint32_t index : e.steps[s])
+        if (index >= kernels.size())
+          return makeError(StatusCode::DataLoss, "kernel table: entry point '",
+                           e.entry, "' step #", s, " names kernel #", index,
+                           " of ", kernels.size());
+  }
   return Status::ok();
 }
 
@@ -292,6 +336,15 @@ std::string describeKernelTable(const KernelTable &table) {
   os << "kernels for " << table.target << ": " << table.numGenerated()
      << " generated (" << table.numCubins() << " with cubin), "
      << table.numMissing() << " missing\n";
+  for (const EntryKernels &e : table.bindings) {
+    size_t launches = 0, kernelSteps = 0;
+    for (const std::vector<uint32_t> &step : e.steps) {
+      launches += step.size();
+      kernelSteps += !step.empty();
+    }
+    os << "  entry " << e.entry << ": " << kernelSteps << " of "
+       << e.steps.size() << " steps launch " << launches << " kernels\n";
+  }
   for (const KernelInfo &k : table.kernels) {
     if (k.status == KernelStatus::Missing) {
       os << "  missing   " << k.family;

@@ -3,14 +3,16 @@
 //   kiln-compile model.onnx -o m.kiln [--target sm_90a]
 //                [--tokenizer tokenizer.model] [--dummy-weights]
 //                [--embed-weights] [--block-size 16] [--context-length N]
-//                [--emit=llm] [--verbose]
+//                [--dtype f32|f16|bf16] [--emit=llm] [--verbose]
 //
 // Stages, each reported on stderr with its time:
 //   import   the ONNX graph into the llm dialect
 //   raise    generic ops into model ops (kiln-raise-pipeline)
 //   layout   @prefill/@decode over the paged KV cache, and @prefill_all
 //            (every token's logits, for checks and perplexity)
-//   plan     the launch plan and the model config
+//   plan     the launch plan and the model config; with --dtype f16 or
+//            bf16 its f32 floats (weights, activations, KV cache, logits,
+//            constants) are stored in that type (convertPlanPrecision)
 //   weights  where each weight's bytes live (checksumming referenced ones)
 //   codegen  the decode entry point's GPU kernels for --target sm_XX (PTX,
 //            cubins when ptxas is found) into the Kernels section;
@@ -20,7 +22,9 @@
 // writing an artifact. An input ending in .mlir is parsed instead of
 // imported; if it already has @prefill and @decode, raise and layout are
 // skipped (a module kiln-compile --emit=llm printed compiles as it is).
-// --target is recorded in the plan.
+// --target is recorded in the plan. Without --dtype the model's types are
+// kept; --dtype f32 keeps them too (f16/bf16 models are not widened), and
+// --emit=llm ignores it (the conversion is of the plan).
 //
 //===----------------------------------------------------------------------===//
 
@@ -44,6 +48,7 @@
 #include "llvm/Support/ToolOutputFile.h"
 
 #include <chrono>
+#include <optional>
 
 using namespace llvm;
 using namespace kiln;
@@ -76,6 +81,11 @@ static cl::opt<int>
     contextLength("context-length",
                   cl::desc("Context length (default: from config.json)"),
                   cl::init(0));
+static cl::opt<std::string> dtypeOption(
+    "dtype",
+    cl::desc("Store the model's f32 floats (weights, activations, KV cache, "
+             "logits) as f32, f16 or bf16 (default: the model's types)"),
+    cl::value_desc("f32|f16|bf16"), cl::init(""));
 static cl::opt<std::string>
     emit("emit", cl::desc("What to produce: kiln (the artifact) or llm (the "
                           "laid-out module)"),
@@ -153,6 +163,16 @@ int main(int argc, char **argv) {
     errs() << "kiln-compile: --block-size must be positive and "
               "--context-length non-negative\n";
     return 2;
+  }
+  std::optional<rt::DType> dtype;
+  if (!dtypeOption.empty()) {
+    auto parsed = rt::parseDType(dtypeOption);
+    if (!parsed.isOk() || !rt::isFloatDType(*parsed)) {
+      errs() << "kiln-compile: unknown --dtype '" << dtypeOption
+             << "' (expected f32, f16 or bf16)\n";
+      return 2;
+    }
+    dtype = *parsed;
   }
   if (!StringRef(target).starts_with("sm_") && target != "host" &&
       target != "none") {
@@ -265,6 +285,19 @@ int main(int argc, char **argv) {
   std::vector<std::string> notes;
   if (mlir::failed(buildModelConfig(*module, configOptions, model, notes)))
     return 1;
+  std::string converted;
+  if (dtype) {
+    PrecisionStats pstats;
+    if (mlir::failed(convertPlanPrecision(model, *dtype, (*module)->getLoc(),
+                                          pstats)))
+      return 1;
+    if (pstats.weights || pstats.buffers)
+      converted = (" (f32 stored as " + dtypeOption + ": " +
+                   Twine(pstats.weights) + " weights and " +
+                   Twine(pstats.buffers) + " buffers converted, " +
+                   Twine(pstats.views) + " casts now views)")
+                      .str();
+  }
   {
     rt::Status valid = model.plan.validate(model.weights, model.config);
     if (!valid.isOk()) {
@@ -284,7 +317,8 @@ int main(int argc, char **argv) {
                     Twine(c.numHeads) + "/" + Twine(c.numKVHeads) +
                     " heads of " + Twine(c.headDim) + ", hidden " +
                     Twine(c.hiddenSize) + ", vocab " + Twine(c.vocabSize) +
-                    ", context " + Twine(c.contextLength) + ", " + c.dtype);
+                    ", context " + Twine(c.contextLength) + ", " + c.dtype +
+                    converted);
   for (const std::string &note : notes)
     errs() << "kiln-compile: note: " << note << "\n";
 

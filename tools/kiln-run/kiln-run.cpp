@@ -1,6 +1,6 @@
 //===- kiln-run.cpp - Run a .kiln artifact --------------------------------===//
 //
-//   kiln-run m.kiln --prompt "def fib(n):" [-n 64] [--device host|cuda]
+//   kiln-run m.kiln --prompt "def fib(n):" [-n 64] [--device auto|host|cuda[:N]]
 //            [--temperature 0.8] [--top-k 0] [--top-p 0.95] [--seed 0]
 //            [--greedy] [--prompt-ids 1,2,3] [--no-bos] [--kv-blocks N]
 //            [--no-echo] [--quiet]
@@ -9,11 +9,16 @@
 //   kiln-run m.kiln --list-kernels
 //
 // Generation streams the text of the sampled tokens to stdout (after the
-// prompt, unless --no-echo) and timings to stderr. --check runs the token
-// ids of every DIR/test_data_set_*/input_0.pb through the all-logits
-// prefill and compares the logits with output_0.pb: the largest error
-// relative to max |ref| and the share of rows whose argmax agrees, then
-// "N passed, N failed". --info lists the config, sections, weights and the
+// prompt, unless --no-echo) and timings to stderr. --check runs every
+// DIR/test_data_set_*: each row of its input_ids [B, S] is a sequence, all
+// in one step of the all-logits prefill; with past_key_values.N.key/value
+// inputs (a with-past export) the past is written into the KV cache first
+// and the rows run on top of it (attention_mask must be all ones,
+// position_ids the positions after the past). It compares the logits with
+// the reference (the largest error relative to max |ref| and the share of
+// rows whose argmax agrees) and, for present.N.key/value outputs, the
+// cache read back afterwards (relative to each tensor's max |ref|), then
+// "N passed, N failed". Test data are matched by their TensorProto names. --info lists the config, sections, weights and the
 // steps of each entry point. --list-kernels prints the Kernels section
 // (generated kernels with their shapes, launch rules and arguments, and
 // the missing ones) without loading the weights. Links only KilnRuntime.
@@ -31,6 +36,7 @@
 #include <cmath>
 #include <cstdio>
 #include <dirent.h>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -43,7 +49,7 @@ int usage(const std::string &error) {
   std::fprintf(stderr, "kiln-run: %s\n", error.c_str());
   std::fprintf(stderr,
                "usage: kiln-run m.kiln --prompt TEXT [-n 64] [--device "
-               "host|cuda] [--temperature T] [--top-k K] [--top-p P] [--seed "
+               "auto|host|cuda] [--temperature T] [--top-k K] [--top-p P] [--seed "
                "S] [--greedy]\n"
                "       kiln-run m.kiln --check DIR [--tolerance 1e-3] "
                "[--min-agreement 99]\n"
@@ -71,76 +77,334 @@ std::vector<std::string> testDataSets(const std::string &dir) {
   return sets;
 }
 
-int runCheck(Engine &engine, const std::string &dir, double tolerance,
-             double minAgreement) {
+/// One test_data_set of --check, read and matched to the engine's inputs.
+struct CheckCase {
+  std::string name;
+  /// Set when the data cannot be checked (the FAIL line's reason).
+  std::string error;
+  int64_t rows = 0, length = 0;
+  std::vector<SequenceWithPast> sequences;
+  tools::Tensor logits;
+  /// present.N.key / present.N.value by layer (absent: dims empty).
+  std::vector<tools::Tensor> presentKeys, presentValues;
+  bool hasPresent = false;
+};
+
+bool fileExists(const std::string &path) {
+  if (FILE *f = std::fopen(path.c_str(), "rb")) {
+    std::fclose(f);
+    return true;
+  }
+  return false;
+}
+
+/// "past_key_values.3.key" -> (3, true); "present.0.value" -> (0, false).
+bool parseLayerName(const std::string &name, const std::string &prefix,
+                    int64_t &layer, bool &isKey) {
+  if (name.compare(0, prefix.size(), prefix) != 0)
+    return false;
+  std::string rest = name.substr(prefix.size());
+  size_t dot = rest.find('.');
+  if (dot == std::string::npos || dot == 0)
+    return false;
+  std::string index = rest.substr(0, dot), kind = rest.substr(dot + 1);
+  if (index.find_first_not_of("0123456789") != std::string::npos ||
+      (kind != "key" && kind != "value"))
+    return false;
+  layer = std::strtoll(index.c_str(), nullptr, 10);
+  isKey = kind == "key";
+  return true;
+}
+
+/// Reads DIR/SET/input_K.pb and output_K.pb and matches them by name:
+/// input_ids [B, S] (or [S]), optional attention_mask [B, past + S] (all
+/// ones), position_ids [B, S] (past .. past + S - 1) and
+/// past_key_values.N.key/value [B, kv_heads, past, head_dim]; outputs
+/// logits [B, S, vocab] and optional present.N.key/value. Unnamed
+/// tensors are taken by position (input_0: ids, output_0: logits).
+CheckCase readCheckCase(const std::string &dir, const std::string &set,
+                        const ModelConfig &config) {
+  CheckCase c;
+  c.name = set;
+  std::string base = dir + "/" + set + "/";
+  auto readAll = [&](const char *prefix, std::vector<tools::Tensor> &out) {
+    for (int k = 0;; ++k) {
+      std::string path = base + prefix + std::to_string(k) + ".pb";
+      if (!fileExists(path)) {
+        if (k == 0)
+          c.error = std::string("no ") + prefix + "0.pb";
+        return k > 0;
+      }
+      auto t = tools::readTensorProto(path);
+      if (!t.isOk()) {
+        c.error = t.status().message();
+        return false;
+      }
+      if (t->name.empty())
+        t->name = k == 0 ? (std::string(prefix) == "input_" ? "input_ids"
+                                                             : "logits")
+                         : prefix + std::to_string(k);
+      out.push_back(std::move(t).value());
+    }
+  };
+  std::vector<tools::Tensor> inputs, outputs;
+  if (!readAll("input_", inputs) || !readAll("output_", outputs))
+    return c;
+
+  const tools::Tensor *ids = nullptr, *mask = nullptr, *positions = nullptr;
+  int64_t L = config.numLayers, H = config.numKVHeads, D = config.headDim;
+  std::vector<const tools::Tensor *> pastK(L), pastV(L);
+  bool anyPast = false;
+  for (const tools::Tensor &t : inputs) {
+    int64_t layer;
+    bool isKey;
+    if (t.name == "input_ids")
+      ids = &t;
+    else if (t.name == "attention_mask")
+      mask = &t;
+    else if (t.name == "position_ids")
+      positions = &t;
+    else if (parseLayerName(t.name, "past_key_values.", layer, isKey)) {
+      if (layer >= L) {
+        c.error = t.name + " names a layer the model (" + std::to_string(L) +
+                  " layers) does not have";
+        return c;
+      }
+      (isKey ? pastK : pastV)[layer] = &t;
+      anyPast = true;
+    } else {
+      c.error = "unknown input '" + t.name + "'";
+      return c;
+    }
+  }
+  if (!ids || ids->isFloat() || ids->dims.empty() || ids->dims.size() > 2 ||
+      ids->numElements() == 0) {
+    c.error = "input_ids must be [batch, tokens] or [tokens] integers";
+    return c;
+  }
+  c.rows = ids->dims.size() == 2 ? ids->dims[0] : 1;
+  c.length = ids->dims.back();
+  int64_t B = c.rows, S = c.length, past = 0;
+  if (anyPast) {
+    for (int64_t l = 0; l < L; ++l) {
+      for (const tools::Tensor *t : {pastK[l], pastV[l]}) {
+        if (!t) {
+          c.error = "past_key_values of layer " + std::to_string(l) +
+                    " are missing (the model has " + std::to_string(L) +
+                    " layers)";
+          return c;
+        }
+        if (!t->isFloat() || t->dims.size() != 4 || t->dims[0] != B ||
+            t->dims[1] != H || t->dims[3] != D ||
+            t->dims[2] != pastK[0]->dims[2]) {
+          c.error = t->name + " must be [" + std::to_string(B) + ", " +
+                    std::to_string(H) + ", past, " + std::to_string(D) + "]";
+          return c;
+        }
+      }
+    }
+    past = pastK[0]->dims[2];
+  }
+  if (mask) {
+    if (mask->isFloat() || mask->numElements() != B * (past + S)) {
+      c.error = "attention_mask must be [" + std::to_string(B) + ", " +
+                std::to_string(past + S) + "] integers";
+      return c;
+    }
+    for (int64_t k = 0; k < B * (past + S); ++k)
+      if (mask->ints[k] != 1) {
+        c.error = "attention_mask of row " + std::to_string(k / (past + S)) +
+                  " is not all ones: padded or masked rows are not "
+                  "supported (each row must be one unpadded sequence)";
+        return c;
+      }
+  }
+  if (positions) {
+    if (positions->isFloat() || positions->numElements() != B * S) {
+      c.error = "position_ids must be [" + std::to_string(B) + ", " +
+                std::to_string(S) + "] integers";
+      return c;
+    }
+    for (int64_t k = 0; k < B * S; ++k)
+      if (positions->ints[k] != past + k % S) {
+        c.error = "position_ids of row " + std::to_string(k / S) +
+                  " are not " + std::to_string(past) + ".." +
+                  std::to_string(past + S - 1) +
+                  " (the tokens after the past)";
+        return c;
+      }
+  }
+  c.sequences.resize(B);
+  for (int64_t r = 0; r < B; ++r) {
+    SequenceWithPast &seq = c.sequences[r];
+    for (int64_t k = 0; k < S; ++k)
+      seq.tokens.push_back(static_cast<int32_t>(ids->ints[r * S + k]));
+    seq.pastLength = static_cast<int32_t>(past);
+    if (!past)
+      continue;
+    // [B, H, past, D] -> per row [past, H, D].
+    for (int64_t l = 0; l < L; ++l)
+      for (int kv = 0; kv < 2; ++kv) {
+        const std::vector<float> &src = (kv ? pastV : pastK)[l]->floats;
+        std::vector<float> dst(past * H * D);
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t p = 0; p < past; ++p)
+            std::copy_n(src.data() + ((r * H + h) * past + p) * D, D,
+                        dst.data() + (p * H + h) * D);
+        (kv ? seq.pastValues : seq.pastKeys).push_back(std::move(dst));
+      }
+  }
+
+  c.presentKeys.resize(L);
+  c.presentValues.resize(L);
+  bool haveLogits = false;
+  for (tools::Tensor &t : outputs) {
+    int64_t layer;
+    bool isKey;
+    if (t.name == "logits") {
+      c.logits = std::move(t);
+      haveLogits = true;
+    } else if (parseLayerName(t.name, "present.", layer, isKey)) {
+      if (layer >= L || !t.isFloat() || t.dims.size() != 4 ||
+          t.dims[0] != B || t.dims[1] != H || t.dims[2] != past + S ||
+          t.dims[3] != D) {
+        c.error = t.name + " must be [" + std::to_string(B) + ", " +
+                  std::to_string(H) + ", " + std::to_string(past + S) +
+                  ", " + std::to_string(D) + "] of one of the " +
+                  std::to_string(L) + " layers";
+        return c;
+      }
+      (isKey ? c.presentKeys : c.presentValues)[layer] = std::move(t);
+      c.hasPresent = true;
+    } else {
+      c.error = "unknown output '" + t.name + "'";
+      return c;
+    }
+  }
+  if (!haveLogits || !c.logits.isFloat() ||
+      c.logits.numElements() != B * S * config.vocabSize)
+    c.error = "logits hold " +
+              std::to_string(haveLogits ? c.logits.numElements() : 0) +
+              " values, expected " + std::to_string(B * S) + " tokens x " +
+              std::to_string(config.vocabSize) + " logits";
+  return c;
+}
+
+/// Largest |got - ref| and |ref| over n values; a NaN on one side only
+/// sets `nan`.
+void accumulate(const float *got, const float *ref, int64_t n, double &maxAbs,
+                double &maxRef, bool &nan) {
+  for (int64_t k = 0; k < n; ++k) {
+    if (std::isnan(got[k]) || std::isnan(ref[k])) {
+      nan |= std::isnan(got[k]) != std::isnan(ref[k]);
+      continue;
+    }
+    maxAbs = std::max(maxAbs, (double)std::fabs(got[k] - ref[k]));
+    maxRef = std::max(maxRef, (double)std::fabs(ref[k]));
+  }
+}
+
+int runCheck(std::shared_ptr<const Model> model, EngineOptions options,
+             const std::string &dir, double tolerance, double minAgreement) {
   std::vector<std::string> sets = testDataSets(dir);
   if (sets.empty()) {
     std::fprintf(stderr, "kiln-run: no test_data_set_* in '%s'\n",
                  dir.c_str());
     return 1;
   }
-  int64_t vocab = engine.model().config().vocabSize;
-  int passed = 0, failed = 0;
+  const ModelConfig &config = model->config();
+  std::vector<CheckCase> cases;
+  int64_t maxRows = 1;
   for (const std::string &set : sets) {
-    std::string base = dir + "/" + set + "/";
-    auto input = tools::readTensorProto(base + "input_0.pb");
-    auto output = tools::readTensorProto(base + "output_0.pb");
-    if (!input.isOk() || !output.isOk()) {
-      std::printf("%s: %s FAIL\n", set.c_str(),
-                  (!input.isOk() ? input.status() : output.status())
-                      .message()
-                      .c_str());
+    cases.push_back(readCheckCase(dir, set, config));
+    maxRows = std::max(maxRows, cases.back().rows);
+  }
+  // Every row of a set runs as its own sequence, all in one step.
+  options.maxSequences = static_cast<int32_t>(std::min<int64_t>(maxRows, 1024));
+  auto engine = Engine::create(model, options);
+  if (!engine.isOk())
+    return fail(engine.status());
+
+  int64_t vocab = config.vocabSize;
+  int64_t H = config.numKVHeads, D = config.headDim;
+  int passed = 0, failed = 0;
+  for (CheckCase &c : cases) {
+    if (!c.error.empty()) {
+      std::printf("%s: %s FAIL\n", c.name.c_str(), c.error.c_str());
       ++failed;
       continue;
     }
-    if (input->isFloat() || input->dims.empty() ||
-        input->numElements() != input->dims.back()) {
-      std::printf("%s: input_0 must be one row of token ids FAIL\n",
-                  set.c_str());
+    StatusOr<ForwardAllResult> result =
+        (*engine)->forwardAllWithPast(c.sequences, c.hasPresent);
+    if (!result.isOk()) {
+      std::printf("%s: %s FAIL\n", c.name.c_str(),
+                  result.status().toString().c_str());
       ++failed;
       continue;
     }
-    std::vector<int32_t> ids(input->ints.begin(), input->ints.end());
-    int64_t n = ids.size();
-    if (!output->isFloat() || output->numElements() != n * vocab) {
-      std::printf("%s: output_0 holds %lld values, expected %lld tokens x "
-                  "%lld logits FAIL\n",
-                  set.c_str(), (long long)output->numElements(),
-                  (long long)n, (long long)vocab);
-      ++failed;
-      continue;
-    }
-    StatusOr<std::vector<float>> logits = engine.forwardAll(ids);
-    if (!logits.isOk()) {
-      std::printf("%s: %s FAIL\n", set.c_str(),
-                  logits.status().toString().c_str());
-      ++failed;
-      continue;
-    }
+    int64_t n = c.rows * c.length;
     double maxAbs = 0, maxRef = 0;
     bool nan = false;
     int64_t agree = 0;
     for (int64_t r = 0; r < n; ++r) {
-      const float *got = logits->data() + r * vocab;
-      const float *ref = output->floats.data() + r * vocab;
-      for (int64_t k = 0; k < vocab; ++k) {
-        if (std::isnan(got[k]) || std::isnan(ref[k])) {
-          nan |= std::isnan(got[k]) != std::isnan(ref[k]);
-          continue;
-        }
-        maxAbs = std::max(maxAbs, (double)std::fabs(got[k] - ref[k]));
-        maxRef = std::max(maxRef, (double)std::fabs(ref[k]));
-      }
+      const float *got = result->logits.data() + r * vocab;
+      const float *ref = c.logits.floats.data() + r * vocab;
+      accumulate(got, ref, vocab, maxAbs, maxRef, nan);
       agree += std::max_element(got, got + vocab) - got ==
                std::max_element(ref, ref + vocab) - ref;
     }
     double rel = maxRef > 0 ? maxAbs / maxRef : maxAbs;
     double agreement = 100.0 * agree / n;
     bool ok = !nan && rel <= tolerance && agreement >= minAgreement;
-    std::printf("%s: %lld tokens, max_abs %.3e rel %.3e, argmax agreement "
-                "%.1f%% (%lld/%lld)%s %s\n",
-                set.c_str(), (long long)n, maxAbs, rel, agreement,
-                (long long)agree, (long long)n, nan ? ", NaN mismatch" : "",
+    std::string rows =
+        c.rows > 1 ? " in " + std::to_string(c.rows) + " sequences" : "";
+    std::string past;
+    if (c.sequences[0].pastLength)
+      past = " after " + std::to_string(c.sequences[0].pastLength) +
+             " past tokens";
+    std::string present;
+    if (c.hasPresent) {
+      // Each present tensor against the cache read back, relative to its
+      // own largest value; the worst of them.
+      double worstRel = 0, worstAbs = 0;
+      int64_t compared = 0;
+      for (size_t l = 0; l < c.presentKeys.size(); ++l)
+        for (int kv = 0; kv < 2; ++kv) {
+          const tools::Tensor &ref =
+              (kv ? c.presentValues : c.presentKeys)[l];
+          if (ref.dims.empty())
+            continue;
+          int64_t total = ref.dims[2];
+          double pAbs = 0, pRef = 0;
+          std::vector<float> got(total * H * D);
+          for (int64_t r = 0; r < c.rows; ++r) {
+            // The cache's [total, H, D] as the exporter's [H, total, D].
+            const std::vector<float> &cache =
+                (kv ? result->values : result->keys)[r][l];
+            for (int64_t h = 0; h < H; ++h)
+              for (int64_t p = 0; p < total; ++p)
+                std::copy_n(cache.data() + (p * H + h) * D, D,
+                            got.data() + (h * total + p) * D);
+            accumulate(got.data(), ref.floats.data() + r * total * H * D,
+                       total * H * D, pAbs, pRef, nan);
+          }
+          double pRel = pRef > 0 ? pAbs / pRef : pAbs;
+          worstRel = std::max(worstRel, pRel);
+          worstAbs = std::max(worstAbs, pAbs);
+          ++compared;
+        }
+      ok &= !nan && worstRel <= tolerance;
+      char buffer[160];
+      std::snprintf(buffer, sizeof(buffer),
+                    "; %lld present K/V: max_abs %.3e rel %.3e",
+                    (long long)compared, worstAbs, worstRel);
+      present = buffer;
+    }
+    std::printf("%s: %lld tokens%s%s, max_abs %.3e rel %.3e, argmax "
+                "agreement %.1f%% (%lld/%lld)%s%s %s\n",
+                c.name.c_str(), (long long)n, rows.c_str(), past.c_str(),
+                maxAbs, rel, agreement, (long long)agree, (long long)n,
+                present.c_str(), nan ? ", NaN mismatch" : "",
                 ok ? "PASS" : "FAIL");
     ok ? ++passed : ++failed;
   }
@@ -262,25 +526,27 @@ int main(int argc, char **argv) {
   }
 
   EngineOptions engineOptions;
-  engineOptions.device = args.str("device", "host");
+  engineOptions.device = args.str("device", "auto");
   engineOptions.numBlocks = static_cast<int32_t>(kvBlocks);
   engineOptions.seed = seed;
   engineOptions.maxSequences = 1;
+  if (args.has("check"))
+    return runCheck(*model, engineOptions, args.str("check"), tolerance,
+                    minAgreement);
   auto engine = Engine::create(*model, engineOptions);
   if (!engine.isOk())
     return fail(engine.status());
-
-  if (args.has("check"))
-    return runCheck(**engine, args.str("check"), tolerance, minAgreement);
 
   // The prompt: text through the artifact's tokenizer, or raw ids.
   const ModelConfig &config = (*model)->config();
   std::unique_ptr<Tokenizer> tokenizer;
   if (!(*model)->tokenizerBytes().empty()) {
     auto loaded = Tokenizer::loadFromBytes((*model)->tokenizerBytes());
-    if (!loaded.isOk())
+    // A runtime built without SentencePiece still runs token ids.
+    if (loaded.isOk())
+      tokenizer = std::move(loaded).value();
+    else if (!args.has("prompt-ids"))
       return fail(loaded.status());
-    tokenizer = std::move(loaded).value();
   }
   // Text prompts start with BOS (unless --no-bos); ids are taken as given.
   std::vector<int32_t> prompt;
@@ -350,6 +616,9 @@ int main(int argc, char **argv) {
   if (!streamError.isOk())
     return fail(streamError);
   if (!quiet) {
+    if (!(*engine)->deviceNote().empty())
+      std::fprintf(stderr, "kiln-run: running on %s\n",
+                   (*engine)->deviceNote().c_str());
     const EngineStats &s = (*engine)->stats();
     std::fprintf(stderr,
                  "kiln-run: %s device: prefill %lld tokens in %.1f ms (%.0f "

@@ -92,6 +92,24 @@ mlir::LogicalResult buildModelConfig(mlir::ModuleOp module,
                                      CompiledModel &model,
                                      std::vector<std::string> &notes);
 
+struct PrecisionStats {
+  int64_t weights = 0; ///< Weight-table entries converted.
+  int64_t buffers = 0; ///< Buffers converted, all entry points.
+  int64_t views = 0;   ///< Casts that became views.
+};
+
+/// Stores the plan's f32 floats as `dtype` (f16 or bf16; f32 changes
+/// nothing): every f32 weight-table entry and every f32 buffer of every
+/// entry point (constants' data converted), casts that became identities
+/// turned into views, and the config's dtype. Integer buffers stay.
+/// Runs after buildLaunchPlan and buildModelConfig, before packWeights
+/// (which converts the weights whose source type no longer matches) and
+/// buildKernels. Errors at `loc`.
+mlir::LogicalResult convertPlanPrecision(CompiledModel &model,
+                                         kiln::runtime::DType dtype,
+                                         mlir::Location loc,
+                                         PrecisionStats &stats);
+
 struct WeightStats {
   int64_t referenced = 0, referencedBytes = 0;
   int64_t embedded = 0, embeddedBytes = 0;

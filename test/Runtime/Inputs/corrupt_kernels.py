@@ -1,4 +1,4 @@
-"""Copies a .kiln artifact, setting its kernel table's version to 2 and
+"""Copies a .kiln artifact, setting its kernel table's version to 99 and
 fixing the checksums (payload, section table, header) so that only the
 kernel table's own check can catch it."""
 import struct
@@ -14,7 +14,7 @@ for i in range(count):
     if kind != 2:
         continue
     offset, size = struct.unpack_from("<QQ", data, entry + 40)
-    struct.pack_into("<I", data, offset + 4, 2)
+    struct.pack_into("<I", data, offset + 4, 99)
     crc = zlib.crc32(bytes(data[offset:offset + size]))
     struct.pack_into("<I", data, entry + 56, crc)
 struct.pack_into("<I", data, 36, zlib.crc32(bytes(data[table:table + 64 * count])))

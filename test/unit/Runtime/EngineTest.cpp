@@ -11,6 +11,7 @@
 #include "TinyModel.h"
 
 #include "kiln/runtime/Engine.h"
+#include "kiln/runtime/Half.h"
 #include "kiln/runtime/HostDevice.h"
 #include "kiln/runtime/PagedKVCache.h"
 
@@ -159,6 +160,46 @@ TEST_P(DeviceTest, RejectsInconsistentBatchesAndIds) {
                 .run(other.plan.entries[0], cache->forwardBatch(), ok, logits)
                 .code(),
             StatusCode::FailedPrecondition);
+}
+
+TEST_P(DeviceTest, WritesAndReadsCacheSlots) {
+  // 1 KV head of 4: two slots in different blocks, layer 1.
+  std::vector<int64_t> slots = {5, 18};
+  std::vector<float> keys = {1, -2, 0.5f, 4, 8, 0.25f, -1, 3},
+                     values = {-4, 2, 1, 0, 7, 6, 5, 0.125f};
+  Status s = device.writeCache(1, slots, keys, values);
+  ASSERT_TRUE(s.isOk()) << s;
+  std::vector<float> k, v;
+  s = device.readCache(1, slots, k, v);
+  ASSERT_TRUE(s.isOk()) << s;
+  // Every value is exact in f16 and bf16.
+  EXPECT_EQ(k, keys);
+  EXPECT_EQ(v, values);
+  // The layout is [layers, blocks, 2, kv_heads, block_size, head_dim].
+  const host::KVCacheView &view = device.cache();
+  std::vector<float> direct(4);
+  int64_t at = view.offset(1, 18 / 4, 1, 0, 18 % 4);
+  for (int j = 0; j < 4; ++j) {
+    if (view.dtype == DType::F32)
+      direct[j] = static_cast<const float *>(view.data)[at + j];
+    else {
+      uint16_t h = static_cast<const uint16_t *>(view.data)[at + j];
+      direct[j] = view.dtype == DType::F16 ? halfToFloat(h) : bf16ToFloat(h);
+    }
+  }
+  EXPECT_EQ(direct, std::vector<float>(values.begin() + 4, values.end()));
+
+  EXPECT_EQ(device.writeCache(2, slots, keys, values).code(),
+            StatusCode::OutOfRange);
+  std::vector<int64_t> outside = {5, 96};
+  s = device.writeCache(0, outside, keys, values);
+  EXPECT_EQ(s.code(), StatusCode::OutOfRange);
+  EXPECT_EQ(s.message(), "cannot write slot 96 (row 1): the KV cache has 96 "
+                         "slots");
+  EXPECT_EQ(device.readCache(0, {-1}, k, v).code(), StatusCode::OutOfRange);
+  std::vector<float> shortKeys(4);
+  EXPECT_EQ(device.writeCache(0, slots, shortKeys, values).code(),
+            StatusCode::InvalidArgument);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -355,13 +396,96 @@ TEST_F(EngineTest, WaitingRequestsRunWhenBlocksFree) {
   EXPECT_EQ(engine->stats().prefillSteps, 2);
 }
 
-TEST(DeviceFactoryTest, CudaIsNotBuiltYet) {
-  auto cuda = createDevice("cuda");
-  EXPECT_EQ(cuda.status().code(), StatusCode::Unimplemented);
-  EXPECT_NE(cuda.status().message().find("not built with CUDA support yet"),
-            std::string::npos);
-  EXPECT_EQ(createDevice("tpu").status().code(), StatusCode::InvalidArgument);
+TEST_F(EngineTest, ForwardAllBatchRunsRowsAsSequences) {
+  auto engine = make();
+  ASSERT_TRUE(engine);
+  std::vector<int32_t> a = {1, 5, 9, 3, 7}, b = {1, 4, 4};
+  auto alone = engine->forwardAll(a);
+  auto batch = engine->forwardAllBatch({a, b});
+  ASSERT_TRUE(alone.isOk() && batch.isOk()) << batch.status();
+  ASSERT_EQ(batch->size(), (a.size() + b.size()) * kVocab);
+  expectRowsNear(batch->data(), alone->data(), a.size() * kVocab, 1e-5);
+  auto aloneB = engine->forwardAll(b);
+  ASSERT_TRUE(aloneB.isOk());
+  expectRowsNear(batch->data() + a.size() * kVocab, aloneB->data(),
+                 b.size() * kVocab, 1e-5);
+  EXPECT_EQ(engine->kvCache().numSequences(), 0);
+  EXPECT_EQ(engine->forwardAllBatch({a, {}}).status().code(),
+            StatusCode::InvalidArgument);
+}
+
+TEST_F(EngineTest, ForwardAllWithPastContinuesACachedContext) {
+  auto engine = make();
+  ASSERT_TRUE(engine);
+  // The whole sequence, with its cache read back.
+  std::vector<int32_t> full = {1, 5, 9, 3, 7, 7, 2};
+  SequenceWithPast whole;
+  whole.tokens = full;
+  auto ref = engine->forwardAllWithPast({whole}, true);
+  ASSERT_TRUE(ref.isOk()) << ref.status();
+  ASSERT_EQ(ref->keys.size(), 1u);
+  ASSERT_EQ(ref->keys[0].size(), 2u);
+  const int64_t row = 4; // 1 KV head of 4
+  ASSERT_EQ(ref->keys[0][0].size(), full.size() * row);
+
+  // Its first 5 tokens as past (crossing a block), the last 2 on top, next
+  // to a fresh sequence in the same step.
+  int32_t past = 5;
+  SequenceWithPast tail;
+  tail.tokens.assign(full.begin() + past, full.end());
+  tail.pastLength = past;
+  for (int l = 0; l < 2; ++l) {
+    tail.pastKeys.emplace_back(ref->keys[0][l].begin(),
+                               ref->keys[0][l].begin() + past * row);
+    tail.pastValues.emplace_back(ref->values[0][l].begin(),
+                                 ref->values[0][l].begin() + past * row);
+  }
+  SequenceWithPast other;
+  other.tokens = {1, 4};
+  auto got = engine->forwardAllWithPast({other, tail}, true);
+  ASSERT_TRUE(got.isOk()) << got.status();
+  ASSERT_EQ(got->logits.size(), (2 + full.size() - past) * kVocab);
+  expectRowsNear(got->logits.data() + 2 * kVocab,
+                 ref->logits.data() + past * kVocab,
+                 (full.size() - past) * kVocab, 1e-5);
+  for (int l = 0; l < 2; ++l) {
+    expectRowsNear(got->keys[1][l].data(), ref->keys[0][l].data(),
+                   full.size() * row, 1e-5);
+    expectRowsNear(got->values[1][l].data(), ref->values[0][l].data(),
+                   full.size() * row, 1e-5);
+  }
+  EXPECT_EQ(got->keys[0][0].size(), 2 * row);
+  EXPECT_EQ(engine->kvCache().numSequences(), 0);
+
+  // Past arrays that do not match the cache geometry.
+  tail.pastKeys[1].pop_back();
+  auto bad = engine->forwardAllWithPast({tail}, false);
+  EXPECT_EQ(bad.status().code(), StatusCode::InvalidArgument);
+  EXPECT_NE(bad.status().message().find("expected 2 layers of past keys"),
+            std::string::npos)
+      << bad.status();
+  EXPECT_EQ(engine->kvCache().numSequences(), 0);
+}
+
+TEST(DeviceFactoryTest, NamesAndMissingDriver) {
   EXPECT_TRUE(createDevice("host").isOk());
+  auto storage = createDevice("host:storage");
+  ASSERT_TRUE(storage.isOk());
+  EXPECT_EQ((*storage)->name(), "host:storage");
+  EXPECT_EQ(createDevice("tpu").status().code(), StatusCode::InvalidArgument);
+  EXPECT_EQ(createDevice("cuda:").status().code(),
+            StatusCode::InvalidArgument);
+  EXPECT_EQ(createDevice("cuda:-1").status().code(),
+            StatusCode::InvalidArgument);
+  // The CUDA device opens libcuda.so.1 at run time: without a driver it is
+  // Unimplemented and says so; a GPU ordinal the machine lacks is NotFound.
+  auto cuda = createDevice("cuda:4096");
+  ASSERT_FALSE(cuda.isOk());
+  if (cuda.status().code() == StatusCode::Unimplemented)
+    EXPECT_NE(cuda.status().message().find("CUDA driver"), std::string::npos)
+        << cuda.status();
+  else
+    EXPECT_EQ(cuda.status().code(), StatusCode::NotFound) << cuda.status();
 }
 
 } // namespace

@@ -35,6 +35,9 @@ KernelTable makeTable() {
   m.uses = 1;
   m.reason = "no embedding generator";
   t.kernels.push_back(m);
+  // decode: step 0 launches nothing (a View), step 1 the gemv, step 2 the
+  // missing embedding.
+  t.bindings.push_back({"decode", {{}, {0}, {1}}});
   return t;
 }
 
@@ -63,11 +66,18 @@ TEST(KernelTable, RoundTrip) {
   EXPECT_EQ(g->ptx, t.kernels[0].ptx);
   EXPECT_EQ(g->cubin, t.kernels[0].cubin);
   EXPECT_EQ(back->kernels[1].reason, "no embedding generator");
+  const EntryKernels *decode = back->bindingsFor("decode");
+  ASSERT_NE(decode, nullptr);
+  EXPECT_EQ(decode->steps,
+            (std::vector<std::vector<uint32_t>>{{}, {0}, {1}}));
+  EXPECT_EQ(back->bindingsFor("prefill"), nullptr);
   EXPECT_EQ(back->serialize(), bytes);
   std::string listing = describeKernelTable(*back);
   EXPECT_NE(listing.find("generated gemv gemv_f16_n768_k256"),
             std::string::npos);
   EXPECT_NE(listing.find("missing   embedding"), std::string::npos);
+  EXPECT_NE(listing.find("entry decode: 2 of 3 steps launch 2 kernels"),
+            std::string::npos);
 }
 
 TEST(KernelTable, ThroughArtifact) {
@@ -133,12 +143,21 @@ TEST(KernelTable, Errors) {
   t.kernels[1].reason.clear();
   expectError(t, StatusCode::DataLoss, "without a reason");
 
+  t = makeTable();
+  t.bindings[0].steps[1] = {7};
+  expectError(t, StatusCode::DataLoss,
+              "entry point 'decode' step #1 names kernel #7 of 2");
+  t = makeTable();
+  t.bindings.push_back(t.bindings[0]);
+  expectError(t, StatusCode::DataLoss,
+              "bindings of entry point 'decode' are empty-named or repeated");
+
   std::vector<uint8_t> bytes = makeTable().serialize();
-  bytes[4] = 2; // version
+  bytes[4] = 3; // version
   auto v = KernelTable::deserialize(Span<const uint8_t>(bytes));
   ASSERT_FALSE(v.isOk());
   EXPECT_EQ(v.status().code(), StatusCode::Unimplemented);
-  EXPECT_NE(v.status().message().find("unsupported kernel table version 2"),
+  EXPECT_NE(v.status().message().find("unsupported kernel table version 3"),
             std::string::npos);
   bytes = makeTable().serialize();
   bytes[0] = 'X';

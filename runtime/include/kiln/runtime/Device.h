@@ -4,7 +4,8 @@
 // paged KV cache ([layers, num_blocks, 2, kv_heads, block_size, head_dim]
 // of the model's cache dtype), and runs an entry point's steps for one
 // ForwardBatch. The host device (HostDevice.h) runs every step kind in
-// plain C++ fp32; a CUDA device will launch the artifact's kernels.
+// plain C++ fp32; the CUDA device (CudaDevice.h) launches the
+// artifact's generated kernels.
 //
 //===----------------------------------------------------------------------===//
 
@@ -49,11 +50,37 @@ public:
   virtual Status run(const EntryPoint &entry, const ForwardBatch &batch,
                      Span<const int32_t> tokens,
                      std::vector<float> &logits) = 0;
+
+  /// Writes keys and values of layer `layer` into the KV cache:
+  /// `keys`/`values` are fp32 [slots.size(), kv_heads, head_dim], rounded
+  /// to the cache dtype; slot j (block * block_size + offset, as in
+  /// ForwardBatch::slotMapping) receives row j. For caches filled from
+  /// outside a step (an exporter's past keys and values). A layer or slot
+  /// outside the cache is OutOfRange, arrays of the wrong size
+  /// InvalidArgument; nothing is written then.
+  virtual Status writeCache(int32_t layer, Span<const int64_t> slots,
+                            Span<const float> keys,
+                            Span<const float> values) = 0;
+
+  /// Reads the keys and values of layer `layer` at `slots` back as fp32
+  /// [slots.size(), kv_heads, head_dim] (resizing `keys` and `values`).
+  /// Same errors as writeCache.
+  virtual Status readCache(int32_t layer, Span<const int64_t> slots,
+                           std::vector<float> &keys,
+                           std::vector<float> &values) = 0;
 };
 
-/// "host" (the only device of this build), or "cuda", which is
-/// Unimplemented until the CUDA device lands.
+/// "host", "host:storage" (activations rounded to their plan dtypes, as
+/// the GPU keeps them), "cuda" (GPU 0) or "cuda:N". Unimplemented for cuda on a
+/// machine without a CUDA driver, NotFound for a GPU it does not have.
 StatusOr<std::unique_ptr<Device>> createDevice(std::string_view kind);
+
+/// createDevice + prepare. `kind` may also be "auto": the CUDA device when
+/// the machine has one and the artifact carries kernels it can run, else
+/// the host device; `note` (when given) then says why the host was chosen.
+StatusOr<std::unique_ptr<Device>>
+openPreparedDevice(std::string_view kind, std::shared_ptr<const Model> model,
+                   const KVCacheConfig &cache, std::string *note = nullptr);
 
 /// The cache geometry a model needs, for `numBlocks` blocks.
 KVCacheConfig kvCacheConfigFor(const Model &model, int32_t numBlocks);

@@ -50,7 +50,8 @@ struct TokenEvent {
 using TokenCallback = std::function<void(const TokenEvent &)>;
 
 struct EngineOptions {
-  /// "host" or "cuda".
+  /// "host", "cuda", "cuda:N" or "auto" (the GPU when there is one that
+  /// can run the artifact, else the host).
   std::string device = "host";
   /// KV cache blocks; 0 sizes the pool for maxSequences full contexts.
   int32_t numBlocks = 0;
@@ -61,6 +62,29 @@ struct EngineOptions {
   int32_t maxPrefillTokens = 0;
   /// Seed of the sampler.
   uint64_t seed = 0;
+};
+
+/// One sequence of Engine::forwardAllWithPast: `pastLength` tokens of
+/// context whose keys and values are given (an exporter's past_key_values),
+/// then `tokens`, run on top of them at positions pastLength,
+/// pastLength + 1, ...
+struct SequenceWithPast {
+  std::vector<int32_t> tokens;
+  int32_t pastLength = 0;
+  /// One entry per layer (or none when pastLength is 0): fp32
+  /// [pastLength, kv_heads, head_dim], as the cache holds them (keys after
+  /// the rotary embedding).
+  std::vector<std::vector<float>> pastKeys, pastValues;
+};
+
+/// What Engine::forwardAllWithPast returns.
+struct ForwardAllResult {
+  /// [sum of the sequences' tokens, vocab], the sequences' rows in order.
+  std::vector<float> logits;
+  /// With `readBackCache`: per sequence, per layer, fp32
+  /// [pastLength + tokens, kv_heads, head_dim] of the cache after the
+  /// step (the exporter's present_key_values); else empty.
+  std::vector<std::vector<std::vector<float>>> keys, values;
 };
 
 struct EngineStats {
@@ -98,8 +122,28 @@ public:
   /// sequence is dropped afterwards. For checks and perplexity.
   StatusOr<std::vector<float>> forwardAll(Span<const int32_t> tokens);
 
+  /// Runs every row as its own fresh sequence, all in one step of
+  /// `prefill_all`, and returns the [sum of the rows' lengths, vocab]
+  /// logits, rows in order; the sequences are dropped afterwards.
+  StatusOr<std::vector<float>>
+  forwardAllBatch(const std::vector<std::vector<int32_t>> &rows);
+
+  /// forwardAllBatch over cached context: each sequence's past keys and
+  /// values are written into the cache (Device::writeCache) at positions
+  /// [0, pastLength), then all sequences' tokens run in one step of
+  /// `prefill_all`. With `readBackCache` the cache of every sequence
+  /// (past and new tokens) is read back (Device::readCache) before the
+  /// sequences are dropped. InvalidArgument for empty token lists, ids
+  /// outside the vocabulary, contexts longer than the model's, or past
+  /// arrays of the wrong size.
+  StatusOr<ForwardAllResult>
+  forwardAllWithPast(const std::vector<SequenceWithPast> &sequences,
+                     bool readBackCache);
+
   const Model &model() const { return *model_; }
   const Device &device() const { return *device_; }
+  /// Why "auto" chose the host device (empty otherwise).
+  const std::string &deviceNote() const { return deviceNote_; }
   const PagedKVCache &kvCache() const { return *cache_; }
   const EngineStats &stats() const { return stats_; }
   Sampler &sampler() { return sampler_; }
@@ -140,6 +184,7 @@ private:
   /// Sequence ids of forwardAll, kept apart from request ids.
   int64_t nextScratchId_ = -1;
   EngineStats stats_;
+  std::string deviceNote_;
 };
 
 } // namespace kiln::runtime

@@ -24,14 +24,24 @@ namespace kiln::runtime {
 
 class HostDevice : public Device {
 public:
-  HostDevice();
+  /// With `roundToStorage`, every step's results are rounded to their
+  /// buffers' dtypes (f16/bf16) as a GPU stores them; by default the host
+  /// keeps activations in fp32 (a higher-precision reference).
+  explicit HostDevice(bool roundToStorage = false);
   ~HostDevice() override;
 
-  std::string name() const override { return "host"; }
+  std::string name() const override {
+    return roundToStorage_ ? "host:storage" : "host";
+  }
   Status prepare(std::shared_ptr<const Model> model,
                  const KVCacheConfig &cache) override;
   Status run(const EntryPoint &entry, const ForwardBatch &batch,
              Span<const int32_t> tokens, std::vector<float> &logits) override;
+  Status writeCache(int32_t layer, Span<const int64_t> slots,
+                    Span<const float> keys, Span<const float> values) override;
+  Status readCache(int32_t layer, Span<const int64_t> slots,
+                   std::vector<float> &keys,
+                   std::vector<float> &values) override;
 
   /// The cache memory (for tests and tools that inspect it).
   const host::KVCacheView &cache() const { return cacheView_; }
@@ -41,6 +51,10 @@ public:
 
 private:
   struct EntryState;
+  bool roundToStorage_ = false;
+  /// The checks writeCache and readCache share.
+  Status checkCacheAccess(const char *what, int32_t layer,
+                          Span<const int64_t> slots) const;
   Status prepareEntry(const EntryPoint &entry, EntryState &state);
   /// Decides, from how the plan reads each weight, which copies it needs.
   void prepareWeights();

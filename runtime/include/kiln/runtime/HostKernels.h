@@ -84,6 +84,12 @@ struct KVCacheView {
 Status kvCacheWrite(KVCacheView cache, int64_t layer, const float *key,
                     const float *value, const int64_t *slots, int64_t tokens);
 
+/// Reads key/value [tokens, kvHeads, headDim] of layer `layer` back from
+/// their slots as fp32 (the inverse of kvCacheWrite); every slot must be
+/// inside the cache (OutOfRange).
+Status kvCacheRead(KVCacheView cache, int64_t layer, const int64_t *slots,
+                   int64_t tokens, float *key, float *value);
+
 /// Copies the first numTokens rows of block src into block dst, every
 /// layer, K and V (copy-on-write).
 Status copyBlock(KVCacheView cache, int64_t src, int64_t dst,

@@ -21,6 +21,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -83,7 +84,7 @@ struct KernelInfo {
   KernelStatus status = KernelStatus::Generated;
   /// Shape and tuning parameters, in the generator's order.
   std::vector<std::pair<std::string, std::string>> params;
-  /// Plan steps of the decode entry point this entry serves.
+  /// Plan steps (of every entry point) this entry serves.
   uint32_t uses = 0;
 
   // Generated only.
@@ -105,15 +106,30 @@ struct KernelInfo {
   std::string param(const std::string &key) const;
 };
 
+/// Which kernels serve each step of one entry point: `steps[i]` lists, in
+/// launch order, the table indices of the kernels step i launches (empty
+/// for View and GatherLastTokens, which need no kernel). A step kind with
+/// several launches (GatedMLP: gate gemv, up gemv, the activation, down
+/// gemv) lists them all. Indices may name missing entries: a device then
+/// reports the entry's reason instead of running the entry point.
+struct EntryKernels {
+  std::string entry;
+  std::vector<std::vector<uint32_t>> steps;
+};
+
 class KernelTable {
 public:
-  static constexpr uint32_t kFormatVersion = 1;
+  static constexpr uint32_t kFormatVersion = 2;
 
   /// The GPU the code is for ("sm_90a").
   std::string target;
   std::vector<KernelInfo> kernels;
+  /// One per entry point the code generator covered.
+  std::vector<EntryKernels> bindings;
 
   const KernelInfo *find(const std::string &name) const;
+  /// The bindings of `entry`, or nullptr.
+  const EntryKernels *bindingsFor(std::string_view entry) const;
   size_t numGenerated() const;
   size_t numMissing() const;
   size_t numCubins() const;

@@ -1,0 +1,959 @@
+//===- CudaDevice.cpp - Running launch plans with the generated kernels ---===//
+
+#include "CudaDevice.h"
+
+#include "kiln/runtime/Half.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace kiln::runtime {
+
+using namespace cuda;
+
+//===----------------------------------------------------------------------===//
+// Device memory and programs
+//===----------------------------------------------------------------------===//
+
+/// One cuMemAlloc, freed with the object.
+struct CudaDevice::Memory {
+  const Driver *d = nullptr;
+  CUdeviceptr ptr = 0;
+  size_t bytes = 0;
+
+  ~Memory() {
+    if (ptr)
+      d->cuMemFree(ptr);
+  }
+  static StatusOr<std::unique_ptr<Memory>> allocate(const Driver *d,
+                                                    size_t bytes,
+                                                    const char *what) {
+    auto m = std::make_unique<Memory>();
+    m->d = d;
+    m->bytes = bytes;
+    std::string label = std::string("allocating ") + std::to_string(bytes) +
+                        " bytes of device memory for " + what;
+    KILN_RETURN_IF_ERROR(
+        d->check(d->cuMemAlloc(&m->ptr, std::max<size_t>(bytes, 1)),
+                 label.c_str()));
+    return m;
+  }
+};
+
+namespace {
+
+/// Where a kernel argument points.
+enum class Source : uint8_t {
+  Buffer,      ///< A plan buffer of the entry point (views resolved).
+  Weight,      ///< Weight `id` as stored.
+  WeightNK,    ///< Weight `id` transposed to [N, K].
+  CacheLayer,  ///< The KV cache at layer `id`.
+  Scratch,     ///< GatedMLP temporary `id` (0 gate, 1 up, 2 activation).
+  BlockTables, ///< The batch's block tables padded to the kernels' width.
+  SeqStarts,   ///< [N, 2] i32 {0, append length}: one sequence's qsl.
+  Partials,    ///< Split-K workspace of paged_decode.
+  Counters,    ///< Split-K arrival counters (kept zero by the kernel).
+};
+
+struct ArgRef {
+  Source source = Source::Buffer;
+  uint32_t id = 0;
+  /// Bytes one row (of the step's T or N rows) advances the pointer by,
+  /// for launches per row or per sequence; 0 for arguments that do not.
+  int64_t tokenRowBytes = 0;
+  int64_t seqRowBytes = 0;
+};
+
+struct Launch {
+  uint32_t kernel = 0;
+  std::vector<ArgRef> args;
+  /// paged_prefill: one launch per sequence (the kernel is specialized for
+  /// one sequence), grid scaled by that sequence's append length.
+  bool perSequence = false;
+  /// What the step's rows are (the leading dimension of its result): T
+  /// for token-major steps, N after GatherLastTokens.
+  Sym rows = Sym::T;
+};
+
+struct StepProgram {
+  OpKind kind = OpKind::View;
+  std::vector<Launch> launches;
+  /// GatherLastTokens: copy row qsl[i+1]-1 of `gatherFrom` to row i of
+  /// `gatherTo`, rows of `gatherRowBytes`.
+  uint32_t gatherFrom = 0, gatherTo = 0;
+  int64_t gatherRowBytes = 0;
+};
+
+} // namespace
+
+struct CudaDevice::Program {
+  const EntryPoint *entry = nullptr;
+  std::vector<StepProgram> steps;
+  /// Per buffer: the buffer whose memory it is (itself unless a View).
+  std::vector<uint32_t> root;
+  /// Per buffer: bytes of one row of dimension 0 (0 when not row-indexed).
+  std::vector<int64_t> rowBytes;
+  /// Constant buffers, uploaded at prepare (by buffer id).
+  std::map<uint32_t, std::unique_ptr<Memory>> constants;
+  int64_t scratchRowBytes[3] = {0, 0, 0};
+  /// Width of the padded block tables (the attention kernels' max_blocks);
+  /// 0 when no kernel reads block tables.
+  int64_t tableWidth = 0;
+  int64_t partialFloatsPerSeq = 0, countersPerSeq = 0;
+
+  // Per run.
+  std::unique_ptr<Memory> arena, counters;
+  std::vector<CUdeviceptr> ptr;
+  CUdeviceptr scratch[3] = {0, 0, 0};
+  CUdeviceptr tables = 0, seqStarts = 0, partials = 0, copies = 0;
+  std::vector<uint8_t> staging, output;
+};
+
+//===----------------------------------------------------------------------===//
+// Opening the device
+//===----------------------------------------------------------------------===//
+
+CudaDevice::CudaDevice(const Driver *driver, int ordinal)
+    : d_(driver), ordinal_(ordinal) {}
+
+CudaDevice::~CudaDevice() {
+  if (!context_)
+    return;
+  d_->cuCtxSetCurrent(context_);
+  d_->cuCtxSynchronize();
+  programs_.clear();
+  weights_.clear();
+  transposed_.clear();
+  kvCache_.reset();
+  for (CUmodule m : modules_)
+    d_->cuModuleUnload(m);
+  if (stream_)
+    d_->cuStreamDestroy(stream_);
+  d_->cuDevicePrimaryCtxRelease(device_);
+}
+
+StatusOr<std::unique_ptr<Device>> CudaDevice::open(int ordinal) {
+  KILN_ASSIGN_OR_RETURN(const Driver *d, loadDriver());
+  int count = 0;
+  KILN_RETURN_IF_ERROR(d->check(d->cuDeviceGetCount(&count), "counting GPUs"));
+  if (ordinal < 0 || ordinal >= count)
+    return makeError(StatusCode::NotFound, "no CUDA device ", ordinal,
+                     " (this machine has ", count, ")");
+  std::unique_ptr<CudaDevice> dev(new CudaDevice(d, ordinal));
+  KILN_RETURN_IF_ERROR(
+      d->check(d->cuDeviceGet(&dev->device_, ordinal), "cuDeviceGet"));
+  char name[256] = {};
+  KILN_RETURN_IF_ERROR(d->check(
+      d->cuDeviceGetName(name, sizeof(name) - 1, dev->device_), "device name"));
+  dev->deviceName_ = name;
+  KILN_RETURN_IF_ERROR(d->check(
+      d->cuDeviceGetAttribute(&dev->ccMajor_, kAttrComputeCapabilityMajor,
+                              dev->device_),
+      "compute capability"));
+  KILN_RETURN_IF_ERROR(d->check(
+      d->cuDeviceGetAttribute(&dev->ccMinor_, kAttrComputeCapabilityMinor,
+                              dev->device_),
+      "compute capability"));
+  KILN_RETURN_IF_ERROR(d->check(
+      d->cuDevicePrimaryCtxRetain(&dev->context_, dev->device_),
+      "creating the CUDA context"));
+  KILN_RETURN_IF_ERROR(
+      d->check(d->cuCtxSetCurrent(dev->context_), "cuCtxSetCurrent"));
+  // CU_STREAM_NON_BLOCKING: no implicit synchronization with stream 0.
+  KILN_RETURN_IF_ERROR(
+      d->check(d->cuStreamCreate(&dev->stream_, 1), "creating a stream"));
+  return std::unique_ptr<Device>(std::move(dev));
+}
+
+std::string CudaDevice::name() const {
+  return "cuda:" + std::to_string(ordinal_) + " (" + deviceName_ + ", sm_" +
+         std::to_string(ccMajor_) + std::to_string(ccMinor_) + ")";
+}
+
+//===----------------------------------------------------------------------===//
+// prepare
+//===----------------------------------------------------------------------===//
+
+/// "sm_90a" -> {9, 0, true}; false for another spelling.
+static bool parseTarget(const std::string &target, int &major, int &minor,
+                        bool &archSpecific) {
+  if (target.rfind("sm_", 0) != 0 || target.size() < 5)
+    return false;
+  std::string digits = target.substr(3);
+  archSpecific = !digits.empty() && digits.back() == 'a';
+  if (archSpecific)
+    digits.pop_back();
+  if (digits.size() < 2 ||
+      digits.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  major = std::stoi(digits.substr(0, digits.size() - 1));
+  minor = digits.back() - '0';
+  return true;
+}
+
+Status CudaDevice::loadKernels(const KernelTable &table) {
+  int major = 0, minor = 0;
+  bool archSpecific = false;
+  if (!parseTarget(table.target, major, minor, archSpecific))
+    return makeError(StatusCode::FailedPrecondition,
+                     "the artifact's kernels are for '", table.target,
+                     "', not a CUDA sm_XX target");
+  bool exact = major == ccMajor_ && minor == ccMinor_;
+  bool newer = ccMajor_ > major || (ccMajor_ == major && ccMinor_ >= minor);
+  if (archSpecific ? !exact : !newer)
+    return makeError(StatusCode::FailedPrecondition,
+                     "the artifact's kernels are for ", table.target,
+                     "; this GPU (", deviceName_, ") is sm_", ccMajor_,
+                     ccMinor_, ": recompile with kiln-compile --target sm_",
+                     ccMajor_, ccMinor_, archSpecific ? "a" : "");
+  functions_.assign(table.kernels.size(), nullptr);
+  for (size_t i = 0; i < table.kernels.size(); ++i) {
+    const KernelInfo &k = table.kernels[i];
+    if (k.status != KernelStatus::Generated)
+      continue;
+    CUmodule module = nullptr;
+    CUresult r = 1;
+    if (!k.cubin.empty() && exact)
+      r = d_->cuModuleLoadData(&module, k.cubin.data());
+    if (r != CUDA_SUCCESS) // no cubin for this GPU: the driver JITs the PTX
+      r = d_->cuModuleLoadData(&module, k.ptx.c_str());
+    std::string what = "loading kernel '" + k.name + "'";
+    KILN_RETURN_IF_ERROR(d_->check(r, what.c_str()));
+    modules_.push_back(module);
+    KILN_RETURN_IF_ERROR(d_->check(
+        d_->cuModuleGetFunction(&functions_[i], module, k.name.c_str()),
+        what.c_str()));
+    if (k.dynamicSharedBytes > 48 * 1024)
+      KILN_RETURN_IF_ERROR(d_->check(
+          d_->cuFuncSetAttribute(functions_[i], kFuncAttrMaxDynamicSharedBytes,
+                                 static_cast<int>(k.dynamicSharedBytes)),
+          what.c_str()));
+  }
+  return Status::ok();
+}
+
+Status CudaDevice::prepare(std::shared_ptr<const Model> model,
+                           const KVCacheConfig &cache) {
+  if (!model)
+    return makeError(StatusCode::InvalidArgument, "no model");
+  KILN_RETURN_IF_ERROR(cache.validate());
+  KVCacheConfig expected = kvCacheConfigFor(*model, cache.numBlocks);
+  if (cache.numLayers != expected.numLayers ||
+      cache.numKVHeads != expected.numKVHeads ||
+      cache.headDim != expected.headDim ||
+      cache.blockSize != expected.blockSize ||
+      cache.elementBytes != expected.elementBytes)
+    return makeError(StatusCode::InvalidArgument,
+                     "KV cache geometry does not match the model");
+  const KernelTable *table = model->kernels();
+  if (!table)
+    return makeError(StatusCode::FailedPrecondition,
+                     "the artifact has no GPU kernels (compiled with --target "
+                     "none?): recompile it with kiln-compile --target sm_90a, "
+                     "or use --device host");
+  KILN_RETURN_IF_ERROR(d_->check(d_->cuCtxSetCurrent(context_), "context"));
+  model_ = std::move(model);
+  cache_ = cache;
+  const EntryPoint &first = model_->plan().entries.front();
+  cacheDType_ = first.buffers[first.kvCache].dtype;
+  programs_.clear();
+  KILN_RETURN_IF_ERROR(loadKernels(*table));
+  weights_.clear();
+  transposed_.clear();
+  weights_.resize(model_->weights().size());
+  transposed_.resize(model_->weights().size());
+  for (const EntryPoint &entry : model_->plan().entries) {
+    auto program = std::make_unique<Program>();
+    KILN_RETURN_IF_ERROR(buildProgram(entry, *program));
+    programs_[&entry] = std::move(program);
+  }
+  KILN_RETURN_IF_ERROR(uploadWeights());
+  KILN_ASSIGN_OR_RETURN(kvCache_, Memory::allocate(d_, cache.totalBytes(),
+                                                   "the KV cache"));
+  KILN_RETURN_IF_ERROR(d_->check(
+      d_->cuMemsetD8Async(kvCache_->ptr, 0, kvCache_->bytes, stream_),
+      "clearing the KV cache"));
+  return d_->check(d_->cuStreamSynchronize(stream_), "prepare");
+}
+
+/// Marks weights as needed (as stored) while programs are built; the
+/// transposed ones are marked in transposed_ by a non-null placeholder.
+Status CudaDevice::uploadWeights() {
+  const WeightTable &table = model_->weights();
+  for (size_t w = 0; w < table.size(); ++w) {
+    bool raw = weights_[w] != nullptr, nk = transposed_[w] != nullptr;
+    weights_[w].reset();
+    transposed_[w].reset();
+    Span<const uint8_t> bytes = model_->weightBytes(w);
+    const WeightInfo &info = table[w];
+    if (raw) {
+      std::string what = "weight '" + info.name + "'";
+      KILN_ASSIGN_OR_RETURN(weights_[w],
+                            Memory::allocate(d_, bytes.size(), what.c_str()));
+      KILN_RETURN_IF_ERROR(d_->check(
+          d_->cuMemcpyHtoD(weights_[w]->ptr, bytes.data(), bytes.size()),
+          what.c_str()));
+    }
+    if (nk) {
+      // [K, N] -> [N, K], element by element in the stored type.
+      int64_t rows = info.shape[0], cols = info.shape[1];
+      int64_t e = dtypeBytes(info.dtype);
+      std::vector<uint8_t> t(bytes.size());
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c)
+          std::memcpy(&t[(c * rows + r) * e], &bytes[(r * cols + c) * e], e);
+      std::string what = "weight '" + info.name + "' (transposed)";
+      KILN_ASSIGN_OR_RETURN(transposed_[w],
+                            Memory::allocate(d_, t.size(), what.c_str()));
+      KILN_RETURN_IF_ERROR(d_->check(
+          d_->cuMemcpyHtoD(transposed_[w]->ptr, t.data(), t.size()),
+          what.c_str()));
+    }
+  }
+  return Status::ok();
+}
+
+/// The kernel families each step kind launches, in order.
+static std::vector<std::string> expectedFamilies(const Step &s,
+                                                 bool decode) {
+  switch (s.kind) {
+  case OpKind::Embedding:
+    return {"embedding"};
+  case OpKind::RotaryTable:
+    return {"rotary_table"};
+  case OpKind::Cast:
+    return {"cast"};
+  case OpKind::RMSNorm:
+    return {"rms_norm"};
+  case OpKind::Linear:
+    return {"gemv"};
+  case OpKind::Rope:
+    return {"rope"};
+  case OpKind::KVCacheWrite:
+    return {"kv_write"};
+  case OpKind::PagedAttention:
+    return {decode ? "paged_decode" : "paged_prefill"};
+  case OpKind::Add:
+    return {"residual_add"};
+  case OpKind::GatedMLP:
+    return {"gemv", "gemv", "silu_mul", "gemv"};
+  default:
+    return {};
+  }
+}
+
+Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
+  const KernelTable &table = *model_->kernels();
+  const EntryKernels *binding = table.bindingsFor(entry.name);
+  if (!binding || binding->steps.size() != entry.steps.size())
+    return makeError(StatusCode::FailedPrecondition,
+                     "the artifact's kernel table does not cover entry point '",
+                     entry.name, "' (recompile with this kiln-compile)");
+  p.entry = &entry;
+  size_t n = entry.buffers.size();
+  p.root.resize(n);
+  p.rowBytes.assign(n, 0);
+  for (size_t id = 0; id < n; ++id) {
+    const Buffer &b = entry.buffers[id];
+    uint32_t r = static_cast<uint32_t>(id);
+    while (entry.buffers[r].kind == BufferKind::View)
+      r = entry.buffers[r].source;
+    p.root[id] = r;
+    if (!b.shape.empty() && !b.shape[0].isConstant()) {
+      int64_t row = dtypeBytes(b.dtype);
+      for (size_t k = 1; k < b.shape.size(); ++k)
+        row *= b.shape[k].isConstant() ? b.shape[k].value : 0;
+      p.rowBytes[id] = row;
+    }
+    if (b.kind == BufferKind::Constant) {
+      std::string what = "constant %" + std::to_string(id);
+      KILN_ASSIGN_OR_RETURN(
+          p.constants[id],
+          Memory::allocate(d_, b.constantData.size(), what.c_str()));
+      KILN_RETURN_IF_ERROR(d_->check(
+          d_->cuMemcpyHtoD(p.constants[id]->ptr, b.constantData.data(),
+                           b.constantData.size()),
+          what.c_str()));
+    }
+  }
+  bool decode = entry.name == "decode";
+  // Weights are marked as needed (as stored, or transposed) by a
+  // placeholder; uploadWeights allocates the marked ones.
+  auto buffer = [&](uint32_t id, bool markStored = true) {
+    const Buffer &b = entry.buffers[id];
+    ArgRef a;
+    if (b.kind == BufferKind::Weight) {
+      a.source = Source::Weight;
+      a.id = b.weightIndex;
+      if (markStored)
+        weights_[b.weightIndex].reset(new Memory());
+      return a;
+    }
+    a.id = p.root[id];
+    a.tokenRowBytes = p.rowBytes[id];
+    return a;
+  };
+
+  p.steps.resize(entry.steps.size());
+  for (size_t i = 0; i < entry.steps.size(); ++i) {
+    const Step &s = entry.steps[i];
+    StepProgram &sp = p.steps[i];
+    sp.kind = s.kind;
+    auto where = [&] {
+      return "entry point '" + entry.name + "' step #" + std::to_string(i) +
+             " (" + opKindName(s.kind) + ")";
+    };
+    if (s.kind == OpKind::View)
+      continue;
+    if (s.kind == OpKind::GatherLastTokens) {
+      sp.gatherFrom = p.root[s.operands[0]];
+      sp.gatherTo = p.root[s.results[0]];
+      sp.gatherRowBytes = p.rowBytes[s.operands[0]];
+      continue;
+    }
+    const std::vector<uint32_t> &kernels = binding->steps[i];
+    for (uint32_t k : kernels)
+      if (table.kernels[k].status != KernelStatus::Generated)
+        return makeError(StatusCode::Unimplemented, "no GPU kernel for ",
+                         where(), ": ", table.kernels[k].family, " ",
+                         table.kernels[k].reason);
+    std::vector<std::string> families = expectedFamilies(s, decode);
+    bool matches = families.size() == kernels.size();
+    for (size_t j = 0; matches && j < kernels.size(); ++j)
+      matches = table.kernels[kernels[j]].family == families[j];
+    if (!matches || families.empty())
+      return makeError(StatusCode::Unimplemented,
+                       "the CUDA device cannot run ", where(),
+                       " with the kernels the artifact binds to it");
+    bool transposed = s.getInt(AttrKey::TransposeWeight) != 0;
+    uint32_t rowBuffer = s.results.empty() ? s.operands[1] : s.results[0];
+    Sym rows = entry.buffers[rowBuffer].shape.empty()
+                   ? Sym::None
+                   : entry.buffers[rowBuffer].shape[0].sym;
+    int32_t layer = static_cast<int32_t>(s.getInt(AttrKey::Layer));
+    for (size_t j = 0; j < kernels.size(); ++j) {
+      const KernelInfo &k = table.kernels[kernels[j]];
+      Launch launch;
+      launch.kernel = kernels[j];
+      launch.perSequence = k.family == "paged_prefill";
+      launch.rows = rows;
+      auto weight = [&](uint32_t id) {
+        bool nk = k.weightLayout == WeightLayout::NK && !transposed;
+        ArgRef a = buffer(id, /*markStored=*/!nk);
+        if (nk) {
+          a.source = Source::WeightNK;
+          transposed_[a.id].reset(new Memory());
+        }
+        return a;
+      };
+      auto scratch = [&](uint32_t slot, int64_t elements) {
+        int64_t row = elements * dtypeBytes(k.args[0].dtype);
+        p.scratchRowBytes[slot] = std::max(p.scratchRowBytes[slot], row);
+        ArgRef a;
+        a.source = Source::Scratch;
+        a.id = slot;
+        a.tokenRowBytes = row;
+        return a;
+      };
+      for (const KernelArgInfo &arg : k.args) {
+        const std::string &nm = arg.name;
+        auto op = [&](size_t idx) { return buffer(s.operands[idx]); };
+        auto res = [&](size_t idx) { return buffer(s.results[idx]); };
+        ArgRef a;
+        bool known = true;
+        if (nm == "cache") {
+          a.source = Source::CacheLayer;
+          a.id = static_cast<uint32_t>(layer);
+        } else if (k.family == "gemv" && s.kind == OpKind::GatedMLP) {
+          int64_t inter = k.args[2].shape[0];
+          if (j == 3)
+            a = nm == "x" ? scratch(2, arg.shape[0])
+                : nm == "w" ? weight(s.operands[3])
+                            : res(0);
+          else
+            a = nm == "x" ? op(0)
+                : nm == "w" ? weight(s.operands[1 + j])
+                            : scratch(static_cast<uint32_t>(j), inter);
+        } else if (k.family == "silu_mul") {
+          a = scratch(nm == "gate" ? 0 : nm == "up" ? 1 : 2, arg.shape[0]);
+        } else if (k.family == "gemv") {
+          a = nm == "x" ? op(0) : nm == "w" ? weight(s.operands[1]) : res(0);
+        } else if (nm == "block_tables") {
+          a.source = Source::BlockTables;
+          p.tableWidth = arg.shape[1];
+          a.seqRowBytes = arg.shape[1] * 4;
+        } else if (nm == "partials") {
+          a.source = Source::Partials;
+          p.partialFloatsPerSeq =
+              std::max(p.partialFloatsPerSeq, arg.shape[0]);
+        } else if (nm == "counters") {
+          a.source = Source::Counters;
+          p.countersPerSeq = std::max(p.countersPerSeq, arg.shape[0]);
+        } else if (nm == "query_start_loc") {
+          a.source = Source::SeqStarts;
+          a.seqRowBytes = 8;
+        } else if (nm == "context_lens") {
+          a = op(3);
+          a.tokenRowBytes = 0;
+          a.seqRowBytes = 4;
+        } else if (nm == "q" || nm == "x" || nm == "table" || nm == "a" ||
+                   nm == "positions") {
+          a = op(0);
+        } else if (nm == "weight" || nm == "ids" || nm == "b" ||
+                   nm == "key") {
+          a = op(1);
+        } else if (nm == "value" || (nm == "cos" && s.kind == OpKind::Rope)) {
+          a = s.kind == OpKind::Rope ? op(1) : op(2);
+        } else if (nm == "sin" && s.kind == OpKind::Rope) {
+          a = op(2);
+        } else if (nm == "slot_mapping") {
+          a = op(3);
+        } else if (nm == "out" || nm == "cos" || nm == "y") {
+          a = res(0);
+        } else if (nm == "sin") {
+          a = res(1);
+        } else {
+          known = false;
+        }
+        if (!known)
+          return makeError(StatusCode::Unimplemented, "kernel '", k.name,
+                           "' for ", where(), " has an argument '", nm,
+                           "' the CUDA device does not know");
+        launch.args.push_back(a);
+      }
+      sp.launches.push_back(std::move(launch));
+    }
+  }
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// run
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// Appends `values` to `out` as elements of `dtype` (an integer type).
+void stageInts(std::vector<uint8_t> &out, size_t at, DType dtype,
+               const int64_t *values, size_t count) {
+  for (size_t k = 0; k < count; ++k) {
+    if (dtype == DType::I32) {
+      int32_t v = static_cast<int32_t>(values[k]);
+      std::memcpy(out.data() + at + 4 * k, &v, 4);
+    } else {
+      std::memcpy(out.data() + at + 8 * k, &values[k], 8);
+    }
+  }
+}
+
+template <typename T> std::vector<int64_t> widen(const std::vector<T> &v) {
+  return std::vector<int64_t>(v.begin(), v.end());
+}
+
+int64_t align(int64_t v) { return (v + 255) / 256 * 256; }
+
+} // namespace
+
+Status CudaDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
+                       Span<const int32_t> tokens, std::vector<float> &logits) {
+  auto found = programs_.find(&entry);
+  if (!model_ || found == programs_.end())
+    return makeError(StatusCode::FailedPrecondition, "entry point '",
+                     entry.name, "' does not belong to the prepared model");
+  Program &p = *found->second;
+  const KernelTable &table = *model_->kernels();
+  int64_t T = batch.numTokens(), N = batch.numSequences(),
+          M = batch.maxBlocksPerSequence;
+  if (T < 1 || N < 1 || M < 0 || (int64_t)tokens.size() != T ||
+      (int64_t)batch.slotMapping.size() != T ||
+      (int64_t)batch.queryStartLoc.size() != N + 1 ||
+      (int64_t)batch.contextLengths.size() != N ||
+      (int64_t)batch.blockTables.size() != N * M ||
+      (int64_t)batch.appendLengths.size() != N)
+    return makeError(StatusCode::InvalidArgument,
+                     "inconsistent forward batch: ", tokens.size(),
+                     " token ids, ", T, " positions, ",
+                     batch.slotMapping.size(), " slots, ", N, " sequences");
+  if (batch.blockSize != cache_.blockSize)
+    return makeError(StatusCode::InvalidArgument, "forward batch of ",
+                     batch.blockSize, "-token blocks for a cache of ",
+                     cache_.blockSize);
+  // Everything a kernel indexes with is checked here: the kernels trust it.
+  int64_t vocab = model_->config().vocabSize;
+  int64_t slots = int64_t(cache_.numBlocks) * cache_.blockSize;
+  for (int64_t t = 0; t < T; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= vocab)
+      return makeError(StatusCode::InvalidArgument, "token id ", tokens[t],
+                       " at row ", t, " outside the vocabulary of ", vocab);
+    if (batch.slotMapping[t] < 0 || batch.slotMapping[t] >= slots)
+      return makeError(StatusCode::OutOfRange, "slot ", batch.slotMapping[t],
+                       " at row ", t, " outside the cache's ", slots);
+  }
+  for (BlockId b : batch.blockTables)
+    if (b < 0 || b >= cache_.numBlocks)
+      return makeError(StatusCode::OutOfRange, "block ", b,
+                       " outside the cache's ", cache_.numBlocks);
+  for (int64_t i = 0; i < N; ++i) {
+    int64_t ctx = batch.contextLengths[i];
+    if (ctx < 0 || ctx > M * cache_.blockSize ||
+        (p.tableWidth && ctx > p.tableWidth * cache_.blockSize))
+      return makeError(StatusCode::OutOfRange, "sequence ", i, " has ", ctx,
+                       " cached tokens; the kernels attend to at most ",
+                       p.tableWidth * cache_.blockSize);
+    if (batch.queryStartLoc[i + 1] - batch.queryStartLoc[i] !=
+            batch.appendLengths[i] ||
+        batch.queryStartLoc[i] < 0 || batch.queryStartLoc[i + 1] > T)
+      return makeError(StatusCode::InvalidArgument,
+                       "query_start_loc disagrees with the append lengths");
+  }
+  for (const BlockCopy &c : batch.copies)
+    if (c.src < 0 || c.src >= cache_.numBlocks || c.dst < 0 ||
+        c.dst >= cache_.numBlocks)
+      return makeError(StatusCode::OutOfRange, "block copy ", c.src, " -> ",
+                       c.dst, " outside the cache's ", cache_.numBlocks);
+
+  // Memory of this step: staged inputs first (one upload), then
+  // activations and scratch.
+  SymbolValues sym;
+  sym.T = T, sym.N = N, sym.M = M, sym.P = cache_.numBlocks;
+  size_t nb = entry.buffers.size();
+  std::vector<int64_t> offset(nb, -1);
+  int64_t at = 0;
+  for (size_t id = 0; id < nb; ++id)
+    if (entry.buffers[id].kind == BufferKind::Input) {
+      offset[id] = at;
+      at = align(at + sym.numElements(entry.buffers[id].shape) *
+                          dtypeBytes(entry.buffers[id].dtype));
+    }
+  int64_t tablesAt = at;
+  at = align(at + N * p.tableWidth * 4);
+  int64_t startsAt = at;
+  at = align(at + N * 8);
+  int64_t copiesAt = at;
+  at = align(at + int64_t(batch.copies.size()) * 12);
+  int64_t stagedBytes = at;
+  for (size_t id = 0; id < nb; ++id) {
+    BufferKind kind = entry.buffers[id].kind;
+    if (kind == BufferKind::Activation || kind == BufferKind::Output) {
+      offset[id] = at;
+      at = align(at + sym.numElements(entry.buffers[id].shape) *
+                          dtypeBytes(entry.buffers[id].dtype));
+    }
+  }
+  int64_t scratchAt[3];
+  for (int k = 0; k < 3; ++k) {
+    scratchAt[k] = at;
+    at = align(at + T * p.scratchRowBytes[k]);
+  }
+  int64_t partialsAt = at;
+  at = align(at + N * p.partialFloatsPerSeq * 4);
+  if (!p.arena || (int64_t)p.arena->bytes < at) {
+    p.arena.reset();
+    KILN_ASSIGN_OR_RETURN(
+        p.arena, Memory::allocate(d_, at + at / 4, "step activations"));
+  }
+  if (p.countersPerSeq &&
+      (!p.counters || (int64_t)p.counters->bytes < N * p.countersPerSeq * 4)) {
+    p.counters.reset();
+    int64_t bytes = std::max<int64_t>(N, 64) * p.countersPerSeq * 4;
+    KILN_ASSIGN_OR_RETURN(p.counters,
+                          Memory::allocate(d_, bytes, "split-K counters"));
+    KILN_RETURN_IF_ERROR(d_->check(
+        d_->cuMemsetD8Async(p.counters->ptr, 0, bytes, stream_), "counters"));
+  }
+  CUdeviceptr base = p.arena->ptr;
+  p.ptr.assign(nb, 0);
+  for (size_t id = 0; id < nb; ++id) {
+    const Buffer &b = entry.buffers[id];
+    if (offset[id] >= 0)
+      p.ptr[id] = base + offset[id];
+    else if (b.kind == BufferKind::Constant)
+      p.ptr[id] = p.constants[id]->ptr;
+  }
+  for (int k = 0; k < 3; ++k)
+    p.scratch[k] = base + scratchAt[k];
+  p.tables = base + tablesAt;
+  p.seqStarts = base + startsAt;
+  p.copies = base + copiesAt;
+  p.partials = base + partialsAt;
+
+  // Stage and upload the batch's arrays.
+  p.staging.assign(stagedBytes, 0);
+  for (size_t id = 0; id < nb; ++id) {
+    const Buffer &b = entry.buffers[id];
+    if (b.kind != BufferKind::Input)
+      continue;
+    std::vector<int64_t> v;
+    switch (b.role) {
+    case InputRole::Tokens:
+      v.assign(tokens.begin(), tokens.end());
+      break;
+    case InputRole::Positions:
+      v = widen(batch.positions);
+      break;
+    case InputRole::QueryStartLoc:
+      v = widen(batch.queryStartLoc);
+      break;
+    case InputRole::BlockTables:
+      v = widen(batch.blockTables);
+      break;
+    case InputRole::ContextLens:
+      v = widen(batch.contextLengths);
+      break;
+    case InputRole::SlotMapping:
+      v = batch.slotMapping;
+      break;
+    case InputRole::None:
+      break;
+    }
+    stageInts(p.staging, offset[id], b.dtype, v.data(), v.size());
+  }
+  for (int64_t i = 0; i < N; ++i) {
+    int64_t blocks = std::min<int64_t>(M, p.tableWidth);
+    for (int64_t j = 0; j < p.tableWidth; ++j) {
+      int32_t v = j < blocks ? batch.block(i, j) : kPaddingBlockId;
+      std::memcpy(&p.staging[tablesAt + (i * p.tableWidth + j) * 4], &v, 4);
+    }
+    int32_t starts[2] = {0, batch.appendLengths[i]};
+    std::memcpy(&p.staging[startsAt + i * 8], starts, 8);
+  }
+  for (size_t c = 0; c < batch.copies.size(); ++c) {
+    int32_t row[3] = {batch.copies[c].src, batch.copies[c].dst,
+                      batch.copies[c].numTokens};
+    std::memcpy(&p.staging[copiesAt + c * 12], row, 12);
+  }
+  KILN_RETURN_IF_ERROR(d_->check(
+      d_->cuMemcpyHtoDAsync(base, p.staging.data(), stagedBytes, stream_),
+      "uploading the batch"));
+
+  int64_t layerBytes = int64_t(cache_.numBlocks) * cache_.blockSize *
+                       cache_.numKVHeads * cache_.headDim * 2 *
+                       cache_.elementBytes;
+  auto pointer = [&](const ArgRef &a) -> CUdeviceptr {
+    switch (a.source) {
+    case Source::Buffer:
+      return p.ptr[a.id];
+    case Source::Weight:
+      return weights_[a.id]->ptr;
+    case Source::WeightNK:
+      return transposed_[a.id]->ptr;
+    case Source::CacheLayer:
+      return kvCache_->ptr + int64_t(a.id) * layerBytes;
+    case Source::Scratch:
+      return p.scratch[a.id];
+    case Source::BlockTables:
+      return p.tables;
+    case Source::SeqStarts:
+      return p.seqStarts;
+    case Source::Partials:
+      return p.partials;
+    case Source::Counters:
+      return p.counters->ptr;
+    }
+    return 0;
+  };
+  std::vector<CUdeviceptr> values;
+  std::vector<void *> params;
+  auto launch = [&](const Launch &l, int64_t tokenRow, int64_t seqRow,
+                    int64_t units) -> Status {
+    const KernelInfo &k = table.kernels[l.kernel];
+    values.resize(l.args.size());
+    params.resize(l.args.size());
+    for (size_t a = 0; a < l.args.size(); ++a) {
+      values[a] = pointer(l.args[a]) + tokenRow * l.args[a].tokenRowBytes +
+                  seqRow * l.args[a].seqRowBytes;
+      params[a] = &values[a];
+    }
+    int64_t grid[3] = {k.grid[0], k.grid[1], k.grid[2]};
+    grid[k.gridScaleDim] *= units;
+    CUresult r = d_->cuLaunchKernel(
+        functions_[l.kernel], grid[0], grid[1], grid[2], k.block[0],
+        k.block[1], k.block[2], static_cast<unsigned>(k.dynamicSharedBytes),
+        stream_, params.data(), nullptr);
+    if (r != CUDA_SUCCESS)
+      return makeError(StatusCode::Internal, "launching '", k.name,
+                       "': ", d_->describe(r));
+    return Status::ok();
+  };
+  auto unitsOf = [&](const KernelInfo &k, Sym rows) -> int64_t {
+    switch (k.gridScale) {
+    case LaunchScale::Tokens:
+      return sym.get(rows);
+    case LaunchScale::Seqs:
+      return N;
+    default:
+      return 1;
+    }
+  };
+
+  // Copy-on-write before any KV write: one launch per copy and layer.
+  if (!batch.copies.empty()) {
+    int32_t copyKernel = -1;
+    for (size_t k = 0; k < table.kernels.size(); ++k)
+      if (table.kernels[k].family == "kv_copy" && functions_[k])
+        copyKernel = static_cast<int32_t>(k);
+    if (copyKernel < 0)
+      return makeError(StatusCode::Unimplemented,
+                       "the artifact has no kv_copy kernel for the batch's "
+                       "block copies");
+    for (size_t c = 0; c < batch.copies.size(); ++c)
+      for (int32_t layer = 0; layer < cache_.numLayers; ++layer) {
+        CUdeviceptr row = p.copies + c * 12;
+        CUdeviceptr at = kvCache_->ptr + layer * layerBytes;
+        void *args[2] = {&row, &at};
+        const KernelInfo &k = table.kernels[copyKernel];
+        KILN_RETURN_IF_ERROR(d_->check(
+            d_->cuLaunchKernel(functions_[copyKernel], k.grid[0], k.grid[1],
+                               k.grid[2], k.block[0], k.block[1], k.block[2],
+                               0, stream_, args, nullptr),
+            "launching kv_copy"));
+      }
+  }
+
+  for (const StepProgram &sp : p.steps) {
+    if (sp.kind == OpKind::GatherLastTokens) {
+      for (int64_t i = 0; i < N; ++i) {
+        int64_t row = batch.queryStartLoc[i + 1] - 1;
+        KILN_RETURN_IF_ERROR(d_->check(
+            d_->cuMemcpyDtoDAsync(p.ptr[sp.gatherTo] + i * sp.gatherRowBytes,
+                                  p.ptr[sp.gatherFrom] +
+                                      row * sp.gatherRowBytes,
+                                  sp.gatherRowBytes, stream_),
+            "gathering last tokens"));
+      }
+      continue;
+    }
+    for (const Launch &l : sp.launches) {
+      const KernelInfo &k = table.kernels[l.kernel];
+      if (l.perSequence) {
+        for (int64_t i = 0; i < N; ++i)
+          if (batch.appendLengths[i] > 0)
+            KILN_RETURN_IF_ERROR(launch(l, batch.queryStartLoc[i], i,
+                                        batch.appendLengths[i]));
+      } else if (k.repeat == LaunchRepeat::PerToken) {
+        for (int64_t t = 0, rows = sym.get(l.rows); t < rows; ++t)
+          KILN_RETURN_IF_ERROR(launch(l, t, 0, 1));
+      } else {
+        KILN_RETURN_IF_ERROR(launch(l, 0, 0, unitsOf(k, l.rows)));
+      }
+    }
+  }
+
+  // The logits: [N or T, vocab] in the output's dtype.
+  const Buffer &out = entry.buffers[entry.output];
+  int64_t count = sym.numElements(out.shape);
+  int64_t bytes = count * dtypeBytes(out.dtype);
+  p.output.resize(bytes);
+  KILN_RETURN_IF_ERROR(d_->check(
+      d_->cuMemcpyDtoHAsync(p.output.data(), p.ptr[entry.output], bytes,
+                            stream_),
+      "reading the logits"));
+  KILN_RETURN_IF_ERROR(
+      d_->check(d_->cuStreamSynchronize(stream_), "running the step"));
+  logits.resize(count);
+  for (int64_t k = 0; k < count; ++k) {
+    if (out.dtype == DType::F32) {
+      std::memcpy(&logits[k], &p.output[4 * k], 4);
+      continue;
+    }
+    uint16_t h;
+    std::memcpy(&h, &p.output[2 * k], 2);
+    logits[k] = out.dtype == DType::F16 ? halfToFloat(h) : bf16ToFloat(h);
+  }
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// Cache access from outside a step
+//===----------------------------------------------------------------------===//
+
+Status CudaDevice::checkCacheAccess(const char *what, int32_t layer,
+                                    Span<const int64_t> slots) const {
+  if (!kvCache_)
+    return makeError(StatusCode::FailedPrecondition, what,
+                     ": the device is not prepared");
+  if (layer < 0 || layer >= cache_.numLayers)
+    return makeError(StatusCode::OutOfRange, what, ": layer ", layer,
+                     " outside the cache's ", cache_.numLayers);
+  int64_t limit = int64_t(cache_.numBlocks) * cache_.blockSize;
+  for (int64_t s : slots)
+    if (s < 0 || s >= limit)
+      return makeError(StatusCode::OutOfRange, what, ": slot ", s,
+                       " outside the cache's ", limit);
+  return Status::ok();
+}
+
+int64_t CudaDevice::cacheRowOffset(int32_t layer, int64_t slot, int kv) const {
+  int64_t b = cache_.blockSize, hd = cache_.headDim, h = cache_.numKVHeads;
+  int64_t block = slot / b, within = slot % b;
+  int64_t elements =
+      (((int64_t(layer) * cache_.numBlocks + block) * 2 + kv) * h * b +
+       within) *
+      hd;
+  return elements * cache_.elementBytes;
+}
+
+Status CudaDevice::writeCache(int32_t layer, Span<const int64_t> slots,
+                              Span<const float> keys,
+                              Span<const float> values) {
+  KILN_RETURN_IF_ERROR(checkCacheAccess("writeCache", layer, slots));
+  size_t row = size_t(cache_.numKVHeads) * cache_.headDim;
+  if (keys.size() != slots.size() * row || values.size() != keys.size())
+    return makeError(StatusCode::InvalidArgument, "writeCache: ",
+                     keys.size(), " keys and ", values.size(),
+                     " values for ", slots.size(), " slots of ", row);
+  int64_t e = cache_.elementBytes, hd = cache_.headDim;
+  std::vector<uint8_t> bytes(hd * e);
+  for (size_t j = 0; j < slots.size(); ++j)
+    for (int kv = 0; kv < 2; ++kv)
+      for (int64_t h = 0; h < cache_.numKVHeads; ++h) {
+        const float *src = (kv ? values : keys).data() + j * row + h * hd;
+        for (int64_t x = 0; x < hd; ++x) {
+          if (cacheDType_ == DType::F32) {
+            std::memcpy(&bytes[4 * x], &src[x], 4);
+            continue;
+          }
+          uint16_t v = cacheDType_ == DType::F16 ? floatToHalf(src[x])
+                                                 : floatToBf16(src[x]);
+          std::memcpy(&bytes[2 * x], &v, 2);
+        }
+        CUdeviceptr at = kvCache_->ptr + cacheRowOffset(layer, slots[j], kv) +
+                         h * cache_.blockSize * hd * e;
+        KILN_RETURN_IF_ERROR(d_->check(
+            d_->cuMemcpyHtoD(at, bytes.data(), bytes.size()), "writeCache"));
+      }
+  return Status::ok();
+}
+
+Status CudaDevice::readCache(int32_t layer, Span<const int64_t> slots,
+                             std::vector<float> &keys,
+                             std::vector<float> &values) {
+  KILN_RETURN_IF_ERROR(checkCacheAccess("readCache", layer, slots));
+  KILN_RETURN_IF_ERROR(d_->check(d_->cuStreamSynchronize(stream_), "sync"));
+  size_t row = size_t(cache_.numKVHeads) * cache_.headDim;
+  keys.assign(slots.size() * row, 0.0f);
+  values.assign(slots.size() * row, 0.0f);
+  int64_t e = cache_.elementBytes, hd = cache_.headDim;
+  std::vector<uint8_t> bytes(hd * e);
+  for (size_t j = 0; j < slots.size(); ++j)
+    for (int kv = 0; kv < 2; ++kv)
+      for (int64_t h = 0; h < cache_.numKVHeads; ++h) {
+        CUdeviceptr at = kvCache_->ptr + cacheRowOffset(layer, slots[j], kv) +
+                         h * cache_.blockSize * hd * e;
+        KILN_RETURN_IF_ERROR(d_->check(
+            d_->cuMemcpyDtoH(bytes.data(), at, bytes.size()), "readCache"));
+        float *dst = (kv ? values : keys).data() + j * row + h * hd;
+        for (int64_t x = 0; x < hd; ++x) {
+          if (cacheDType_ == DType::F32) {
+            std::memcpy(&dst[x], &bytes[4 * x], 4);
+            continue;
+          }
+          uint16_t v;
+          std::memcpy(&v, &bytes[2 * x], 2);
+          dst[x] = cacheDType_ == DType::F16 ? halfToFloat(v) : bf16ToFloat(v);
+        }
+      }
+  return Status::ok();
+}
+
+} // namespace kiln::runtime

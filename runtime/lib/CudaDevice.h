@@ -1,0 +1,81 @@
+//===- CudaDevice.h - Running launch plans with the generated kernels -----===//
+//
+// The GPU device: loads the artifact's Kernels section (cubins, or PTX the
+// driver compiles), uploads the weights (transposed where a kernel reads
+// W [N, K] and the plan stores [K, N]) and allocates the paged KV cache
+// [layers, blocks, 2, kv_heads, block, head_dim]. Each entry point becomes
+// a program at prepare time: per plan step, the kernel launches the
+// table's bindings name, with every argument resolved to a plan buffer, a
+// layer of the cache or device scratch. A step uploads the batch's arrays
+// once, runs the launches in order on one stream and copies the logits
+// back; the only host synchronization is that final copy.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_RUNTIME_CUDADEVICE_H
+#define KILN_RUNTIME_CUDADEVICE_H
+
+#include "CudaDriver.h"
+
+#include "kiln/runtime/Device.h"
+
+#include <map>
+#include <memory>
+
+namespace kiln::runtime {
+
+class CudaDevice : public Device {
+public:
+  /// Opens device `ordinal`: Unimplemented without a driver, NotFound for
+  /// an ordinal past the machine's GPUs.
+  static StatusOr<std::unique_ptr<Device>> open(int ordinal);
+  ~CudaDevice() override;
+
+  std::string name() const override;
+  Status prepare(std::shared_ptr<const Model> model,
+                 const KVCacheConfig &cache) override;
+  Status run(const EntryPoint &entry, const ForwardBatch &batch,
+             Span<const int32_t> tokens, std::vector<float> &logits) override;
+  Status writeCache(int32_t layer, Span<const int64_t> slots,
+                    Span<const float> keys, Span<const float> values) override;
+  Status readCache(int32_t layer, Span<const int64_t> slots,
+                   std::vector<float> &keys,
+                   std::vector<float> &values) override;
+
+  struct Program;
+  struct Memory;
+
+private:
+  CudaDevice(const cuda::Driver *driver, int ordinal);
+  Status loadKernels(const KernelTable &table);
+  Status uploadWeights();
+  Status buildProgram(const EntryPoint &entry, Program &program);
+  Status checkCacheAccess(const char *what, int32_t layer,
+                          Span<const int64_t> slots) const;
+  /// Device byte offset of (layer, slot's block, K or V, head 0, slot's
+  /// offset, 0); rows of different heads are blockSize * headDim apart.
+  int64_t cacheRowOffset(int32_t layer, int64_t slot, int kv) const;
+
+  const cuda::Driver *d_;
+  int ordinal_;
+  std::string deviceName_;
+  int ccMajor_ = 0, ccMinor_ = 0;
+  cuda::CUdevice device_ = 0;
+  cuda::CUcontext context_ = nullptr;
+  cuda::CUstream stream_ = nullptr;
+  std::shared_ptr<const Model> model_;
+  KVCacheConfig cache_;
+  DType cacheDType_ = DType::F16;
+  std::vector<cuda::CUmodule> modules_;
+  /// Per kernel table entry (null for missing entries).
+  std::vector<cuda::CUfunction> functions_;
+  /// Per weight: its bytes as stored and, where a kernel reads it
+  /// transposed, the [N, K] copy.
+  std::vector<std::unique_ptr<Memory>> weights_, transposed_;
+  std::unique_ptr<Memory> kvCache_;
+  std::map<const EntryPoint *, std::unique_ptr<Program>> programs_;
+};
+
+} // namespace kiln::runtime
+
+#endif // KILN_RUNTIME_CUDADEVICE_H

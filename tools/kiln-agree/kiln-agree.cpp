@@ -1,0 +1,180 @@
+//===- kiln-agree.cpp - Do two devices generate the same greedy text? -----===//
+//
+//   kiln-agree m.kiln --prompts FILE [-n 64] [--devices host,cuda]
+//              [--batch 8] [--min-match 95]
+//
+// Runs every prompt of FILE (one per line: comma-separated token ids, as
+// kiln-run --prompt-ids takes them) greedily for -n new tokens on each
+// device, all prompts through one continuously batched engine (--batch
+// sequences at a time), and compares each device's continuation with the
+// first device's token for token: the share of prompts whose continuations
+// are identical, and for each one that is not, the first position that
+// differs and the two tokens there. Also prints each device's wall time.
+// Exits 1 when the share is below --min-match percent. Links only
+// KilnRuntime, so it runs on a GPU machine without the compiler.
+//
+//===----------------------------------------------------------------------===//
+
+#include "../common/RuntimeToolArgs.h"
+
+#include "kiln/runtime/Engine.h"
+#include "kiln/runtime/Model.h"
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace kiln;
+using namespace kiln::runtime;
+
+namespace {
+
+int fail(const Status &status) {
+  std::fprintf(stderr, "kiln-agree: error: %s\n", status.toString().c_str());
+  return 1;
+}
+
+StatusOr<std::vector<std::vector<int32_t>>> readPrompts(const std::string &p) {
+  std::ifstream in(p);
+  if (!in)
+    return makeError(StatusCode::NotFound, "cannot open '", p, "'");
+  std::vector<std::vector<int32_t>> prompts;
+  std::string line;
+  for (int lineNo = 1; std::getline(in, line); ++lineNo) {
+    if (line.empty())
+      continue;
+    std::vector<int32_t> ids;
+    std::stringstream ss(line);
+    std::string part;
+    while (std::getline(ss, part, ',')) {
+      char *end = nullptr;
+      long v = std::strtol(part.c_str(), &end, 10);
+      if (part.empty() || *end)
+        return makeError(StatusCode::InvalidArgument, p, ":", lineNo,
+                         ": expected comma-separated token ids, got '", part,
+                         "'");
+      ids.push_back(static_cast<int32_t>(v));
+    }
+    prompts.push_back(std::move(ids));
+  }
+  if (prompts.empty())
+    return makeError(StatusCode::InvalidArgument, p, ": no prompts");
+  return prompts;
+}
+
+struct DeviceRun {
+  std::string name;
+  std::vector<std::vector<int32_t>> outputs;
+  double seconds = 0;
+};
+
+StatusOr<DeviceRun> generate(std::shared_ptr<const Model> model,
+                             const std::string &device,
+                             const std::vector<std::vector<int32_t>> &prompts,
+                             int32_t newTokens, int32_t batch) {
+  EngineOptions options;
+  options.device = device;
+  options.maxSequences = batch;
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
+                        Engine::create(model, options));
+  DeviceRun run;
+  run.name = engine->device().name();
+  run.outputs.resize(prompts.size());
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    KILN_ASSIGN_OR_RETURN(
+        int64_t id, engine->addRequest(prompts[i], greedy, newTokens,
+                                       [&run, i](const TokenEvent &e) {
+                                         run.outputs[i].push_back(e.token);
+                                       }));
+    (void)id;
+  }
+  KILN_RETURN_IF_ERROR(engine->runToCompletion());
+  run.seconds = std::chrono::duration<double>(
+                    std::chrono::steady_clock::now() - start)
+                    .count();
+  return run;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  tools::Args args(argc, argv, {"prompts", "n", "devices", "batch",
+                                "min-match"},
+                   {});
+  if (!args.error.empty() || args.positionals.size() != 1 ||
+      !args.has("prompts")) {
+    std::fprintf(stderr,
+                 "kiln-agree: %s\nusage: kiln-agree m.kiln --prompts FILE "
+                 "[-n 64] [--devices host,cuda] [--batch 8] [--min-match "
+                 "95]\n",
+                 args.error.empty() ? "give an artifact and --prompts"
+                                    : args.error.c_str());
+    return 2;
+  }
+  int64_t newTokens = args.integer("n", 64);
+  int64_t batch = args.integer("batch", 8);
+  int64_t minMatch = args.integer("min-match", 95);
+  if (!args.error.empty() || newTokens < 1 || batch < 1) {
+    std::fprintf(stderr, "kiln-agree: %s\n",
+                 args.error.empty() ? "-n and --batch must be positive"
+                                    : args.error.c_str());
+    return 2;
+  }
+  std::vector<std::string> devices;
+  std::stringstream ss(args.str("devices", "host,cuda"));
+  for (std::string d; std::getline(ss, d, ',');)
+    devices.push_back(d);
+  if (devices.size() < 2) {
+    std::fprintf(stderr, "kiln-agree: --devices needs two devices\n");
+    return 2;
+  }
+  auto prompts = readPrompts(args.str("prompts"));
+  if (!prompts.isOk())
+    return fail(prompts.status());
+  auto model = Model::load(args.positionals[0]);
+  if (!model.isOk())
+    return fail(model.status());
+
+  std::vector<DeviceRun> runs;
+  for (const std::string &d : devices) {
+    auto run = generate(*model, d, *prompts, static_cast<int32_t>(newTokens),
+                        static_cast<int32_t>(batch));
+    if (!run.isOk())
+      return fail(run.status());
+    std::printf("%s: %zu prompts x %lld tokens in %.2f s\n",
+                run->name.c_str(), prompts->size(), (long long)newTokens,
+                run->seconds);
+    runs.push_back(std::move(run).value());
+  }
+  int worst = 100;
+  for (size_t r = 1; r < runs.size(); ++r) {
+    size_t same = 0;
+    for (size_t i = 0; i < prompts->size(); ++i) {
+      const std::vector<int32_t> &a = runs[0].outputs[i], &b = runs[r].outputs[i];
+      if (a == b) {
+        ++same;
+        continue;
+      }
+      size_t k = 0;
+      while (k < a.size() && k < b.size() && a[k] == b[k])
+        ++k;
+      std::printf("  prompt %zu: first divergence at new token %zu: %s %d, "
+                  "%s %d\n",
+                  i, k + 1, devices[0].c_str(), k < a.size() ? a[k] : -1,
+                  devices[r].c_str(), k < b.size() ? b[k] : -1);
+    }
+    int pct = static_cast<int>(100.0 * same / prompts->size());
+    worst = std::min(worst, pct);
+    std::printf("%s vs %s: %zu of %zu greedy continuations identical "
+                "(%.1f%%)\n",
+                devices[r].c_str(), devices[0].c_str(), same, prompts->size(),
+                100.0 * same / prompts->size());
+  }
+  return worst >= minMatch ? 0 : 1;
+}
