@@ -161,8 +161,9 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
   auto lastDim = [&](uint32_t id) { return constDim(buf(id).shape.back()); };
 
   // gemv for W of plan shape `shape` ([K, N], or [N, K] when transposed).
+  // `bias`: a [N] bias buffer fused into the epilogue (kNoBuffer: none).
   auto gemv = [&](uint32_t weight, rt::DType act, bool transposed,
-                  const std::string &use) {
+                  const std::string &use, uint32_t bias = rt::kNoBuffer) {
     const rt::Buffer &w = buf(weight);
     int64_t n = constDim(w.shape[transposed ? 0 : 1]);
     int64_t k = constDim(w.shape[transposed ? 1 : 0]);
@@ -175,8 +176,18 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
                 "gemv takes f16/bf16 weights and activations of one type", use);
       return;
     }
-    c.add("gemv_" + str(n) + "_" + str(k) + rt::dtypeName(w.dtype), use,
-          [&](Request &r) {
+    bool hasBias = bias != rt::kNoBuffer;
+    if (hasBias && (buf(bias).dtype != w.dtype || buf(bias).shape.size() != 1 ||
+                    constDim(buf(bias).shape[0]) != n)) {
+      c.missing("linear_bias",
+                {{"dtype", std::string(rt::dtypeName(buf(bias).dtype))},
+                 {"n", str(n)}},
+                "gemv fuses a [N] bias of the weight's type", use);
+      return;
+    }
+    c.add("gemv_" + str(n) + "_" + str(k) + rt::dtypeName(w.dtype) +
+              (hasBias ? "_bias" : ""),
+          use, [&](Request &r) {
             r.family = "gemv";
             r.repeat = rt::LaunchRepeat::PerToken;
             r.weightLayout = rt::WeightLayout::NK;
@@ -184,6 +195,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
             o.dtype = *dt;
             o.n = n;
             o.k = k;
+            o.bias = hasBias;
             r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildGemvKernel(b, m, o);
             };
@@ -270,12 +282,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         break;
       }
       case rt::OpKind::Linear:
-        if (s.operands.size() > 2 && s.operands[2] != rt::kNoBuffer)
-          c.missing("bias_add",
-                    {{"dtype", actName}, {"size", str(lastDim(s.results[0]))}},
-                    "no generator adds a broadcast bias", use);
         gemv(s.operands[1], act, s.getInt(rt::AttrKey::TransposeWeight) != 0,
-             use);
+             use, s.operands.size() > 2 ? s.operands[2] : rt::kNoBuffer);
         break;
       case rt::OpKind::GatedMLP: {
         bool t = s.getInt(rt::AttrKey::TransposeWeight) != 0;
@@ -295,11 +303,35 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         gemv(s.operands[3], act, t, use);
         break;
       }
+      case rt::OpKind::SiLU: {
+        const rt::Buffer &x = buf(s.operands[0]);
+        if (x.shape == buf(s.results[0]).shape && x.shape.size() == 2 &&
+            x.shape[0] == rt::Dim::symbol(rt::Sym::T)) {
+          elementwise(cg::ElementwiseOp::Silu, act, lastDim(s.operands[0]),
+                      use);
+          break;
+        }
+        c.missing("silu",
+                  {{"dtype", actName}, {"shape", rt::shapeString(x.shape)}},
+                  "silu takes [T, C] rows", use);
+        break;
+      }
+      case rt::OpKind::Mul:
       case rt::OpKind::Add: {
         const rt::Buffer &a = buf(s.operands[0]), &b = buf(s.operands[1]);
+        bool add = s.kind == rt::OpKind::Add;
         if (a.shape == b.shape && a.shape.size() == 2 &&
             a.shape[0] == rt::Dim::symbol(rt::Sym::T)) {
-          elementwise(cg::ElementwiseOp::Add, act, lastDim(s.operands[0]), use);
+          elementwise(add ? cg::ElementwiseOp::Add : cg::ElementwiseOp::Mul,
+                      act, lastDim(s.operands[0]), use);
+          break;
+        }
+        if (!add) {
+          c.missing("mul",
+                    {{"dtype", actName},
+                     {"shape", rt::shapeString(a.shape) + "*" +
+                                   rt::shapeString(b.shape)}},
+                    "mul takes two [T, C] rows; no broadcast", use);
           break;
         }
         c.missing("add",

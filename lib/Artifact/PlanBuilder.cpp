@@ -7,7 +7,9 @@
 // block tables' width, P for the cache's blocks), weights are interned in
 // the model's weight table, llm.constant data that ops read becomes a
 // constant buffer and constants that are really attributes (reshape
-// shapes, slice bounds, split sizes) are folded into the step.
+// shapes, slice bounds, split sizes) are folded into the step. A quantized
+// matmul (llm.matmul_nbits over packed weights and scales) becomes a
+// Linear step over a dense weight that packWeights dequantizes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -79,6 +81,8 @@ private:
   /// The buffer of an operand (materializing constants and weights).
   FailureOr<uint32_t> use(Operation *user, Value v);
   LogicalResult visit(Operation *op);
+  /// llm.matmul_nbits as Linear over its weight dequantized to [N, K].
+  LogicalResult visitQuantizedMatmul(llm::MatMulNBitsOp op);
   /// Adds `op` as one step of `kind` with operands `operands`, a new
   /// activation buffer per result, and `attrs`.
   LogicalResult addStep(Operation *op, rt::OpKind kind,
@@ -247,12 +251,102 @@ LogicalResult EntryBuilder::addStep(Operation *op, rt::OpKind kind,
 
 static float toFloat(const APFloat &f) { return f.convertToFloat(); }
 
+LogicalResult EntryBuilder::visitQuantizedMatmul(llm::MatMulNBitsOp op) {
+  // The source of a packed operand: an llm.weight or an llm.constant.
+  auto sourceOf = [](Value v, Attribute &source, Type &type,
+                     std::string &name) {
+    if (auto w = v.getDefiningOp<llm::WeightOp>()) {
+      source = w.getSource();
+      type = w.getType();
+      name = w.getName().str();
+      return true;
+    }
+    if (auto c = v.getDefiningOp<llm::ConstantOp>()) {
+      source = c.getValue();
+      type = c.getType();
+      return true;
+    }
+    return false;
+  };
+  WeightSource src;
+  WeightSource::Quantized q;
+  std::string name, unused;
+  if (!sourceOf(op.getB(), src.source, src.type, name) ||
+      !sourceOf(op.getScales(), q.scales, q.scalesType, unused) ||
+      (op.getZeroPoints() &&
+       !sourceOf(op.getZeroPoints(), q.zeroPoints, q.zeroPointsType, unused)))
+    return fail(op) << "the packed weight, scales and zero points of a "
+                       "quantized matmul must be weights or constants";
+  q.k = op.getK();
+  q.n = op.getN();
+  q.bits = op.getBits();
+  q.blockSize = op.getBlockSize();
+  if (q.bits != 2 && q.bits != 4 && q.bits != 8)
+    return fail(op) << "bits must be 2, 4 or 8, got " << q.bits;
+  if (q.k <= 0 || q.n <= 0 || q.blockSize <= 0 || (q.blockSize * q.bits) % 8)
+    return fail(op) << "K, N and block_size must be positive, whole bytes "
+                       "per block";
+  auto dtype = dtypeOf(getElementTypeOrSelf(op.getType()));
+  if (!dtype || !rt::isFloatDType(*dtype))
+    return fail(op) << "result " << op.getType() << " is not f32/f16/bf16";
+  src.quantized = q;
+
+  // One table entry per quantized weight across entry points.
+  uint32_t index = model.weights.size();
+  for (uint32_t i = 0; i < model.weights.size(); ++i) {
+    const WeightSource &other = model.sources[i];
+    if (other.quantized && other.source == src.source &&
+        other.quantized->scales == q.scales &&
+        other.quantized->zeroPoints == q.zeroPoints &&
+        other.quantized->k == q.k && other.quantized->n == q.n &&
+        other.quantized->bits == q.bits &&
+        other.quantized->blockSize == q.blockSize) {
+      index = i;
+      break;
+    }
+  }
+  if (index == model.weights.size()) {
+    // Named after the packed weight; unique in the table.
+    name = (name.empty() ? std::string("matmul_nbits") : name) + ".dequantized";
+    for (const rt::WeightInfo &w : model.weights.weights)
+      if (w.name == name) {
+        name += "." + std::to_string(index);
+        break;
+      }
+    rt::WeightInfo info;
+    info.name = name;
+    info.dtype = *dtype;
+    info.shape = {q.n, q.k};
+    model.weights.weights.push_back(info);
+    model.sources.push_back(src);
+  }
+  rt::Buffer b;
+  b.name = model.weights.weights[index].name;
+  b.kind = rt::BufferKind::Weight;
+  b.dtype = *dtype;
+  b.shape = {rt::Dim::constant(q.n), rt::Dim::constant(q.k)};
+  b.weightIndex = index;
+  entry.buffers.push_back(std::move(b));
+  uint32_t id = entry.buffers.size() - 1;
+  return addStep(op, rt::OpKind::Linear, {op.getA()},
+                 {rt::Attr::ofInt(rt::AttrKey::TransposeWeight, 1)}, {id});
+}
+
 LogicalResult EntryBuilder::visit(Operation *op) {
   using rt::Attr;
   using rt::AttrKey;
   using rt::OpKind;
 
   if (auto weight = dyn_cast<llm::WeightOp>(op)) {
+    // Packed integers, scales and zero points of quantized matmuls are
+    // read when their dense weight is packed, never as buffers.
+    Value result = weight.getResult();
+    if (!result.use_empty() &&
+        llvm::all_of(result.getUses(), [](OpOperand &use) {
+          return isa<llm::MatMulNBitsOp>(use.getOwner()) &&
+                 use.getOperandNumber() != 0;
+        }))
+      return success();
     auto type = dyn_cast<RankedTensorType>(weight.getType());
     auto dtype = type ? dtypeOf(type.getElementType()) : std::nullopt;
     if (!type || !type.hasStaticShape() || !dtype ||
@@ -294,6 +388,8 @@ LogicalResult EntryBuilder::visit(Operation *op) {
   if (isa<llm::ConstantOp>(op))
     return success();
 
+  if (auto mm = dyn_cast<llm::MatMulNBitsOp>(op))
+    return visitQuantizedMatmul(mm);
   if (auto emb = dyn_cast<llm::EmbeddingOp>(op))
     return addStep(op, OpKind::Embedding, {emb.getTable(), emb.getIds()});
   if (auto table = dyn_cast<llm::RotaryTableOp>(op)) {

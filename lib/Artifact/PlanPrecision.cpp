@@ -31,16 +31,15 @@ static std::vector<uint8_t> convertFloats(const std::vector<uint8_t> &data,
   for (size_t k = 0; k < n; ++k) {
     float f;
     std::memcpy(&f, data.data() + 4 * k, 4);
-    uint16_t h = dtype == rt::DType::F16 ? rt::floatToHalf(f)
-                                         : rt::floatToBf16(f);
+    uint16_t h =
+        dtype == rt::DType::F16 ? rt::floatToHalf(f) : rt::floatToBf16(f);
     std::memcpy(out.data() + 2 * k, &h, 2);
   }
   return out;
 }
 
-LogicalResult kiln::convertPlanPrecision(CompiledModel &model,
-                                         rt::DType dtype, Location loc,
-                                         PrecisionStats &stats) {
+LogicalResult kiln::convertPlanPrecision(CompiledModel &model, rt::DType dtype,
+                                         Location loc, PrecisionStats &stats) {
   if (dtype != rt::DType::F32 && dtype != rt::DType::F16 &&
       dtype != rt::DType::BF16)
     return emitError(loc) << "cannot store the plan's floats as "
@@ -60,9 +59,9 @@ LogicalResult kiln::convertPlanPrecision(CompiledModel &model,
       if (b.dtype != rt::DType::F32)
         continue;
       if (b.kind == rt::BufferKind::Input)
-        return emitError(loc) << "entry point '" << entry.name
-                              << "': input '" << b.name
-                              << "' holds f32 values (inputs are integers)";
+        return emitError(loc)
+               << "entry point '" << entry.name << "': input '" << b.name
+               << "' holds f32 values (inputs are integers)";
       if (b.kind == rt::BufferKind::Constant)
         b.constantData = convertFloats(b.constantData, dtype);
       b.dtype = dtype;

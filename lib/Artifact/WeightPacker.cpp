@@ -9,13 +9,15 @@
 // Weights section (64-byte aligned, so the mapped artifact can be used in
 // place); dummy mode records only dtypes and shapes. A weight whose table
 // dtype is not its source's element type (kiln-compile --dtype) has no
-// byte range either: it is loaded, converted and embedded.
+// byte range either: it is loaded, converted and embedded, and so is a
+// weight dequantized from a quantized matmul's packed integers.
 //
 //===----------------------------------------------------------------------===//
 
 #include "kiln/Artifact/ArtifactCompiler.h"
 
 #include "kiln/Dialect/LLM/IR/LLMDialect.h"
+#include "kiln/Reference/TensorConversion.h"
 #include "kiln/Reference/WeightStore.h"
 #include "kiln/runtime/Artifact.h"
 #include "kiln/runtime/Crc32.h"
@@ -88,6 +90,72 @@ static std::vector<uint8_t> encode(const HostTensor &t, rt::DType dtype) {
   return out;
 }
 
+/// The dense [N, K] matrix of a weight quantized as ONNX MatMulNBits
+/// (the reference interpreter's dequantization); `error` on failure.
+static FailureOr<std::vector<float>>
+dequantize(WeightStore &store, const WeightSource &src, std::string &error) {
+  const WeightSource::Quantized &q = *src.quantized;
+  // A packed operand: an llm.constant's elements or a stored weight.
+  std::vector<HostTensor> constants;
+  constants.reserve(3);
+  auto load = [&](Attribute source, Type type) -> const HostTensor * {
+    if (auto elements = dyn_cast<ElementsAttr>(source)) {
+      constants.emplace_back();
+      if (!hostTensorFromElementsAttr(elements, constants.back(), error))
+        return nullptr;
+      return &constants.back();
+    }
+    auto loaded = store.load(source, type, error);
+    return failed(loaded) ? nullptr : *loaded;
+  };
+  const HostTensor *b = load(src.source, src.type);
+  const HostTensor *scales = b ? load(q.scales, q.scalesType) : nullptr;
+  if (!b || !scales)
+    return failure();
+  const HostTensor *zp = nullptr;
+  if (q.zeroPoints && !(zp = load(q.zeroPoints, q.zeroPointsType)))
+    return failure();
+  int64_t K = q.k, N = q.n, bits = q.bits, block = q.blockSize;
+  int64_t blocks = (K + block - 1) / block, blob = block * bits / 8;
+  int64_t zpRowBytes = (blocks * bits + 7) / 8;
+  if (b->isFloat() || b->numElements() != N * blocks * blob) {
+    error = "packed weight " + b->shapeString() + " must hold " +
+            std::to_string(N * blocks * blob) + " bytes";
+    return failure();
+  }
+  if (!scales->isFloat() || scales->numElements() != N * blocks) {
+    error = "scales " + scales->shapeString() + " must hold " +
+            std::to_string(N * blocks) + " floats";
+    return failure();
+  }
+  if (zp &&
+      zp->numElements() != (zp->isFloat() ? N * blocks : N * zpRowBytes)) {
+    error = "zero points " + zp->shapeString() + " do not fit " +
+            std::to_string(N) + " rows of " + std::to_string(blocks) +
+            " blocks";
+    return failure();
+  }
+  int64_t mask = (1 << bits) - 1;
+  float defaultZero = static_cast<float>(1 << (bits - 1));
+  std::vector<float> w(N * K);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) {
+      int64_t blk = k / block, bit = (k % block) * bits;
+      int64_t byte = b->i[(n * blocks + blk) * blob + bit / 8];
+      float value = static_cast<float>((byte >> (bit % 8)) & mask);
+      float zero = defaultZero;
+      if (zp && zp->isFloat()) {
+        zero = zp->f[n * blocks + blk];
+      } else if (zp) {
+        int64_t zbit = blk * bits;
+        zero = static_cast<float>(
+            (zp->i[n * zpRowBytes + zbit / 8] >> (zbit % 8)) & mask);
+      }
+      w[n * K + k] = (value - zero) * scales->f[n * blocks + blk];
+    }
+  return w;
+}
+
 LogicalResult kiln::packWeights(ModuleOp module, WeightMode mode,
                                 const std::string &modelDir,
                                 const std::string &artifactPath,
@@ -127,11 +195,22 @@ LogicalResult kiln::packWeights(ModuleOp module, WeightMode mode,
       stats.dummyBytes += info.numBytes();
       continue;
     }
+    if (src.quantized) {
+      std::string error;
+      auto values = dequantize(store, src, error);
+      if (failed(values))
+        return fail("cannot dequantize: " + error);
+      HostTensor dense;
+      dense.f = std::move(*values);
+      std::vector<uint8_t> bytes = encode(dense, info.dtype);
+      embed(info, bytes.data(), bytes.size());
+      continue;
+    }
     auto srcType = dyn_cast<ShapedType>(src.type);
     bool converted =
         !srcType ||
-        !(srcType.getElementType().isF32() ? info.dtype == rt::DType::F32
-          : srcType.getElementType().isF16() ? info.dtype == rt::DType::F16
+        !(srcType.getElementType().isF32()    ? info.dtype == rt::DType::F32
+          : srcType.getElementType().isF16()  ? info.dtype == rt::DType::F16
           : srcType.getElementType().isBF16() ? info.dtype == rt::DType::BF16
                                               : false);
     auto external = dyn_cast<llm::ExternalDataAttr>(src.source);

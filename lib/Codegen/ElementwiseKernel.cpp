@@ -28,6 +28,10 @@ llvm::StringRef kiln::codegen::stringifyElementwiseOp(ElementwiseOp op) {
     return "silu_mul";
   case ElementwiseOp::Add:
     return "residual_add";
+  case ElementwiseOp::Mul:
+    return "mul";
+  case ElementwiseOp::Silu:
+    return "silu";
   }
   return "silu_mul";
 }
@@ -37,6 +41,8 @@ kiln::codegen::parseElementwiseOp(llvm::StringRef name) {
   return llvm::StringSwitch<std::optional<ElementwiseOp>>(name)
       .Cases({"silu_mul", "swiglu"}, ElementwiseOp::SiluMul)
       .Cases({"residual_add", "add"}, ElementwiseOp::Add)
+      .Case("mul", ElementwiseOp::Mul)
+      .Case("silu", ElementwiseOp::Silu)
       .Default(std::nullopt);
 }
 
@@ -82,12 +88,17 @@ kiln::codegen::buildElementwiseKernel(OpBuilder &builder,
   KernelBuilder b(loc, builder);
   Type elementType = getElementType(context, options.dtype);
   auto type = MemRefType::get({options.size}, elementType);
-  gpu::GPUFuncOp func = b.createKernel(
-      module, name, {type, type, type},
-      {ArgAccess::ReadOnly, ArgAccess::ReadOnly, ArgAccess::WriteOnly},
-      threads);
-  Value lhs = func.getArgument(0), rhs = func.getArgument(1),
-        out = func.getArgument(2);
+  bool unary = options.op == ElementwiseOp::Silu;
+  gpu::GPUFuncOp func =
+      unary
+          ? b.createKernel(module, name, {type, type},
+                           {ArgAccess::ReadOnly, ArgAccess::WriteOnly}, threads)
+          : b.createKernel(module, name, {type, type, type},
+                           {ArgAccess::ReadOnly, ArgAccess::ReadOnly,
+                            ArgAccess::WriteOnly},
+                           threads);
+  Value lhs = func.getArgument(0), rhs = unary ? Value() : func.getArgument(1),
+        out = func.getArgument(unary ? 1 : 2);
 
   Value vector = arith::AddIOp::create(
       b, arith::MulIOp::create(b, b.blockIdX(), b.index(threads)),
@@ -95,10 +106,20 @@ kiln::codegen::buildElementwiseKernel(OpBuilder &builder,
   auto body = [&] {
     Value column = arith::MulIOp::create(b, vector, b.index(width));
     Value a = b.loadF32(lhs, {column}, width);
-    Value c = b.loadF32(rhs, {column}, width);
-    Value result = options.op == ElementwiseOp::SiluMul
-                       ? buildSiluMul(b, a, c, width)
-                       : arith::AddFOp::create(b, a, c).getResult();
+    Value c = unary ? b.f32Splat(1.0, width) : b.loadF32(rhs, {column}, width);
+    Value result;
+    switch (options.op) {
+    case ElementwiseOp::SiluMul:
+    case ElementwiseOp::Silu: // silu(x) * 1
+      result = buildSiluMul(b, a, c, width);
+      break;
+    case ElementwiseOp::Add:
+      result = arith::AddFOp::create(b, a, c);
+      break;
+    case ElementwiseOp::Mul:
+      result = arith::MulFOp::create(b, a, c);
+      break;
+    }
     b.storeFromF32(result, out, {column});
   };
   if (blocks * threads != numVectors)
@@ -118,8 +139,12 @@ kiln::codegen::buildElementwiseKernel(OpBuilder &builder,
   spec.addParam("size", options.size);
   spec.addParam("vec", width);
   bool silu = options.op == ElementwiseOp::SiluMul;
-  spec.args = {{silu ? "gate" : "a", options.dtype, {options.size}, false},
-               {silu ? "up" : "b", options.dtype, {options.size}, false},
-               {"out", options.dtype, {options.size}, true}};
+  if (unary)
+    spec.args = {{"x", options.dtype, {options.size}, false},
+                 {"out", options.dtype, {options.size}, true}};
+  else
+    spec.args = {{silu ? "gate" : "a", options.dtype, {options.size}, false},
+                 {silu ? "up" : "b", options.dtype, {options.size}, false},
+                 {"out", options.dtype, {options.size}, true}};
   return spec;
 }

@@ -29,8 +29,8 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                                const GemvOptions &options) {
   MLIRContext *context = builder.getContext();
   std::string name =
-      llvm::formatv("gemv_{0}_n{1}_k{2}", stringifyDType(options.dtype),
-                    options.n, options.k);
+      llvm::formatv("gemv_{0}_n{1}_k{2}{3}", stringifyDType(options.dtype),
+                    options.n, options.k, options.bias ? "_bias" : "");
   Location loc = NameLoc::get(StringAttr::get(context, name));
 
   if (options.n <= 0 || options.k <= 0)
@@ -66,12 +66,17 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   auto xType = MemRefType::get({options.k}, elementType);
   auto wType = MemRefType::get({options.n, options.k}, elementType);
   auto yType = MemRefType::get({options.n}, elementType);
-  gpu::GPUFuncOp func = b.createKernel(
-      module, name, {xType, wType, yType},
-      {ArgAccess::ReadOnly, ArgAccess::ReadOnly, ArgAccess::WriteOnly},
-      threads);
+  SmallVector<Type> argTypes = {xType, wType, yType};
+  SmallVector<ArgAccess> access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly,
+                                   ArgAccess::WriteOnly};
+  if (options.bias) {
+    argTypes.insert(argTypes.begin() + 2, yType);
+    access.insert(access.begin() + 2, ArgAccess::ReadOnly);
+  }
+  gpu::GPUFuncOp func = b.createKernel(module, name, argTypes, access, threads);
   Value x = func.getArgument(0), w = func.getArgument(1),
-        y = func.getArgument(2);
+        y = func.getArgument(options.bias ? 3 : 2);
+  Value biasArg = options.bias ? func.getArgument(2) : Value();
 
   Value tid = b.threadIdX();
   Value warpSize = b.index(kWarpSize);
@@ -171,7 +176,13 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
           arith::CmpIOp::create(b, arith::CmpIPredicate::ult, rows[r],
                                 b.index(options.n)));
     b.ifThen(writes, [&] {
-      Value narrowed = arith::TruncFOp::create(b, elementType, sum);
+      Value total = sum;
+      if (biasArg) {
+        Value bv = memref::LoadOp::create(b, biasArg, rows[r]);
+        total = arith::AddFOp::create(
+            b, sum, arith::ExtFOp::create(b, b.getF32Type(), bv));
+      }
+      Value narrowed = arith::TruncFOp::create(b, elementType, total);
       memref::StoreOp::create(b, narrowed, y, rows[r]);
     });
   }
@@ -188,8 +199,12 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   spec.addParam("vec", width);
   spec.addParam("rows_per_warp", options.rowsPerWarp);
   spec.addParam("unroll", options.unroll);
+  if (options.bias)
+    spec.addParam("bias", 1);
   spec.args = {{"x", options.dtype, {options.k}, false},
-               {"w", options.dtype, {options.n, options.k}, false},
-               {"y", options.dtype, {options.n}, true}};
+               {"w", options.dtype, {options.n, options.k}, false}};
+  if (options.bias)
+    spec.args.push_back({"bias", options.dtype, {options.n}, false});
+  spec.args.push_back({"y", options.dtype, {options.n}, true});
   return spec;
 }

@@ -335,6 +335,10 @@ static std::vector<std::string> expectedFamilies(const Step &s,
     return {decode ? "paged_decode" : "paged_prefill"};
   case OpKind::Add:
     return {"residual_add"};
+  case OpKind::Mul:
+    return {"mul"};
+  case OpKind::SiLU:
+    return {"silu"};
   case OpKind::GatedMLP:
     return {"gemv", "gemv", "silu_mul", "gemv"};
   default:
@@ -477,7 +481,10 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
         } else if (k.family == "silu_mul") {
           a = scratch(nm == "gate" ? 0 : nm == "up" ? 1 : 2, arg.shape[0]);
         } else if (k.family == "gemv") {
-          a = nm == "x" ? op(0) : nm == "w" ? weight(s.operands[1]) : res(0);
+          a = nm == "x"      ? op(0)
+              : nm == "w"    ? weight(s.operands[1])
+              : nm == "bias" ? op(2)
+                             : res(0);
         } else if (nm == "block_tables") {
           a.source = Source::BlockTables;
           p.tableWidth = arg.shape[1];
@@ -954,6 +961,42 @@ Status CudaDevice::readCache(int32_t layer, Span<const int64_t> slots,
         }
       }
   return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// Copy bandwidth (the decode floor)
+//===----------------------------------------------------------------------===//
+
+StatusOr<double> CudaDevice::measureCopyBandwidth(int64_t bytes) {
+  KILN_RETURN_IF_ERROR(d_->check(d_->cuCtxSetCurrent(context_), "context"));
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<Memory> a,
+                        Memory::allocate(d_, bytes, "the bandwidth test"));
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<Memory> b,
+                        Memory::allocate(d_, bytes, "the bandwidth test"));
+  KILN_RETURN_IF_ERROR(d_->check(
+      d_->cuMemsetD8Async(a->ptr, 1, bytes, stream_), "bandwidth test"));
+  CUevent start = nullptr, stop = nullptr;
+  KILN_RETURN_IF_ERROR(d_->check(d_->cuEventCreate(&start, 0), "event"));
+  KILN_RETURN_IF_ERROR(d_->check(d_->cuEventCreate(&stop, 0), "event"));
+  // Warm up, then the median of timed copies.
+  std::vector<float> ms;
+  for (int i = 0; i < 13; ++i) {
+    d_->cuEventRecord(start, stream_);
+    d_->cuMemcpyDtoDAsync(b->ptr, a->ptr, bytes, stream_);
+    d_->cuEventRecord(stop, stream_);
+    d_->cuEventSynchronize(stop);
+    float t = 0;
+    d_->cuEventElapsedTime(&t, start, stop);
+    if (i >= 3)
+      ms.push_back(t);
+  }
+  d_->cuEventDestroy(start);
+  d_->cuEventDestroy(stop);
+  std::sort(ms.begin(), ms.end());
+  double median = ms[ms.size() / 2] * 1e-3;
+  if (median <= 0)
+    return makeError(StatusCode::Internal, "bandwidth test timed 0 s");
+  return 2.0 * double(bytes) / median;
 }
 
 } // namespace kiln::runtime

@@ -38,6 +38,7 @@ public:
              Span<const int32_t> tokens, std::vector<float> &logits) override;
   Status writeCache(int32_t layer, Span<const int64_t> slots,
                     Span<const float> keys, Span<const float> values) override;
+  StatusOr<double> measureCopyBandwidth(int64_t bytes) override;
   Status readCache(int32_t layer, Span<const int64_t> slots,
                    std::vector<float> &keys,
                    std::vector<float> &values) override;

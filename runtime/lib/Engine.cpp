@@ -279,7 +279,7 @@ Status Engine::emit(std::vector<Request *> &batch,
     event.requestId = r.id;
     event.token = *token;
     event.index = r.generated;
-    if (*token == config.eosTokenId)
+    if (*token == config.eosTokenId && !r.params.ignoreEos)
       event.finish = FinishReason::Eos;
     else if (r.generated >= r.maxNewTokens)
       event.finish = FinishReason::MaxTokens;

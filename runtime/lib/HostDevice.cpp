@@ -40,8 +40,19 @@ struct HostDevice::EntryState {
   DType cacheDType = DType::F32;
 };
 
-HostDevice::HostDevice(bool roundToStorage)
-    : roundToStorage_(roundToStorage) {}
+HostDevice::HostDevice(bool roundToStorage) : roundToStorage_(roundToStorage) {}
+
+static float roundHalf(float v) { return halfToFloat(floatToHalf(v)); }
+static float roundBf16(float v) { return bf16ToFloat(floatToBf16(v)); }
+
+/// The rounding of host:storage for values stored as `dtype` (null: none).
+float (*HostDevice::storageRounding(DType dtype) const)(float) {
+  if (!roundToStorage_)
+    return nullptr;
+  return dtype == DType::F16    ? roundHalf
+         : dtype == DType::BF16 ? roundBf16
+                                : nullptr;
+}
 
 /// Rounds fp32 values to `dtype` and back (f16/bf16; f32 is left alone).
 static void roundToStorage(float *data, int64_t n, DType dtype) {
@@ -178,8 +189,8 @@ Status HostDevice::prepareEntry(const EntryPoint &entry, EntryState &state) {
     case BufferKind::Activation:
     case BufferKind::Output:
       if (!isFloatDType(b.dtype))
-        return makeError(StatusCode::Unimplemented, "entry point '",
-                         entry.name, "': buffer %", id, " is an integer ",
+        return makeError(StatusCode::Unimplemented, "entry point '", entry.name,
+                         "': buffer %", id, " is an integer ",
                          bufferKindName(b.kind),
                          ", which the host device does not compute");
       break;
@@ -244,8 +255,7 @@ void HostDevice::prepareWeights() {
         uint32_t w = entry.buffers[id].weightIndex;
         bool matrix = (s.kind == OpKind::Linear && k == 1) ||
                       (s.kind == OpKind::GatedMLP && k >= 1);
-        if ((s.kind == OpKind::Embedding && k == 0) ||
-            (matrix && !transposed))
+        if ((s.kind == OpKind::Embedding && k == 0) || (matrix && !transposed))
           continue;
         if (!matrix) {
           widen(w);
@@ -268,8 +278,8 @@ void HostDevice::prepareWeights() {
 }
 
 void HostDevice::poisonCache() {
-  int64_t n = static_cast<int64_t>(cacheMemory_.size()) /
-              dtypeBytes(cacheView_.dtype);
+  int64_t n =
+      static_cast<int64_t>(cacheMemory_.size()) / dtypeBytes(cacheView_.dtype);
   for (int64_t k = 0; k < n; ++k) {
     if (cacheView_.dtype == DType::F32) {
       float nan = std::numeric_limits<float>::quiet_NaN();
@@ -293,9 +303,8 @@ Status HostDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
                        Span<const int32_t> tokens, std::vector<float> &logits) {
   auto found = entries_.find(&entry);
   if (!model_ || found == entries_.end())
-    return makeError(StatusCode::FailedPrecondition,
-                     "entry point '", entry.name,
-                     "' does not belong to the prepared model");
+    return makeError(StatusCode::FailedPrecondition, "entry point '",
+                     entry.name, "' does not belong to the prepared model");
   EntryState &st = *found->second;
 
   // The batch's arrays must agree with each other before anything indexes
@@ -434,10 +443,9 @@ Status HostDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
     case OpKind::RotaryTable:
       if (!ints(0))
         return makeError(StatusCode::Internal, "positions not bound");
-      host::rotaryTable(ints(0), sizes(op(0))[0],
-                        s.find(AttrKey::InvFreq)->floats,
-                        s.getFloat(AttrKey::AttentionScaling, 1.0f),
-                        F(res(0)), F(res(1)));
+      host::rotaryTable(
+          ints(0), sizes(op(0))[0], s.find(AttrKey::InvFreq)->floats,
+          s.getFloat(AttrKey::AttentionScaling, 1.0f), F(res(0)), F(res(1)));
       break;
     case OpKind::Cast:
       // fp32 compute: values keep full precision whatever the dtype.
@@ -454,9 +462,8 @@ Status HostDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
       int64_t d = sizes(op(0)).back();
       const float *bias =
           s.operands.size() > 2 && op(2) != kNoBuffer ? F(op(2)) : nullptr;
-      host::layerNorm(F(op(0)), d ? product(sizes(op(0))) / d : 0, d,
-                      F(op(1)), bias, s.getFloat(AttrKey::Epsilon),
-                      F(res(0)));
+      host::layerNorm(F(op(0)), d ? product(sizes(op(0))) / d : 0, d, F(op(1)),
+                      bias, s.getFloat(AttrKey::Epsilon), F(res(0)));
       break;
     }
     case OpKind::Linear: {
@@ -485,8 +492,7 @@ Status HostDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
       if (!ints(3))
         return makeError(StatusCode::Internal, "slot mapping not bound");
       status = host::kvCacheWrite(cacheView_, s.getInt(AttrKey::Layer),
-                                  F(op(1)), F(op(2)), ints(3),
-                                  sizes(op(3))[0]);
+                                  F(op(1)), F(op(2)), ints(3), sizes(op(3))[0]);
       break;
     case OpKind::PagedAttention: {
       if (!ints(2) || !ints(3) || !ints(4))
@@ -525,10 +531,10 @@ Status HostDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
       host::WeightRef w[3];
       for (int j = 0; j < 3; ++j)
         w[j] = matrix(op(1 + j), t, scratch[j]);
-      host::gatedMlp(F(op(0)), k ? product(sizes(op(0))) / k : 0, k, w[0],
-                     w[1], inter, w[2], n,
-                     static_cast<Activation>(s.getInt(AttrKey::Activation)),
-                     F(res(0)), scratch_);
+      host::gatedMlp(
+          F(op(0)), k ? product(sizes(op(0))) / k : 0, k, w[0], w[1], inter,
+          w[2], n, static_cast<Activation>(s.getInt(AttrKey::Activation)),
+          F(res(0)), scratch_, storageRounding(entry.buffers[res(0)].dtype));
       break;
     }
     case OpKind::SiLU:
@@ -561,10 +567,10 @@ Status HostDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
       break;
     }
     if (!status.isOk())
-      return Status(status.code(),
-                    "entry point '" + entry.name + "' step " +
-                        std::to_string(index) + " (" + opKindName(s.kind) +
-                        "): " + status.message());
+      return Status(status.code(), "entry point '" + entry.name + "' step " +
+                                       std::to_string(index) + " (" +
+                                       opKindName(s.kind) +
+                                       "): " + status.message());
     if (roundToStorage_)
       for (uint32_t r : s.results)
         roundToStorage(F(r), product(st.sizes[r]), entry.buffers[r].dtype);
@@ -581,15 +587,14 @@ Status HostDevice::checkCacheAccess(const char *what, int32_t layer,
     return makeError(StatusCode::FailedPrecondition, "cannot ", what,
                      " the KV cache before prepare");
   if (layer < 0 || layer >= cacheView_.layers)
-    return makeError(StatusCode::OutOfRange, "cannot ", what, " layer ",
-                     layer, " of a KV cache of ", cacheView_.layers,
-                     " layers");
+    return makeError(StatusCode::OutOfRange, "cannot ", what, " layer ", layer,
+                     " of a KV cache of ", cacheView_.layers, " layers");
   int64_t numSlots = cacheView_.blocks * cacheView_.blockSize;
   for (size_t j = 0; j < slots.size(); ++j)
     if (slots[j] < 0 || slots[j] >= numSlots)
       return makeError(StatusCode::OutOfRange, "cannot ", what, " slot ",
-                       slots[j], " (row ", j, "): the KV cache has ",
-                       numSlots, " slots");
+                       slots[j], " (row ", j, "): the KV cache has ", numSlots,
+                       " slots");
   return Status::ok();
 }
 

@@ -652,18 +652,25 @@ void activation(OpKind kind, const float *x, int64_t n, float *y) {
 
 void gatedMlp(const float *x, int64_t m, int64_t k, WeightRef gate,
               WeightRef up, int64_t inter, WeightRef down, int64_t n,
-              Activation act, float *y, std::vector<float> &scratch) {
+              Activation act, float *y, std::vector<float> &scratch,
+              float (*round)(float)) {
   scratch.resize(2 * m * inter);
   float *g = scratch.data(), *u = scratch.data() + m * inter;
   matmul(x, m, k, gate, inter, nullptr, g);
   matmul(x, m, k, up, inter, nullptr, u);
+  if (round)
+    for (int64_t i = 0; i < 2 * m * inter; ++i)
+      scratch[i] = round(scratch[i]);
   double (*fn)(double) = act == Activation::SiLU   ? silu
                          : act == Activation::GELU ? gelu
                          : act == Activation::GeluTanh
                              ? geluTanh
                              : [](double v) { return v > 0 ? v : 0.0; };
-  for (int64_t i = 0; i < m * inter; ++i)
+  for (int64_t i = 0; i < m * inter; ++i) {
     g[i] = static_cast<float>(fn(g[i])) * u[i];
+    if (round)
+      g[i] = round(g[i]);
+  }
   matmul(g, m, inter, down, n, nullptr, y);
 }
 

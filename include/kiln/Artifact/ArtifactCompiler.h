@@ -23,6 +23,7 @@
 #include "mlir/Support/LogicalResult.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,8 +42,22 @@ enum class WeightMode {
 
 /// The llm.weight behind a weight-table entry.
 struct WeightSource {
-  mlir::Attribute source; ///< #llm.external_data or #llm.initializer
+  /// #llm.external_data or #llm.initializer (or, for a dequantized weight,
+  /// the dense elements of an llm.constant).
+  mlir::Attribute source;
   mlir::Type type;
+
+  /// A weight dequantized at compile time from the operands of an
+  /// llm.matmul_nbits (ONNX MatMulNBits): `source`/`type` are its packed
+  /// integers [N, blocks, block_size * bits / 8], these its scales and
+  /// (optional, packed or float) zero points; the table entry is the
+  /// dense [N, K] matrix, element (n, k) = (q - zero point) * scale.
+  struct Quantized {
+    mlir::Attribute scales, zeroPoints;
+    mlir::Type scalesType, zeroPointsType;
+    int64_t k = 0, n = 0, bits = 0, blockSize = 0;
+  };
+  std::optional<Quantized> quantized;
 };
 
 /// Everything the artifact holds, before it is written.

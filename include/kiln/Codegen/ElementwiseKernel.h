@@ -22,9 +22,14 @@ enum class ElementwiseOp {
   SiluMul,
   /// out = a + b  (residual connection).
   Add,
+  /// out = a * b  (an unfused gated MLP's product).
+  Mul,
+  /// out = silu(x)  (one input: arguments x, out).
+  Silu,
 };
 
-/// "silu_mul" or "residual_add" (the family and kernel-name prefix).
+/// "silu_mul", "residual_add", "mul" or "silu" (the family and kernel-name
+/// prefix).
 llvm::StringRef stringifyElementwiseOp(ElementwiseOp op);
 std::optional<ElementwiseOp> parseElementwiseOp(llvm::StringRef name);
 

@@ -30,6 +30,10 @@ struct GemvOptions {
   /// together before their FMAs; a row with at most this many steps is
   /// unrolled completely, a longer one loops over chunks of this size.
   int64_t unroll = 8;
+  /// Adds bias[n] (an extra `bias` argument after `w`) to each output in
+  /// fp32 before the narrowing store: Linear's bias fused into the
+  /// epilogue instead of a second pass over y.
+  bool bias = false;
 };
 
 /// Appends `gpu.func @gemv_<dtype>_n<N>_k<K>(x, w, y) kernel` to `module`:

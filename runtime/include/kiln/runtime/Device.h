@@ -65,6 +65,14 @@ public:
   /// Reads the keys and values of layer `layer` at `slots` back as fp32
   /// [slots.size(), kv_heads, head_dim] (resizing `keys` and `values`).
   /// Same errors as writeCache.
+  /// Device-to-device copy bandwidth in bytes per second, read and write
+  /// both counted (the decode floor's denominator), measured on `bytes`
+  /// of memory; Unimplemented for devices without one (the host).
+  virtual StatusOr<double> measureCopyBandwidth(int64_t bytes) {
+    return makeError(StatusCode::Unimplemented, name(),
+                     " has no copy bandwidth to measure");
+  }
+
   virtual Status readCache(int32_t layer, Span<const int64_t> slots,
                            std::vector<float> &keys,
                            std::vector<float> &values) = 0;

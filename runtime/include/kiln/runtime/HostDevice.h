@@ -52,6 +52,8 @@ public:
 private:
   struct EntryState;
   bool roundToStorage_ = false;
+  /// host:storage's rounding to `dtype`, or null.
+  float (*storageRounding(DType dtype) const)(float);
   /// The checks writeCache and readCache share.
   Status checkCacheAccess(const char *what, int32_t layer,
                           Span<const int64_t> slots) const;

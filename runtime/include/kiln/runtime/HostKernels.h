@@ -123,10 +123,13 @@ void binary(BinaryOp op, const float *a, const std::vector<int64_t> &aShape,
 void activation(OpKind kind, const float *x, int64_t n, float *y);
 
 /// y = down(act(x @ gate) * (x @ up)); weights row-major [K, I], [K, I],
-/// [I, N]. `scratch` is resized as needed.
+/// [I, N]. `scratch` is resized as needed. `round`, when given, is applied
+/// to the two projections and to the activation product, as a device that
+/// stores them in a narrower type does.
 void gatedMlp(const float *x, int64_t m, int64_t k, WeightRef gate,
               WeightRef up, int64_t inter, WeightRef down, int64_t n,
-              Activation act, float *y, std::vector<float> &scratch);
+              Activation act, float *y, std::vector<float> &scratch,
+              float (*round)(float) = nullptr);
 
 /// out[s, :] = x[qsl[s+1] - 1, :] for each sequence (rowSize elements per
 /// row); InvalidArgument for a sequence without tokens or a bad qsl.

@@ -28,6 +28,8 @@ struct SamplingParams {
   /// Keep the smallest set of most likely tokens whose probability mass
   /// reaches topP; 1 disables the filter. Must lie in (0, 1].
   float topP = 1.0f;
+  /// Keep generating after EOS (benchmarks: a fixed number of steps).
+  bool ignoreEos = false;
 
   /// InvalidArgument for temperature < 0 (or NaN), topK < 0, or topP
   /// outside (0, 1].

@@ -1,0 +1,224 @@
+//===- kiln-bench.cpp - Prefill and decode speed of a .kiln artifact ------===//
+//
+//   kiln-bench m.kiln [--batch 1,8,32] [--prompt-len 128] [--gen-len 256]
+//              [--device auto] [--repeats 3] [--seed 0]
+//              [--bandwidth-gbs G] [--matmul-tflops 790]
+//
+// For each batch size B: B random prompts of --prompt-len tokens are
+// prefilled in one step, then --gen-len greedy decode steps run for all B
+// sequences (EOS ignored), through the same Engine that serves requests
+// (continuous batching, paged KV cache, host sampling included). Each step
+// is timed on the host clock; the runtime synchronizes once per step when
+// it copies the logits back, so a step's time is its whole cost. Reported:
+// prefill ms (median over repeats), decode ms/step (median over every
+// step of every repeat) and tok/s = B / ms-per-step, each against its
+// floor (PERFORMANCE.md): decode >= weight bytes / copy bandwidth
+// (measured on the device, read + write counted, unless --bandwidth-gbs is
+// given), prefill >= 2 * matmul params * tokens / --matmul-tflops (Kiln
+// has no vendor GEMM to measure the rate with; the bench script measures
+// it with PyTorch on the same card and passes it). Links only KilnRuntime.
+//
+//===----------------------------------------------------------------------===//
+
+#include "../common/RuntimeToolArgs.h"
+
+#include "kiln/runtime/Engine.h"
+#include "kiln/runtime/Model.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace kiln;
+using namespace kiln::runtime;
+
+namespace {
+
+int fail(const Status &status) {
+  std::fprintf(stderr, "kiln-bench: error: %s\n", status.toString().c_str());
+  return 1;
+}
+
+double now() {
+  return std::chrono::duration<double>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+double median(std::vector<double> v) {
+  if (v.empty())
+    return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+/// Elements of the weights that matrix products read (Linear, GatedMLP).
+int64_t matmulParams(const Model &model) {
+  const EntryPoint *decode = model.entry("decode");
+  std::vector<bool> seen(model.weights().size(), false);
+  int64_t n = 0;
+  for (const Step &s : decode->steps) {
+    std::vector<uint32_t> ids;
+    if (s.kind == OpKind::Linear)
+      ids = {s.operands[1]};
+    else if (s.kind == OpKind::GatedMLP)
+      ids = {s.operands[1], s.operands[2], s.operands[3]};
+    for (uint32_t id : ids) {
+      const Buffer &b = decode->buffers[id];
+      if (b.kind != BufferKind::Weight || seen[b.weightIndex])
+        continue;
+      seen[b.weightIndex] = true;
+      n += model.weights()[b.weightIndex].numElements();
+    }
+  }
+  return n;
+}
+
+struct Result {
+  double prefillMs = 0, stepMs = 0;
+  int64_t steps = 0;
+};
+
+StatusOr<Result> bench(std::shared_ptr<const Model> model,
+                       const std::string &device, int64_t batch,
+                       int64_t promptLen, int64_t genLen, int64_t repeats,
+                       uint64_t seed, std::string &deviceName,
+                       double &bandwidth) {
+  const ModelConfig &c = model->config();
+  if (promptLen + genLen > c.contextLength)
+    return makeError(StatusCode::InvalidArgument, "--prompt-len + --gen-len = ",
+                     promptLen + genLen, " exceeds the context of ",
+                     c.contextLength);
+  EngineOptions options;
+  options.device = device;
+  options.maxSequences = static_cast<int32_t>(batch);
+  options.maxPrefillTokens = static_cast<int32_t>(batch * promptLen);
+  int64_t blocksPerSeq = (promptLen + genLen + c.blockSize) / c.blockSize;
+  options.numBlocks = static_cast<int32_t>(batch * blocksPerSeq + 1);
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
+                        Engine::create(model, options));
+  deviceName = engine->device().name();
+  if (bandwidth <= 0) {
+    auto measured = const_cast<Device &>(engine->device())
+                        .measureCopyBandwidth(int64_t(1) << 30);
+    if (measured.isOk())
+      bandwidth = *measured;
+  }
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> token(3, c.vocabSize - 1);
+  SamplingParams greedy;
+  greedy.ignoreEos = true;
+  std::vector<double> prefill, steps;
+  // One untimed round first: module loads, allocations, caches.
+  for (int64_t r = 0; r <= repeats; ++r) {
+    for (int64_t b = 0; b < batch; ++b) {
+      std::vector<int32_t> prompt(promptLen);
+      for (int32_t &t : prompt)
+        t = token(rng);
+      KILN_RETURN_IF_ERROR(engine
+                               ->addRequest(std::move(prompt), greedy,
+                                            static_cast<int32_t>(genLen),
+                                            nullptr)
+                               .status());
+    }
+    int64_t before = engine->stats().prefillSteps;
+    double t0 = now();
+    while (engine->stats().prefillSteps == before ||
+           engine->stats().prefillTokens % (batch * promptLen) != 0)
+      KILN_RETURN_IF_ERROR(engine->step());
+    double t1 = now();
+    if (r > 0)
+      prefill.push_back((t1 - t0) * 1e3);
+    while (!engine->idle()) {
+      double s0 = now();
+      KILN_RETURN_IF_ERROR(engine->step());
+      if (r > 0)
+        steps.push_back((now() - s0) * 1e3);
+    }
+  }
+  Result result;
+  result.prefillMs = median(prefill);
+  result.stepMs = median(steps);
+  result.steps = static_cast<int64_t>(steps.size());
+  return result;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  tools::Args args(argc, argv,
+                   {"batch", "prompt-len", "gen-len", "device", "repeats",
+                    "seed", "bandwidth-gbs", "matmul-tflops"},
+                   {});
+  if (!args.error.empty() || args.positionals.size() != 1) {
+    std::fprintf(stderr,
+                 "kiln-bench: %s\nusage: kiln-bench m.kiln [--batch 1,8,32] "
+                 "[--prompt-len 128] [--gen-len 256] [--device auto] "
+                 "[--repeats 3] [--bandwidth-gbs G] [--matmul-tflops 790]\n",
+                 args.error.empty() ? "give one artifact" : args.error.c_str());
+    return 2;
+  }
+  int64_t promptLen = args.integer("prompt-len", 128);
+  int64_t genLen = args.integer("gen-len", 256);
+  int64_t repeats = args.integer("repeats", 3);
+  int64_t seed = args.integer("seed", 0);
+  double bandwidth = std::atof(args.str("bandwidth-gbs", "0").c_str()) * 1e9;
+  double tflops = std::atof(args.str("matmul-tflops", "790").c_str());
+  std::vector<int64_t> batches;
+  std::stringstream ss(args.str("batch", "1,8,32"));
+  for (std::string b; std::getline(ss, b, ',');)
+    batches.push_back(std::atoll(b.c_str()));
+  if (!args.error.empty() || promptLen < 1 || genLen < 1 || repeats < 1 ||
+      tflops <= 0 || batches.empty() ||
+      *std::min_element(batches.begin(), batches.end()) < 1) {
+    std::fprintf(stderr, "kiln-bench: %s\n",
+                 args.error.empty() ? "lengths, repeats, batches and rates "
+                                      "must be positive"
+                                    : args.error.c_str());
+    return 2;
+  }
+  auto model = Model::load(args.positionals[0]);
+  if (!model.isOk())
+    return fail(model.status());
+  int64_t weightBytes = (*model)->totalWeightBytes();
+  int64_t params = matmulParams(**model);
+
+  std::string deviceName;
+  std::vector<std::pair<int64_t, Result>> rows;
+  for (int64_t b : batches) {
+    auto r = bench(*model, args.str("device", "auto"), b, promptLen, genLen,
+                   repeats, static_cast<uint64_t>(seed), deviceName,
+                   bandwidth);
+    if (!r.isOk())
+      return fail(r.status());
+    rows.emplace_back(b, *r);
+  }
+  std::printf("kiln-bench: %s on %s: weights %.3f GB (%.3f G matmul params), "
+              "copy bandwidth %s, matmul rate %.0f TFLOP/s (given)\n",
+              args.positionals[0].c_str(), deviceName.c_str(),
+              weightBytes / 1e9, params / 1e9,
+              bandwidth > 0
+                  ? (std::to_string(bandwidth / 1e12).substr(0, 4) + " TB/s")
+                        .c_str()
+                  : "unknown (host)",
+              tflops);
+  std::printf("%6s %7s %11s %8s %9s %10s %8s %7s\n", "batch", "prompt",
+              "prefill_ms", "prefill%", "ms/step", "tok/s", "decode%",
+              "steps");
+  for (auto &[b, r] : rows) {
+    double prefillFloor =
+        2.0 * params * double(b * promptLen) / (tflops * 1e12) * 1e3;
+    double decodeFloor = bandwidth > 0 ? weightBytes / bandwidth * 1e3 : 0;
+    std::printf("%6lld %7lld %11.2f %7.1f%% %9.3f %10.1f %7.1f%% %7lld\n",
+                (long long)b, (long long)promptLen, r.prefillMs,
+                100.0 * prefillFloor / r.prefillMs, r.stepMs,
+                b * 1e3 / r.stepMs,
+                decodeFloor > 0 ? 100.0 * decodeFloor / r.stepMs : 0.0,
+                (long long)r.steps);
+  }
+  return 0;
+}
