@@ -82,7 +82,11 @@ struct Request {
   // Generated:
   Builder build;
   rt::LaunchScale scale = rt::LaunchScale::None;
+  uint8_t scaleDim = 0;
   rt::LaunchRepeat repeat = rt::LaunchRepeat::Once;
+  /// gemv: the row-chunked variant (GemvOptions::tokens > 1) a device
+  /// launches instead of one launch per row when a step has several rows.
+  Builder chunkedBuild;
   rt::WeightLayout weightLayout = rt::WeightLayout::None;
   /// Elementwise: per row when the grid overshoots the row.
   bool elementwise = false;
@@ -134,6 +138,9 @@ public:
 };
 
 std::string str(int64_t v) { return std::to_string(v); }
+
+/// Token rows per CTA of the row-chunked gemv variants.
+constexpr int64_t kGemvChunkRows = 8;
 
 } // namespace
 
@@ -198,6 +205,14 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
             o.bias = hasBias;
             r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildGemvKernel(b, m, o);
+            };
+            // 8 rows per CTA; 2 K steps in flight keep it at ~130
+            // registers without spills on sm_90.
+            cg::GemvOptions chunked = o;
+            chunked.tokens = kGemvChunkRows;
+            chunked.unroll = 2;
+            r.chunkedBuild = [chunked](OpBuilder &b, gpu::GPUModuleOp m) {
+              return cg::buildGemvKernel(b, m, chunked);
             };
           });
   };
@@ -631,7 +646,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
   cg::PTXLoweringOptions lowering;
   lowering.chip = options.chip;
 
-  for (Request &r : c.requests) {
+  auto generate = [&](Request &r) -> LogicalResult {
     rt::KernelInfo k;
     k.family = r.family;
     k.uses = r.uses;
@@ -644,7 +659,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         k.name += "_" + p.first + "=" + p.second;
       table.kernels.push_back(std::move(k));
       ++stats.missing;
-      continue;
+      return success();
     }
     diagnostics.clear();
     auto fail = [&](StringRef what) {
@@ -672,7 +687,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     k.block = spec->block;
     k.dynamicSharedBytes = spec->dynamicSharedBytes;
     k.gridScale = r.scale;
-    k.gridScaleDim = 0;
+    k.gridScaleDim = r.scaleDim;
     k.repeat = r.repeat;
     k.weightLayout = r.weightLayout;
     if (r.elementwise) {
@@ -721,6 +736,30 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     stats.ptxBytes += k.ptx.size();
     stats.cubinBytes += k.cubin.size();
     table.kernels.push_back(std::move(k));
+    return success();
+  };
+  // The table's first entries are the requests, in the order the bindings
+  // name them; row-chunked gemv variants follow, each named by its
+  // row-at-a-time kernel's `chunked` parameter.
+  size_t numRequests = c.requests.size();
+  for (Request &r : c.requests)
+    if (failed(generate(r)))
+      return failure();
+  for (size_t i = 0; i < numRequests; ++i) {
+    Request &r = c.requests[i];
+    if (!r.chunkedBuild ||
+        table.kernels[i].status != rt::KernelStatus::Generated)
+      continue;
+    Request variant;
+    variant.family = r.family;
+    variant.firstUse = r.firstUse;
+    variant.build = r.chunkedBuild;
+    variant.scale = rt::LaunchScale::TokenChunks;
+    variant.scaleDim = 1;
+    variant.weightLayout = r.weightLayout;
+    if (failed(generate(variant)))
+      return failure();
+    table.kernels[i].params.emplace_back("chunked", table.kernels.back().name);
   }
   rt::Status valid = table.validate();
   if (!valid.isOk()) {

@@ -29,8 +29,11 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                                const GemvOptions &options) {
   MLIRContext *context = builder.getContext();
   std::string name =
-      llvm::formatv("gemv_{0}_n{1}_k{2}{3}", stringifyDType(options.dtype),
-                    options.n, options.k, options.bias ? "_bias" : "");
+      llvm::formatv("gemv_{0}_n{1}_k{2}{3}{4}", stringifyDType(options.dtype),
+                    options.n, options.k, options.bias ? "_bias" : "",
+                    options.tokens > 1
+                        ? "_t" + std::to_string(options.tokens)
+                        : std::string());
   Location loc = NameLoc::get(StringAttr::get(context, name));
 
   if (options.n <= 0 || options.k <= 0)
@@ -45,6 +48,11 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   if (options.unroll < 1 || options.unroll > 32)
     return emitError(loc) << "unroll must be in [1, 32], got "
                           << options.unroll;
+  if (options.tokens < 1 || options.tokens > 16)
+    return emitError(loc) << "tokens per CTA must be in [1, 16], got "
+                          << options.tokens;
+  int64_t R = options.tokens;
+  bool chunked = R > 1;
 
   int64_t width = pickVectorWidth(options.k, options.dtype);
   int64_t numVectors = options.k / width;
@@ -63,20 +71,57 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
 
   KernelBuilder b(loc, builder);
   Type elementType = getElementType(context, options.dtype);
-  auto xType = MemRefType::get({options.k}, elementType);
+  // Row-chunked kernels index x and y by token row; bare pointers carry no
+  // bounds, so the row extent is a static maximum.
+  auto xType = chunked
+                   ? MemRefType::get({kGemvMaxRows, options.k}, elementType)
+                   : MemRefType::get({options.k}, elementType);
   auto wType = MemRefType::get({options.n, options.k}, elementType);
-  auto yType = MemRefType::get({options.n}, elementType);
-  SmallVector<Type> argTypes = {xType, wType, yType};
-  SmallVector<ArgAccess> access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly,
-                                   ArgAccess::WriteOnly};
+  auto yType = chunked
+                   ? MemRefType::get({kGemvMaxRows, options.n}, elementType)
+                   : MemRefType::get({options.n}, elementType);
+  auto biasType = MemRefType::get({options.n}, elementType);
+  auto stepType = MemRefType::get({4}, b.getI32Type());
+  SmallVector<Type> argTypes = {xType, wType};
+  SmallVector<ArgAccess> access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly};
   if (options.bias) {
-    argTypes.insert(argTypes.begin() + 2, yType);
-    access.insert(access.begin() + 2, ArgAccess::ReadOnly);
+    argTypes.push_back(biasType);
+    access.push_back(ArgAccess::ReadOnly);
+  }
+  argTypes.push_back(yType);
+  access.push_back(ArgAccess::WriteOnly);
+  if (chunked) {
+    argTypes.push_back(stepType);
+    access.push_back(ArgAccess::ReadOnly);
   }
   gpu::GPUFuncOp func = b.createKernel(module, name, argTypes, access, threads);
-  Value x = func.getArgument(0), w = func.getArgument(1),
-        y = func.getArgument(options.bias ? 3 : 2);
-  Value biasArg = options.bias ? func.getArgument(2) : Value();
+  unsigned next = 2;
+  Value x = func.getArgument(0), w = func.getArgument(1);
+  Value biasArg = options.bias ? func.getArgument(next++) : Value();
+  Value y = func.getArgument(next++);
+  Value stepArg = chunked ? func.getArgument(next++) : Value();
+  // Token rows of this CTA: [tokenBase, tokenBase + R), loads clamped to
+  // the step's last row.
+  SmallVector<Value> tokenRows, loadTokenRows;
+  Value numTokens;
+  if (chunked) {
+    numTokens = arith::IndexCastOp::create(
+        b, b.getIndexType(),
+        memref::LoadOp::create(b, stepArg, ValueRange{b.index(0)}));
+    Value tokenBase = arith::MulIOp::create(b, b.blockIdY(), b.index(R));
+    Value lastToken = arith::SubIOp::create(b, numTokens, b.index(1));
+    for (int64_t t = 0; t < R; ++t) {
+      Value row = arith::AddIOp::create(b, tokenBase, b.index(t));
+      tokenRows.push_back(row);
+      loadTokenRows.push_back(
+          arith::MinUIOp::create(b, row, lastToken).getResult());
+    }
+  }
+  // x[t, column] (chunked) or x[column].
+  auto loadX = [&](int64_t t, Value column) {
+    return chunked ? b.loadF32(x, {loadTokenRows[t], column}, width)
+                   : b.loadF32(x, {column}, width);
+  };
 
   Value tid = b.threadIdX();
   Value warpSize = b.index(kWarpSize);
@@ -99,18 +144,22 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
             : row);
   }
 
+  // Accumulators: [output row r][token t] at r * R + t.
   // One group of K steps at the given columns: all loads, then the FMAs.
   auto accumulate = [&](ArrayRef<Value> columns, SmallVector<Value> accs) {
-    SmallVector<Value> xs;
-    SmallVector<SmallVector<Value>> ws(accs.size());
+    SmallVector<SmallVector<Value>> xs(R);
+    SmallVector<SmallVector<Value>> ws(loadRows.size());
     for (Value column : columns) {
-      xs.push_back(b.loadF32(x, {column}, width));
+      for (int64_t t = 0; t < R; ++t)
+        xs[t].push_back(loadX(t, column));
       for (auto [r, loadRow] : llvm::enumerate(loadRows))
         ws[r].push_back(b.loadF32(w, {loadRow, column}, width));
     }
-    for (auto [s, xv] : llvm::enumerate(xs))
-      for (size_t r = 0; r < accs.size(); ++r)
-        accs[r] = vector::FMAOp::create(b, xv, ws[r][s], accs[r]);
+    for (size_t s = 0; s < columns.size(); ++s)
+      for (size_t r = 0; r < loadRows.size(); ++r)
+        for (int64_t t = 0; t < R; ++t)
+          accs[r * R + t] = vector::FMAOp::create(b, xs[t][s], ws[r][s],
+                                                  accs[r * R + t]);
     return accs;
   };
   auto columnsFrom = [&](Value base, int64_t count) {
@@ -121,7 +170,7 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     return columns;
   };
 
-  SmallVector<Value> accs(options.rowsPerWarp, b.f32Splat(0.0, width));
+  SmallVector<Value> accs(options.rowsPerWarp * R, b.f32Splat(0.0, width));
   int64_t chunks = fullSteps > options.unroll ? fullSteps / options.unroll : 0;
   int64_t doneSteps = 0;
   if (chunks > 0) {
@@ -149,12 +198,14 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                                         b.index(tailLanes));
     Value column =
         arith::AddIOp::create(b, laneColumn, b.index(fullSteps * stride));
-    for (size_t r = 0; r < accs.size(); ++r) {
-      Value before = accs[r];
-      accs[r] = b.ifElse(
+    for (size_t i = 0; i < accs.size(); ++i) {
+      Value before = accs[i];
+      size_t r = i / R;
+      int64_t t = static_cast<int64_t>(i % R);
+      accs[i] = b.ifElse(
           inRow,
           [&] {
-            Value xv = b.loadF32(x, {column}, width);
+            Value xv = loadX(t, column);
             Value wv = b.loadF32(w, {loadRows[r], column}, width);
             return vector::FMAOp::create(b, xv, wv, before).getResult();
           },
@@ -165,9 +216,11 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   // Lane sum, warp sum, and lane 0 writes each row it owns.
   Value isLeader =
       arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane, b.index(0));
-  for (size_t r = 0; r < accs.size(); ++r) {
+  for (size_t i = 0; i < accs.size(); ++i) {
+    size_t r = i / R;
+    int64_t t = static_cast<int64_t>(i % R);
     Value sum =
-        vector::ReductionOp::create(b, vector::CombiningKind::ADD, accs[r]);
+        vector::ReductionOp::create(b, vector::CombiningKind::ADD, accs[i]);
     sum = b.warpSum(sum);
     Value writes = isLeader;
     if (rowsOvershoot)
@@ -175,6 +228,11 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
           b, writes,
           arith::CmpIOp::create(b, arith::CmpIPredicate::ult, rows[r],
                                 b.index(options.n)));
+    if (chunked)
+      writes = arith::AndIOp::create(
+          b, writes,
+          arith::CmpIOp::create(b, arith::CmpIPredicate::ult, tokenRows[t],
+                                numTokens));
     b.ifThen(writes, [&] {
       Value total = sum;
       if (biasArg) {
@@ -183,7 +241,11 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
             b, sum, arith::ExtFOp::create(b, b.getF32Type(), bv));
       }
       Value narrowed = arith::TruncFOp::create(b, elementType, total);
-      memref::StoreOp::create(b, narrowed, y, rows[r]);
+      if (chunked)
+        memref::StoreOp::create(b, narrowed, y,
+                                ValueRange{tokenRows[t], rows[r]});
+      else
+        memref::StoreOp::create(b, narrowed, y, rows[r]);
     });
   }
   gpu::ReturnOp::create(b);
@@ -201,10 +263,22 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   spec.addParam("unroll", options.unroll);
   if (options.bias)
     spec.addParam("bias", 1);
-  spec.args = {{"x", options.dtype, {options.k}, false},
+  if (chunked)
+    spec.addParam("tokens", R);
+  // Chunked: shapes of one chunk of R rows (the device passes the whole
+  // [T, K] and [T, N] buffers).
+  spec.args = {{"x", options.dtype,
+                chunked ? SmallVector<int64_t>{R, options.k}
+                        : SmallVector<int64_t>{options.k},
+                false},
                {"w", options.dtype, {options.n, options.k}, false}};
   if (options.bias)
     spec.args.push_back({"bias", options.dtype, {options.n}, false});
-  spec.args.push_back({"y", options.dtype, {options.n}, true});
+  spec.args.push_back({"y", options.dtype,
+                       chunked ? SmallVector<int64_t>{R, options.n}
+                               : SmallVector<int64_t>{options.n},
+                       true});
+  if (chunked)
+    spec.args.push_back({"step", KernelDType::I32, {4}, false});
   return spec;
 }

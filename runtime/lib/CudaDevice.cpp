@@ -5,6 +5,7 @@
 #include "kiln/runtime/Half.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 namespace kiln::runtime {
@@ -25,17 +26,15 @@ struct CudaDevice::Memory {
     if (ptr)
       d->cuMemFree(ptr);
   }
-  static StatusOr<std::unique_ptr<Memory>> allocate(const Driver *d,
-                                                    size_t bytes,
-                                                    const char *what) {
+  static StatusOr<std::unique_ptr<Memory>>
+  allocate(const Driver *d, size_t bytes, const char *what) {
     auto m = std::make_unique<Memory>();
     m->d = d;
     m->bytes = bytes;
     std::string label = std::string("allocating ") + std::to_string(bytes) +
                         " bytes of device memory for " + what;
-    KILN_RETURN_IF_ERROR(
-        d->check(d->cuMemAlloc(&m->ptr, std::max<size_t>(bytes, 1)),
-                 label.c_str()));
+    KILN_RETURN_IF_ERROR(d->check(
+        d->cuMemAlloc(&m->ptr, std::max<size_t>(bytes, 1)), label.c_str()));
     return m;
   }
 };
@@ -53,6 +52,7 @@ enum class Source : uint8_t {
   SeqStarts,   ///< [N, 2] i32 {0, append length}: one sequence's qsl.
   Partials,    ///< Split-K workspace of paged_decode.
   Counters,    ///< Split-K arrival counters (kept zero by the kernel).
+  StepInfo,    ///< i32 [4] {rows, N, M, P}: id 0 with rows = T, 1 with N.
 };
 
 struct ArgRef {
@@ -72,7 +72,12 @@ struct Launch {
   bool perSequence = false;
   /// What the step's rows are (the leading dimension of its result): T
   /// for token-major steps, N after GatherLastTokens.
-  Sym rows = Sym::T;
+  Sym rows =
+      Sym::T; /// gemv: the row-chunked variant (-1: none), launched once with
+  /// grid.y = ceil(rows / chunkRows) instead of once per row.
+  int32_t chunkedKernel = -1;
+  int64_t chunkRows = 1;
+  std::vector<ArgRef> chunkedArgs;
 };
 
 struct StepProgram {
@@ -101,11 +106,30 @@ struct CudaDevice::Program {
   int64_t tableWidth = 0;
   int64_t partialFloatsPerSeq = 0, countersPerSeq = 0;
 
+  /// No GatherLastTokens and no per-sequence launch: a step's launches
+  /// depend only on (T, N) and the arena, so they can be a CUDA graph.
+  bool capturable = true;
+  struct Graph {
+    CUgraphExec exec = nullptr;
+    CUdeviceptr arena = 0, counters = 0;
+    void reset(const Driver *d) {
+      if (exec)
+        d->cuGraphExecDestroy(exec);
+      exec = nullptr;
+    }
+  };
+  std::map<std::pair<int64_t, int64_t>, Graph> graphs;
+  const Driver *driver = nullptr;
+  ~Program() {
+    for (auto &g : graphs)
+      g.second.reset(driver);
+  }
+
   // Per run.
   std::unique_ptr<Memory> arena, counters;
   std::vector<CUdeviceptr> ptr;
   CUdeviceptr scratch[3] = {0, 0, 0};
-  CUdeviceptr tables = 0, seqStarts = 0, partials = 0, copies = 0;
+  CUdeviceptr tables = 0, seqStarts = 0, partials = 0, copies = 0, stepInfo = 0;
   std::vector<uint8_t> staging, output;
 };
 
@@ -114,7 +138,10 @@ struct CudaDevice::Program {
 //===----------------------------------------------------------------------===//
 
 CudaDevice::CudaDevice(const Driver *driver, int ordinal)
-    : d_(driver), ordinal_(ordinal) {}
+    : d_(driver), ordinal_(ordinal) {
+  const char *graphs = std::getenv("KILN_CUDA_GRAPHS");
+  graphsEnabled_ = !graphs || std::string(graphs) != "0";
+}
 
 CudaDevice::~CudaDevice() {
   if (!context_)
@@ -146,17 +173,17 @@ StatusOr<std::unique_ptr<Device>> CudaDevice::open(int ordinal) {
   KILN_RETURN_IF_ERROR(d->check(
       d->cuDeviceGetName(name, sizeof(name) - 1, dev->device_), "device name"));
   dev->deviceName_ = name;
-  KILN_RETURN_IF_ERROR(d->check(
-      d->cuDeviceGetAttribute(&dev->ccMajor_, kAttrComputeCapabilityMajor,
-                              dev->device_),
-      "compute capability"));
-  KILN_RETURN_IF_ERROR(d->check(
-      d->cuDeviceGetAttribute(&dev->ccMinor_, kAttrComputeCapabilityMinor,
-                              dev->device_),
-      "compute capability"));
-  KILN_RETURN_IF_ERROR(d->check(
-      d->cuDevicePrimaryCtxRetain(&dev->context_, dev->device_),
-      "creating the CUDA context"));
+  KILN_RETURN_IF_ERROR(
+      d->check(d->cuDeviceGetAttribute(
+                   &dev->ccMajor_, kAttrComputeCapabilityMajor, dev->device_),
+               "compute capability"));
+  KILN_RETURN_IF_ERROR(
+      d->check(d->cuDeviceGetAttribute(
+                   &dev->ccMinor_, kAttrComputeCapabilityMinor, dev->device_),
+               "compute capability"));
+  KILN_RETURN_IF_ERROR(
+      d->check(d->cuDevicePrimaryCtxRetain(&dev->context_, dev->device_),
+               "creating the CUDA context"));
   KILN_RETURN_IF_ERROR(
       d->check(d->cuCtxSetCurrent(dev->context_), "cuCtxSetCurrent"));
   // CU_STREAM_NON_BLOCKING: no implicit synchronization with stream 0.
@@ -268,11 +295,11 @@ Status CudaDevice::prepare(std::shared_ptr<const Model> model,
     programs_[&entry] = std::move(program);
   }
   KILN_RETURN_IF_ERROR(uploadWeights());
-  KILN_ASSIGN_OR_RETURN(kvCache_, Memory::allocate(d_, cache.totalBytes(),
-                                                   "the KV cache"));
-  KILN_RETURN_IF_ERROR(d_->check(
-      d_->cuMemsetD8Async(kvCache_->ptr, 0, kvCache_->bytes, stream_),
-      "clearing the KV cache"));
+  KILN_ASSIGN_OR_RETURN(
+      kvCache_, Memory::allocate(d_, cache.totalBytes(), "the KV cache"));
+  KILN_RETURN_IF_ERROR(
+      d_->check(d_->cuMemsetD8Async(kvCache_->ptr, 0, kvCache_->bytes, stream_),
+                "clearing the KV cache"));
   return d_->check(d_->cuStreamSynchronize(stream_), "prepare");
 }
 
@@ -305,17 +332,16 @@ Status CudaDevice::uploadWeights() {
       std::string what = "weight '" + info.name + "' (transposed)";
       KILN_ASSIGN_OR_RETURN(transposed_[w],
                             Memory::allocate(d_, t.size(), what.c_str()));
-      KILN_RETURN_IF_ERROR(d_->check(
-          d_->cuMemcpyHtoD(transposed_[w]->ptr, t.data(), t.size()),
-          what.c_str()));
+      KILN_RETURN_IF_ERROR(
+          d_->check(d_->cuMemcpyHtoD(transposed_[w]->ptr, t.data(), t.size()),
+                    what.c_str()));
     }
   }
   return Status::ok();
 }
 
 /// The kernel families each step kind launches, in order.
-static std::vector<std::string> expectedFamilies(const Step &s,
-                                                 bool decode) {
+static std::vector<std::string> expectedFamilies(const Step &s, bool decode) {
   switch (s.kind) {
   case OpKind::Embedding:
     return {"embedding"};
@@ -354,6 +380,7 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
                      "the artifact's kernel table does not cover entry point '",
                      entry.name, "' (recompile with this kiln-compile)");
   p.entry = &entry;
+  p.driver = d_;
   size_t n = entry.buffers.size();
   p.root.resize(n);
   p.rowBytes.assign(n, 0);
@@ -374,10 +401,10 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
       KILN_ASSIGN_OR_RETURN(
           p.constants[id],
           Memory::allocate(d_, b.constantData.size(), what.c_str()));
-      KILN_RETURN_IF_ERROR(d_->check(
-          d_->cuMemcpyHtoD(p.constants[id]->ptr, b.constantData.data(),
-                           b.constantData.size()),
-          what.c_str()));
+      KILN_RETURN_IF_ERROR(d_->check(d_->cuMemcpyHtoD(p.constants[id]->ptr,
+                                                      b.constantData.data(),
+                                                      b.constantData.size()),
+                                     what.c_str()));
     }
   }
   bool decode = entry.name == "decode";
@@ -410,6 +437,7 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     if (s.kind == OpKind::View)
       continue;
     if (s.kind == OpKind::GatherLastTokens) {
+      p.capturable = false;
       sp.gatherFrom = p.root[s.operands[0]];
       sp.gatherTo = p.root[s.results[0]];
       sp.gatherRowBytes = p.rowBytes[s.operands[0]];
@@ -426,9 +454,8 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     for (size_t j = 0; matches && j < kernels.size(); ++j)
       matches = table.kernels[kernels[j]].family == families[j];
     if (!matches || families.empty())
-      return makeError(StatusCode::Unimplemented,
-                       "the CUDA device cannot run ", where(),
-                       " with the kernels the artifact binds to it");
+      return makeError(StatusCode::Unimplemented, "the CUDA device cannot run ",
+                       where(), " with the kernels the artifact binds to it");
     bool transposed = s.getInt(AttrKey::TransposeWeight) != 0;
     uint32_t rowBuffer = s.results.empty() ? s.operands[1] : s.results[0];
     Sym rows = entry.buffers[rowBuffer].shape.empty()
@@ -440,6 +467,7 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
       Launch launch;
       launch.kernel = kernels[j];
       launch.perSequence = k.family == "paged_prefill";
+      p.capturable &= !launch.perSequence;
       launch.rows = rows;
       auto weight = [&](uint32_t id) {
         bool nk = k.weightLayout == WeightLayout::NK && !transposed;
@@ -459,74 +487,98 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
         a.tokenRowBytes = row;
         return a;
       };
-      for (const KernelArgInfo &arg : k.args) {
-        const std::string &nm = arg.name;
-        auto op = [&](size_t idx) { return buffer(s.operands[idx]); };
-        auto res = [&](size_t idx) { return buffer(s.results[idx]); };
-        ArgRef a;
-        bool known = true;
-        if (nm == "cache") {
-          a.source = Source::CacheLayer;
-          a.id = static_cast<uint32_t>(layer);
-        } else if (k.family == "gemv" && s.kind == OpKind::GatedMLP) {
-          int64_t inter = k.args[2].shape[0];
-          if (j == 3)
-            a = nm == "x" ? scratch(2, arg.shape[0])
-                : nm == "w" ? weight(s.operands[3])
-                            : res(0);
-          else
-            a = nm == "x" ? op(0)
-                : nm == "w" ? weight(s.operands[1 + j])
-                            : scratch(static_cast<uint32_t>(j), inter);
-        } else if (k.family == "silu_mul") {
-          a = scratch(nm == "gate" ? 0 : nm == "up" ? 1 : 2, arg.shape[0]);
-        } else if (k.family == "gemv") {
-          a = nm == "x"      ? op(0)
-              : nm == "w"    ? weight(s.operands[1])
-              : nm == "bias" ? op(2)
-                             : res(0);
-        } else if (nm == "block_tables") {
-          a.source = Source::BlockTables;
-          p.tableWidth = arg.shape[1];
-          a.seqRowBytes = arg.shape[1] * 4;
-        } else if (nm == "partials") {
-          a.source = Source::Partials;
-          p.partialFloatsPerSeq =
-              std::max(p.partialFloatsPerSeq, arg.shape[0]);
-        } else if (nm == "counters") {
-          a.source = Source::Counters;
-          p.countersPerSeq = std::max(p.countersPerSeq, arg.shape[0]);
-        } else if (nm == "query_start_loc") {
-          a.source = Source::SeqStarts;
-          a.seqRowBytes = 8;
-        } else if (nm == "context_lens") {
-          a = op(3);
-          a.tokenRowBytes = 0;
-          a.seqRowBytes = 4;
-        } else if (nm == "q" || nm == "x" || nm == "table" || nm == "a" ||
-                   nm == "positions") {
-          a = op(0);
-        } else if (nm == "weight" || nm == "ids" || nm == "b" ||
-                   nm == "key") {
-          a = op(1);
-        } else if (nm == "value" || (nm == "cos" && s.kind == OpKind::Rope)) {
-          a = s.kind == OpKind::Rope ? op(1) : op(2);
-        } else if (nm == "sin" && s.kind == OpKind::Rope) {
-          a = op(2);
-        } else if (nm == "slot_mapping") {
-          a = op(3);
-        } else if (nm == "out" || nm == "cos" || nm == "y") {
-          a = res(0);
-        } else if (nm == "sin") {
-          a = res(1);
-        } else {
-          known = false;
+      // Binds each argument of `kk` (the step's kernel, or its row-chunked
+      // variant) by name.
+      auto resolve = [&](const KernelInfo &kk,
+                         std::vector<ArgRef> &out) -> Status {
+        for (const KernelArgInfo &arg : kk.args) {
+          const std::string &nm = arg.name;
+          auto op = [&](size_t idx) { return buffer(s.operands[idx]); };
+          auto res = [&](size_t idx) { return buffer(s.results[idx]); };
+          ArgRef a;
+          bool known = true;
+          if (nm == "step") {
+            a.source = Source::StepInfo;
+            a.id = rows == Sym::N ? 1 : 0;
+          } else if (nm == "cache") {
+            a.source = Source::CacheLayer;
+            a.id = static_cast<uint32_t>(layer);
+          } else if (k.family == "gemv" && s.kind == OpKind::GatedMLP) {
+            int64_t inter = k.args[2].shape[0];
+            if (j == 3)
+              a = nm == "x"   ? scratch(2, arg.shape[0])
+                  : nm == "w" ? weight(s.operands[3])
+                              : res(0);
+            else
+              a = nm == "x"   ? op(0)
+                  : nm == "w" ? weight(s.operands[1 + j])
+                              : scratch(static_cast<uint32_t>(j), inter);
+          } else if (k.family == "silu_mul") {
+            a = scratch(nm == "gate" ? 0 : nm == "up" ? 1 : 2, arg.shape[0]);
+          } else if (k.family == "gemv") {
+            a = nm == "x"      ? op(0)
+                : nm == "w"    ? weight(s.operands[1])
+                : nm == "bias" ? op(2)
+                               : res(0);
+          } else if (nm == "block_tables") {
+            a.source = Source::BlockTables;
+            p.tableWidth = arg.shape[1];
+            a.seqRowBytes = arg.shape[1] * 4;
+          } else if (nm == "partials") {
+            a.source = Source::Partials;
+            p.partialFloatsPerSeq =
+                std::max(p.partialFloatsPerSeq, arg.shape[0]);
+          } else if (nm == "counters") {
+            a.source = Source::Counters;
+            p.countersPerSeq = std::max(p.countersPerSeq, arg.shape[0]);
+          } else if (nm == "query_start_loc") {
+            a.source = Source::SeqStarts;
+            a.seqRowBytes = 8;
+          } else if (nm == "context_lens") {
+            a = op(3);
+            a.tokenRowBytes = 0;
+            a.seqRowBytes = 4;
+          } else if (nm == "q" || nm == "x" || nm == "table" || nm == "a" ||
+                     nm == "positions") {
+            a = op(0);
+          } else if (nm == "weight" || nm == "ids" || nm == "b" ||
+                     nm == "key") {
+            a = op(1);
+          } else if (nm == "value" || (nm == "cos" && s.kind == OpKind::Rope)) {
+            a = s.kind == OpKind::Rope ? op(1) : op(2);
+          } else if (nm == "sin" && s.kind == OpKind::Rope) {
+            a = op(2);
+          } else if (nm == "slot_mapping") {
+            a = op(3);
+          } else if (nm == "out" || nm == "cos" || nm == "y") {
+            a = res(0);
+          } else if (nm == "sin") {
+            a = res(1);
+          } else {
+            known = false;
+          }
+          if (!known)
+            return makeError(StatusCode::Unimplemented, "kernel '", kk.name,
+                             "' for ", where(), " has an argument '", nm,
+                             "' the CUDA device does not know");
+          out.push_back(a);
         }
-        if (!known)
-          return makeError(StatusCode::Unimplemented, "kernel '", k.name,
-                           "' for ", where(), " has an argument '", nm,
-                           "' the CUDA device does not know");
-        launch.args.push_back(a);
+        return Status::ok();
+      };
+      KILN_RETURN_IF_ERROR(resolve(k, launch.args));
+      if (std::string name = k.param("chunked"); !name.empty()) {
+        const KernelInfo *variant = table.find(name);
+        if (!variant || variant->status != KernelStatus::Generated)
+          return makeError(StatusCode::FailedPrecondition, "kernel '", k.name,
+                           "' names a missing row-chunked variant '", name,
+                           "'");
+        launch.chunkedKernel =
+            static_cast<int32_t>(variant - table.kernels.data());
+        launch.chunkRows = std::stoll(variant->param("tokens"));
+        KILN_RETURN_IF_ERROR(resolve(*variant, launch.chunkedArgs));
+        // The variant indexes rows itself: whole buffers, no advance.
+        for (ArgRef &a : launch.chunkedArgs)
+          a.tokenRowBytes = 0;
       }
       sp.launches.push_back(std::move(launch));
     }
@@ -626,10 +678,15 @@ Status CudaDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
   size_t nb = entry.buffers.size();
   std::vector<int64_t> offset(nb, -1);
   int64_t at = 0;
+  // The block-table input is sized for the kernels' width, not this step's
+  // M, so that every buffer keeps its address from step to step (CUDA
+  // graphs replay against fixed addresses).
+  SymbolValues layoutSym = sym;
+  layoutSym.M = std::max<int64_t>(M, p.tableWidth);
   for (size_t id = 0; id < nb; ++id)
     if (entry.buffers[id].kind == BufferKind::Input) {
       offset[id] = at;
-      at = align(at + sym.numElements(entry.buffers[id].shape) *
+      at = align(at + layoutSym.numElements(entry.buffers[id].shape) *
                           dtypeBytes(entry.buffers[id].dtype));
     }
   int64_t tablesAt = at;
@@ -638,6 +695,8 @@ Status CudaDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
   at = align(at + N * 8);
   int64_t copiesAt = at;
   at = align(at + int64_t(batch.copies.size()) * 12);
+  int64_t stepInfoAt = at;
+  at = align(at + 32);
   int64_t stagedBytes = at;
   for (size_t id = 0; id < nb; ++id) {
     BufferKind kind = entry.buffers[id].kind;
@@ -682,6 +741,7 @@ Status CudaDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
   p.tables = base + tablesAt;
   p.seqStarts = base + startsAt;
   p.copies = base + copiesAt;
+  p.stepInfo = base + stepInfoAt;
   p.partials = base + partialsAt;
 
   // Stage and upload the batch's arrays.
@@ -724,6 +784,10 @@ Status CudaDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
     int32_t starts[2] = {0, batch.appendLengths[i]};
     std::memcpy(&p.staging[startsAt + i * 8], starts, 8);
   }
+  int32_t stepInfo[8] = {
+      int32_t(T), int32_t(N), int32_t(M), int32_t(cache_.numBlocks),
+      int32_t(N), int32_t(N), int32_t(M), int32_t(cache_.numBlocks)};
+  std::memcpy(&p.staging[stepInfoAt], stepInfo, sizeof(stepInfo));
   for (size_t c = 0; c < batch.copies.size(); ++c) {
     int32_t row[3] = {batch.copies[c].src, batch.copies[c].dst,
                       batch.copies[c].numTokens};
@@ -756,31 +820,38 @@ Status CudaDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
       return p.partials;
     case Source::Counters:
       return p.counters->ptr;
+    case Source::StepInfo:
+      return p.stepInfo + a.id * 16;
     }
     return 0;
   };
   std::vector<CUdeviceptr> values;
   std::vector<void *> params;
-  auto launch = [&](const Launch &l, int64_t tokenRow, int64_t seqRow,
-                    int64_t units) -> Status {
-    const KernelInfo &k = table.kernels[l.kernel];
-    values.resize(l.args.size());
-    params.resize(l.args.size());
-    for (size_t a = 0; a < l.args.size(); ++a) {
-      values[a] = pointer(l.args[a]) + tokenRow * l.args[a].tokenRowBytes +
-                  seqRow * l.args[a].seqRowBytes;
+  auto launchKernel = [&](uint32_t kernel, const std::vector<ArgRef> &args,
+                          int64_t tokenRow, int64_t seqRow,
+                          int64_t units) -> Status {
+    const KernelInfo &k = table.kernels[kernel];
+    values.resize(args.size());
+    params.resize(args.size());
+    for (size_t a = 0; a < args.size(); ++a) {
+      values[a] = pointer(args[a]) + tokenRow * args[a].tokenRowBytes +
+                  seqRow * args[a].seqRowBytes;
       params[a] = &values[a];
     }
     int64_t grid[3] = {k.grid[0], k.grid[1], k.grid[2]};
     grid[k.gridScaleDim] *= units;
-    CUresult r = d_->cuLaunchKernel(
-        functions_[l.kernel], grid[0], grid[1], grid[2], k.block[0],
-        k.block[1], k.block[2], static_cast<unsigned>(k.dynamicSharedBytes),
-        stream_, params.data(), nullptr);
+    CUresult r = d_->cuLaunchKernel(functions_[kernel], grid[0], grid[1],
+                                    grid[2], k.block[0], k.block[1], k.block[2],
+                                    static_cast<unsigned>(k.dynamicSharedBytes),
+                                    stream_, params.data(), nullptr);
     if (r != CUDA_SUCCESS)
       return makeError(StatusCode::Internal, "launching '", k.name,
                        "': ", d_->describe(r));
     return Status::ok();
+  };
+  auto launch = [&](const Launch &l, int64_t tokenRow, int64_t seqRow,
+                    int64_t units) {
+    return launchKernel(l.kernel, l.args, tokenRow, seqRow, units);
   };
   auto unitsOf = [&](const KernelInfo &k, Sym rows) -> int64_t {
     switch (k.gridScale) {
@@ -811,39 +882,77 @@ Status CudaDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
         const KernelInfo &k = table.kernels[copyKernel];
         KILN_RETURN_IF_ERROR(d_->check(
             d_->cuLaunchKernel(functions_[copyKernel], k.grid[0], k.grid[1],
-                               k.grid[2], k.block[0], k.block[1], k.block[2],
-                               0, stream_, args, nullptr),
+                               k.grid[2], k.block[0], k.block[1], k.block[2], 0,
+                               stream_, args, nullptr),
             "launching kv_copy"));
       }
   }
 
-  for (const StepProgram &sp : p.steps) {
-    if (sp.kind == OpKind::GatherLastTokens) {
-      for (int64_t i = 0; i < N; ++i) {
-        int64_t row = batch.queryStartLoc[i + 1] - 1;
-        KILN_RETURN_IF_ERROR(d_->check(
-            d_->cuMemcpyDtoDAsync(p.ptr[sp.gatherTo] + i * sp.gatherRowBytes,
-                                  p.ptr[sp.gatherFrom] +
-                                      row * sp.gatherRowBytes,
-                                  sp.gatherRowBytes, stream_),
-            "gathering last tokens"));
+  auto issueSteps = [&]() -> Status {
+    for (const StepProgram &sp : p.steps) {
+      if (sp.kind == OpKind::GatherLastTokens) {
+        for (int64_t i = 0; i < N; ++i) {
+          int64_t row = batch.queryStartLoc[i + 1] - 1;
+          KILN_RETURN_IF_ERROR(
+              d_->check(d_->cuMemcpyDtoDAsync(
+                            p.ptr[sp.gatherTo] + i * sp.gatherRowBytes,
+                            p.ptr[sp.gatherFrom] + row * sp.gatherRowBytes,
+                            sp.gatherRowBytes, stream_),
+                        "gathering last tokens"));
+        }
+        continue;
       }
-      continue;
-    }
-    for (const Launch &l : sp.launches) {
-      const KernelInfo &k = table.kernels[l.kernel];
-      if (l.perSequence) {
-        for (int64_t i = 0; i < N; ++i)
-          if (batch.appendLengths[i] > 0)
-            KILN_RETURN_IF_ERROR(launch(l, batch.queryStartLoc[i], i,
-                                        batch.appendLengths[i]));
-      } else if (k.repeat == LaunchRepeat::PerToken) {
-        for (int64_t t = 0, rows = sym.get(l.rows); t < rows; ++t)
-          KILN_RETURN_IF_ERROR(launch(l, t, 0, 1));
-      } else {
-        KILN_RETURN_IF_ERROR(launch(l, 0, 0, unitsOf(k, l.rows)));
+      for (const Launch &l : sp.launches) {
+        const KernelInfo &k = table.kernels[l.kernel];
+        if (l.perSequence) {
+          for (int64_t i = 0; i < N; ++i)
+            if (batch.appendLengths[i] > 0)
+              KILN_RETURN_IF_ERROR(
+                  launch(l, batch.queryStartLoc[i], i, batch.appendLengths[i]));
+        } else if (k.repeat == LaunchRepeat::PerToken && l.chunkedKernel >= 0 &&
+                   sym.get(l.rows) > 1) {
+          int64_t rows = sym.get(l.rows);
+          KILN_RETURN_IF_ERROR(
+              launchKernel(l.chunkedKernel, l.chunkedArgs, 0, 0,
+                           (rows + l.chunkRows - 1) / l.chunkRows));
+        } else if (k.repeat == LaunchRepeat::PerToken) {
+          for (int64_t t = 0, rows = sym.get(l.rows); t < rows; ++t)
+            KILN_RETURN_IF_ERROR(launch(l, t, 0, 1));
+        } else {
+          KILN_RETURN_IF_ERROR(launch(l, 0, 0, unitsOf(k, l.rows)));
+        }
       }
     }
+    return Status::ok();
+  };
+
+  // Decode-like entry points (no host-dependent copies or per-sequence
+  // grids) run as one CUDA graph per (T, N): captured on first use, then
+  // replayed, which removes the per-launch CPU cost of a few hundred
+  // launches a step. The inputs were uploaded above to the same addresses.
+  if (graphsEnabled_ && p.capturable && batch.copies.empty()) {
+    Program::Graph &g = p.graphs[{T, N}];
+    CUdeviceptr counters = p.counters ? p.counters->ptr : 0;
+    if (!g.exec || g.arena != base || g.counters != counters) {
+      g.reset(d_);
+      KILN_RETURN_IF_ERROR(
+          d_->check(d_->cuStreamBeginCapture(stream_, kCaptureModeThreadLocal),
+                    "capturing the step"));
+      Status issued = issueSteps();
+      CUgraph graph = nullptr;
+      CUresult ended = d_->cuStreamEndCapture(stream_, &graph);
+      KILN_RETURN_IF_ERROR(issued);
+      KILN_RETURN_IF_ERROR(d_->check(ended, "capturing the step"));
+      CUresult made = d_->cuGraphInstantiateWithFlags(&g.exec, graph, 0);
+      d_->cuGraphDestroy(graph);
+      KILN_RETURN_IF_ERROR(d_->check(made, "instantiating the step graph"));
+      g.arena = base;
+      g.counters = counters;
+    }
+    KILN_RETURN_IF_ERROR(
+        d_->check(d_->cuGraphLaunch(g.exec, stream_), "launching the step"));
+  } else {
+    KILN_RETURN_IF_ERROR(issueSteps());
   }
 
   // The logits: [N or T, vocab] in the output's dtype.
@@ -851,21 +960,33 @@ Status CudaDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
   int64_t count = sym.numElements(out.shape);
   int64_t bytes = count * dtypeBytes(out.dtype);
   p.output.resize(bytes);
-  KILN_RETURN_IF_ERROR(d_->check(
-      d_->cuMemcpyDtoHAsync(p.output.data(), p.ptr[entry.output], bytes,
-                            stream_),
-      "reading the logits"));
+  KILN_RETURN_IF_ERROR(
+      d_->check(d_->cuMemcpyDtoHAsync(p.output.data(), p.ptr[entry.output],
+                                      bytes, stream_),
+                "reading the logits"));
   KILN_RETURN_IF_ERROR(
       d_->check(d_->cuStreamSynchronize(stream_), "running the step"));
   logits.resize(count);
-  for (int64_t k = 0; k < count; ++k) {
-    if (out.dtype == DType::F32) {
-      std::memcpy(&logits[k], &p.output[4 * k], 4);
-      continue;
+  if (out.dtype == DType::F32) {
+    std::memcpy(logits.data(), p.output.data(), bytes);
+  } else if (out.dtype == DType::BF16) {
+    for (int64_t k = 0; k < count; ++k) {
+      uint16_t h;
+      std::memcpy(&h, &p.output[2 * k], 2);
+      logits[k] = bf16ToFloat(h);
     }
-    uint16_t h;
-    std::memcpy(&h, &p.output[2 * k], 2);
-    logits[k] = out.dtype == DType::F16 ? halfToFloat(h) : bf16ToFloat(h);
+  } else {
+    // A table of all 65536 halves: the vocabulary-wide rows of a batch are
+    // millions of values a step.
+    static const std::vector<float> table = [] {
+      std::vector<float> t(65536);
+      for (uint32_t h = 0; h < 65536; ++h)
+        t[h] = halfToFloat(static_cast<uint16_t>(h));
+      return t;
+    }();
+    const uint16_t *h = reinterpret_cast<const uint16_t *>(p.output.data());
+    for (int64_t k = 0; k < count; ++k)
+      logits[k] = table[h[k]];
   }
   return Status::ok();
 }
@@ -906,9 +1027,9 @@ Status CudaDevice::writeCache(int32_t layer, Span<const int64_t> slots,
   KILN_RETURN_IF_ERROR(checkCacheAccess("writeCache", layer, slots));
   size_t row = size_t(cache_.numKVHeads) * cache_.headDim;
   if (keys.size() != slots.size() * row || values.size() != keys.size())
-    return makeError(StatusCode::InvalidArgument, "writeCache: ",
-                     keys.size(), " keys and ", values.size(),
-                     " values for ", slots.size(), " slots of ", row);
+    return makeError(StatusCode::InvalidArgument, "writeCache: ", keys.size(),
+                     " keys and ", values.size(), " values for ", slots.size(),
+                     " slots of ", row);
   int64_t e = cache_.elementBytes, hd = cache_.headDim;
   std::vector<uint8_t> bytes(hd * e);
   for (size_t j = 0; j < slots.size(); ++j)
@@ -973,8 +1094,8 @@ StatusOr<double> CudaDevice::measureCopyBandwidth(int64_t bytes) {
                         Memory::allocate(d_, bytes, "the bandwidth test"));
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<Memory> b,
                         Memory::allocate(d_, bytes, "the bandwidth test"));
-  KILN_RETURN_IF_ERROR(d_->check(
-      d_->cuMemsetD8Async(a->ptr, 1, bytes, stream_), "bandwidth test"));
+  KILN_RETURN_IF_ERROR(d_->check(d_->cuMemsetD8Async(a->ptr, 1, bytes, stream_),
+                                 "bandwidth test"));
   CUevent start = nullptr, stop = nullptr;
   KILN_RETURN_IF_ERROR(d_->check(d_->cuEventCreate(&start, 0), "event"));
   KILN_RETURN_IF_ERROR(d_->check(d_->cuEventCreate(&stop, 0), "event"));

@@ -59,6 +59,8 @@ private:
 
   const cuda::Driver *d_;
   int ordinal_;
+  /// KILN_CUDA_GRAPHS=0 turns step graphs off (debugging, measuring).
+  bool graphsEnabled_ = true;
   std::string deviceName_;
   int ccMajor_ = 0, ccMinor_ = 0;
   cuda::CUdevice device_ = 0;

@@ -90,6 +90,12 @@ Loaded load() {
   resolve(d.cuEventRecord, "cuEventRecord");
   resolve(d.cuEventSynchronize, "cuEventSynchronize");
   resolve(d.cuEventElapsedTime, "cuEventElapsedTime");
+  resolve(d.cuStreamBeginCapture, "cuStreamBeginCapture_v2");
+  resolve(d.cuStreamEndCapture, "cuStreamEndCapture");
+  resolve(d.cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags");
+  resolve(d.cuGraphLaunch, "cuGraphLaunch");
+  resolve(d.cuGraphExecDestroy, "cuGraphExecDestroy");
+  resolve(d.cuGraphDestroy, "cuGraphDestroy");
   resolve(d.cuLaunchKernel, "cuLaunchKernel");
   if (!missing.empty()) {
     out.status = makeError(StatusCode::Unimplemented,

@@ -1,4 +1,17 @@
 //===- Engine.cpp - Requests in, tokens out -------------------------------===//
+//
+// The scheduler (docs/Serving.md): a prefill step admits waiting requests
+// first come, first served while sequences, free blocks (one kept per
+// running sequence for its next token) and the prefill token budget allow;
+// otherwise a decode step advances every running sequence by one token,
+// preempting the most recently admitted ones when the free blocks do not
+// cover the step. Preemption recomputes: the victim's blocks go back to
+// the pool and it waits at the front of the queue with its generated
+// tokens, which its next prefill runs again after its prompt. The host
+// device computes every row the same way in a prefill and in a decode
+// step, so a resumed request continues exactly as if it had never
+// stopped; its sampler (one per request) keeps its random stream.
+//
 
 #include "kiln/runtime/Engine.h"
 
@@ -27,11 +40,16 @@ static double secondsSince(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
+static double secondsBetween(std::chrono::steady_clock::time_point from,
+                             std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
 Engine::Engine(std::shared_ptr<const Model> model,
                std::unique_ptr<Device> device, PagedKVCache cache,
-               uint64_t seed, const EngineOptions &options)
+               const EngineOptions &options)
     : model_(std::move(model)), device_(std::move(device)),
-      cache_(std::move(cache)), sampler_(seed), options_(options) {
+      cache_(std::move(cache)), options_(options) {
   prefill_ = model_->entry("prefill");
   decode_ = model_->entry("decode");
 }
@@ -67,8 +85,7 @@ Engine::create(std::shared_ptr<const Model> model,
                         openPreparedDevice(options.device, model, kv, &note));
   std::unique_ptr<Engine> engine(new Engine(std::move(model),
                                             std::move(device),
-                                            std::move(cache), options.seed,
-                                            options));
+                                            std::move(cache), options));
   engine->deviceNote_ = std::move(note);
   return engine;
 }
@@ -90,6 +107,15 @@ static Status checkTokens(Span<const int32_t> tokens, const ModelConfig &c,
   return Status::ok();
 }
 
+int64_t Engine::worstCaseBlocks(int64_t promptTokens,
+                                int32_t maxNewTokens) const {
+  const ModelConfig &config = model_->config();
+  int64_t tokens = std::min<int64_t>(promptTokens + maxNewTokens - 1,
+                                     std::max<int64_t>(promptTokens,
+                                                       config.contextLength));
+  return blocksForTokens(tokens, config.blockSize);
+}
+
 StatusOr<int64_t> Engine::addRequest(std::vector<int32_t> prompt,
                                      const SamplingParams &params,
                                      int32_t maxNewTokens,
@@ -99,15 +125,45 @@ StatusOr<int64_t> Engine::addRequest(std::vector<int32_t> prompt,
   if (maxNewTokens < 1)
     return makeError(StatusCode::InvalidArgument,
                      "max new tokens must be positive, got ", maxNewTokens);
-  auto request = std::make_unique<Request>();
-  request->id = nextId_++;
+  // Preemption lets the oldest running request advance alone; one that
+  // cannot finish even then would stall the queue forever.
+  int64_t need = worstCaseBlocks(prompt.size(), maxNewTokens);
+  if (need > numBlocks())
+    return makeError(StatusCode::ResourceExhausted,
+                     "out of KV cache blocks: a prompt of ", prompt.size(),
+                     " tokens and up to ", maxNewTokens,
+                     " new tokens need ", need, " blocks of ",
+                     model_->config().blockSize,
+                     " tokens, the whole cache has ", numBlocks());
+  int64_t id = nextId_++;
+  // Request 1 draws from the engine's seed itself (a lone request samples
+  // as the engine's single sampler did); later ones from spread seeds.
+  uint64_t seed = params.seed ? *params.seed
+                              : options_.seed + static_cast<uint64_t>(id - 1) *
+                                                    0x9E3779B97F4A7C15ull;
+  auto request = std::make_unique<Request>(id, seed);
   request->prompt = std::move(prompt);
   request->params = params;
   request->maxNewTokens = maxNewTokens;
   request->callback = std::move(callback);
-  int64_t id = request->id;
+  request->addedAt = Clock::now();
+  request->metrics.requestId = id;
+  request->metrics.promptTokens = static_cast<int32_t>(request->prompt.size());
   waiting_.push_back(std::move(request));
   return id;
+}
+
+StatusOr<RequestMetrics> Engine::requestMetrics(int64_t id) const {
+  auto done = finishedMetrics_.find(id);
+  if (done != finishedMetrics_.end())
+    return done->second;
+  for (const auto &r : running_)
+    if (r->id == id)
+      return r->metrics;
+  for (const auto &r : waiting_)
+    if (r->id == id)
+      return r->metrics;
+  return makeError(StatusCode::NotFound, "no request ", id);
 }
 
 Status Engine::runEntry(const EntryPoint &entry, Span<const int32_t> tokens,
@@ -129,17 +185,22 @@ void Engine::drop(int64_t id) {
 }
 
 Status Engine::step() {
+  if (idle())
+    return Status::ok();
+  auto start = Clock::now();
+  Status status = Status::ok();
+  bool prefilled = false;
   if (!waiting_.empty()) {
-    size_t before = running_.size();
-    KILN_RETURN_IF_ERROR(prefillStep());
-    if (running_.size() != before || waiting_.empty())
-      return Status::ok();
-    // Nothing could be admitted: let the running sequences advance (and
-    // free their blocks when they finish).
+    int64_t before = stats_.prefillSteps;
+    status = prefillStep();
+    prefilled = !status.isOk() || stats_.prefillSteps != before;
   }
-  if (!running_.empty())
-    return decodeStep();
-  return Status::ok();
+  // Nothing could be admitted: let the running sequences advance (and free
+  // their blocks when they finish, or give them up to older ones).
+  if (!prefilled && !running_.empty())
+    status = decodeStep();
+  stats_.busySeconds += secondsSince(start);
+  return status;
 }
 
 Status Engine::runToCompletion() {
@@ -148,32 +209,32 @@ Status Engine::runToCompletion() {
   return Status::ok();
 }
 
-Status Engine::prefillStep() {
+Status Engine::admit(std::vector<std::unique_ptr<Request>> &admitted) {
   const ModelConfig &config = model_->config();
   int64_t budget = options_.maxPrefillTokens > 0 ? options_.maxPrefillTokens
                                                  : config.contextLength;
   // Running sequences may each need a fresh block for their next token.
   int64_t free = cache_->numFreeBlocks() - (int64_t)running_.size();
-  std::vector<std::unique_ptr<Request>> admitted;
   int64_t tokens = 0;
   while (!waiting_.empty() &&
          (int64_t)(running_.size() + admitted.size()) < options_.maxSequences) {
     Request &r = *waiting_.front();
-    int64_t n = r.prompt.size();
+    int64_t n = r.prefillLength();
     int64_t need = blocksForTokens(n, config.blockSize);
     if (!admitted.empty() && tokens + n > budget)
       break;
     if (need > free) {
+      // addRequest keeps every request within the whole pool, which is
+      // free when nothing runs: this is a broken invariant.
       if (admitted.empty() && running_.empty()) {
         int64_t id = r.id;
         waiting_.pop_front();
         return makeError(StatusCode::ResourceExhausted,
-                         "out of KV cache blocks: request ", id,
-                         "'s prompt of ", n, " tokens needs ", need,
-                         " blocks of ", config.blockSize, " tokens, the cache "
-                         "has ",
-                         cache_->numFreeBlocks(), " free of ",
-                         cache_->config().numBlocks);
+                         "out of KV cache blocks: request ", id, "'s ", n,
+                         " tokens need ", need, " blocks of ",
+                         config.blockSize, " tokens, the cache has ",
+                         cache_->numFreeBlocks(), " free of ", numBlocks(),
+                         "; the request was dropped");
       }
       break;
     }
@@ -182,23 +243,37 @@ Status Engine::prefillStep() {
     admitted.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
   }
+  return Status::ok();
+}
+
+Status Engine::prefillStep() {
+  std::vector<std::unique_ptr<Request>> admitted;
+  KILN_RETURN_IF_ERROR(admit(admitted));
   if (admitted.empty())
     return Status::ok();
 
+  auto start = Clock::now();
   std::vector<int64_t> ids;
   std::vector<int32_t> lengths, batchTokens;
+  int64_t recomputed = 0;
   for (const auto &r : admitted) {
     KILN_RETURN_IF_ERROR(cache_->addSequence(r->id));
     ids.push_back(r->id);
-    lengths.push_back(static_cast<int32_t>(r->prompt.size()));
+    lengths.push_back(static_cast<int32_t>(r->prefillLength()));
     batchTokens.insert(batchTokens.end(), r->prompt.begin(), r->prompt.end());
+    batchTokens.insert(batchTokens.end(), r->output.begin(), r->output.end());
+    if (!r->output.empty())
+      recomputed += r->prefillLength();
+    if (!r->scheduled) {
+      r->scheduled = true;
+      r->metrics.queueSeconds = secondsBetween(r->addedAt, start);
+    }
   }
   std::vector<Request *> batch;
   for (auto &r : admitted) {
     batch.push_back(r.get());
     running_.push_back(std::move(r));
   }
-  auto start = std::chrono::steady_clock::now();
   Status begun = cache_->beginForward(ids, lengths);
   if (!begun.isOk()) {
     for (int64_t id : ids)
@@ -215,35 +290,53 @@ Status Engine::prefillStep() {
   stats_.prefillSeconds += secondsSince(start);
   stats_.prefillSteps += 1;
   stats_.prefillTokens += batchTokens.size();
+  stats_.recomputedTokens += recomputed;
   return emit(batch, logits);
 }
 
-Status Engine::decodeStep() {
-  std::vector<int64_t> ids;
-  std::vector<int32_t> lengths, tokens;
-  std::vector<Request *> batch;
-  for (auto &r : running_) {
-    ids.push_back(r->id);
-    lengths.push_back(1);
-    tokens.push_back(r->next);
-    batch.push_back(r.get());
-  }
-  auto start = std::chrono::steady_clock::now();
-  Status begun = cache_->beginForward(ids, lengths);
-  if (!begun.isOk()) {
-    if (begun.code() != StatusCode::ResourceExhausted)
+Status Engine::preemptNewest() {
+  std::unique_ptr<Request> victim = std::move(running_.back());
+  running_.pop_back();
+  Status removed = cache_->removeSequence(victim->id);
+  victim->metrics.preemptions += 1;
+  stats_.preemptions += 1;
+  // In front of requests that never ran; several victims of one step keep
+  // their admission order (the older one was preempted later).
+  waiting_.push_front(std::move(victim));
+  return removed;
+}
+
+Status Engine::beginDecode(std::vector<Request *> &batch,
+                           std::vector<int32_t> &tokens) {
+  while (true) {
+    std::vector<int64_t> ids;
+    std::vector<int32_t> lengths;
+    batch.clear();
+    tokens.clear();
+    for (auto &r : running_) {
+      ids.push_back(r->id);
+      lengths.push_back(1);
+      tokens.push_back(r->output.back());
+      batch.push_back(r.get());
+    }
+    Status begun = cache_->beginForward(ids, lengths);
+    if (begun.isOk() || begun.code() != StatusCode::ResourceExhausted)
       return begun;
-    // No block for some sequence's next token: drop the youngest request
-    // (its blocks go back to the pool) and report it.
-    int64_t victim = running_.back()->id;
-    drop(victim);
-    return makeError(StatusCode::ResourceExhausted,
-                     "out of KV cache blocks during decode: ", ids.size(),
-                     " running sequences need more than the ",
-                     cache_->config().numBlocks,
-                     " blocks of the cache; request ", victim,
-                     " was stopped (" + begun.message() + ")");
+    // addRequest keeps every request within the whole pool, so the oldest
+    // request alone always fits.
+    if (running_.size() == 1)
+      return makeError(StatusCode::Internal, "request ", ids[0],
+                       " alone does not fit the KV cache of ", numBlocks(),
+                       " blocks: ", begun.message());
+    KILN_RETURN_IF_ERROR(preemptNewest());
   }
+}
+
+Status Engine::decodeStep() {
+  std::vector<Request *> batch;
+  std::vector<int32_t> tokens;
+  auto start = Clock::now();
+  KILN_RETURN_IF_ERROR(beginDecode(batch, tokens));
   std::vector<float> logits;
   Status ran = runEntry(*decode_, tokens, logits);
   if (!ran.isOk())
@@ -262,10 +355,11 @@ Status Engine::emit(std::vector<Request *> &batch,
     return makeError(StatusCode::Internal, "expected ", batch.size(),
                      " rows of logits, got ", logits.size(), " values");
   std::vector<int64_t> finished;
+  auto now = Clock::now();
   for (size_t i = 0; i < batch.size(); ++i) {
     Request &r = *batch[i];
     Span<const float> row(logits.data() + i * vocab, vocab);
-    StatusOr<int32_t> token = sampler_.sample(row, r.params);
+    StatusOr<int32_t> token = r.sampler.sample(row, r.params);
     if (!token.isOk()) {
       int64_t id = r.id;
       drop(id);
@@ -273,27 +367,47 @@ Status Engine::emit(std::vector<Request *> &batch,
                                                ": " +
                                                token.status().message());
     }
-    r.generated += 1;
+    r.output.push_back(*token);
+    int32_t generated = static_cast<int32_t>(r.output.size());
     KILN_ASSIGN_OR_RETURN(int32_t length, cache_->length(r.id));
     TokenEvent event;
     event.requestId = r.id;
     event.token = *token;
-    event.index = r.generated;
+    event.index = generated;
     if (*token == config.eosTokenId && !r.params.ignoreEos)
       event.finish = FinishReason::Eos;
-    else if (r.generated >= r.maxNewTokens)
+    else if (generated >= r.maxNewTokens)
       event.finish = FinishReason::MaxTokens;
     else if (length >= config.contextLength)
       event.finish = FinishReason::ContextFull;
-    r.next = *token;
+    recordToken(r, event.finish, now);
+    stats_.generatedTokens += 1;
+    if (event.finish != FinishReason::None) {
+      stats_.finishedRequests += 1;
+      event.metrics = &r.metrics;
+      finished.push_back(r.id);
+    }
     if (r.callback)
       r.callback(event);
     if (event.finish != FinishReason::None)
-      finished.push_back(r.id);
+      finishedMetrics_[r.id] = std::move(r.metrics);
   }
   for (int64_t id : finished)
     drop(id);
   return Status::ok();
+}
+
+void Engine::recordToken(Request &r, FinishReason finish,
+                         Clock::time_point now) {
+  RequestMetrics &m = r.metrics;
+  m.generatedTokens = static_cast<int32_t>(r.output.size());
+  if (m.generatedTokens == 1)
+    m.timeToFirstTokenSeconds = secondsBetween(r.addedAt, now);
+  else
+    m.interTokenSeconds.push_back(secondsBetween(r.lastTokenAt, now));
+  r.lastTokenAt = now;
+  m.totalSeconds = secondsBetween(r.addedAt, now);
+  m.finish = finish;
 }
 
 StatusOr<std::vector<float>> Engine::forwardAll(Span<const int32_t> tokens) {

@@ -19,6 +19,8 @@ const char *launchScaleName(LaunchScale scale) {
     return "N";
   case LaunchScale::Copies:
     return "copies";
+  case LaunchScale::TokenChunks:
+    return "T/tokens";
   }
   return "unknown";
 }
@@ -287,7 +289,7 @@ Status KernelTable::validate() const {
       return bad("block of ", threads, " threads (at most 1024)");
     if (k.dynamicSharedBytes < 0)
       return bad("negative dynamic shared memory");
-    if (static_cast<uint8_t>(k.gridScale) > 3)
+    if (static_cast<uint8_t>(k.gridScale) > 4)
       return bad("unknown grid scale ", static_cast<int>(k.gridScale));
     if (k.gridScaleDim > 2)
       return bad("grid scale dimension ", static_cast<int>(k.gridScaleDim));
@@ -309,6 +311,20 @@ Status KernelTable::validate() const {
       for (int64_t d : a.shape)
         if (d <= 0)
           return bad("argument '", a.name, "': dimension ", d);
+    }
+    if (k.gridScale == LaunchScale::TokenChunks) {
+      std::string tokens = k.param("tokens");
+      if (tokens.empty() ||
+          tokens.find_first_not_of("0123456789") != std::string::npos ||
+          std::stoll(tokens) < 1)
+        return bad("grid scale T/tokens without a positive 'tokens' "
+                   "parameter");
+    }
+    if (std::string v = k.param("chunked"); !v.empty()) {
+      const KernelInfo *variant = find(v);
+      if (!variant || variant->gridScale != LaunchScale::TokenChunks)
+        return bad("'chunked' names '", v,
+                   "', not a row-chunked kernel of the table");
     }
     if (k.ptx.empty())
       return bad("no PTX");

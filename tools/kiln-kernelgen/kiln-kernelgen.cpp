@@ -243,7 +243,7 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
   else if (family == "cast")
     add({&rows, &hidden, &castFrom, &castTo});
   else if (family == "gemv")
-    add({&gemvN, &gemvK, &warpsPerBlock, &rowsPerWarp, &unroll});
+    add({&gemvN, &gemvK, &warpsPerBlock, &rowsPerWarp, &unroll, &tokens});
   else if (family == "kv_write")
     add({&tokens});
   else if (family == "kv_copy")
@@ -366,6 +366,7 @@ int main(int argc, char **argv) {
     options.warpsPerBlock = warpsPerBlock;
     options.rowsPerWarp = rowsPerWarp;
     options.unroll = unroll;
+    options.tokens = tokens;
     spec = buildGemvKernel(builder, kernels, options);
   } else if (std::optional<ElementwiseOp> op = parseElementwiseOp(kernel)) {
     ElementwiseOptions options;

@@ -34,7 +34,18 @@ struct GemvOptions {
   /// fp32 before the narrowing store: Linear's bias fused into the
   /// epilogue instead of a second pass over y.
   bool bias = false;
+  /// Token rows one CTA computes (1: the classic gemv of one row, launched
+  /// once per row). With R > 1 every weight vector a warp loads feeds R
+  /// rows of x: x is the whole [T, K] activation, y the whole [T, N], a
+  /// `step` argument (i32 [4]: T, N, M, P of the step) says how many rows
+  /// exist, and grid.y = ceil(T / R) chunks (rows past T are clamped on
+  /// load and skipped on store). This is what makes batched decode and
+  /// prefill read W once per R rows instead of once per row.
+  int64_t tokens = 1;
 };
+
+/// The largest T a row-chunked gemv (tokens > 1) addresses.
+constexpr int64_t kGemvMaxRows = int64_t(1) << 20;
 
 /// Appends `gpu.func @gemv_<dtype>_n<N>_k<K>(x, w, y) kernel` to `module`:
 ///

@@ -41,6 +41,9 @@ enum class LaunchScale : uint8_t {
   Tokens = 1, ///< Times T, the step's token rows.
   Seqs = 2,   ///< Times N, the step's sequences.
   Copies = 3, ///< Times the rows of the copy list.
+  /// Times ceil(T / tokens), T the step's rows and `tokens` the kernel's
+  /// parameter (row-chunked gemv: each CTA row computes `tokens` rows).
+  TokenChunks = 4,
 };
 const char *launchScaleName(LaunchScale scale);
 

@@ -16,6 +16,7 @@
 #include "kiln/runtime/Status.h"
 
 #include <cstdint>
+#include <optional>
 #include <random>
 
 namespace kiln::runtime {
@@ -30,6 +31,10 @@ struct SamplingParams {
   float topP = 1.0f;
   /// Keep generating after EOS (benchmarks: a fixed number of steps).
   bool ignoreEos = false;
+  /// Seed of the request's own random stream (the Engine gives every
+  /// request a Sampler of its own). Unset: derived from the engine's seed
+  /// and the request id (request 1 gets the engine's seed itself).
+  std::optional<uint64_t> seed;
 
   /// InvalidArgument for temperature < 0 (or NaN), topK < 0, or topP
   /// outside (0, 1].
