@@ -169,13 +169,19 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
 
   // gemv for W of plan shape `shape` ([K, N], or [N, K] when transposed).
   // `bias`: a [N] bias buffer fused into the epilogue (kNoBuffer: none).
+  // `act` is the input's type; `out` the result's (the weight's type, or
+  // f32 for logits kept in fp32).
   auto gemv = [&](uint32_t weight, rt::DType act, bool transposed,
-                  const std::string &use, uint32_t bias = rt::kNoBuffer) {
+                  const std::string &use, uint32_t bias = rt::kNoBuffer,
+                  std::optional<rt::DType> out = std::nullopt) {
+    rt::DType outType = out.value_or(act);
     const rt::Buffer &w = buf(weight);
     int64_t n = constDim(w.shape[transposed ? 0 : 1]);
     int64_t k = constDim(w.shape[transposed ? 1 : 0]);
     std::optional<cg::KernelDType> dt = storageType(w.dtype);
-    if (!dt || w.dtype != act || w.shape.size() != 2 || n <= 0 || k <= 0) {
+    if (!dt || w.dtype != act ||
+        (outType != w.dtype && outType != rt::DType::F32) ||
+        w.shape.size() != 2 || n <= 0 || k <= 0) {
       c.missing("linear",
                 {{"dtype", std::string(rt::dtypeName(w.dtype))},
                  {"n", str(n)},
@@ -192,8 +198,9 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
                 "gemv fuses a [N] bias of the weight's type", use);
       return;
     }
+    bool f32Out = outType != w.dtype;
     c.add("gemv_" + str(n) + "_" + str(k) + rt::dtypeName(w.dtype) +
-              (hasBias ? "_bias" : ""),
+              (hasBias ? "_bias" : "") + (f32Out ? "_of32" : ""),
           use, [&](Request &r) {
             r.family = "gemv";
             r.repeat = rt::LaunchRepeat::PerToken;
@@ -203,6 +210,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
             o.n = n;
             o.k = k;
             o.bias = hasBias;
+            if (f32Out)
+              o.outputDType = cg::KernelDType::F32;
             r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildGemvKernel(b, m, o);
             };
@@ -297,8 +306,9 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         break;
       }
       case rt::OpKind::Linear:
-        gemv(s.operands[1], act, s.getInt(rt::AttrKey::TransposeWeight) != 0,
-             use, s.operands.size() > 2 ? s.operands[2] : rt::kNoBuffer);
+        gemv(s.operands[1], buf(s.operands[0]).dtype,
+             s.getInt(rt::AttrKey::TransposeWeight) != 0, use,
+             s.operands.size() > 2 ? s.operands[2] : rt::kNoBuffer, act);
         break;
       case rt::OpKind::GatedMLP: {
         bool t = s.getInt(rt::AttrKey::TransposeWeight) != 0;

@@ -85,3 +85,22 @@ LogicalResult kiln::convertPlanPrecision(CompiledModel &model, rt::DType dtype,
     model.config.dtype = rt::dtypeName(dtype);
   return success();
 }
+
+int64_t kiln::keepLogitsInF32(rt::LaunchPlan &plan) {
+  int64_t changed = 0;
+  for (rt::EntryPoint &entry : plan.entries) {
+    uint32_t out = rt::kNoBuffer;
+    for (uint32_t id = 0; id < entry.buffers.size(); ++id)
+      if (entry.buffers[id].kind == rt::BufferKind::Output)
+        out = id;
+    if (out == rt::kNoBuffer || entry.buffers[out].dtype == rt::DType::F32)
+      continue;
+    for (const rt::Step &s : entry.steps)
+      if (s.kind == rt::OpKind::Linear && !s.results.empty() &&
+          s.results[0] == out) {
+        entry.buffers[out].dtype = rt::DType::F32;
+        ++changed;
+      }
+  }
+  return changed;
+}

@@ -29,8 +29,12 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                                const GemvOptions &options) {
   MLIRContext *context = builder.getContext();
   std::string name =
-      llvm::formatv("gemv_{0}_n{1}_k{2}{3}{4}", stringifyDType(options.dtype),
-                    options.n, options.k, options.bias ? "_bias" : "",
+      llvm::formatv("gemv_{0}_n{1}_k{2}{3}{4}{5}",
+                    stringifyDType(options.dtype), options.n, options.k,
+                    options.bias ? "_bias" : "",
+                    options.outputDType && *options.outputDType != options.dtype
+                        ? "_o" + stringifyDType(*options.outputDType).str()
+                        : std::string(),
                     options.tokens > 1
                         ? "_t" + std::to_string(options.tokens)
                         : std::string());
@@ -71,6 +75,8 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
 
   KernelBuilder b(loc, builder);
   Type elementType = getElementType(context, options.dtype);
+  KernelDType outDType = options.outputDType.value_or(options.dtype);
+  Type outElementType = getElementType(context, outDType);
   // Row-chunked kernels index x and y by token row; bare pointers carry no
   // bounds, so the row extent is a static maximum.
   auto xType = chunked
@@ -78,8 +84,8 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                    : MemRefType::get({options.k}, elementType);
   auto wType = MemRefType::get({options.n, options.k}, elementType);
   auto yType = chunked
-                   ? MemRefType::get({kGemvMaxRows, options.n}, elementType)
-                   : MemRefType::get({options.n}, elementType);
+                   ? MemRefType::get({kGemvMaxRows, options.n}, outElementType)
+                   : MemRefType::get({options.n}, outElementType);
   auto biasType = MemRefType::get({options.n}, elementType);
   auto stepType = MemRefType::get({4}, b.getI32Type());
   SmallVector<Type> argTypes = {xType, wType};
@@ -240,7 +246,10 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
         total = arith::AddFOp::create(
             b, sum, arith::ExtFOp::create(b, b.getF32Type(), bv));
       }
-      Value narrowed = arith::TruncFOp::create(b, elementType, total);
+      Value narrowed =
+          outElementType == total.getType()
+              ? total
+              : arith::TruncFOp::create(b, outElementType, total).getResult();
       if (chunked)
         memref::StoreOp::create(b, narrowed, y,
                                 ValueRange{tokenRows[t], rows[r]});
@@ -265,6 +274,8 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     spec.addParam("bias", 1);
   if (chunked)
     spec.addParam("tokens", R);
+  if (outDType != options.dtype)
+    spec.addParam("out_dtype", stringifyDType(outDType));
   // Chunked: shapes of one chunk of R rows (the device passes the whole
   // [T, K] and [T, N] buffers).
   spec.args = {{"x", options.dtype,
@@ -274,7 +285,7 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                {"w", options.dtype, {options.n, options.k}, false}};
   if (options.bias)
     spec.args.push_back({"bias", options.dtype, {options.n}, false});
-  spec.args.push_back({"y", options.dtype,
+  spec.args.push_back({"y", outDType,
                        chunked ? SmallVector<int64_t>{R, options.n}
                                : SmallVector<int64_t>{options.n},
                        true});

@@ -9,7 +9,12 @@
 // sequences at a time), and compares each device's continuation with the
 // first device's token for token: the share of prompts whose continuations
 // are identical, and for each one that is not, the first position that
-// differs and the two tokens there. Also prints each device's wall time.
+// differs and the two tokens there, with each device's logit margin between
+// the two tokens at that position (its logit of its own choice minus its
+// logit of the other device's choice, from a prefill of the prompt and the
+// common prefix): margins far below the logits' scale mean a near tie that
+// rounding decides, not a wrong kernel. Also prints each device's wall
+// time.
 // Exits 1 when the share is below --min-match percent. Links only
 // KilnRuntime, so it runs on a GPU machine without the compiler.
 //
@@ -21,6 +26,7 @@
 #include "kiln/runtime/Model.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -69,7 +75,19 @@ struct DeviceRun {
   std::string name;
   std::vector<std::vector<int32_t>> outputs;
   double seconds = 0;
+  std::unique_ptr<Engine> engine;
 };
+
+/// logit[mine] - logit[other] after `sequence` on `engine` (NaN on error).
+double margin(Engine &engine, const std::vector<int32_t> &sequence,
+              int32_t mine, int32_t other) {
+  auto logits = engine.forwardAll(sequence);
+  if (!logits.isOk() || mine < 0 || other < 0)
+    return std::nan("");
+  int64_t vocab = engine.model().config().vocabSize;
+  const float *last = logits->data() + (sequence.size() - 1) * vocab;
+  return double(last[mine]) - double(last[other]);
+}
 
 StatusOr<DeviceRun> generate(std::shared_ptr<const Model> model,
                              const std::string &device,
@@ -98,6 +116,7 @@ StatusOr<DeviceRun> generate(std::shared_ptr<const Model> model,
   run.seconds = std::chrono::duration<double>(
                     std::chrono::steady_clock::now() - start)
                     .count();
+  run.engine = std::move(engine);
   return run;
 }
 
@@ -164,10 +183,14 @@ int main(int argc, char **argv) {
       size_t k = 0;
       while (k < a.size() && k < b.size() && a[k] == b[k])
         ++k;
+      int32_t ta = k < a.size() ? a[k] : -1, tb = k < b.size() ? b[k] : -1;
+      std::vector<int32_t> sequence = (*prompts)[i];
+      sequence.insert(sequence.end(), a.begin(), a.begin() + k);
       std::printf("  prompt %zu: first divergence at new token %zu: %s %d, "
-                  "%s %d\n",
-                  i, k + 1, devices[0].c_str(), k < a.size() ? a[k] : -1,
-                  devices[r].c_str(), k < b.size() ? b[k] : -1);
+                  "%s %d; margins %.4f and %.4f\n",
+                  i, k + 1, devices[0].c_str(), ta, devices[r].c_str(), tb,
+                  margin(*runs[0].engine, sequence, ta, tb),
+                  margin(*runs[r].engine, sequence, tb, ta));
     }
     int pct = static_cast<int>(100.0 * same / prompts->size());
     worst = std::min(worst, pct);

@@ -298,6 +298,8 @@ int main(int argc, char **argv) {
                    Twine(pstats.views) + " casts now views)")
                       .str();
   }
+  if (int64_t n = keepLogitsInF32(model.plan))
+    converted += " (logits in f32: " + std::to_string(n) + " entry points)";
   {
     rt::Status valid = model.plan.validate(model.weights, model.config);
     if (!valid.isOk()) {

@@ -125,6 +125,14 @@ mlir::LogicalResult convertPlanPrecision(CompiledModel &model,
                                          mlir::Location loc,
                                          PrecisionStats &stats);
 
+/// Makes each entry point's logits fp32 when a Linear step writes them in
+/// f16/bf16 (the lm_head's matrix product accumulates in fp32 anyway): a
+/// 16-bit logit has a resolution of 1/128 to 1/64 at typical magnitudes,
+/// so distinct logits round to ties that decide greedy and sampled tokens
+/// by rounding. Returns the entry points changed. Runs after
+/// convertPlanPrecision.
+int64_t keepLogitsInF32(kiln::runtime::LaunchPlan &plan);
+
 struct WeightStats {
   int64_t referenced = 0, referencedBytes = 0;
   int64_t embedded = 0, embeddedBytes = 0;

@@ -7,6 +7,8 @@
 
 #include "mlir/Support/LLVM.h"
 
+#include <optional>
+
 namespace mlir {
 class OpBuilder;
 namespace gpu {
@@ -19,6 +21,9 @@ namespace codegen {
 
 struct GemvOptions {
   KernelDType dtype = KernelDType::F16;
+  /// The type of y (and of the bias): `dtype` unless set; F32 keeps the
+  /// fp32 accumulation (logits).
+  std::optional<KernelDType> outputDType;
   /// Output features (rows of W).
   int64_t n = 4096;
   /// Input features (columns of W, length of x).
