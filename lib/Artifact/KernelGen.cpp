@@ -18,6 +18,7 @@
 #include "kiln/Codegen/KVBlockCopyKernel.h"
 #include "kiln/Codegen/KVCacheWriteKernel.h"
 #include "kiln/Codegen/Lowering.h"
+#include "kiln/Codegen/MatmulKernel.h"
 #include "kiln/Codegen/PagedAttentionDecodeKernel.h"
 #include "kiln/Codegen/PagedAttentionPrefillKernel.h"
 #include "kiln/Codegen/RMSNormKernel.h"
@@ -87,6 +88,8 @@ struct Request {
   /// gemv: the row-chunked variant (GemvOptions::tokens > 1) a device
   /// launches instead of one launch per row when a step has several rows.
   Builder chunkedBuild;
+  /// gemv: the tensor-core GEMM a device launches for many rows.
+  Builder tiledBuild;
   rt::WeightLayout weightLayout = rt::WeightLayout::None;
   /// Elementwise: per row when the grid overshoots the row.
   bool elementwise = false;
@@ -223,6 +226,18 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
             r.chunkedBuild = [chunked](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildGemvKernel(b, m, chunked);
             };
+            // Many rows (prefill, large batches): the tensor-core GEMM,
+            // where the shape fits its tiles.
+            cg::MatmulOptions mm;
+            mm.dtype = *dt;
+            mm.n = n;
+            mm.k = k;
+            mm.bias = hasBias;
+            mm.outputDType = o.outputDType;
+            if (n % mm.tileN == 0 && k % mm.tileK == 0)
+              r.tiledBuild = [mm](OpBuilder &b, gpu::GPUModuleOp m) {
+                return cg::buildMatmulKernel(b, m, mm);
+              };
           });
   };
   auto elementwise = [&](cg::ElementwiseOp op, rt::DType dtype, int64_t size,
@@ -757,19 +772,24 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
       return failure();
   for (size_t i = 0; i < numRequests; ++i) {
     Request &r = c.requests[i];
-    if (!r.chunkedBuild ||
-        table.kernels[i].status != rt::KernelStatus::Generated)
+    if (table.kernels[i].status != rt::KernelStatus::Generated)
       continue;
-    Request variant;
-    variant.family = r.family;
-    variant.firstUse = r.firstUse;
-    variant.build = r.chunkedBuild;
-    variant.scale = rt::LaunchScale::TokenChunks;
-    variant.scaleDim = 1;
-    variant.weightLayout = r.weightLayout;
-    if (failed(generate(variant)))
-      return failure();
-    table.kernels[i].params.emplace_back("chunked", table.kernels.back().name);
+    for (auto [build, key, family] :
+         {std::make_tuple(r.chunkedBuild, "chunked", r.family),
+          std::make_tuple(r.tiledBuild, "tiled", std::string("matmul"))}) {
+      if (!build)
+        continue;
+      Request variant;
+      variant.family = family;
+      variant.firstUse = r.firstUse;
+      variant.build = build;
+      variant.scale = rt::LaunchScale::TokenChunks;
+      variant.scaleDim = 1;
+      variant.weightLayout = r.weightLayout;
+      if (failed(generate(variant)))
+        return failure();
+      table.kernels[i].params.emplace_back(key, table.kernels.back().name);
+    }
   }
   rt::Status valid = table.validate();
   if (!valid.isOk()) {

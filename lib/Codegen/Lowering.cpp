@@ -26,6 +26,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/InitAllExtensions.h"
@@ -59,7 +60,8 @@ void kiln::codegen::registerCodegenDialects(DialectRegistry &registry) {
   registry.insert<affine::AffineDialect, arith::ArithDialect,
                   cf::ControlFlowDialect, func::FuncDialect, gpu::GPUDialect,
                   index::IndexDialect, LLVM::LLVMDialect, math::MathDialect,
-                  memref::MemRefDialect, NVVM::NVVMDialect, scf::SCFDialect,
+                  memref::MemRefDialect, NVVM::NVVMDialect,
+                  nvgpu::NVGPUDialect, scf::SCFDialect,
                   vector::VectorDialect>();
   // convert-gpu-to-nvvm lowers the other dialects through their
   // ConvertToLLVMPatternInterface models, registered as extensions.
@@ -87,8 +89,9 @@ kiln::codegen::createKernelModule(MLIRContext *context, StringRef name,
   // The generators build ops of these dialects (the registry only makes
   // them loadable).
   context->loadDialect<arith::ArithDialect, gpu::GPUDialect, LLVM::LLVMDialect,
-                       memref::MemRefDialect, scf::SCFDialect,
-                       vector::VectorDialect>();
+                       memref::MemRefDialect, NVVM::NVVMDialect,
+                       nvgpu::NVGPUDialect,
+                       scf::SCFDialect, vector::VectorDialect>();
   Location loc = NameLoc::get(StringAttr::get(context, name));
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
   (*module)->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
@@ -215,6 +218,9 @@ LogicalResult kiln::codegen::lowerToNVVM(ModuleOp module,
   PassManager pm(context, module.getOperationName());
   // Module level, as upstream's common pipeline: structured control flow and
   // memref metadata down to what convert-gpu-to-nvvm expects.
+  // nvgpu (ldmatrix, mma.sync of the tensor-core kernels) to nvvm first,
+  // while its vector operand types are intact.
+  pm.addPass(createConvertNVGPUToNVVMPass());
   pm.addPass(createConvertVectorToSCFPass());
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(createConvertNVVMToLLVMPass());

@@ -78,6 +78,11 @@ struct Launch {
   int32_t chunkedKernel = -1;
   int64_t chunkRows = 1;
   std::vector<ArgRef> chunkedArgs;
+  /// gemv: the tensor-core GEMM (-1: none), for steps of at least
+  /// kTiledMinRows rows; grid.y = ceil(rows / tiledRows).
+  int32_t tiledKernel = -1;
+  int64_t tiledRows = 1;
+  std::vector<ArgRef> tiledArgs;
 };
 
 struct StepProgram {
@@ -566,20 +571,28 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
         return Status::ok();
       };
       KILN_RETURN_IF_ERROR(resolve(k, launch.args));
-      if (std::string name = k.param("chunked"); !name.empty()) {
-        const KernelInfo *variant = table.find(name);
-        if (!variant || variant->status != KernelStatus::Generated)
+      // Row-chunked gemv and tensor-core GEMM variants index rows
+      // themselves: whole buffers, no advance.
+      auto variant = [&](const char *key, int32_t &index, int64_t &rows,
+                         std::vector<ArgRef> &args) -> Status {
+        std::string name = k.param(key);
+        if (name.empty())
+          return Status::ok();
+        const KernelInfo *v = table.find(name);
+        if (!v || v->status != KernelStatus::Generated)
           return makeError(StatusCode::FailedPrecondition, "kernel '", k.name,
-                           "' names a missing row-chunked variant '", name,
-                           "'");
-        launch.chunkedKernel =
-            static_cast<int32_t>(variant - table.kernels.data());
-        launch.chunkRows = std::stoll(variant->param("tokens"));
-        KILN_RETURN_IF_ERROR(resolve(*variant, launch.chunkedArgs));
-        // The variant indexes rows itself: whole buffers, no advance.
-        for (ArgRef &a : launch.chunkedArgs)
+                           "' names a missing ", key, " variant '", name, "'");
+        index = static_cast<int32_t>(v - table.kernels.data());
+        rows = std::stoll(v->param("tokens"));
+        KILN_RETURN_IF_ERROR(resolve(*v, args));
+        for (ArgRef &a : args)
           a.tokenRowBytes = 0;
-      }
+        return Status::ok();
+      };
+      KILN_RETURN_IF_ERROR(variant("chunked", launch.chunkedKernel,
+                                   launch.chunkRows, launch.chunkedArgs));
+      KILN_RETURN_IF_ERROR(variant("tiled", launch.tiledKernel,
+                                   launch.tiledRows, launch.tiledArgs));
       sp.launches.push_back(std::move(launch));
     }
   }
@@ -610,6 +623,10 @@ template <typename T> std::vector<int64_t> widen(const std::vector<T> &v) {
 }
 
 int64_t align(int64_t v) { return (v + 255) / 256 * 256; }
+
+/// Rows from which a linear runs on the tensor cores rather than as
+/// row-chunked gemv (which reads W once per 8 rows).
+constexpr int64_t kTiledMinRows = 16;
 
 } // namespace
 
@@ -909,6 +926,12 @@ Status CudaDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
             if (batch.appendLengths[i] > 0)
               KILN_RETURN_IF_ERROR(
                   launch(l, batch.queryStartLoc[i], i, batch.appendLengths[i]));
+        } else if (k.repeat == LaunchRepeat::PerToken && l.tiledKernel >= 0 &&
+                   sym.get(l.rows) >= kTiledMinRows) {
+          int64_t rows = sym.get(l.rows);
+          KILN_RETURN_IF_ERROR(
+              launchKernel(l.tiledKernel, l.tiledArgs, 0, 0,
+                           (rows + l.tiledRows - 1) / l.tiledRows));
         } else if (k.repeat == LaunchRepeat::PerToken && l.chunkedKernel >= 0 &&
                    sym.get(l.rows) > 1) {
           int64_t rows = sym.get(l.rows);

@@ -320,12 +320,13 @@ Status KernelTable::validate() const {
         return bad("grid scale T/tokens without a positive 'tokens' "
                    "parameter");
     }
-    if (std::string v = k.param("chunked"); !v.empty()) {
-      const KernelInfo *variant = find(v);
-      if (!variant || variant->gridScale != LaunchScale::TokenChunks)
-        return bad("'chunked' names '", v,
-                   "', not a row-chunked kernel of the table");
-    }
+    for (const char *key : {"chunked", "tiled"})
+      if (std::string v = k.param(key); !v.empty()) {
+        const KernelInfo *variant = find(v);
+        if (!variant || variant->gridScale != LaunchScale::TokenChunks)
+          return bad("'", key, "' names '", v,
+                     "', not a row-chunked kernel of the table");
+      }
     if (k.ptx.empty())
       return bad("no PTX");
     if (k.ptx.find(".entry " + k.name) == std::string::npos)

@@ -29,6 +29,7 @@
 #include "kiln/Codegen/ElementwiseKernel.h"
 #include "kiln/Codegen/EmbeddingKernel.h"
 #include "kiln/Codegen/GemvKernel.h"
+#include "kiln/Codegen/MatmulKernel.h"
 #include "kiln/Codegen/KVBlockCopyKernel.h"
 #include "kiln/Codegen/KVCacheWriteKernel.h"
 #include "kiln/Codegen/Lowering.h"
@@ -56,7 +57,7 @@ static cl::OptionCategory category("kiln-kernelgen options");
 
 static cl::opt<std::string>
     kernel("kernel", cl::Required, cl::cat(category),
-           cl::desc("Kernel family: rms_norm, gemv, silu_mul, residual_add, "
+           cl::desc("Kernel family: rms_norm, gemv, matmul, silu_mul, residual_add, "
                     "kv_write, kv_copy, paged_decode, paged_prefill, "
                     "embedding, rotary_table, rope, cast"));
 static cl::opt<std::string> dtypeName("dtype", cl::init("f16"),
@@ -244,6 +245,8 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
     add({&rows, &hidden, &castFrom, &castTo});
   else if (family == "gemv")
     add({&gemvN, &gemvK, &warpsPerBlock, &rowsPerWarp, &unroll, &tokens});
+  else if (family == "matmul")
+    add({&gemvN, &gemvK});
   else if (family == "kv_write")
     add({&tokens});
   else if (family == "kv_copy")
@@ -368,6 +371,12 @@ int main(int argc, char **argv) {
     options.unroll = unroll;
     options.tokens = tokens;
     spec = buildGemvKernel(builder, kernels, options);
+  } else if (kernel == "matmul") {
+    MatmulOptions options;
+    options.dtype = *dtype;
+    options.n = gemvN;
+    options.k = gemvK;
+    spec = buildMatmulKernel(builder, kernels, options);
   } else if (std::optional<ElementwiseOp> op = parseElementwiseOp(kernel)) {
     ElementwiseOptions options;
     options.op = *op;
