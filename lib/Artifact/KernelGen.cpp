@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "kiln/Artifact/ArtifactCompiler.h"
+#include "kiln/Codegen/ArgmaxKernel.h"
 #include "kiln/Codegen/CastKernel.h"
 #include "kiln/Codegen/ElementwiseKernel.h"
 #include "kiln/Codegen/EmbeddingKernel.h"
@@ -622,6 +623,23 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     table.bindings.push_back(std::move(binding));
   }
   c.step = nullptr;
+
+  // Greedy tokens on the device (no plan step: runGreedy's pick over fp32
+  // logits rows).
+  if (decode->buffers[decode->output].dtype == rt::DType::F32) {
+    int64_t vocab = config.vocabSize;
+    Request &r = c.add("argmax" + str(vocab), "greedy sampling",
+                       [&](Request &r) {
+                         r.family = "argmax";
+                         r.scale = rt::LaunchScale::Seqs;
+                         cg::ArgmaxOptions o;
+                         o.vocab = vocab;
+                         r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                           return cg::buildArgmaxKernel(b, m, o);
+                         };
+                       });
+    r.uses = 0;
+  }
 
   // Copy-on-write of cache blocks (no plan step: the batch's block copies).
   if (cache) {

@@ -239,6 +239,7 @@ Status CudaDevice::loadKernels(const KernelTable &table) {
                      ccMinor_, ": recompile with kiln-compile --target sm_",
                      ccMajor_, ccMinor_, archSpecific ? "a" : "");
   functions_.assign(table.kernels.size(), nullptr);
+  argmaxKernel_ = -1;
   for (size_t i = 0; i < table.kernels.size(); ++i) {
     const KernelInfo &k = table.kernels[i];
     if (k.status != KernelStatus::Generated)
@@ -255,6 +256,9 @@ Status CudaDevice::loadKernels(const KernelTable &table) {
     KILN_RETURN_IF_ERROR(d_->check(
         d_->cuModuleGetFunction(&functions_[i], module, k.name.c_str()),
         what.c_str()));
+    if (k.family == "argmax" &&
+        k.param("vocab") == std::to_string(model_->config().vocabSize))
+      argmaxKernel_ = static_cast<int32_t>(i);
     if (k.dynamicSharedBytes > 48 * 1024)
       KILN_RETURN_IF_ERROR(d_->check(
           d_->cuFuncSetAttribute(functions_[i], kFuncAttrMaxDynamicSharedBytes,
@@ -632,6 +636,23 @@ constexpr int64_t kTiledMinRows = 16;
 
 Status CudaDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
                        Span<const int32_t> tokens, std::vector<float> &logits) {
+  return execute(entry, batch, tokens, &logits, nullptr);
+}
+
+Status CudaDevice::runGreedy(const EntryPoint &entry, const ForwardBatch &batch,
+                             Span<const int32_t> tokens,
+                             std::vector<int32_t> &ids) {
+  // Without an argmax kernel for the logits (f16 logits, an older
+  // artifact), the host picks.
+  if (argmaxKernel_ < 0 || entry.buffers[entry.output].dtype != DType::F32)
+    return Device::runGreedy(entry, batch, tokens, ids);
+  return execute(entry, batch, tokens, nullptr, &ids);
+}
+
+Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
+                           Span<const int32_t> tokens,
+                           std::vector<float> *logitsOut,
+                           std::vector<int32_t> *idsOut) {
   auto found = programs_.find(&entry);
   if (!model_ || found == programs_.end())
     return makeError(StatusCode::FailedPrecondition, "entry point '",
@@ -730,6 +751,10 @@ Status CudaDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
   }
   int64_t partialsAt = at;
   at = align(at + N * p.partialFloatsPerSeq * 4);
+  // Greedy token of each logits row (runGreedy).
+  int64_t outputRows = sym.resolve(entry.buffers[entry.output].shape[0]);
+  int64_t idsAt = at;
+  at = align(at + outputRows * 4);
   if (!p.arena || (int64_t)p.arena->bytes < at) {
     p.arena.reset();
     KILN_ASSIGN_OR_RETURN(
@@ -946,6 +971,17 @@ Status CudaDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
         }
       }
     }
+    if (idsOut) {
+      // Greedy tokens on the device: one block per logits row.
+      const KernelInfo &k = table.kernels[argmaxKernel_];
+      CUdeviceptr logitsPtr = p.ptr[entry.output], idsPtr = base + idsAt;
+      void *args[2] = {&logitsPtr, &idsPtr};
+      KILN_RETURN_IF_ERROR(d_->check(
+          d_->cuLaunchKernel(
+              functions_[argmaxKernel_], static_cast<unsigned>(outputRows), 1,
+              1, k.block[0], k.block[1], k.block[2], 0, stream_, args, nullptr),
+          "launching argmax"));
+    }
     return Status::ok();
   };
 
@@ -954,7 +990,7 @@ Status CudaDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
   // replayed, which removes the per-launch CPU cost of a few hundred
   // launches a step. The inputs were uploaded above to the same addresses.
   if (graphsEnabled_ && p.capturable && batch.copies.empty()) {
-    Program::Graph &g = p.graphs[{T, N}];
+    Program::Graph &g = p.graphs[{T, idsOut ? -N : N}];
     CUdeviceptr counters = p.counters ? p.counters->ptr : 0;
     if (!g.exec || g.arena != base || g.counters != counters) {
       g.reset(d_);
@@ -978,10 +1014,28 @@ Status CudaDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
     KILN_RETURN_IF_ERROR(issueSteps());
   }
 
+  if (idsOut) {
+    idsOut->resize(outputRows);
+    KILN_RETURN_IF_ERROR(
+        d_->check(d_->cuMemcpyDtoHAsync(idsOut->data(), base + idsAt,
+                                        outputRows * 4, stream_),
+                  "reading the greedy tokens"));
+    return d_->check(d_->cuStreamSynchronize(stream_), "running the step");
+  }
   // The logits: [N or T, vocab] in the output's dtype.
+  std::vector<float> &logits = *logitsOut;
   const Buffer &out = entry.buffers[entry.output];
   int64_t count = sym.numElements(out.shape);
   int64_t bytes = count * dtypeBytes(out.dtype);
+  if (out.dtype == DType::F32) {
+    // Straight into the caller's vector (no staging copy).
+    logits.resize(count);
+    KILN_RETURN_IF_ERROR(
+        d_->check(d_->cuMemcpyDtoHAsync(logits.data(), p.ptr[entry.output],
+                                        bytes, stream_),
+                  "reading the logits"));
+    return d_->check(d_->cuStreamSynchronize(stream_), "running the step");
+  }
   p.output.resize(bytes);
   KILN_RETURN_IF_ERROR(
       d_->check(d_->cuMemcpyDtoHAsync(p.output.data(), p.ptr[entry.output],
@@ -990,9 +1044,7 @@ Status CudaDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
   KILN_RETURN_IF_ERROR(
       d_->check(d_->cuStreamSynchronize(stream_), "running the step"));
   logits.resize(count);
-  if (out.dtype == DType::F32) {
-    std::memcpy(logits.data(), p.output.data(), bytes);
-  } else if (out.dtype == DType::BF16) {
+  if (out.dtype == DType::BF16) {
     for (int64_t k = 0; k < count; ++k) {
       uint16_t h;
       std::memcpy(&h, &p.output[2 * k], 2);

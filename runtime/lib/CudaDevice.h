@@ -38,6 +38,9 @@ public:
              Span<const int32_t> tokens, std::vector<float> &logits) override;
   Status writeCache(int32_t layer, Span<const int64_t> slots,
                     Span<const float> keys, Span<const float> values) override;
+  Status runGreedy(const EntryPoint &entry, const ForwardBatch &batch,
+                   Span<const int32_t> tokens,
+                   std::vector<int32_t> &ids) override;
   StatusOr<double> measureCopyBandwidth(int64_t bytes) override;
   Status readCache(int32_t layer, Span<const int64_t> slots,
                    std::vector<float> &keys,
@@ -49,6 +52,11 @@ public:
 private:
   CudaDevice(const cuda::Driver *driver, int ordinal);
   Status loadKernels(const KernelTable &table);
+  /// run and runGreedy: the logits into `logits`, or (with `ids`) each
+  /// logits row's greedy token picked on the device.
+  Status execute(const EntryPoint &entry, const ForwardBatch &batch,
+                 Span<const int32_t> tokens, std::vector<float> *logits,
+                 std::vector<int32_t> *ids);
   Status uploadWeights();
   Status buildProgram(const EntryPoint &entry, Program &program);
   Status checkCacheAccess(const char *what, int32_t layer,
@@ -72,6 +80,8 @@ private:
   std::vector<cuda::CUmodule> modules_;
   /// Per kernel table entry (null for missing entries).
   std::vector<cuda::CUfunction> functions_;
+  /// The table's argmax kernel for this vocabulary (-1: none).
+  int32_t argmaxKernel_ = -1;
   /// Per weight: its bytes as stored and, where a kernel reads it
   /// transposed, the [N, K] copy.
   std::vector<std::unique_ptr<Memory>> weights_, transposed_;

@@ -2,6 +2,7 @@
 
 #include "kiln/runtime/Device.h"
 #include "kiln/runtime/HostDevice.h"
+#include "kiln/runtime/Sampler.h"
 
 #include "CudaDevice.h"
 
@@ -10,6 +11,26 @@
 namespace kiln::runtime {
 
 Device::~Device() = default;
+
+Status Device::runGreedy(const EntryPoint &entry, const ForwardBatch &batch,
+                         Span<const int32_t> tokens,
+                         std::vector<int32_t> &ids) {
+  std::vector<float> logits;
+  KILN_RETURN_IF_ERROR(run(entry, batch, tokens, logits));
+  int64_t rows = entry.logits == LogitsMode::All ? batch.numTokens()
+                                                 : batch.numSequences();
+  if (rows <= 0 || logits.size() % rows)
+    return makeError(StatusCode::Internal, logits.size(),
+                     " logits do not split into ", rows, " rows");
+  size_t vocab = logits.size() / rows;
+  ids.resize(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    StatusOr<int32_t> id =
+        Sampler::greedy(Span<const float>(logits.data() + r * vocab, vocab));
+    ids[r] = id.isOk() ? *id : -1;
+  }
+  return Status::ok();
+}
 
 StatusOr<std::unique_ptr<Device>> createDevice(std::string_view kind) {
   if (kind == "host")

@@ -280,8 +280,8 @@ Status Engine::prefillStep() {
       drop(id);
     return begun;
   }
-  std::vector<float> logits;
-  Status ran = runEntry(*prefill_, batchTokens, logits);
+  std::vector<int32_t> sampled;
+  Status ran = runAndSample(*prefill_, batchTokens, batch, sampled);
   if (!ran.isOk()) {
     for (int64_t id : ids)
       drop(id);
@@ -291,7 +291,7 @@ Status Engine::prefillStep() {
   stats_.prefillSteps += 1;
   stats_.prefillTokens += batchTokens.size();
   stats_.recomputedTokens += recomputed;
-  return emit(batch, logits);
+  return emit(batch, sampled);
 }
 
 Status Engine::preemptNewest() {
@@ -337,28 +337,53 @@ Status Engine::decodeStep() {
   std::vector<int32_t> tokens;
   auto start = Clock::now();
   KILN_RETURN_IF_ERROR(beginDecode(batch, tokens));
-  std::vector<float> logits;
-  Status ran = runEntry(*decode_, tokens, logits);
+  std::vector<int32_t> sampled;
+  Status ran = runAndSample(*decode_, tokens, batch, sampled);
   if (!ran.isOk())
     return ran;
   stats_.decodeSeconds += secondsSince(start);
   stats_.decodeSteps += 1;
   stats_.decodeTokens += tokens.size();
-  return emit(batch, logits);
+  return emit(batch, sampled);
 }
 
-Status Engine::emit(std::vector<Request *> &batch,
-                    const std::vector<float> &logits) {
-  const ModelConfig &config = model_->config();
-  int64_t vocab = config.vocabSize;
-  if ((int64_t)logits.size() != (int64_t)batch.size() * vocab)
+Status Engine::runAndSample(const EntryPoint &entry,
+                            Span<const int32_t> tokens,
+                            std::vector<Request *> &batch,
+                            std::vector<int32_t> &sampled) {
+  // An all-greedy batch lets the device pick the tokens (the CUDA device
+  // copies back one id per sequence instead of the logits).
+  bool greedy = std::all_of(batch.begin(), batch.end(), [](Request *r) {
+    return r->params.isGreedy();
+  });
+  if (greedy) {
+    Status run =
+        device_->runGreedy(entry, cache_->forwardBatch(), tokens, sampled);
+    Status end = cache_->endForward();
+    KILN_RETURN_IF_ERROR(run);
+    KILN_RETURN_IF_ERROR(end);
+    if (sampled.size() != batch.size())
+      return makeError(StatusCode::Internal, "expected ", batch.size(),
+                       " greedy tokens, got ", sampled.size());
+    for (size_t i = 0; i < batch.size(); ++i)
+      if (sampled[i] < 0) {
+        int64_t id = batch[i]->id;
+        drop(id);
+        return makeError(StatusCode::InvalidArgument, "request ", id,
+                         ": its logits hold a NaN or +inf, or no finite "
+                         "value: no token can be chosen");
+      }
+    return Status::ok();
+  }
+  KILN_RETURN_IF_ERROR(runEntry(entry, tokens, logits_));
+  int64_t vocab = model_->config().vocabSize;
+  if ((int64_t)logits_.size() != (int64_t)batch.size() * vocab)
     return makeError(StatusCode::Internal, "expected ", batch.size(),
-                     " rows of logits, got ", logits.size(), " values");
-  std::vector<int64_t> finished;
-  auto now = Clock::now();
+                     " rows of logits, got ", logits_.size(), " values");
+  sampled.resize(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     Request &r = *batch[i];
-    Span<const float> row(logits.data() + i * vocab, vocab);
+    Span<const float> row(logits_.data() + i * vocab, vocab);
     StatusOr<int32_t> token = r.sampler.sample(row, r.params);
     if (!token.isOk()) {
       int64_t id = r.id;
@@ -367,6 +392,19 @@ Status Engine::emit(std::vector<Request *> &batch,
                                                ": " +
                                                token.status().message());
     }
+    sampled[i] = *token;
+  }
+  return Status::ok();
+}
+
+Status Engine::emit(std::vector<Request *> &batch,
+                    const std::vector<int32_t> &sampled) {
+  const ModelConfig &config = model_->config();
+  std::vector<int64_t> finished;
+  auto now = Clock::now();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Request &r = *batch[i];
+    const int32_t *token = &sampled[i];
     r.output.push_back(*token);
     int32_t generated = static_cast<int32_t>(r.output.size());
     KILN_ASSIGN_OR_RETURN(int32_t length, cache_->length(r.id));

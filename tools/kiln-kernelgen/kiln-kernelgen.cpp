@@ -28,6 +28,7 @@
 #include "kiln/Codegen/CastKernel.h"
 #include "kiln/Codegen/ElementwiseKernel.h"
 #include "kiln/Codegen/EmbeddingKernel.h"
+#include "kiln/Codegen/ArgmaxKernel.h"
 #include "kiln/Codegen/GemvKernel.h"
 #include "kiln/Codegen/MatmulKernel.h"
 #include "kiln/Codegen/KVBlockCopyKernel.h"
@@ -57,7 +58,7 @@ static cl::OptionCategory category("kiln-kernelgen options");
 
 static cl::opt<std::string>
     kernel("kernel", cl::Required, cl::cat(category),
-           cl::desc("Kernel family: rms_norm, gemv, matmul, silu_mul, residual_add, "
+           cl::desc("Kernel family: rms_norm, gemv, matmul, argmax, silu_mul, residual_add, "
                     "kv_write, kv_copy, paged_decode, paged_prefill, "
                     "embedding, rotary_table, rope, cast"));
 static cl::opt<std::string> dtypeName("dtype", cl::init("f16"),
@@ -247,6 +248,8 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
     add({&gemvN, &gemvK, &warpsPerBlock, &rowsPerWarp, &unroll, &tokens});
   else if (family == "matmul")
     add({&gemvN, &gemvK});
+  else if (family == "argmax")
+    add({&gemvN});
   else if (family == "kv_write")
     add({&tokens});
   else if (family == "kv_copy")
@@ -371,6 +374,10 @@ int main(int argc, char **argv) {
     options.unroll = unroll;
     options.tokens = tokens;
     spec = buildGemvKernel(builder, kernels, options);
+  } else if (kernel == "argmax") {
+    ArgmaxOptions options;
+    options.vocab = gemvN;
+    spec = buildArgmaxKernel(builder, kernels, options);
   } else if (kernel == "matmul") {
     MatmulOptions options;
     options.dtype = *dtype;

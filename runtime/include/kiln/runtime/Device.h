@@ -51,6 +51,15 @@ public:
                      Span<const int32_t> tokens,
                      std::vector<float> &logits) = 0;
 
+  /// Runs `entry` like run and returns each logits row's greedy token
+  /// (the first index of its largest logit) instead of the logits, or -1
+  /// for a row with a NaN or +inf logit or none finite (the caller reports
+  /// it). The default runs `run` and picks on the host; the CUDA device
+  /// picks on the device and copies back one id per row.
+  virtual Status runGreedy(const EntryPoint &entry, const ForwardBatch &batch,
+                           Span<const int32_t> tokens,
+                           std::vector<int32_t> &ids);
+
   /// Writes keys and values of layer `layer` into the KV cache:
   /// `keys`/`values` are fp32 [slots.size(), kv_heads, head_dim], rounded
   /// to the cache dtype; slot j (block * block_size + offset, as in

@@ -256,8 +256,15 @@ private:
   /// Updates a request's metrics for the token just appended to its
   /// output, emitted at `now`.
   void recordToken(Request &r, FinishReason finish, Clock::time_point now);
-  /// Samples from each row, emits the tokens, retires finished requests.
-  Status emit(std::vector<Request *> &batch, const std::vector<float> &logits);
+  /// Emits each request's sampled token, retires finished requests.
+  Status emit(std::vector<Request *> &batch,
+              const std::vector<int32_t> &sampled);
+  /// Runs `entry` for the step begun on the cache and samples one token per
+  /// sequence of `batch`: on the device when every request is greedy
+  /// (Device::runGreedy), else from the logits with each request's sampler.
+  Status runAndSample(const EntryPoint &entry, Span<const int32_t> tokens,
+                      std::vector<Request *> &batch,
+                      std::vector<int32_t> &sampled);
   Status runEntry(const EntryPoint &entry, Span<const int32_t> tokens,
                   std::vector<float> &logits);
   void drop(int64_t id);
@@ -276,6 +283,8 @@ private:
   EngineStats stats_;
   std::unordered_map<int64_t, RequestMetrics> finishedMetrics_;
   std::string deviceNote_;
+  /// The last step's logits (kept: a batch's rows are megabytes).
+  std::vector<float> logits_;
 };
 
 } // namespace kiln::runtime
