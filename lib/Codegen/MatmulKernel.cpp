@@ -80,12 +80,17 @@ kiln::codegen::buildMatmulKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   auto workgroup =
       gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
   int64_t stride = o.tileK + kRowPad;
-  auto aTileType = MemRefType::get({o.tileM, stride}, elementType,
+  // Two stages: the mma reads one while the next tile is stored into the
+  // other, so one barrier per K step suffices.
+  auto aTileType = MemRefType::get({2, o.tileM, stride}, elementType,
                                    MemRefLayoutAttrInterface(), workgroup);
-  auto bTileType = MemRefType::get({o.tileN, stride}, elementType,
+  auto bTileType = MemRefType::get({2, o.tileN, stride}, elementType,
                                    MemRefLayoutAttrInterface(), workgroup);
   gpu::GPUFuncOp func = b.createKernel(module, name, argTypes, access, threads,
                                        {aTileType, bTileType});
+  // Two CTAs per SM (ptxas caps registers at 128): one CTA's barriers and
+  // global loads overlap the other's mma.
+  func->setAttr("nvvm.minctasm", b.getI32IntegerAttr(2));
   unsigned next = 2;
   Value x = func.getArgument(0), w = func.getArgument(1);
   Value biasArg = o.bias ? func.getArgument(next++) : Value();
@@ -140,12 +145,13 @@ kiln::codegen::buildMatmulKernel(OpBuilder &builder, gpu::GPUModuleOp module,
           vec));
     return loaded;
   };
-  auto storeTiles = [&](ValueRange loaded) {
+  auto storeTiles = [&](ValueRange loaded, Value stage) {
     for (int64_t i = 0; i < aPerThread; ++i)
-      b.storeVector(loaded[i], aTile, {aCoords[i].first, aCoords[i].second});
+      b.storeVector(loaded[i], aTile,
+                    {stage, aCoords[i].first, aCoords[i].second});
     for (int64_t i = 0; i < bPerThread; ++i)
       b.storeVector(loaded[aPerThread + i], bTile,
-                    {bCoords[i].first, bCoords[i].second});
+                    {stage, bCoords[i].first, bCoords[i].second});
   };
 
   // ldmatrix row addresses: x4 for A, lanes give rows lane % 16 at column
@@ -202,7 +208,7 @@ kiln::codegen::buildMatmulKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     return vector::FromElementsOp::create(b, accType, out);
   };
 
-  auto compute = [&](SmallVector<Value> accs) {
+  auto compute = [&](SmallVector<Value> accs, Value stage) {
     for (int64_t kk = 0; kk < o.tileK; kk += 16) {
       SmallVector<Value> aFrags, bFrags;
       for (int64_t mt = 0; mt < fragsM; ++mt) {
@@ -210,14 +216,14 @@ kiln::codegen::buildMatmulKernel(OpBuilder &builder, gpu::GPUModuleOp module,
             b, arith::AddIOp::create(b, warpRow, b.index(mt * 16)), aLaneRow);
         Value col = arith::AddIOp::create(b, aLaneCol, b.index(kk));
         aFrags.push_back(nvgpu::LdMatrixOp::create(
-            b, fragType, aTile, ValueRange{row, col}, false, 4));
+            b, fragType, aTile, ValueRange{stage, row, col}, false, 4));
       }
       for (int64_t nt = 0; nt < fragsN; ++nt) {
         Value row = arith::AddIOp::create(
             b, arith::AddIOp::create(b, warpCol, b.index(nt * 8)), bLaneRow);
         Value col = arith::AddIOp::create(b, bLaneCol, b.index(kk));
         bFrags.push_back(nvgpu::LdMatrixOp::create(
-            b, bFragType, bTile, ValueRange{row, col}, false, 2));
+            b, bFragType, bTile, ValueRange{stage, row, col}, false, 2));
       }
       for (int64_t mt = 0; mt < fragsM; ++mt)
         for (int64_t nt = 0; nt < fragsN; ++nt) {
@@ -234,24 +240,25 @@ kiln::codegen::buildMatmulKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   // Software pipeline: tile 0 is staged before the loop; each iteration
   // issues the next tile's global loads, runs the mma on the staged tile,
   // then stages the loaded one.
-  storeTiles(loadTiles(b.index(0)));
+  storeTiles(loadTiles(b.index(0)), b.index(0));
   gpu::BarrierOp::create(b);
   int64_t steps = o.k / o.tileK;
   auto loop = scf::ForOp::create(
       b, b.index(0), b.index(steps - 1), b.index(1), init,
       [&](OpBuilder &, Location, Value step, ValueRange carried) {
-        Value nextK = arith::MulIOp::create(
-            b, arith::AddIOp::create(b, step, b.index(1)), b.index(o.tileK));
+        Value next = arith::AddIOp::create(b, step, b.index(1));
+        Value nextK = arith::MulIOp::create(b, next, b.index(o.tileK));
         SmallVector<Value> loaded = loadTiles(nextK);
         SmallVector<Value> accs =
-            compute(SmallVector<Value>(carried.begin(), carried.end()));
-        gpu::BarrierOp::create(b);
-        storeTiles(loaded);
+            compute(SmallVector<Value>(carried.begin(), carried.end()),
+                    arith::RemUIOp::create(b, step, b.index(2)));
+        storeTiles(loaded, arith::RemUIOp::create(b, next, b.index(2)));
         gpu::BarrierOp::create(b);
         scf::YieldOp::create(b, accs);
       });
   SmallVector<Value> accs = compute(
-      SmallVector<Value>(loop.getResults().begin(), loop.getResults().end()));
+      SmallVector<Value>(loop.getResults().begin(), loop.getResults().end()),
+      b.index((steps - 1) % 2));
 
   // Epilogue: accumulator (i, j) of fragment (mt, nt) is row
   // warpRow + mt*16 + lane/4 + 8i, column warpCol + nt*8 + (lane%4)*2 + j.

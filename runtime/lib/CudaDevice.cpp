@@ -79,7 +79,7 @@ struct Launch {
   int64_t chunkRows = 1;
   std::vector<ArgRef> chunkedArgs;
   /// gemv: the tensor-core GEMM (-1: none), for steps of at least
-  /// kTiledMinRows rows; grid.y = ceil(rows / tiledRows).
+  /// tiledMinRows() rows; grid.y = ceil(rows / tiledRows).
   int32_t tiledKernel = -1;
   int64_t tiledRows = 1;
   std::vector<ArgRef> tiledArgs;
@@ -629,8 +629,16 @@ template <typename T> std::vector<int64_t> widen(const std::vector<T> &v) {
 int64_t align(int64_t v) { return (v + 255) / 256 * 256; }
 
 /// Rows from which a linear runs on the tensor cores rather than as
-/// row-chunked gemv (which reads W once per 8 rows).
-constexpr int64_t kTiledMinRows = 16;
+/// row-chunked gemv (which reads W once per 8 rows but spreads over many
+/// CTAs): the 128 x 128 GEMM tile leaves most SMs idle on the N / 128 CTAs
+/// of a few rows. KILN_TILED_MIN_ROWS overrides it (measuring).
+int64_t tiledMinRows() {
+  static const int64_t rows = [] {
+    const char *v = std::getenv("KILN_TILED_MIN_ROWS");
+    return v ? std::max<int64_t>(2, std::atoll(v)) : int64_t(64);
+  }();
+  return rows;
+}
 
 } // namespace
 
@@ -952,7 +960,7 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
               KILN_RETURN_IF_ERROR(
                   launch(l, batch.queryStartLoc[i], i, batch.appendLengths[i]));
         } else if (k.repeat == LaunchRepeat::PerToken && l.tiledKernel >= 0 &&
-                   sym.get(l.rows) >= kTiledMinRows) {
+                   sym.get(l.rows) >= tiledMinRows()) {
           int64_t rows = sym.get(l.rows);
           KILN_RETURN_IF_ERROR(
               launchKernel(l.tiledKernel, l.tiledArgs, 0, 0,

@@ -42,9 +42,10 @@ def kiln(bench, artifact, batches, prompt_len, gen_len, tflops, device):
     for line in text.splitlines():
         f = line.split()
         if len(f) == 8 and f[0].isdigit():
-            rows[int(f[0])] = dict(prefill_ms=float(f[2]), prefill_pct=float(f[3].rstrip("%")),
-                                   ms_step=float(f[4]), tok_s=float(f[5]),
-                                   decode_pct=float(f[6].rstrip("%")))
+            num = lambda v: float(v.rstrip("%")) if v != "-" else 0.0
+            rows[int(f[0])] = dict(prefill_ms=num(f[2]), prefill_pct=num(f[3]),
+                                   ms_step=num(f[4]), tok_s=num(f[5]),
+                                   decode_pct=num(f[6]))
     return rows
 
 

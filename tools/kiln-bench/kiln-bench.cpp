@@ -213,6 +213,12 @@ int main(int argc, char **argv) {
     double prefillFloor =
         2.0 * params * double(b * promptLen) / (tflops * 1e12) * 1e3;
     double decodeFloor = bandwidth > 0 ? weightBytes / bandwidth * 1e3 : 0;
+    if (r.steps == 0) { // --gen-len 1: the prefill's token only
+      std::printf("%6lld %7lld %11.2f %7.1f%% %9s %10s %8s %7d\n",
+                  (long long)b, (long long)promptLen, r.prefillMs,
+                  100.0 * prefillFloor / r.prefillMs, "-", "-", "-", 0);
+      continue;
+    }
     std::printf("%6lld %7lld %11.2f %7.1f%% %9.3f %10.1f %7.1f%% %7lld\n",
                 (long long)b, (long long)promptLen, r.prefillMs,
                 100.0 * prefillFloor / r.prefillMs, r.stepMs,
