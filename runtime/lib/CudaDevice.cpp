@@ -330,14 +330,25 @@ Status CudaDevice::uploadWeights() {
           d_->cuMemcpyHtoD(weights_[w]->ptr, bytes.data(), bytes.size()),
           what.c_str()));
     }
-    if (nk) {
-      // [K, N] -> [N, K], element by element in the stored type.
+    if (nk && info.storage == WeightStorage::Dummy) {
+      // Random values are random in either layout: no transpose.
+      std::string what = "weight '" + info.name + "'";
+      KILN_ASSIGN_OR_RETURN(transposed_[w],
+                            Memory::allocate(d_, bytes.size(), what.c_str()));
+      KILN_RETURN_IF_ERROR(d_->check(
+          d_->cuMemcpyHtoD(transposed_[w]->ptr, bytes.data(), bytes.size()),
+          what.c_str()));
+    } else if (nk) {
+      // [K, N] -> [N, K], in 64 x 64 tiles of the stored type.
       int64_t rows = info.shape[0], cols = info.shape[1];
       int64_t e = dtypeBytes(info.dtype);
       std::vector<uint8_t> t(bytes.size());
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < cols; ++c)
-          std::memcpy(&t[(c * rows + r) * e], &bytes[(r * cols + c) * e], e);
+      for (int64_t r0 = 0; r0 < rows; r0 += 64)
+        for (int64_t c0 = 0; c0 < cols; c0 += 64)
+          for (int64_t r = r0; r < std::min(rows, r0 + 64); ++r)
+            for (int64_t c = c0; c < std::min(cols, c0 + 64); ++c)
+              std::memcpy(&t[(c * rows + r) * e], &bytes[(r * cols + c) * e],
+                          e);
       std::string what = "weight '" + info.name + "' (transposed)";
       KILN_ASSIGN_OR_RETURN(transposed_[w],
                             Memory::allocate(d_, t.size(), what.c_str()));
