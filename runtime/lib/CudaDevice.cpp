@@ -270,17 +270,7 @@ Status CudaDevice::loadKernels(const KernelTable &table) {
 
 Status CudaDevice::prepare(std::shared_ptr<const Model> model,
                            const KVCacheConfig &cache) {
-  if (!model)
-    return makeError(StatusCode::InvalidArgument, "no model");
-  KILN_RETURN_IF_ERROR(cache.validate());
-  KVCacheConfig expected = kvCacheConfigFor(*model, cache.numBlocks);
-  if (cache.numLayers != expected.numLayers ||
-      cache.numKVHeads != expected.numKVHeads ||
-      cache.headDim != expected.headDim ||
-      cache.blockSize != expected.blockSize ||
-      cache.elementBytes != expected.elementBytes)
-    return makeError(StatusCode::InvalidArgument,
-                     "KV cache geometry does not match the model");
+  KILN_RETURN_IF_ERROR(checkCacheFitsModel(model.get(), cache));
   const KernelTable *table = model->kernels();
   if (!table)
     return makeError(StatusCode::FailedPrecondition,

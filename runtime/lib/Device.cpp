@@ -12,6 +12,25 @@ namespace kiln::runtime {
 
 Device::~Device() = default;
 
+Status checkCacheFitsModel(const Model *model, const KVCacheConfig &cache) {
+  if (!model)
+    return makeError(StatusCode::InvalidArgument, "no model");
+  KILN_RETURN_IF_ERROR(cache.validate());
+  KVCacheConfig expected = kvCacheConfigFor(*model, cache.numBlocks);
+  if (cache.numLayers != expected.numLayers ||
+      cache.numKVHeads != expected.numKVHeads ||
+      cache.headDim != expected.headDim ||
+      cache.blockSize != expected.blockSize ||
+      cache.elementBytes != expected.elementBytes)
+    return makeError(StatusCode::InvalidArgument,
+                     "KV cache geometry does not match the model (",
+                     expected.numLayers, " layers, ", expected.numKVHeads,
+                     " KV heads of ", expected.headDim, ", blocks of ",
+                     expected.blockSize, ", ", expected.elementBytes,
+                     "-byte elements)");
+  return Status::ok();
+}
+
 Status Device::runGreedy(const EntryPoint &entry, const ForwardBatch &batch,
                          Span<const int32_t> tokens,
                          std::vector<int32_t> &ids) {

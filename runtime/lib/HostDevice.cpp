@@ -121,21 +121,7 @@ static std::vector<int64_t> toInts(Span<const uint8_t> bytes, DType dtype) {
 
 Status HostDevice::prepare(std::shared_ptr<const Model> model,
                            const KVCacheConfig &cache) {
-  if (!model)
-    return makeError(StatusCode::InvalidArgument, "no model");
-  KILN_RETURN_IF_ERROR(cache.validate());
-  KVCacheConfig expected = kvCacheConfigFor(*model, cache.numBlocks);
-  if (cache.numLayers != expected.numLayers ||
-      cache.numKVHeads != expected.numKVHeads ||
-      cache.headDim != expected.headDim ||
-      cache.blockSize != expected.blockSize ||
-      cache.elementBytes != expected.elementBytes)
-    return makeError(StatusCode::InvalidArgument,
-                     "KV cache geometry does not match the model (",
-                     expected.numLayers, " layers, ", expected.numKVHeads,
-                     " KV heads of ", expected.headDim, ", blocks of ",
-                     expected.blockSize, ", ", expected.elementBytes,
-                     "-byte elements)");
+  KILN_RETURN_IF_ERROR(checkCacheFitsModel(model.get(), cache));
   model_ = std::move(model);
   entries_.clear();
 

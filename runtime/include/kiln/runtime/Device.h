@@ -99,6 +99,11 @@ StatusOr<std::unique_ptr<Device>>
 openPreparedDevice(std::string_view kind, std::shared_ptr<const Model> model,
                    const KVCacheConfig &cache, std::string *note = nullptr);
 
+/// What every device's prepare checks first: a model, a valid cache
+/// config, and the geometry (layers, KV heads, head_dim, block size,
+/// element size) the model needs; InvalidArgument otherwise.
+Status checkCacheFitsModel(const Model *model, const KVCacheConfig &cache);
+
 /// The cache geometry a model needs, for `numBlocks` blocks.
 KVCacheConfig kvCacheConfigFor(const Model &model, int32_t numBlocks);
 
