@@ -37,6 +37,16 @@ struct CudaDevice::Memory {
         d->cuMemAlloc(&m->ptr, std::max<size_t>(bytes, 1)), label.c_str()));
     return m;
   }
+  /// A device copy of `size` host bytes.
+  static StatusOr<std::unique_ptr<Memory>> upload(const Driver *d,
+                                                  const void *data, size_t size,
+                                                  const std::string &what) {
+    KILN_ASSIGN_OR_RETURN(std::unique_ptr<Memory> m,
+                          allocate(d, size, what.c_str()));
+    KILN_RETURN_IF_ERROR(
+        d->check(d->cuMemcpyHtoD(m->ptr, data, size), what.c_str()));
+    return m;
+  }
 };
 
 namespace {
@@ -312,22 +322,15 @@ Status CudaDevice::uploadWeights() {
     transposed_[w].reset();
     Span<const uint8_t> bytes = model_->weightBytes(w);
     const WeightInfo &info = table[w];
+    std::string what = "weight '" + info.name + "'";
     if (raw) {
-      std::string what = "weight '" + info.name + "'";
-      KILN_ASSIGN_OR_RETURN(weights_[w],
-                            Memory::allocate(d_, bytes.size(), what.c_str()));
-      KILN_RETURN_IF_ERROR(d_->check(
-          d_->cuMemcpyHtoD(weights_[w]->ptr, bytes.data(), bytes.size()),
-          what.c_str()));
+      KILN_ASSIGN_OR_RETURN(
+          weights_[w], Memory::upload(d_, bytes.data(), bytes.size(), what));
     }
+    // Random values are random in either layout: no transpose.
     if (nk && info.storage == WeightStorage::Dummy) {
-      // Random values are random in either layout: no transpose.
-      std::string what = "weight '" + info.name + "'";
-      KILN_ASSIGN_OR_RETURN(transposed_[w],
-                            Memory::allocate(d_, bytes.size(), what.c_str()));
-      KILN_RETURN_IF_ERROR(d_->check(
-          d_->cuMemcpyHtoD(transposed_[w]->ptr, bytes.data(), bytes.size()),
-          what.c_str()));
+      KILN_ASSIGN_OR_RETURN(
+          transposed_[w], Memory::upload(d_, bytes.data(), bytes.size(), what));
     } else if (nk) {
       // [K, N] -> [N, K], in 64 x 64 tiles of the stored type.
       int64_t rows = info.shape[0], cols = info.shape[1];
@@ -339,12 +342,9 @@ Status CudaDevice::uploadWeights() {
             for (int64_t c = c0; c < std::min(cols, c0 + 64); ++c)
               std::memcpy(&t[(c * rows + r) * e], &bytes[(r * cols + c) * e],
                           e);
-      std::string what = "weight '" + info.name + "' (transposed)";
-      KILN_ASSIGN_OR_RETURN(transposed_[w],
-                            Memory::allocate(d_, t.size(), what.c_str()));
-      KILN_RETURN_IF_ERROR(
-          d_->check(d_->cuMemcpyHtoD(transposed_[w]->ptr, t.data(), t.size()),
-                    what.c_str()));
+      KILN_ASSIGN_OR_RETURN(
+          transposed_[w],
+          Memory::upload(d_, t.data(), t.size(), what + " (transposed)"));
     }
   }
   return Status::ok();
@@ -407,14 +407,10 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
       p.rowBytes[id] = row;
     }
     if (b.kind == BufferKind::Constant) {
-      std::string what = "constant %" + std::to_string(id);
-      KILN_ASSIGN_OR_RETURN(
-          p.constants[id],
-          Memory::allocate(d_, b.constantData.size(), what.c_str()));
-      KILN_RETURN_IF_ERROR(d_->check(d_->cuMemcpyHtoD(p.constants[id]->ptr,
-                                                      b.constantData.data(),
-                                                      b.constantData.size()),
-                                     what.c_str()));
+      KILN_ASSIGN_OR_RETURN(p.constants[id],
+                            Memory::upload(d_, b.constantData.data(),
+                                           b.constantData.size(),
+                                           "constant %" + std::to_string(id)));
     }
   }
   bool decode = entry.name == "decode";
