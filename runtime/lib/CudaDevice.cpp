@@ -666,20 +666,11 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
   const KernelTable &table = *model_->kernels();
   int64_t T = batch.numTokens(), N = batch.numSequences(),
           M = batch.maxBlocksPerSequence;
-  if (T < 1 || N < 1 || M < 0 || (int64_t)tokens.size() != T ||
-      (int64_t)batch.slotMapping.size() != T ||
-      (int64_t)batch.queryStartLoc.size() != N + 1 ||
-      (int64_t)batch.contextLengths.size() != N ||
-      (int64_t)batch.blockTables.size() != N * M ||
-      (int64_t)batch.appendLengths.size() != N)
+  KILN_RETURN_IF_ERROR(checkForwardBatch(batch, tokens, cache_.blockSize));
+  if ((int64_t)batch.appendLengths.size() != N)
     return makeError(StatusCode::InvalidArgument,
-                     "inconsistent forward batch: ", tokens.size(),
-                     " token ids, ", T, " positions, ",
-                     batch.slotMapping.size(), " slots, ", N, " sequences");
-  if (batch.blockSize != cache_.blockSize)
-    return makeError(StatusCode::InvalidArgument, "forward batch of ",
-                     batch.blockSize, "-token blocks for a cache of ",
-                     cache_.blockSize);
+                     "inconsistent forward batch: ", batch.appendLengths.size(),
+                     " append lengths for ", N, " sequences");
   // Everything a kernel indexes with is checked here: the kernels trust it.
   int64_t vocab = model_->config().vocabSize;
   int64_t slots = int64_t(cache_.numBlocks) * cache_.blockSize;

@@ -12,6 +12,30 @@ namespace kiln::runtime {
 
 Device::~Device() = default;
 
+Status checkForwardBatch(const ForwardBatch &batch, Span<const int32_t> tokens,
+                         int32_t cacheBlockSize) {
+  int64_t T = batch.numTokens(), N = batch.numSequences(),
+          M = batch.maxBlocksPerSequence;
+  if (T < 1 || N < 1 || M < 0 || (int64_t)tokens.size() != T ||
+      (int64_t)batch.slotMapping.size() != T ||
+      (int64_t)batch.queryStartLoc.size() != N + 1 ||
+      (int64_t)batch.contextLengths.size() != N ||
+      (int64_t)batch.blockTables.size() != N * M)
+    return makeError(StatusCode::InvalidArgument,
+                     "inconsistent forward batch: ", tokens.size(),
+                     " token ids, ", T, " positions, ",
+                     batch.slotMapping.size(), " slots, ", N,
+                     " sequences with ", batch.queryStartLoc.size(),
+                     " query start locations, ", batch.contextLengths.size(),
+                     " context lengths and ", batch.blockTables.size(),
+                     " block-table entries of width ", M);
+  if (batch.blockSize != cacheBlockSize)
+    return makeError(StatusCode::InvalidArgument, "forward batch of ",
+                     batch.blockSize, "-token blocks for a cache of ",
+                     cacheBlockSize);
+  return Status::ok();
+}
+
 Status checkCacheFitsModel(const Model *model, const KVCacheConfig &cache) {
   if (!model)
     return makeError(StatusCode::InvalidArgument, "no model");

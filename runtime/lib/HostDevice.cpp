@@ -297,23 +297,7 @@ Status HostDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
   // with them.
   int64_t T = batch.numTokens(), N = batch.numSequences(),
           M = batch.maxBlocksPerSequence;
-  if (T < 1 || N < 1 || M < 0 || (int64_t)tokens.size() != T ||
-      (int64_t)batch.slotMapping.size() != T ||
-      (int64_t)batch.queryStartLoc.size() != N + 1 ||
-      (int64_t)batch.contextLengths.size() != N ||
-      (int64_t)batch.blockTables.size() != N * M)
-    return makeError(StatusCode::InvalidArgument,
-                     "inconsistent forward batch: ", tokens.size(),
-                     " token ids, ", T, " positions, ",
-                     batch.slotMapping.size(), " slots, ", N,
-                     " sequences with ", batch.queryStartLoc.size(),
-                     " query start locations, ", batch.contextLengths.size(),
-                     " context lengths and ", batch.blockTables.size(),
-                     " block-table entries of width ", M);
-  if (batch.blockSize != cacheView_.blockSize)
-    return makeError(StatusCode::InvalidArgument, "forward batch of ",
-                     batch.blockSize, "-token blocks for a cache of ",
-                     cacheView_.blockSize);
+  KILN_RETURN_IF_ERROR(checkForwardBatch(batch, tokens, cacheView_.blockSize));
   for (const BlockCopy &copy : batch.copies)
     KILN_RETURN_IF_ERROR(
         host::copyBlock(cacheView_, copy.src, copy.dst, copy.numTokens));

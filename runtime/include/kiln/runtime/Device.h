@@ -99,6 +99,12 @@ StatusOr<std::unique_ptr<Device>>
 openPreparedDevice(std::string_view kind, std::shared_ptr<const Model> model,
                    const KVCacheConfig &cache, std::string *note = nullptr);
 
+/// What every device's run checks first: the batch's arrays agree with
+/// each other and with `tokens` (one id per token), and its block size is
+/// the cache's; InvalidArgument naming the sizes otherwise.
+Status checkForwardBatch(const ForwardBatch &batch, Span<const int32_t> tokens,
+                         int32_t cacheBlockSize);
+
 /// What every device's prepare checks first: a model, a valid cache
 /// config, and the geometry (layers, KV heads, head_dim, block size,
 /// element size) the model needs; InvalidArgument otherwise.
