@@ -91,6 +91,8 @@ struct Request {
   Builder chunkedBuild;
   /// gemv: the tensor-core GEMM a device launches for many rows.
   Builder tiledBuild;
+  /// gemv: the split-K tensor-core GEMM for a few rows (batched decode).
+  Builder skinnyBuild;
   rt::WeightLayout weightLayout = rt::WeightLayout::None;
   /// Elementwise: per row when the grid overshoots the row.
   bool elementwise = false;
@@ -145,6 +147,55 @@ std::string str(int64_t v) { return std::to_string(v); }
 
 /// Token rows per CTA of the row-chunked gemv variants.
 constexpr int64_t kGemvChunkRows = 8;
+
+/// SMs of the sm_90 parts (H100/H200 SXM): the split-K GEMMs aim for one
+/// wave of CTAs.
+constexpr int64_t kTargetSMs = 132;
+
+/// A positive integer from the environment, else `dflt` (compile-time
+/// tuning knobs of the GEMM variants).
+int64_t envOr(const char *name, int64_t dflt) {
+  const char *v = std::getenv(name);
+  return v && std::atoll(v) > 0 ? std::atoll(v) : dflt;
+}
+
+/// Most K splits of the few-row GEMM: the last CTA of a tile reads all
+/// splitK fp32 partial tiles alone, so more splits cost more than the SMs
+/// they fill. KILN_SKINNY_MAX_SPLIT overrides it at compile time (tuning).
+int64_t skinnyMaxSplit() { return envOr("KILN_SKINNY_MAX_SPLIT", 4); }
+
+/// The tensor-core GEMM for a few rows (batched decode): 32-row tiles over
+/// 4 warps, 64 of K per stage, 4 stages in flight (~90 KB), 128 or 64
+/// features per tile and K split (at most skinnyMaxSplit() ways) so that
+/// about one wave of CTAs reads W: n / 128 CTAs alone would leave most SMs
+/// idle for q/k/v/o and down. None when the shape does not tile.
+std::optional<cg::MatmulOptions> skinnyMatmul(cg::MatmulOptions mm) {
+  mm.tileM = 32;
+  mm.tileK = 64;
+  mm.warpsM = 1;
+  mm.warpsN = 4;
+  mm.stages = envOr("KILN_SKINNY_STAGES", 4);
+  int64_t maxSplit = skinnyMaxSplit();
+  int64_t targetCtas = envOr("KILN_SKINNY_TARGET_CTAS", kTargetSMs);
+  auto splitFor = [&](int64_t tileN) -> int64_t {
+    int64_t tiles = mm.n / tileN, split = 1;
+    while (tiles * split * 2 <= targetCtas && split * 2 <= maxSplit &&
+           mm.k % (mm.tileK * split * 2) == 0)
+      split *= 2;
+    return split;
+  };
+  if (mm.k % mm.tileK)
+    return std::nullopt;
+  // 128 features per tile when that already fills most SMs, else 64.
+  if (mm.n % 128 == 0 && (mm.n / 128) * splitFor(128) >= targetCtas * 3 / 4)
+    mm.tileN = 128;
+  else if (mm.n % 64 == 0)
+    mm.tileN = 64;
+  else
+    return std::nullopt;
+  mm.splitK = splitFor(mm.tileN);
+  return mm;
+}
 
 } // namespace
 
@@ -238,6 +289,10 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
             if (n % mm.tileN == 0 && k % mm.tileK == 0)
               r.tiledBuild = [mm](OpBuilder &b, gpu::GPUModuleOp m) {
                 return cg::buildMatmulKernel(b, m, mm);
+              };
+            if (std::optional<cg::MatmulOptions> skinny = skinnyMatmul(mm))
+              r.skinnyBuild = [s = *skinny](OpBuilder &b, gpu::GPUModuleOp m) {
+                return cg::buildMatmulKernel(b, m, s);
               };
           });
   };
@@ -628,16 +683,16 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
   // logits rows).
   if (decode->buffers[decode->output].dtype == rt::DType::F32) {
     int64_t vocab = config.vocabSize;
-    Request &r = c.add("argmax" + str(vocab), "greedy sampling",
-                       [&](Request &r) {
-                         r.family = "argmax";
-                         r.scale = rt::LaunchScale::Seqs;
-                         cg::ArgmaxOptions o;
-                         o.vocab = vocab;
-                         r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-                           return cg::buildArgmaxKernel(b, m, o);
-                         };
-                       });
+    Request &r =
+        c.add("argmax" + str(vocab), "greedy sampling", [&](Request &r) {
+          r.family = "argmax";
+          r.scale = rt::LaunchScale::Seqs;
+          cg::ArgmaxOptions o;
+          o.vocab = vocab;
+          r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+            return cg::buildArgmaxKernel(b, m, o);
+          };
+        });
     r.uses = 0;
   }
 
@@ -794,7 +849,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
       continue;
     for (auto [build, key, family] :
          {std::make_tuple(r.chunkedBuild, "chunked", r.family),
-          std::make_tuple(r.tiledBuild, "tiled", std::string("matmul"))}) {
+          std::make_tuple(r.tiledBuild, "tiled", std::string("matmul")),
+          std::make_tuple(r.skinnyBuild, "skinny", std::string("matmul"))}) {
       if (!build)
         continue;
       Request variant;

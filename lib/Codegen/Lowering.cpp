@@ -60,9 +60,8 @@ void kiln::codegen::registerCodegenDialects(DialectRegistry &registry) {
   registry.insert<affine::AffineDialect, arith::ArithDialect,
                   cf::ControlFlowDialect, func::FuncDialect, gpu::GPUDialect,
                   index::IndexDialect, LLVM::LLVMDialect, math::MathDialect,
-                  memref::MemRefDialect, NVVM::NVVMDialect,
-                  nvgpu::NVGPUDialect, scf::SCFDialect,
-                  vector::VectorDialect>();
+                  memref::MemRefDialect, NVVM::NVVMDialect, nvgpu::NVGPUDialect,
+                  scf::SCFDialect, vector::VectorDialect>();
   // convert-gpu-to-nvvm lowers the other dialects through their
   // ConvertToLLVMPatternInterface models, registered as extensions.
   registerAllExtensions(registry);
@@ -90,8 +89,8 @@ kiln::codegen::createKernelModule(MLIRContext *context, StringRef name,
   // them loadable).
   context->loadDialect<arith::ArithDialect, gpu::GPUDialect, LLVM::LLVMDialect,
                        memref::MemRefDialect, NVVM::NVVMDialect,
-                       nvgpu::NVGPUDialect,
-                       scf::SCFDialect, vector::VectorDialect>();
+                       nvgpu::NVGPUDialect, scf::SCFDialect,
+                       vector::VectorDialect>();
   Location loc = NameLoc::get(StringAttr::get(context, name));
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
   (*module)->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
@@ -244,7 +243,18 @@ LogicalResult kiln::codegen::lowerToNVVM(ModuleOp module,
   gpuPm.addPass(createCanonicalizerPass());
   gpuPm.addPass(createCSEPass());
   gpuPm.addPass(createReconcileUnrealizedCastsPass());
-  return pm.run(module);
+  if (failed(pm.run(module)))
+    return failure();
+  // gpu.dynamic_shared_memory becomes an internal zero-length shared array,
+  // which the NVPTX backend demotes to a one-byte static variable; CUDA's
+  // `extern __shared__ char s[]` is an external one (`.extern .shared ..
+  // s[]`), the base of the launch's dynamic allocation.
+  module.walk([](LLVM::GlobalOp global) {
+    auto array = dyn_cast<LLVM::LLVMArrayType>(global.getGlobalType());
+    if (global.getAddrSpace() == 3 && array && array.getNumElements() == 0)
+      global.setLinkage(LLVM::Linkage::External);
+  });
+  return success();
 }
 
 FailureOr<std::string>

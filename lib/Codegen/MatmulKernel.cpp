@@ -21,17 +21,27 @@ using namespace kiln::codegen;
 /// Elements of padding per workgroup row: 16 bytes, so that the 8 rows an
 /// ldmatrix reads fall in different banks.
 static constexpr int64_t kRowPad = 8;
+/// Workgroup memory one CTA may use on sm_90 (dynamic, opted in by the
+/// device), less 1 KB for the static split-K flag and alignment.
+static constexpr int64_t kMaxSharedBytes = 226 * 1024;
 
-FailureOr<KernelSpec>
-kiln::codegen::buildMatmulKernel(OpBuilder &builder, gpu::GPUModuleOp module,
-                                 const MatmulOptions &o) {
+FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
+                                                       gpu::GPUModuleOp module,
+                                                       const MatmulOptions &o) {
   MLIRContext *context = builder.getContext();
   KernelDType outDType = o.outputDType.value_or(o.dtype);
+  bool custom = o.tileM != 128 || o.tileN != 128 || o.tileK != 32 ||
+                o.warpsM != 2 || o.warpsN != 4 || o.stages != 4;
   std::string name = llvm::formatv(
-      "matmul_{0}_n{1}_k{2}{3}{4}", stringifyDType(o.dtype), o.n, o.k,
+      "matmul_{0}_n{1}_k{2}{3}{4}{5}{6}", stringifyDType(o.dtype), o.n, o.k,
       o.bias ? "_bias" : "",
       outDType != o.dtype ? "_o" + stringifyDType(outDType).str()
-                          : std::string());
+                          : std::string(),
+      custom ? llvm::formatv("_t{0}x{1}x{2}s{3}", o.tileM, o.tileN, o.tileK,
+                             o.stages)
+                   .str()
+             : std::string(),
+      o.splitK > 1 ? "_sk" + std::to_string(o.splitK) : std::string());
   Location loc = NameLoc::get(StringAttr::get(context, name));
   if (o.dtype != KernelDType::F16 && o.dtype != KernelDType::BF16)
     return emitError(loc) << "matmul takes f16 or bf16 operands";
@@ -41,17 +51,22 @@ kiln::codegen::buildMatmulKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   if (warps < 1 || warps > 32 || warpM % 16 || warpN % 16 || o.tileK % 16 ||
       o.tileM % o.warpsM || o.tileN % o.warpsN)
     return emitError(loc) << "tile " << o.tileM << "x" << o.tileN << "x"
-                          << o.tileK << " over " << o.warpsM << "x"
-                          << o.warpsN
+                          << o.tileK << " over " << o.warpsM << "x" << o.warpsN
                           << " warps: each warp needs a multiple of 16 rows "
                              "and 16 columns, tileK a multiple of 16";
-  if (o.n <= 0 || o.k <= 0 || o.n % o.tileN || o.k % o.tileK)
+  if (o.stages < 2 || o.stages > 8)
+    return emitError(loc) << "stages=" << o.stages
+                          << ": the pipeline takes 2 to 8 stages";
+  if (o.splitK < 1 || o.splitK > 64)
+    return emitError(loc) << "split_k=" << o.splitK << " must be in [1, 64]";
+  if (o.n <= 0 || o.k <= 0 || o.n % o.tileN || o.k % (o.tileK * o.splitK))
     return emitError(loc) << "n=" << o.n << " and k=" << o.k
                           << " must be positive multiples of the tile ("
-                          << o.tileN << ", " << o.tileK << ")";
+                          << o.tileN << ", " << o.tileK * o.splitK << ")";
   int64_t threads = warps * kWarpSize;
   int64_t vec = 8; // 16-byte global and workgroup vectors
-  int64_t aVectors = o.tileM * o.tileK / vec, bVectors = o.tileN * o.tileK / vec;
+  int64_t aVectors = o.tileM * o.tileK / vec,
+          bVectors = o.tileN * o.tileK / vec;
   if (aVectors % threads || bVectors % threads)
     return emitError(loc) << "the " << threads
                           << " threads must split the tiles' 16-byte vectors "
@@ -59,6 +74,19 @@ kiln::codegen::buildMatmulKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   int64_t aPerThread = aVectors / threads, bPerThread = bVectors / threads;
   int64_t vectorsPerRow = o.tileK / vec;
   int64_t fragsM = warpM / 16, fragsN = warpN / 8;
+  int64_t stride = o.tileK + kRowPad;
+  int64_t elementBytes = 2;
+  int64_t aStageBytes = o.tileM * stride * elementBytes;
+  int64_t bStageBytes = o.tileN * stride * elementBytes;
+  int64_t sharedBytes = o.stages * (aStageBytes + bStageBytes);
+  if (sharedBytes > kMaxSharedBytes)
+    return emitError(loc) << sharedBytes
+                          << " bytes of workgroup memory exceed the "
+                          << kMaxSharedBytes << " a CTA may use";
+  int64_t tilesN = o.n / o.tileN;
+  int64_t kPerSplit = o.k / o.splitK;
+  int64_t steps = kPerSplit / o.tileK;
+  bool split = o.splitK > 1;
 
   KernelBuilder b(loc, builder);
   Type elementType = getElementType(context, o.dtype);
@@ -69,6 +97,12 @@ kiln::codegen::buildMatmulKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   auto yType = MemRefType::get({kGemvMaxRows, o.n}, outElementType);
   auto biasType = MemRefType::get({o.n}, elementType);
   auto stepType = MemRefType::get({4}, b.getI32Type());
+  // Split-K: per row tile, splitK fp32 partial tiles and one arrival
+  // counter per column tile (sized for the most rows a step may have).
+  int64_t maxRowTiles = kGemvMaxRows / o.tileM;
+  auto partialsType =
+      MemRefType::get({maxRowTiles * o.splitK * o.tileM * o.n}, f32);
+  auto countersType = MemRefType::get({maxRowTiles * tilesN}, b.getI32Type());
   SmallVector<Type> argTypes = {xType, wType};
   SmallVector<ArgAccess> access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly};
   if (o.bias) {
@@ -77,96 +111,101 @@ kiln::codegen::buildMatmulKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   }
   argTypes.append({yType, stepType});
   access.append({ArgAccess::WriteOnly, ArgAccess::ReadOnly});
+  if (split) {
+    argTypes.append({partialsType, countersType});
+    access.append({ArgAccess::ReadWrite, ArgAccess::ReadWrite});
+  }
   auto workgroup =
       gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
-  int64_t stride = o.tileK + kRowPad;
-  // Two stages: the mma reads one while the next tile is stored into the
-  // other, so one barrier per K step suffices.
-  auto aTileType = MemRefType::get({2, o.tileM, stride}, elementType,
-                                   MemRefLayoutAttrInterface(), workgroup);
-  auto bTileType = MemRefType::get({2, o.tileN, stride}, elementType,
-                                   MemRefLayoutAttrInterface(), workgroup);
-  gpu::GPUFuncOp func = b.createKernel(module, name, argTypes, access, threads,
-                                       {aTileType, bTileType});
-  // Two CTAs per SM (ptxas caps registers at 128): one CTA's barriers and
-  // global loads overlap the other's mma.
+  auto flagType = MemRefType::get({1}, b.getI32Type(),
+                                  MemRefLayoutAttrInterface(), workgroup);
+  gpu::GPUFuncOp func =
+      b.createKernel(module, name, argTypes, access, threads,
+                     split ? ArrayRef<Type>{flagType} : ArrayRef<Type>{});
+  // Two CTAs per SM: one CTA's barriers and waits overlap the other's mma
+  // (for 256 threads this caps ptxas at 128 registers).
   func->setAttr("nvvm.minctasm", b.getI32IntegerAttr(2));
   unsigned next = 2;
   Value x = func.getArgument(0), w = func.getArgument(1);
   Value biasArg = o.bias ? func.getArgument(next++) : Value();
   Value y = func.getArgument(next++);
   Value stepArg = func.getArgument(next++);
-  Value aTile = func.getWorkgroupAttributions()[0];
-  Value bTile = func.getWorkgroupAttributions()[1];
+  Value partials = split ? func.getArgument(next++) : Value();
+  Value counters = split ? func.getArgument(next++) : Value();
+
+  // The stages live in dynamic workgroup memory (more than the 48 KB a
+  // static allocation may take): all A stages, then all B stages.
+  auto bytesType = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                                   MemRefLayoutAttrInterface(), workgroup);
+  Value shared = gpu::DynamicSharedMemoryOp::create(b, bytesType);
+  auto aTileType = MemRefType::get({o.stages, o.tileM, stride}, elementType,
+                                   MemRefLayoutAttrInterface(), workgroup);
+  auto bTileType = MemRefType::get({o.stages, o.tileN, stride}, elementType,
+                                   MemRefLayoutAttrInterface(), workgroup);
+  Value aTile =
+      memref::ViewOp::create(b, aTileType, shared, b.index(0), ValueRange{});
+  Value bTile = memref::ViewOp::create(
+      b, bTileType, shared, b.index(o.stages * aStageBytes), ValueRange{});
 
   Value tid = b.threadIdX();
-  Value lane = arith::RemUIOp::create(b, tid, b.index(kWarpSize));
-  Value warp = arith::DivUIOp::create(b, tid, b.index(kWarpSize));
-  Value warpRow = arith::MulIOp::create(
-      b, arith::DivUIOp::create(b, warp, b.index(o.warpsN)), b.index(warpM));
-  Value warpCol = arith::MulIOp::create(
-      b, arith::RemUIOp::create(b, warp, b.index(o.warpsN)), b.index(warpN));
-  Value rowBase = arith::MulIOp::create(b, b.blockIdY(), b.index(o.tileM));
-  Value colBase = arith::MulIOp::create(b, b.blockIdX(), b.index(o.tileN));
+  Value lane = b.remU(tid, kWarpSize);
+  Value warp = b.divU(tid, kWarpSize);
+  Value warpRow = b.mul(b.divU(warp, o.warpsN), warpM);
+  Value warpCol = b.mul(b.remU(warp, o.warpsN), warpN);
+  Value rowBase = b.mul(b.blockIdY(), o.tileM);
+  Value colBase = b.mul(b.blockIdX(), o.tileN);
+  Value kBase = b.mul(b.blockIdZ(), kPerSplit);
   Value numRows = arith::IndexCastOp::create(
       b, b.getIndexType(),
       memref::LoadOp::create(b, stepArg, ValueRange{b.index(0)}));
-  Value lastRow = arith::SubIOp::create(b, numRows, b.index(1));
+  Value lastRow = b.sub(numRows, b.index(1));
 
   // The global coordinates each thread copies: (row, column) of its
   // vectors in the x and W tiles (columns relative to the K step).
   auto tileCoords = [&](int64_t i) {
-    Value v = arith::AddIOp::create(b, tid, b.index(i * threads));
-    Value r = arith::DivUIOp::create(b, v, b.index(vectorsPerRow));
-    Value c = arith::MulIOp::create(
-        b, arith::RemUIOp::create(b, v, b.index(vectorsPerRow)), b.index(vec));
-    return std::make_pair(r, c);
+    Value v = b.add(tid, i * threads);
+    return std::make_pair(b.divU(v, vectorsPerRow),
+                          b.mul(b.remU(v, vectorsPerRow), vec));
   };
   SmallVector<std::pair<Value, Value>> aCoords, bCoords;
   SmallVector<Value> aRows, bRows;
   for (int64_t i = 0; i < aPerThread; ++i) {
     aCoords.push_back(tileCoords(i));
+    // Rows past T read the last row (valid memory); they are not stored.
     aRows.push_back(arith::MinUIOp::create(
-        b, arith::AddIOp::create(b, rowBase, aCoords.back().first), lastRow));
+        b, b.add(rowBase, aCoords.back().first), lastRow));
   }
   for (int64_t i = 0; i < bPerThread; ++i) {
     bCoords.push_back(tileCoords(i));
-    bRows.push_back(arith::AddIOp::create(b, colBase, bCoords.back().first));
+    bRows.push_back(b.add(colBase, bCoords.back().first));
   }
-  auto loadTiles = [&](Value k0) {
-    SmallVector<Value> loaded;
+  // Issues K step `step`'s x and W tiles into `stage` as cp.async copies
+  // (16 bytes each, bypassing L1); the caller commits the group.
+  auto copyTiles = [&](Value step, Value stage) {
+    Value k0 = b.add(kBase, b.mul(step, o.tileK));
+    auto copy = [&](Value dst, ValueRange dstIdx, Value src,
+                    ValueRange srcIdx) {
+      nvgpu::DeviceAsyncCopyOp::create(
+          b, nvgpu::DeviceAsyncTokenType::get(context), dst, dstIdx, src,
+          srcIdx, b.getIndexAttr(vec), Value(), b.getUnitAttr());
+    };
     for (int64_t i = 0; i < aPerThread; ++i)
-      loaded.push_back(b.loadVector(
-          x, {aRows[i], arith::AddIOp::create(b, k0, aCoords[i].second)},
-          vec));
+      copy(aTile, {stage, aCoords[i].first, aCoords[i].second}, x,
+           {aRows[i], b.add(k0, aCoords[i].second)});
     for (int64_t i = 0; i < bPerThread; ++i)
-      loaded.push_back(b.loadVector(
-          w, {bRows[i], arith::AddIOp::create(b, k0, bCoords[i].second)},
-          vec));
-    return loaded;
+      copy(bTile, {stage, bCoords[i].first, bCoords[i].second}, w,
+           {bRows[i], b.add(k0, bCoords[i].second)});
   };
-  auto storeTiles = [&](ValueRange loaded, Value stage) {
-    for (int64_t i = 0; i < aPerThread; ++i)
-      b.storeVector(loaded[i], aTile,
-                    {stage, aCoords[i].first, aCoords[i].second});
-    for (int64_t i = 0; i < bPerThread; ++i)
-      b.storeVector(loaded[aPerThread + i], bTile,
-                    {stage, bCoords[i].first, bCoords[i].second});
-  };
+  auto commit = [&] { NVVM::CpAsyncCommitGroupOp::create(b); };
 
   // ldmatrix row addresses: x4 for A, lanes give rows lane % 16 at column
   // (lane / 16) * 8 (matrices: rows 0-7 | 8-15, K 0-7 | 8-15 = the mma's
   // a0..a3); x2 for B, lanes 0-15 give W rows lane % 8 at K column
   // ((lane / 8) % 2) * 8 (b0, b1; lanes 16-31 repeat valid addresses).
-  Value aLaneRow = arith::RemUIOp::create(b, lane, b.index(16));
-  Value aLaneCol = arith::MulIOp::create(
-      b, arith::DivUIOp::create(b, lane, b.index(16)), b.index(8));
-  Value bLaneRow = arith::RemUIOp::create(b, lane, b.index(8));
-  Value bLaneCol = arith::MulIOp::create(
-      b,
-      arith::RemUIOp::create(b, arith::DivUIOp::create(b, lane, b.index(8)),
-                             b.index(2)),
-      b.index(8));
+  Value aLaneRow = b.remU(lane, 16);
+  Value aLaneCol = b.mul(b.divU(lane, 16), 8);
+  Value bLaneRow = b.remU(lane, 8);
+  Value bLaneCol = b.mul(b.remU(b.divU(lane, 8), 2), 8);
 
   auto fragType = VectorType::get({4, 2}, elementType);
   auto bFragType = VectorType::get({2, 2}, elementType);
@@ -180,8 +219,8 @@ kiln::codegen::buildMatmulKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     SmallVector<Value> regs;
     for (int64_t i = 0; i < rows; ++i) {
       Value pair = vector::ExtractOp::create(b, frag, ArrayRef<int64_t>{i});
-      Value word = vector::BitCastOp::create(
-          b, VectorType::get({1}, i32), pair);
+      Value word =
+          vector::BitCastOp::create(b, VectorType::get({1}, i32), pair);
       regs.push_back(vector::ExtractOp::create(b, word, ArrayRef<int64_t>{0}));
     }
     return regs;
@@ -194,7 +233,8 @@ kiln::codegen::buildMatmulKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     for (int64_t i = 0; i < 2; ++i)
       for (int64_t j = 0; j < 2; ++j)
         c.push_back(vector::ExtractOp::create(b, acc, ArrayRef<int64_t>{i, j}));
-    Type resultType = LLVM::LLVMStructType::getLiteral(context, {f32, f32, f32, f32});
+    Type resultType =
+        LLVM::LLVMStructType::getLiteral(context, {f32, f32, f32, f32});
     Value d = NVVM::MmaOp::create(
         b, resultType, packed(a, 4), packed(bFrag, 2), c,
         ArrayRef<int64_t>{16, 8, 16}, std::nullopt, std::nullopt,
@@ -212,18 +252,16 @@ kiln::codegen::buildMatmulKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     for (int64_t kk = 0; kk < o.tileK; kk += 16) {
       SmallVector<Value> aFrags, bFrags;
       for (int64_t mt = 0; mt < fragsM; ++mt) {
-        Value row = arith::AddIOp::create(
-            b, arith::AddIOp::create(b, warpRow, b.index(mt * 16)), aLaneRow);
-        Value col = arith::AddIOp::create(b, aLaneCol, b.index(kk));
+        Value row = b.add(b.add(warpRow, mt * 16), aLaneRow);
         aFrags.push_back(nvgpu::LdMatrixOp::create(
-            b, fragType, aTile, ValueRange{stage, row, col}, false, 4));
+            b, fragType, aTile, ValueRange{stage, row, b.add(aLaneCol, kk)},
+            false, 4));
       }
       for (int64_t nt = 0; nt < fragsN; ++nt) {
-        Value row = arith::AddIOp::create(
-            b, arith::AddIOp::create(b, warpCol, b.index(nt * 8)), bLaneRow);
-        Value col = arith::AddIOp::create(b, bLaneCol, b.index(kk));
+        Value row = b.add(b.add(warpCol, nt * 8), bLaneRow);
         bFrags.push_back(nvgpu::LdMatrixOp::create(
-            b, bFragType, bTile, ValueRange{stage, row, col}, false, 2));
+            b, bFragType, bTile, ValueRange{stage, row, b.add(bLaneCol, kk)},
+            false, 2));
       }
       for (int64_t mt = 0; mt < fragsM; ++mt)
         for (int64_t nt = 0; nt < fragsN; ++nt) {
@@ -234,78 +272,140 @@ kiln::codegen::buildMatmulKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     return accs;
   };
 
+  // Multi-stage pipeline: stages - 1 K steps are in flight before the
+  // first mma. Iteration s waits until step s has landed (at most
+  // stages - 2 younger groups pending), syncs (everyone is done with the
+  // stage step s - 1 used, which the next copy overwrites), issues step
+  // s + stages - 1, then runs the mma on step s. Every iteration commits a
+  // group, empty past the last step, so the wait count stays constant.
+  for (int64_t s = 0; s < o.stages - 1; ++s) {
+    if (s < steps)
+      copyTiles(b.index(s), b.index(s));
+    commit();
+  }
   Value zero = arith::ConstantOp::create(
       b, accType, DenseElementsAttr::get(accType, b.getF32FloatAttr(0.0f)));
   SmallVector<Value> init(fragsM * fragsN, zero);
-  // Software pipeline: tile 0 is staged before the loop; each iteration
-  // issues the next tile's global loads, runs the mma on the staged tile,
-  // then stages the loaded one.
-  storeTiles(loadTiles(b.index(0)), b.index(0));
-  gpu::BarrierOp::create(b);
-  int64_t steps = o.k / o.tileK;
   auto loop = scf::ForOp::create(
-      b, b.index(0), b.index(steps - 1), b.index(1), init,
+      b, b.index(0), b.index(steps), b.index(1), init,
       [&](OpBuilder &, Location, Value step, ValueRange carried) {
-        Value next = arith::AddIOp::create(b, step, b.index(1));
-        Value nextK = arith::MulIOp::create(b, next, b.index(o.tileK));
-        SmallVector<Value> loaded = loadTiles(nextK);
+        NVVM::CpAsyncWaitGroupOp::create(b, o.stages - 2);
+        gpu::BarrierOp::create(b);
+        Value ahead = b.add(step, o.stages - 1);
+        b.ifThen(b.cmp(arith::CmpIPredicate::ult, ahead, b.index(steps)),
+                 [&] { copyTiles(ahead, b.remU(ahead, o.stages)); });
+        commit();
         SmallVector<Value> accs =
             compute(SmallVector<Value>(carried.begin(), carried.end()),
-                    arith::RemUIOp::create(b, step, b.index(2)));
-        storeTiles(loaded, arith::RemUIOp::create(b, next, b.index(2)));
-        gpu::BarrierOp::create(b);
+                    b.remU(step, o.stages));
         scf::YieldOp::create(b, accs);
       });
-  SmallVector<Value> accs = compute(
-      SmallVector<Value>(loop.getResults().begin(), loop.getResults().end()),
-      b.index((steps - 1) % 2));
+  SmallVector<Value> accs(loop.getResults().begin(), loop.getResults().end());
 
-  // Epilogue: accumulator (i, j) of fragment (mt, nt) is row
+  // Accumulator (i, j) of fragment (mt, nt) is tile row
   // warpRow + mt*16 + lane/4 + 8i, column warpCol + nt*8 + (lane%4)*2 + j.
-  Value laneRow = arith::DivUIOp::create(b, lane, b.index(4));
-  Value laneCol = arith::MulIOp::create(
-      b, arith::RemUIOp::create(b, lane, b.index(4)), b.index(2));
-  for (int64_t mt = 0; mt < fragsM; ++mt)
-    for (int64_t nt = 0; nt < fragsN; ++nt) {
-      Value acc = accs[mt * fragsN + nt];
-      Value col = arith::AddIOp::create(
-          b,
-          arith::AddIOp::create(b, colBase,
-                                arith::AddIOp::create(b, warpCol,
-                                                      b.index(nt * 8))),
-          laneCol);
-      Value biasPair;
-      if (biasArg)
-        biasPair = b.loadF32(biasArg, {col}, 2);
-      for (int64_t i = 0; i < 2; ++i) {
-        Value row = arith::AddIOp::create(
-            b,
-            arith::AddIOp::create(
-                b, rowBase,
-                arith::AddIOp::create(b, warpRow, b.index(mt * 16 + i * 8))),
-            laneRow);
-        Value pair = vector::ExtractOp::create(b, acc, ArrayRef<int64_t>{i});
-        if (biasPair)
-          pair = arith::AddFOp::create(b, pair, biasPair);
-        b.ifThen(b.cmp(arith::CmpIPredicate::ult, row, numRows),
-                 [&] { b.storeFromF32(pair, y, {row, col}); });
-      }
-    }
-  gpu::ReturnOp::create(b);
+  Value laneRow = b.divU(lane, 4);
+  Value laneCol = b.mul(b.remU(lane, 4), 2);
+  auto tileRow = [&](int64_t mt, int64_t i) {
+    return b.add(b.add(warpRow, mt * 16 + i * 8), laneRow);
+  };
+  auto tileCol = [&](int64_t nt) {
+    return b.add(b.add(warpCol, nt * 8), laneCol);
+  };
+  // Writes the finished pair (row, col..col+1) of the tile, bias added.
+  auto storePair = [&](Value pair, Value row, Value col) {
+    Value gRow = b.add(rowBase, row), gCol = b.add(colBase, col);
+    if (biasArg)
+      pair = arith::AddFOp::create(b, pair, b.loadF32(biasArg, {gCol}, 2));
+    b.ifThen(b.cmp(arith::CmpIPredicate::ult, gRow, numRows), [&] {
+      b.storeFromF32(pair, y, {gRow, gCol});
+    });
+  };
+
+  if (!split) {
+    for (int64_t mt = 0; mt < fragsM; ++mt)
+      for (int64_t nt = 0; nt < fragsN; ++nt)
+        for (int64_t i = 0; i < 2; ++i)
+          storePair(vector::ExtractOp::create(b, accs[mt * fragsN + nt],
+                                              ArrayRef<int64_t>{i}),
+                    tileRow(mt, i), tileCol(nt));
+    gpu::ReturnOp::create(b);
+  } else {
+    // Split-K: publish this CTA's fp32 tile, count the arrivals at the
+    // output tile; the last CTA sums the splitK partials in split order
+    // (the result does not depend on which CTA finished last) and resets
+    // the counter for the next launch.
+    Value tile = b.add(b.mul(b.blockIdY(), tilesN), b.blockIdX());
+    auto partialAt = [&](Value z, Value row, Value col) {
+      Value record = b.add(b.mul(tile, o.splitK), z);
+      return b.add(b.mul(b.add(b.mul(record, o.tileM), row), o.tileN), col);
+    };
+    for (int64_t mt = 0; mt < fragsM; ++mt)
+      for (int64_t nt = 0; nt < fragsN; ++nt)
+        for (int64_t i = 0; i < 2; ++i)
+          b.storeVector(vector::ExtractOp::create(b, accs[mt * fragsN + nt],
+                                                  ArrayRef<int64_t>{i}),
+                        partials,
+                        {partialAt(b.blockIdZ(), tileRow(mt, i), tileCol(nt))},
+                        8);
+    b.fenceGpu();
+    gpu::BarrierOp::create(b);
+    Value flag = func.getWorkgroupAttributions()[0];
+    Value zeroIndex = b.index(0);
+    b.ifThen(b.cmp(arith::CmpIPredicate::eq, tid, 0), [&] {
+      Value one = arith::ConstantIntOp::create(b, i32, 1);
+      Value before = memref::AtomicRMWOp::create(
+          b, arith::AtomicRMWKind::addi, one, counters, ValueRange{tile});
+      Value last = arith::CmpIOp::create(
+          b, arith::CmpIPredicate::eq, before,
+          arith::ConstantIntOp::create(b, i32, o.splitK - 1));
+      b.ifThen(last, [&] {
+        memref::StoreOp::create(b, arith::ConstantIntOp::create(b, i32, 0),
+                                counters, ValueRange{tile});
+      });
+      memref::StoreOp::create(b, arith::ExtUIOp::create(b, i32, last), flag,
+                              ValueRange{zeroIndex});
+    });
+    gpu::BarrierOp::create(b);
+    Value isLast = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::ne,
+        memref::LoadOp::create(b, flag, ValueRange{zeroIndex}),
+        arith::ConstantIntOp::create(b, i32, 0));
+    b.ifThen(isLast, [&] {
+      b.fenceGpu();
+      for (int64_t mt = 0; mt < fragsM; ++mt)
+        for (int64_t nt = 0; nt < fragsN; ++nt)
+          for (int64_t i = 0; i < 2; ++i) {
+            Value row = tileRow(mt, i), col = tileCol(nt);
+            Value sum = b.f32Splat(0.0, 2);
+            for (int64_t z = 0; z < o.splitK; ++z)
+              sum = arith::AddFOp::create(
+                  b, sum,
+                  b.loadVector(partials, {partialAt(b.index(z), row, col)}, 2,
+                               8));
+            storePair(sum, row, col);
+          }
+    });
+    gpu::ReturnOp::create(b);
+  }
 
   KernelSpec spec;
   spec.family = "matmul";
   spec.name = name;
-  spec.grid = {o.n / o.tileN, 1, 1};
+  spec.grid = {tilesN, 1, o.splitK};
   spec.block = {threads, 1, 1};
+  spec.dynamicSharedBytes = sharedBytes;
   spec.addParam("dtype", stringifyDType(o.dtype));
   spec.addParam("n", o.n);
   spec.addParam("k", o.k);
   spec.addParam("tokens", o.tileM);
   spec.addParam("tile_n", o.tileN);
   spec.addParam("tile_k", o.tileK);
-  spec.addParam("warps", std::to_string(o.warpsM) + "x" +
-                             std::to_string(o.warpsN));
+  spec.addParam("warps",
+                std::to_string(o.warpsM) + "x" + std::to_string(o.warpsN));
+  spec.addParam("stages", o.stages);
+  if (split)
+    spec.addParam("split_k", o.splitK);
   if (o.bias)
     spec.addParam("bias", 1);
   if (outDType != o.dtype)
@@ -316,5 +416,16 @@ kiln::codegen::buildMatmulKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     spec.args.push_back({"bias", o.dtype, {o.n}, false});
   spec.args.push_back({"y", outDType, {o.tileM, o.n}, true});
   spec.args.push_back({"step", KernelDType::I32, {4}, false});
+  if (split) {
+    // Per row tile of tileM rows: the device multiplies by the row tiles.
+    spec.args.push_back({"partials",
+                         KernelDType::F32,
+                         {o.splitK * o.tileM * o.n},
+                         false,
+                         true,
+                         false});
+    spec.args.push_back(
+        {"counters", KernelDType::I32, {tilesN}, false, true, true});
+  }
   return spec;
 }

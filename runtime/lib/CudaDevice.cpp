@@ -93,6 +93,12 @@ struct Launch {
   int32_t tiledKernel = -1;
   int64_t tiledRows = 1;
   std::vector<ArgRef> tiledArgs;
+  /// gemv: the split-K tensor-core GEMM for a few rows (-1: none), for
+  /// steps of 2 to tiledMinRows() - 1 rows; grid.y = ceil(rows /
+  /// skinnyRows).
+  int32_t skinnyKernel = -1;
+  int64_t skinnyRows = 1;
+  std::vector<ArgRef> skinnyArgs;
 };
 
 struct StepProgram {
@@ -103,6 +109,16 @@ struct StepProgram {
   uint32_t gatherFrom = 0, gatherTo = 0;
   int64_t gatherRowBytes = 0;
 };
+
+/// KILN_SKINNY_GEMM=0 turns the split-K GEMM for a few rows off (the
+/// row-chunked gemv serves those steps): measuring, bisecting.
+bool skinnyEnabled() {
+  static const bool enabled = [] {
+    const char *v = std::getenv("KILN_SKINNY_GEMM");
+    return !v || std::string(v) != "0";
+  }();
+  return enabled;
+}
 
 } // namespace
 
@@ -120,6 +136,9 @@ struct CudaDevice::Program {
   /// 0 when no kernel reads block tables.
   int64_t tableWidth = 0;
   int64_t partialFloatsPerSeq = 0, countersPerSeq = 0;
+  /// Split-K GEMMs: partial floats per token row (rows padded to the
+  /// kernel's tile) and arrival counters per row tile.
+  int64_t partialFloatsPerRow = 0, countersPerRowTile = 0;
 
   /// No GatherLastTokens and no per-sequence launch: a step's launches
   /// depend only on (T, N) and the arena, so they can be a CUDA graph.
@@ -509,6 +528,14 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
           } else if (nm == "cache") {
             a.source = Source::CacheLayer;
             a.id = static_cast<uint32_t>(layer);
+          } else if (nm == "partials" && kk.family == "matmul") {
+            a.source = Source::Partials;
+            p.partialFloatsPerRow = std::max(
+                p.partialFloatsPerRow,
+                arg.shape[0] / int64_t(std::stoll(kk.param("tokens"))));
+          } else if (nm == "counters" && kk.family == "matmul") {
+            a.source = Source::Counters;
+            p.countersPerRowTile = std::max(p.countersPerRowTile, arg.shape[0]);
           } else if (k.family == "gemv" && s.kind == OpKind::GatedMLP) {
             int64_t inter = k.args[2].shape[0];
             if (j == 3)
@@ -594,6 +621,8 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
                                    launch.chunkRows, launch.chunkedArgs));
       KILN_RETURN_IF_ERROR(variant("tiled", launch.tiledKernel,
                                    launch.tiledRows, launch.tiledArgs));
+      KILN_RETURN_IF_ERROR(variant("skinny", launch.skinnyKernel,
+                                   launch.skinnyRows, launch.skinnyArgs));
       sp.launches.push_back(std::move(launch));
     }
   }
@@ -745,8 +774,13 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
     scratchAt[k] = at;
     at = align(at + T * p.scratchRowBytes[k]);
   }
+  // Split-K workspaces: attention's per sequence, the GEMMs' per row (T
+  // padded to the largest GEMM tile); kernels run one at a time, so they
+  // share it.
   int64_t partialsAt = at;
-  at = align(at + N * p.partialFloatsPerSeq * 4);
+  at = align(at + std::max(N * p.partialFloatsPerSeq,
+                           (T + 127) * p.partialFloatsPerRow) *
+                      4);
   // Greedy token of each logits row (runGreedy).
   int64_t outputRows = sym.resolve(entry.buffers[entry.output].shape[0]);
   int64_t idsAt = at;
@@ -756,10 +790,14 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
     KILN_ASSIGN_OR_RETURN(
         p.arena, Memory::allocate(d_, at + at / 4, "step activations"));
   }
-  if (p.countersPerSeq &&
-      (!p.counters || (int64_t)p.counters->bytes < N * p.countersPerSeq * 4)) {
+  // Arrival counters: tiles are at least 16 rows.
+  int64_t counterSlots =
+      std::max(N * p.countersPerSeq, (T + 15) / 16 * p.countersPerRowTile);
+  if (counterSlots &&
+      (!p.counters || (int64_t)p.counters->bytes < counterSlots * 4)) {
     p.counters.reset();
-    int64_t bytes = std::max<int64_t>(N, 64) * p.countersPerSeq * 4;
+    int64_t bytes =
+        std::max(std::max<int64_t>(N, 64) * p.countersPerSeq, counterSlots) * 4;
     KILN_ASSIGN_OR_RETURN(p.counters,
                           Memory::allocate(d_, bytes, "split-K counters"));
     KILN_RETURN_IF_ERROR(d_->check(
@@ -953,6 +991,12 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
           KILN_RETURN_IF_ERROR(
               launchKernel(l.tiledKernel, l.tiledArgs, 0, 0,
                            (rows + l.tiledRows - 1) / l.tiledRows));
+        } else if (k.repeat == LaunchRepeat::PerToken && l.skinnyKernel >= 0 &&
+                   sym.get(l.rows) > 1 && skinnyEnabled()) {
+          int64_t rows = sym.get(l.rows);
+          KILN_RETURN_IF_ERROR(
+              launchKernel(l.skinnyKernel, l.skinnyArgs, 0, 0,
+                           (rows + l.skinnyRows - 1) / l.skinnyRows));
         } else if (k.repeat == LaunchRepeat::PerToken && l.chunkedKernel >= 0 &&
                    sym.get(l.rows) > 1) {
           int64_t rows = sym.get(l.rows);

@@ -25,15 +25,15 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "kiln/Codegen/ArgmaxKernel.h"
 #include "kiln/Codegen/CastKernel.h"
 #include "kiln/Codegen/ElementwiseKernel.h"
 #include "kiln/Codegen/EmbeddingKernel.h"
-#include "kiln/Codegen/ArgmaxKernel.h"
 #include "kiln/Codegen/GemvKernel.h"
-#include "kiln/Codegen/MatmulKernel.h"
 #include "kiln/Codegen/KVBlockCopyKernel.h"
 #include "kiln/Codegen/KVCacheWriteKernel.h"
 #include "kiln/Codegen/Lowering.h"
+#include "kiln/Codegen/MatmulKernel.h"
 #include "kiln/Codegen/PagedAttentionDecodeKernel.h"
 #include "kiln/Codegen/PagedAttentionPrefillKernel.h"
 #include "kiln/Codegen/RMSNormKernel.h"
@@ -58,7 +58,8 @@ static cl::OptionCategory category("kiln-kernelgen options");
 
 static cl::opt<std::string>
     kernel("kernel", cl::Required, cl::cat(category),
-           cl::desc("Kernel family: rms_norm, gemv, matmul, argmax, silu_mul, residual_add, "
+           cl::desc("Kernel family: rms_norm, gemv, matmul, argmax, silu_mul, "
+                    "residual_add, "
                     "kv_write, kv_copy, paged_decode, paged_prefill, "
                     "embedding, rotary_table, rope, cast"));
 static cl::opt<std::string> dtypeName("dtype", cl::init("f16"),
@@ -101,9 +102,9 @@ static cl::opt<double>
     ropeTheta("rope-theta", cl::init(10000.0), cl::cat(category),
               cl::desc("rotary_table: base of the default inv_freq "
                        "(base^(-2i/rotary_dim))"));
-static cl::opt<double> attentionScaling(
-    "attention-scaling", cl::init(1.0), cl::cat(category),
-    cl::desc("rotary_table: factor applied to cos and sin"));
+static cl::opt<double>
+    attentionScaling("attention-scaling", cl::init(1.0), cl::cat(category),
+                     cl::desc("rotary_table: factor applied to cos and sin"));
 static cl::opt<std::string> tableDType(
     "table-dtype", cl::init(""), cl::cat(category),
     cl::desc("rotary_table: type of the tables written (default f32); rope: "
@@ -169,6 +170,21 @@ static cl::opt<int64_t>
 static cl::opt<double>
     softcap("softcap", cl::init(0), cl::cat(category),
             cl::desc("Attention: scores become softcap * tanh(s / softcap)"));
+static cl::opt<int64_t> tileM("tile-m", cl::init(128), cl::cat(category),
+                              cl::desc("matmul: token rows per CTA tile"));
+static cl::opt<int64_t> tileN("tile-n", cl::init(128), cl::cat(category),
+                              cl::desc("matmul: output features per CTA tile"));
+static cl::opt<int64_t> tileK("tile-k", cl::init(32), cl::cat(category),
+                              cl::desc("matmul: K per pipeline stage"));
+static cl::opt<int64_t> warpsM("warps-m", cl::init(2), cl::cat(category),
+                               cl::desc("matmul: warps along the tile's rows"));
+static cl::opt<int64_t>
+    warpsN("warps-n", cl::init(4), cl::cat(category),
+           cl::desc("matmul: warps along the tile's columns"));
+static cl::opt<int64_t> stages("stages", cl::init(4), cl::cat(category),
+                               cl::desc("matmul: K steps in flight"));
+static cl::opt<int64_t> splitK("split-k", cl::init(1), cl::cat(category),
+                               cl::desc("matmul: CTAs along K (grid z)"));
 static cl::opt<int64_t> partitionSize(
     "partition-size", cl::init(0), cl::cat(category),
     cl::desc("paged_decode: split-K partition in positions (0: no split, "
@@ -247,7 +263,8 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
   else if (family == "gemv")
     add({&gemvN, &gemvK, &warpsPerBlock, &rowsPerWarp, &unroll, &tokens});
   else if (family == "matmul")
-    add({&gemvN, &gemvK});
+    add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages,
+         &splitK});
   else if (family == "argmax")
     add({&gemvN});
   else if (family == "kv_write")
@@ -269,17 +286,47 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
 
 static std::optional<std::string> misplacedFlag(StringRef family) {
   std::vector<const cl::Option *> allowed = familyFlags(family);
-  for (const cl::Option *option : std::initializer_list<const cl::Option *>{
-           &rows,          &hidden,      &gemvN,         &gemvK,
-           &epsilon,       &blockSize,   &warpsPerBlock, &rowsPerWarp,
-           &unroll,        &tokens,      &seqs,          &copies,
-           &heads,         &kvHeads,     &headDim,       &kvBlockSize,
-           &maxBlocks,     &cacheLayout, &numBlocks,     &blockStride,
-           &headStride,    &tokenStride, &vOffset,       &numLayers,
-           &layerStride,   &scale,       &slidingWindow, &softcap,
-           &partitionSize, &warps,       &lanesPerKey,   &keysPerLane,
-           &prefetch,      &vocab,       &rotaryDim,     &ropeTheta,
-           &attentionScaling, &tableDType, &castFrom,    &castTo})
+  for (const cl::Option *option :
+       std::initializer_list<const cl::Option *>{&rows,
+                                                 &hidden,
+                                                 &gemvN,
+                                                 &gemvK,
+                                                 &epsilon,
+                                                 &blockSize,
+                                                 &warpsPerBlock,
+                                                 &rowsPerWarp,
+                                                 &unroll,
+                                                 &tokens,
+                                                 &seqs,
+                                                 &copies,
+                                                 &heads,
+                                                 &kvHeads,
+                                                 &headDim,
+                                                 &kvBlockSize,
+                                                 &maxBlocks,
+                                                 &cacheLayout,
+                                                 &numBlocks,
+                                                 &blockStride,
+                                                 &headStride,
+                                                 &tokenStride,
+                                                 &vOffset,
+                                                 &numLayers,
+                                                 &layerStride,
+                                                 &scale,
+                                                 &slidingWindow,
+                                                 &softcap,
+                                                 &partitionSize,
+                                                 &warps,
+                                                 &lanesPerKey,
+                                                 &keysPerLane,
+                                                 &prefetch,
+                                                 &vocab,
+                                                 &rotaryDim,
+                                                 &ropeTheta,
+                                                 &attentionScaling,
+                                                 &tableDType,
+                                                 &castFrom,
+                                                 &castTo})
     if (option->getNumOccurrences() > 0 &&
         llvm::find(allowed, option) == allowed.end())
       return option->ArgStr.str();
@@ -383,6 +430,13 @@ int main(int argc, char **argv) {
     options.dtype = *dtype;
     options.n = gemvN;
     options.k = gemvK;
+    options.tileM = tileM;
+    options.tileN = tileN;
+    options.tileK = tileK;
+    options.warpsM = warpsM;
+    options.warpsN = warpsN;
+    options.stages = stages;
+    options.splitK = splitK;
     spec = buildMatmulKernel(builder, kernels, options);
   } else if (std::optional<ElementwiseOp> op = parseElementwiseOp(kernel)) {
     ElementwiseOptions options;
@@ -432,8 +486,8 @@ int main(int argc, char **argv) {
     spec = buildEmbeddingKernel(builder, kernels, options);
   } else if (kernel == "rotary_table") {
     RotaryTableOptions options;
-    std::optional<KernelDType> table =
-        parseFloatDType(tableDType.empty() ? std::string("f32") : tableDType.getValue());
+    std::optional<KernelDType> table = parseFloatDType(
+        tableDType.empty() ? std::string("f32") : tableDType.getValue());
     if (!table)
       return fail("unknown --table-dtype '" + tableDType +
                   "' (expected f32, f16 or bf16)");

@@ -44,18 +44,27 @@ struct MatmulOptions {
   int64_t tileK = 32;
   int64_t warpsM = 2;
   int64_t warpsN = 4;
+  /// K steps in flight: cp.async copies run stages - 1 steps ahead of the
+  /// mma (the stages live in dynamic workgroup memory).
+  int64_t stages = 4;
+  /// CTAs along K (grid z), each over k / splitK; the last to finish an
+  /// output tile sums the fp32 partials. For steps of few rows, where
+  /// n / tileN CTAs alone would leave most SMs idle.
+  int64_t splitK = 1;
 };
 
-/// Appends `gpu.func @matmul_<dtype>_n<N>_k<K>[_bias][_o<out>](x, w,
-/// [bias,] y, step) kernel` to `module`. x and y are whole [T, K] and [T, N]
-/// activations (rows indexed by the kernel; T is step[0]); grid x covers N
-/// in tiles, grid y = ceil(T / tileM) (the launch scales it). Each K step
-/// stages the x and W tiles in workgroup memory (rows padded by 8 elements
-/// so ldmatrix is bank-conflict free; the next tile's global loads are
-/// issued before the current tile's mma so that their latency overlaps),
-/// loads fragments with ldmatrix.x4 and accumulates in fp32 with
-/// nvgpu.mma.sync (m16n8k16). Rows past T are clamped on load and not
-/// stored. Emits an error and fails for shapes the tiling cannot serve.
+/// Appends `gpu.func @matmul_<dtype>_n<N>_k<K>[_bias][_o<out>][_t<tile>]
+/// [_sk<S>](x, w, [bias,] y, step[, partials, counters]) kernel` to
+/// `module`. x and y are whole [T, K] and [T, N] activations (rows indexed
+/// by the kernel; T is step[0]); grid x covers N in tiles, grid y =
+/// ceil(T / tileM) (the launch scales it), grid z the K splits. K steps are
+/// copied into workgroup memory with cp.async, `stages - 1` ahead of the
+/// mma (rows padded by 8 elements so ldmatrix is bank-conflict free);
+/// fragments come from ldmatrix.x4 and accumulate in fp32 with m16n8k16
+/// mma.sync. Rows past T are clamped on load and not stored. With split-K
+/// the `partials` (fp32) and `counters` (zero before the first launch, left
+/// zero) workspaces are per row tile. Emits an error and fails for shapes
+/// the tiling cannot serve.
 mlir::FailureOr<KernelSpec> buildMatmulKernel(mlir::OpBuilder &builder,
                                               mlir::gpu::GPUModuleOp module,
                                               const MatmulOptions &options);
