@@ -93,6 +93,9 @@ struct Request {
   Builder tiledBuild;
   /// gemv: the split-K tensor-core GEMM for a few rows (batched decode).
   Builder skinnyBuild;
+  /// gemv of a gated MLP's gate: the fused gate/up + silu gemv a device
+  /// launches for one row instead of gate, up and silu_mul.
+  Builder gatedBuild;
   rt::WeightLayout weightLayout = rt::WeightLayout::None;
   /// Elementwise: per row when the grid overshoots the row.
   bool elementwise = false;
@@ -226,9 +229,10 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
   // `bias`: a [N] bias buffer fused into the epilogue (kNoBuffer: none).
   // `act` is the input's type; `out` the result's (the weight's type, or
   // f32 for logits kept in fp32).
+  // Returns the request (valid until the next add), or null when missing.
   auto gemv = [&](uint32_t weight, rt::DType act, bool transposed,
                   const std::string &use, uint32_t bias = rt::kNoBuffer,
-                  std::optional<rt::DType> out = std::nullopt) {
+                  std::optional<rt::DType> out = std::nullopt) -> Request * {
     rt::DType outType = out.value_or(act);
     const rt::Buffer &w = buf(weight);
     int64_t n = constDim(w.shape[transposed ? 0 : 1]);
@@ -242,7 +246,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
                  {"n", str(n)},
                  {"k", str(k)}},
                 "gemv takes f16/bf16 weights and activations of one type", use);
-      return;
+      return nullptr;
     }
     bool hasBias = bias != rt::kNoBuffer;
     if (hasBias && (buf(bias).dtype != w.dtype || buf(bias).shape.size() != 1 ||
@@ -251,50 +255,51 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
                 {{"dtype", std::string(rt::dtypeName(buf(bias).dtype))},
                  {"n", str(n)}},
                 "gemv fuses a [N] bias of the weight's type", use);
-      return;
+      return nullptr;
     }
     bool f32Out = outType != w.dtype;
-    c.add("gemv_" + str(n) + "_" + str(k) + rt::dtypeName(w.dtype) +
-              (hasBias ? "_bias" : "") + (f32Out ? "_of32" : ""),
-          use, [&](Request &r) {
-            r.family = "gemv";
-            r.repeat = rt::LaunchRepeat::PerToken;
-            r.weightLayout = rt::WeightLayout::NK;
-            cg::GemvOptions o;
-            o.dtype = *dt;
-            o.n = n;
-            o.k = k;
-            o.bias = hasBias;
-            if (f32Out)
-              o.outputDType = cg::KernelDType::F32;
-            r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-              return cg::buildGemvKernel(b, m, o);
+    return &c.add(
+        "gemv_" + str(n) + "_" + str(k) + rt::dtypeName(w.dtype) +
+            (hasBias ? "_bias" : "") + (f32Out ? "_of32" : ""),
+        use, [&](Request &r) {
+          r.family = "gemv";
+          r.repeat = rt::LaunchRepeat::PerToken;
+          r.weightLayout = rt::WeightLayout::NK;
+          cg::GemvOptions o;
+          o.dtype = *dt;
+          o.n = n;
+          o.k = k;
+          o.bias = hasBias;
+          if (f32Out)
+            o.outputDType = cg::KernelDType::F32;
+          r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+            return cg::buildGemvKernel(b, m, o);
+          };
+          // 8 rows per CTA; 2 K steps in flight keep it at ~130
+          // registers without spills on sm_90.
+          cg::GemvOptions chunked = o;
+          chunked.tokens = kGemvChunkRows;
+          chunked.unroll = 2;
+          r.chunkedBuild = [chunked](OpBuilder &b, gpu::GPUModuleOp m) {
+            return cg::buildGemvKernel(b, m, chunked);
+          };
+          // Many rows (prefill, large batches): the tensor-core GEMM,
+          // where the shape fits its tiles.
+          cg::MatmulOptions mm;
+          mm.dtype = *dt;
+          mm.n = n;
+          mm.k = k;
+          mm.bias = hasBias;
+          mm.outputDType = o.outputDType;
+          if (n % mm.tileN == 0 && k % mm.tileK == 0)
+            r.tiledBuild = [mm](OpBuilder &b, gpu::GPUModuleOp m) {
+              return cg::buildMatmulKernel(b, m, mm);
             };
-            // 8 rows per CTA; 2 K steps in flight keep it at ~130
-            // registers without spills on sm_90.
-            cg::GemvOptions chunked = o;
-            chunked.tokens = kGemvChunkRows;
-            chunked.unroll = 2;
-            r.chunkedBuild = [chunked](OpBuilder &b, gpu::GPUModuleOp m) {
-              return cg::buildGemvKernel(b, m, chunked);
+          if (std::optional<cg::MatmulOptions> skinny = skinnyMatmul(mm))
+            r.skinnyBuild = [s = *skinny](OpBuilder &b, gpu::GPUModuleOp m) {
+              return cg::buildMatmulKernel(b, m, s);
             };
-            // Many rows (prefill, large batches): the tensor-core GEMM,
-            // where the shape fits its tiles.
-            cg::MatmulOptions mm;
-            mm.dtype = *dt;
-            mm.n = n;
-            mm.k = k;
-            mm.bias = hasBias;
-            mm.outputDType = o.outputDType;
-            if (n % mm.tileN == 0 && k % mm.tileK == 0)
-              r.tiledBuild = [mm](OpBuilder &b, gpu::GPUModuleOp m) {
-                return cg::buildMatmulKernel(b, m, mm);
-              };
-            if (std::optional<cg::MatmulOptions> skinny = skinnyMatmul(mm))
-              r.skinnyBuild = [s = *skinny](OpBuilder &b, gpu::GPUModuleOp m) {
-                return cg::buildMatmulKernel(b, m, s);
-              };
-          });
+        });
   };
   auto elementwise = [&](cg::ElementwiseOp op, rt::DType dtype, int64_t size,
                          const std::string &use) {
@@ -383,12 +388,25 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         break;
       case rt::OpKind::GatedMLP: {
         bool t = s.getInt(rt::AttrKey::TransposeWeight) != 0;
-        gemv(s.operands[1], act, t, use);
-        gemv(s.operands[2], act, t, use);
         const rt::Buffer &gate = buf(s.operands[1]);
         int64_t inter = constDim(gate.shape[t ? 0 : 1]);
-        if (s.getInt(rt::AttrKey::Activation) ==
-            static_cast<int64_t>(rt::Activation::SiLU))
+        bool silu = s.getInt(rt::AttrKey::Activation) ==
+                    static_cast<int64_t>(rt::Activation::SiLU);
+        Request *gateGemv = gemv(s.operands[1], act, t, use);
+        const rt::Buffer &up = buf(s.operands[2]);
+        if (gateGemv && silu && up.shape == gate.shape &&
+            up.dtype == gate.dtype && !gateGemv->gatedBuild) {
+          cg::GemvOptions fused;
+          fused.dtype = *storageType(gate.dtype);
+          fused.n = inter;
+          fused.k = constDim(gate.shape[t ? 1 : 0]);
+          fused.gatedUp = true;
+          gateGemv->gatedBuild = [fused](OpBuilder &b, gpu::GPUModuleOp m) {
+            return cg::buildGemvKernel(b, m, fused);
+          };
+        }
+        gemv(s.operands[2], act, t, use);
+        if (silu)
           elementwise(cg::ElementwiseOp::SiluMul, act, inter, use);
         else
           c.missing("gated_activation",
@@ -850,15 +868,21 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     for (auto [build, key, family] :
          {std::make_tuple(r.chunkedBuild, "chunked", r.family),
           std::make_tuple(r.tiledBuild, "tiled", std::string("matmul")),
-          std::make_tuple(r.skinnyBuild, "skinny", std::string("matmul"))}) {
+          std::make_tuple(r.skinnyBuild, "skinny", std::string("matmul")),
+          std::make_tuple(r.gatedBuild, "gated", std::string("gemv_gated"))}) {
       if (!build)
         continue;
       Request variant;
       variant.family = family;
       variant.firstUse = r.firstUse;
       variant.build = build;
-      variant.scale = rt::LaunchScale::TokenChunks;
-      variant.scaleDim = 1;
+      if (std::string(key) == "gated") {
+        // One row, as the gemv it stands in for.
+        variant.repeat = rt::LaunchRepeat::PerToken;
+      } else {
+        variant.scale = rt::LaunchScale::TokenChunks;
+        variant.scaleDim = 1;
+      }
       variant.weightLayout = r.weightLayout;
       if (failed(generate(variant)))
         return failure();

@@ -46,16 +46,6 @@ kiln::codegen::parseElementwiseOp(llvm::StringRef name) {
       .Default(std::nullopt);
 }
 
-/// silu(a) * b on fp32 vectors.
-static Value buildSiluMul(KernelBuilder &b, Value a, Value bv, int64_t width) {
-  Value scaled =
-      arith::MulFOp::create(b, a, b.f32Splat(-llvm::numbers::log2e, width));
-  Value exp = b.mapElements(scaled, [&](Value e) { return b.exp2Approx(e); });
-  Value denominator = arith::AddFOp::create(b, exp, b.f32Splat(1.0, width));
-  Value product = arith::MulFOp::create(b, a, bv);
-  return arith::DivFOp::create(b, product, denominator);
-}
-
 FailureOr<KernelSpec>
 kiln::codegen::buildElementwiseKernel(OpBuilder &builder,
                                       gpu::GPUModuleOp module,
@@ -111,7 +101,7 @@ kiln::codegen::buildElementwiseKernel(OpBuilder &builder,
     switch (options.op) {
     case ElementwiseOp::SiluMul:
     case ElementwiseOp::Silu: // silu(x) * 1
-      result = buildSiluMul(b, a, c, width);
+      result = b.siluMul(a, c);
       break;
     case ElementwiseOp::Add:
       result = arith::AddFOp::create(b, a, c);

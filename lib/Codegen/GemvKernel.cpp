@@ -28,16 +28,15 @@ FailureOr<KernelSpec>
 kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                                const GemvOptions &options) {
   MLIRContext *context = builder.getContext();
-  std::string name =
-      llvm::formatv("gemv_{0}_n{1}_k{2}{3}{4}{5}",
-                    stringifyDType(options.dtype), options.n, options.k,
-                    options.bias ? "_bias" : "",
-                    options.outputDType && *options.outputDType != options.dtype
-                        ? "_o" + stringifyDType(*options.outputDType).str()
-                        : std::string(),
-                    options.tokens > 1
-                        ? "_t" + std::to_string(options.tokens)
-                        : std::string());
+  std::string name = llvm::formatv(
+      "gemv_{6}{0}_n{1}_k{2}{3}{4}{5}", stringifyDType(options.dtype),
+      options.n, options.k, options.bias ? "_bias" : "",
+      options.outputDType && *options.outputDType != options.dtype
+          ? "_o" + stringifyDType(*options.outputDType).str()
+          : std::string(),
+      options.tokens > 1 ? "_t" + std::to_string(options.tokens)
+                         : std::string(),
+      options.gatedUp ? "gateup_silu_" : "");
   Location loc = NameLoc::get(StringAttr::get(context, name));
 
   if (options.n <= 0 || options.k <= 0)
@@ -57,6 +56,11 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                           << options.tokens;
   int64_t R = options.tokens;
   bool chunked = R > 1;
+  bool gated = options.gatedUp;
+  if (gated && (chunked || options.bias ||
+                options.outputDType.value_or(options.dtype) != options.dtype))
+    return emitError(loc) << "the fused gate/up gemv takes one row, no bias "
+                             "and writes the weights' type";
 
   int64_t width = pickVectorWidth(options.k, options.dtype);
   int64_t numVectors = options.k / width;
@@ -79,9 +83,8 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   Type outElementType = getElementType(context, outDType);
   // Row-chunked kernels index x and y by token row; bare pointers carry no
   // bounds, so the row extent is a static maximum.
-  auto xType = chunked
-                   ? MemRefType::get({kGemvMaxRows, options.k}, elementType)
-                   : MemRefType::get({options.k}, elementType);
+  auto xType = chunked ? MemRefType::get({kGemvMaxRows, options.k}, elementType)
+                       : MemRefType::get({options.k}, elementType);
   auto wType = MemRefType::get({options.n, options.k}, elementType);
   auto yType = chunked
                    ? MemRefType::get({kGemvMaxRows, options.n}, outElementType)
@@ -90,6 +93,10 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   auto stepType = MemRefType::get({4}, b.getI32Type());
   SmallVector<Type> argTypes = {xType, wType};
   SmallVector<ArgAccess> access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly};
+  if (gated) {
+    argTypes.push_back(wType);
+    access.push_back(ArgAccess::ReadOnly);
+  }
   if (options.bias) {
     argTypes.push_back(biasType);
     access.push_back(ArgAccess::ReadOnly);
@@ -103,6 +110,7 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   gpu::GPUFuncOp func = b.createKernel(module, name, argTypes, access, threads);
   unsigned next = 2;
   Value x = func.getArgument(0), w = func.getArgument(1);
+  Value wUp = gated ? func.getArgument(next++) : Value();
   Value biasArg = options.bias ? func.getArgument(next++) : Value();
   Value y = func.getArgument(next++);
   Value stepArg = chunked ? func.getArgument(next++) : Value();
@@ -150,22 +158,30 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
             : row);
   }
 
-  // Accumulators: [output row r][token t] at r * R + t.
+  // The weight rows a warp streams: its rows of W, then (gated) the same
+  // rows of W_up. Accumulators: [stream r][token t] at r * R + t.
+  SmallVector<std::pair<Value, Value>> streams; // (matrix, row)
+  for (Value row : loadRows)
+    streams.push_back({w, row});
+  if (gated)
+    for (Value row : loadRows)
+      streams.push_back({wUp, row});
   // One group of K steps at the given columns: all loads, then the FMAs.
   auto accumulate = [&](ArrayRef<Value> columns, SmallVector<Value> accs) {
     SmallVector<SmallVector<Value>> xs(R);
-    SmallVector<SmallVector<Value>> ws(loadRows.size());
+    SmallVector<SmallVector<Value>> ws(streams.size());
     for (Value column : columns) {
       for (int64_t t = 0; t < R; ++t)
         xs[t].push_back(loadX(t, column));
-      for (auto [r, loadRow] : llvm::enumerate(loadRows))
-        ws[r].push_back(b.loadF32(w, {loadRow, column}, width));
+      for (auto [r, stream] : llvm::enumerate(streams))
+        ws[r].push_back(
+            b.loadF32(stream.first, {stream.second, column}, width));
     }
     for (size_t s = 0; s < columns.size(); ++s)
-      for (size_t r = 0; r < loadRows.size(); ++r)
+      for (size_t r = 0; r < streams.size(); ++r)
         for (int64_t t = 0; t < R; ++t)
-          accs[r * R + t] = vector::FMAOp::create(b, xs[t][s], ws[r][s],
-                                                  accs[r * R + t]);
+          accs[r * R + t] =
+              vector::FMAOp::create(b, xs[t][s], ws[r][s], accs[r * R + t]);
     return accs;
   };
   auto columnsFrom = [&](Value base, int64_t count) {
@@ -176,7 +192,7 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     return columns;
   };
 
-  SmallVector<Value> accs(options.rowsPerWarp * R, b.f32Splat(0.0, width));
+  SmallVector<Value> accs(streams.size() * R, b.f32Splat(0.0, width));
   int64_t chunks = fullSteps > options.unroll ? fullSteps / options.unroll : 0;
   int64_t doneSteps = 0;
   if (chunks > 0) {
@@ -212,7 +228,8 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
           inRow,
           [&] {
             Value xv = loadX(t, column);
-            Value wv = b.loadF32(w, {loadRows[r], column}, width);
+            Value wv =
+                b.loadF32(streams[r].first, {streams[r].second, column}, width);
             return vector::FMAOp::create(b, xv, wv, before).getResult();
           },
           [&] { return before; });
@@ -222,12 +239,23 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   // Lane sum, warp sum, and lane 0 writes each row it owns.
   Value isLeader =
       arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane, b.index(0));
-  for (size_t i = 0; i < accs.size(); ++i) {
+  SmallVector<Value> sums;
+  for (Value acc : accs)
+    sums.push_back(b.warpSum(
+        vector::ReductionOp::create(b, vector::CombiningKind::ADD, acc)));
+  // The stored type, back in fp32 (the gated path's gate and up round as
+  // the unfused gemvs' outputs would).
+  auto roundTrip = [&](Value v) {
+    Value narrowed = arith::TruncFOp::create(b, elementType, v);
+    return arith::ExtFOp::create(b, b.getF32Type(), narrowed).getResult();
+  };
+  size_t outputs = gated ? accs.size() / 2 : accs.size();
+  for (size_t i = 0; i < outputs; ++i) {
     size_t r = i / R;
     int64_t t = static_cast<int64_t>(i % R);
-    Value sum =
-        vector::ReductionOp::create(b, vector::CombiningKind::ADD, accs[i]);
-    sum = b.warpSum(sum);
+    Value sum = sums[i];
+    if (gated)
+      sum = b.siluMul(roundTrip(sum), roundTrip(sums[outputs + i]));
     Value writes = isLeader;
     if (rowsOvershoot)
       writes = arith::AndIOp::create(
@@ -260,7 +288,7 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   gpu::ReturnOp::create(b);
 
   KernelSpec spec;
-  spec.family = "gemv";
+  spec.family = gated ? "gemv_gated" : "gemv";
   spec.name = name;
   spec.grid = {blocks, 1, 1};
   spec.block = {threads, 1, 1};
@@ -283,6 +311,8 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                         : SmallVector<int64_t>{options.k},
                 false},
                {"w", options.dtype, {options.n, options.k}, false}};
+  if (gated)
+    spec.args.push_back({"w_up", options.dtype, {options.n, options.k}, false});
   if (options.bias)
     spec.args.push_back({"bias", options.dtype, {options.n}, false});
   spec.args.push_back({"y", outDType,

@@ -155,8 +155,8 @@ void KernelBuilder::storeFromF32(Value value, Value memref,
   Value narrowed =
       elementType.isF32()
           ? value
-          : arith::TruncFOp::create(*this, VectorType::get({width}, elementType),
-                                    value)
+          : arith::TruncFOp::create(
+                *this, VectorType::get({width}, elementType), value)
                 .getResult();
   vector::StoreOp::create(*this, narrowed, memref, indices,
                           /*nontemporal=*/false,
@@ -283,6 +283,20 @@ static Value callF32Intrinsic(KernelBuilder &b, StringRef name, Value x) {
 
 Value KernelBuilder::rsqrtApprox(Value scalar) {
   return callF32Intrinsic(*this, "llvm.nvvm.rsqrt.approx.f", scalar);
+}
+
+Value KernelBuilder::siluMul(Value a, Value bv) {
+  auto vector = dyn_cast<VectorType>(a.getType());
+  auto splat = [&](double v) {
+    return vector ? f32Splat(v, vector.getNumElements()) : f32(v);
+  };
+  Value scaled = arith::MulFOp::create(*this, a, splat(-llvm::numbers::log2e));
+  Value exp = vector
+                  ? mapElements(scaled, [&](Value e) { return exp2Approx(e); })
+                  : exp2Approx(scaled);
+  Value denominator = arith::AddFOp::create(*this, exp, splat(1.0));
+  Value product = arith::MulFOp::create(*this, a, bv);
+  return arith::DivFOp::create(*this, product, denominator);
 }
 
 Value KernelBuilder::exp2Approx(Value scalar) {

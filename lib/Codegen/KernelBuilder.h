@@ -136,6 +136,10 @@ public:
   /// ex2.approx.f32 (max relative error 2^-22.5 for |x| < 126; -inf gives
   /// +0).
   mlir::Value exp2Approx(mlir::Value scalar);
+  /// silu(a) * b = a * b / (1 + 2^(-a log2 e)) on fp32 scalars or vectors:
+  /// the one formula of silu_mul and of the fused gate/up gemv, so that
+  /// both round alike.
+  mlir::Value siluMul(mlir::Value a, mlir::Value b);
   /// cos.approx.f32 / sin.approx.f32 (max absolute error 2^-20.5 on
   /// [-pi, pi]; reduce the argument first).
   mlir::Value cosApprox(mlir::Value scalar);

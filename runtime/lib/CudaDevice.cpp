@@ -99,6 +99,12 @@ struct Launch {
   int32_t skinnyKernel = -1;
   int64_t skinnyRows = 1;
   std::vector<ArgRef> skinnyArgs;
+  /// GatedMLP's gate gemv: the fused gate/up + silu gemv (-1: none), for a
+  /// step of one row; the up gemv and silu_mul launches (skipWhenGated)
+  /// then do not run.
+  int32_t gatedKernel = -1;
+  std::vector<ArgRef> gatedArgs;
+  bool skipWhenGated = false;
 };
 
 struct StepProgram {
@@ -536,6 +542,11 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
           } else if (nm == "counters" && kk.family == "matmul") {
             a.source = Source::Counters;
             p.countersPerRowTile = std::max(p.countersPerRowTile, arg.shape[0]);
+          } else if (kk.family == "gemv_gated" && s.kind == OpKind::GatedMLP) {
+            a = nm == "x"      ? op(0)
+                : nm == "w"    ? weight(s.operands[1])
+                : nm == "w_up" ? weight(s.operands[2])
+                               : scratch(2, k.args[2].shape[0]);
           } else if (k.family == "gemv" && s.kind == OpKind::GatedMLP) {
             int64_t inter = k.args[2].shape[0];
             if (j == 3)
@@ -623,6 +634,16 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
                                    launch.tiledRows, launch.tiledArgs));
       KILN_RETURN_IF_ERROR(variant("skinny", launch.skinnyKernel,
                                    launch.skinnyRows, launch.skinnyArgs));
+      if (s.kind == OpKind::GatedMLP && j == 0 && !k.param("gated").empty()) {
+        const KernelInfo *v = table.find(k.param("gated"));
+        if (!v || v->status != KernelStatus::Generated)
+          return makeError(StatusCode::FailedPrecondition, "kernel '", k.name,
+                           "' names a missing gated variant '",
+                           k.param("gated"), "'");
+        launch.gatedKernel = static_cast<int32_t>(v - table.kernels.data());
+        KILN_RETURN_IF_ERROR(resolve(*v, launch.gatedArgs));
+      }
+      launch.skipWhenGated = s.kind == OpKind::GatedMLP && (j == 1 || j == 2);
       sp.launches.push_back(std::move(launch));
     }
   }
@@ -978,9 +999,16 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
         }
         continue;
       }
+      bool gated = false;
       for (const Launch &l : sp.launches) {
         const KernelInfo &k = table.kernels[l.kernel];
-        if (l.perSequence) {
+        if (l.skipWhenGated && gated)
+          continue;
+        if (l.gatedKernel >= 0 && sym.get(l.rows) == 1) {
+          gated = true;
+          KILN_RETURN_IF_ERROR(
+              launchKernel(l.gatedKernel, l.gatedArgs, 0, 0, 1));
+        } else if (l.perSequence) {
           for (int64_t i = 0; i < N; ++i)
             if (batch.appendLengths[i] > 0)
               KILN_RETURN_IF_ERROR(

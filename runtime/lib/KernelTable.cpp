@@ -222,8 +222,8 @@ StatusOr<KernelTable> KernelTable::deserialize(Span<const uint8_t> bytes) {
       std::vector<uint8_t> cubin = r.blob("kernel cubin");
       k.cubin = std::move(cubin);
     } else if (r.ok()) {
-      return makeError(StatusCode::DataLoss, "kernel table: kernel #", i,
-                       " ('", k.name, "'): unknown status ",
+      return makeError(StatusCode::DataLoss, "kernel table: kernel #", i, " ('",
+                       k.name, "'): unknown status ",
                        static_cast<int>(k.status));
     }
     table.kernels.push_back(std::move(k));
@@ -258,8 +258,8 @@ Status KernelTable::validate() const {
   for (size_t i = 0; i < kernels.size(); ++i) {
     const KernelInfo &k = kernels[i];
     auto bad = [&](const auto &...what) {
-      return makeError(StatusCode::DataLoss, "kernel table: kernel #", i,
-                       " ('", k.name, "'): ", what...);
+      return makeError(StatusCode::DataLoss, "kernel table: kernel #", i, " ('",
+                       k.name, "'): ", what...);
     };
     if (k.name.empty())
       return bad("empty name");
@@ -327,6 +327,12 @@ Status KernelTable::validate() const {
           return bad("'", key, "' names '", v,
                      "', not a row-chunked kernel of the table");
       }
+    if (std::string v = k.param("gated"); !v.empty()) {
+      const KernelInfo *variant = find(v);
+      if (!variant || variant->family != "gemv_gated")
+        return bad("'gated' names '", v,
+                   "', not a fused gate/up gemv of the table");
+    }
     if (k.ptx.empty())
       return bad("no PTX");
     if (k.ptx.find(".entry " + k.name) == std::string::npos)
@@ -373,12 +379,12 @@ std::string describeKernelTable(const KernelTable &table) {
     os << "  generated " << k.family << " " << k.name;
     for (const auto &p : k.params)
       os << " " << p.first << "=" << p.second;
-    os << " uses=" << k.uses << " grid=" << k.grid[0] << "," << k.grid[1]
-       << "," << k.grid[2] << " block=" << k.block[0] << "," << k.block[1]
-       << "," << k.block[2] << " smem=" << k.dynamicSharedBytes;
+    os << " uses=" << k.uses << " grid=" << k.grid[0] << "," << k.grid[1] << ","
+       << k.grid[2] << " block=" << k.block[0] << "," << k.block[1] << ","
+       << k.block[2] << " smem=" << k.dynamicSharedBytes;
     if (k.gridScale != LaunchScale::None)
-      os << " grid." << "xyz"[k.gridScaleDim] << "*="
-         << launchScaleName(k.gridScale);
+      os << " grid."
+         << "xyz"[k.gridScaleDim] << "*=" << launchScaleName(k.gridScale);
     if (k.repeat != LaunchRepeat::Once)
       os << " launch=" << launchRepeatName(k.repeat);
     if (k.weightLayout != WeightLayout::None)

@@ -170,6 +170,10 @@ static cl::opt<int64_t>
 static cl::opt<double>
     softcap("softcap", cl::init(0), cl::cat(category),
             cl::desc("Attention: scores become softcap * tanh(s / softcap)"));
+static cl::opt<bool>
+    gatedUp("gated-up", cl::cat(category),
+            cl::desc("gemv: the fused gate/up + silu gemv of a gated MLP "
+                     "(a second weight w_up; y = silu(x W^T) * (x W_up^T))"));
 static cl::opt<int64_t> tileM("tile-m", cl::init(128), cl::cat(category),
                               cl::desc("matmul: token rows per CTA tile"));
 static cl::opt<int64_t> tileN("tile-n", cl::init(128), cl::cat(category),
@@ -261,7 +265,8 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
   else if (family == "cast")
     add({&rows, &hidden, &castFrom, &castTo});
   else if (family == "gemv")
-    add({&gemvN, &gemvK, &warpsPerBlock, &rowsPerWarp, &unroll, &tokens});
+    add({&gemvN, &gemvK, &warpsPerBlock, &rowsPerWarp, &unroll, &tokens,
+         &gatedUp});
   else if (family == "matmul")
     add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages,
          &splitK});
@@ -420,6 +425,7 @@ int main(int argc, char **argv) {
     options.rowsPerWarp = rowsPerWarp;
     options.unroll = unroll;
     options.tokens = tokens;
+    options.gatedUp = gatedUp;
     spec = buildGemvKernel(builder, kernels, options);
   } else if (kernel == "argmax") {
     ArgmaxOptions options;

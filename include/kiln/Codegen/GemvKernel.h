@@ -47,12 +47,19 @@ struct GemvOptions {
   /// load and skipped on store). This is what makes batched decode and
   /// prefill read W once per R rows instead of once per row.
   int64_t tokens = 1;
+  /// Gated MLP's first half in one pass (one row, tokens == 1): a second
+  /// weight `w_up` [N, K] after `w`; each warp computes row n of both,
+  /// rounds them to `dtype` (as the unfused gemvs store them) and writes
+  /// y[n] = silu(gate) * up. One launch instead of gate gemv, up gemv and
+  /// silu_mul, with twice the loads in flight per warp.
+  bool gatedUp = false;
 };
 
 /// The largest T a row-chunked gemv (tokens > 1) addresses.
 constexpr int64_t kGemvMaxRows = int64_t(1) << 20;
 
-/// Appends `gpu.func @gemv_<dtype>_n<N>_k<K>(x, w, y) kernel` to `module`:
+/// Appends `gpu.func @gemv_<dtype>_n<N>_k<K>(x, w, y) kernel` to `module`
+/// (`@gemv_gateup_silu_...(x, w, w_up, y)` with `gatedUp`):
 ///
 ///   y[n] = sum_k x[k] * W[n, k]      W stored [N, K] row-major
 ///
