@@ -9,6 +9,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "ChiSquare.h"
+
 #include "kiln/runtime/SpeculativeAcceptance.h"
 
 #include <gtest/gtest.h>
@@ -18,6 +20,7 @@
 #include <vector>
 
 using namespace kiln::runtime;
+using namespace kiln::runtime::testing;
 
 namespace {
 
@@ -83,41 +86,6 @@ TEST(SpeculativeAcceptanceTest, SampledKeepsDraftsTheTargetAgreesWith) {
 //===----------------------------------------------------------------------===//
 // Chi-square test of the generated tokens' distribution
 //===----------------------------------------------------------------------===//
-
-/// Regularized upper incomplete gamma Q(a, x) (Numerical Recipes' gser and
-/// gcf): the chi-square survival function is Q(df / 2, chi2 / 2).
-double upperGammaQ(double a, double x) {
-  if (x <= 0)
-    return 1.0;
-  double lnPrefix = -x + a * std::log(x) - std::lgamma(a);
-  if (x < a + 1) {
-    double term = 1.0 / a, sum = term;
-    for (int n = 1; n < 1000; ++n) {
-      term *= x / (a + n);
-      sum += term;
-      if (std::fabs(term) < std::fabs(sum) * 1e-15)
-        break;
-    }
-    return 1.0 - sum * std::exp(lnPrefix);
-  }
-  double b = x + 1 - a, c = 1e300, d = 1.0 / b, h = d;
-  for (int i = 1; i < 1000; ++i) {
-    double an = -i * (i - a);
-    b += 2;
-    d = an * d + b;
-    if (std::fabs(d) < 1e-300)
-      d = 1e-300;
-    c = b + an / c;
-    if (std::fabs(c) < 1e-300)
-      c = 1e-300;
-    d = 1.0 / d;
-    double delta = d * c;
-    h *= delta;
-    if (std::fabs(delta - 1.0) < 1e-15)
-      break;
-  }
-  return std::exp(lnPrefix) * h;
-}
 
 TEST(SpeculativeAcceptanceTest, ChiSquareSurvivalMatchesKnownValues) {
   // scipy.stats.chi2.sf(x, df)

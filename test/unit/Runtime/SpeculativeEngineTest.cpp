@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "ChiSquare.h"
 #include "TinyModel.h"
 
 #include "kiln/runtime/Engine.h"
@@ -200,6 +201,83 @@ TEST_F(SpeculativeEngineTest, RejectsMismatchedDraftsAndBadOptions) {
             StatusCode::InvalidArgument);
   EXPECT_EQ((*ok)->addRequest({1, 99}, {}, 4, nullptr).status().code(),
             StatusCode::InvalidArgument);
+}
+
+/// End to end under sampling: the second and third generated tokens (an
+/// accepted draft, a correction or a bonus, from the speculative step after
+/// the prefill) must follow the target's own marginal distributions,
+/// computed exactly from its logits. Many requests, each with its own
+/// random stream, through one batched engine.
+TEST_F(SpeculativeEngineTest, SampledTokensFollowTheTargetDistribution) {
+  SamplingParams params;
+  params.temperature = 1.0f;
+  params.ignoreEos = true;
+  const std::vector<int32_t> prompt = {1, 6, 7};
+  const int32_t vocab = 16;
+
+  // The target's marginals of tokens 2 and 3 after `prompt`.
+  EngineOptions plainOptions;
+  auto plainEngine = Engine::create(target, plainOptions);
+  ASSERT_TRUE(plainEngine.isOk());
+  auto dist = [&](const std::vector<float> &logits, size_t row) {
+    std::vector<double> p;
+    EXPECT_TRUE(
+        Sampler::distribution(
+            Span<const float>(logits.data() + row * vocab, vocab), params, p)
+            .isOk());
+    return p;
+  };
+  auto first = (*plainEngine)->forwardAll(prompt);
+  ASSERT_TRUE(first.isOk());
+  std::vector<double> p1 = dist(*first, prompt.size() - 1);
+  std::vector<double> p2(vocab, 0.0), p3(vocab, 0.0);
+  for (int32_t a = 0; a < vocab; ++a)
+    for (int32_t b = 0; b < vocab; ++b) {
+      std::vector<int32_t> seq = prompt;
+      seq.push_back(a);
+      seq.push_back(b);
+      auto logits = (*plainEngine)->forwardAll(seq);
+      ASSERT_TRUE(logits.isOk());
+      std::vector<double> after = dist(*logits, prompt.size());
+      std::vector<double> next = dist(*logits, prompt.size() + 1);
+      if (b == 0)
+        for (int32_t x = 0; x < vocab; ++x)
+          p2[x] += p1[a] * after[x];
+      for (int32_t x = 0; x < vocab; ++x)
+        p3[x] += p1[a] * after[b] * next[x];
+    }
+
+  SpeculativeOptions options;
+  options.k = 2;
+  options.maxSequences = 16;
+  options.seed = 99;
+  auto engine = SpeculativeEngine::create(target, draft, options);
+  ASSERT_TRUE(engine.isOk());
+  std::vector<int64_t> second(vocab, 0), third(vocab, 0);
+  const int requests = 6000;
+  for (int i = 0; i < requests; ++i)
+    ASSERT_TRUE((*engine)
+                    ->addRequest(prompt, params, 3,
+                                 [&](const TokenEvent &e) {
+                                   if (e.index == 2)
+                                     second[e.token] += 1;
+                                   if (e.index == 3)
+                                     third[e.token] += 1;
+                                 })
+                    .isOk());
+  ASSERT_TRUE((*engine)->runToCompletion().isOk());
+  // The second token came through the rejection rule, not plain sampling.
+  EXPECT_GT((*engine)->stats().draftedTokens, 0);
+  EXPECT_GT((*engine)->stats().acceptedTokens, 0);
+  EXPECT_LT((*engine)->stats().acceptedTokens,
+            (*engine)->stats().draftedTokens);
+  double pSecond = chiSquarePValue(second, p2);
+  double pThird = chiSquarePValue(third, p3);
+  std::printf("speculative sampling vs the target: chi-square p = %.4f "
+              "(token 2), %.4f (token 3)\n",
+              pSecond, pThird);
+  EXPECT_GT(pSecond, 0.01);
+  EXPECT_GT(pThird, 0.01);
 }
 
 } // namespace
