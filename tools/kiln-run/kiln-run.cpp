@@ -441,6 +441,10 @@ void printInfo(const std::string &path, const Model &model) {
                 k->numMissing());
   else
     std::printf("kernels: none\n");
+  if (const SpeculationConfig *spec = model.speculation())
+    std::printf("speculation: K=%d, %s (kiln-spec-bench)\n", spec->k,
+                spec->draftModel ? "draft model in sections draft.*"
+                                 : "n-gram prompt lookup");
   for (const EntryPoint &e : model.plan().entries)
     std::printf("%s", describeEntryPoint(e).c_str());
 }

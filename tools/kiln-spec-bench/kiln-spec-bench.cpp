@@ -1,7 +1,7 @@
 //===- kiln-spec-bench.cpp - What speculative decoding buys ---------------===//
 //
 //   kiln-spec-bench target.kiln [--draft draft.kiln | --ngram]
-//                   [--k 2,3,4,5,6] [--adaptive] [--max-k 8]
+//                   [--k 2,3,4] [--adaptive] [--max-k 8]
 //                   (--prompts ids.txt | --text file [--num-prompts 64]
 //                    [--prompt-len 32])
 //                   [-n 64] [--batch 8] [--device host|cuda|auto]
@@ -11,7 +11,8 @@
 // Generates the same prompts through the target alone (the continuous-
 // batching Engine) and then, for each K, through the SpeculativeEngine
 // (draft model: --draft, or the one a speculative artifact carries; n-gram
-// prompt lookup: --ngram), and prints for each K the mean tokens a
+// prompt lookup: --ngram, or an artifact compiled with --speculate-ngram;
+// K: --k, else the artifact's, else 2..6), and prints for each K the mean tokens a
 // sequence gains per target step, the acceptance rate in all and per draft
 // position, and generated tokens per second against the plain run. EOS is
 // ignored so every run generates the same number of tokens. Prompts are
@@ -213,25 +214,13 @@ int main(int argc, char **argv) {
   if (n < 1 || batch < 1 || numPrompts < 1 || promptLen < 1 || maxK < 1)
     return usage("-n, --batch, --num-prompts, --prompt-len and --max-k must "
                  "be positive");
-  std::vector<int32_t> ks;
-  {
-    std::stringstream ss(args.str("k", "2,3,4,5,6"));
-    for (std::string part; std::getline(ss, part, ',');) {
-      char *end = nullptr;
-      long v = std::strtol(part.c_str(), &end, 10);
-      if (part.empty() || *end || v < 1 || v > maxK)
-        return usage("--k expects comma-separated values in [1, --max-k], "
-                     "got '" +
-                     part + "'");
-      ks.push_back(static_cast<int32_t>(v));
-    }
-  }
   SamplingParams params;
   params.ignoreEos = true;
-  params.temperature =
-      std::strtof(args.str("temperature", "0").c_str(), nullptr);
+  params.temperature = static_cast<float>(args.number("temperature", 0.0));
   params.topK = static_cast<int32_t>(topK);
-  params.topP = std::strtof(args.str("top-p", "1").c_str(), nullptr);
+  params.topP = static_cast<float>(args.number("top-p", 1.0));
+  if (!args.error.empty())
+    return usage(args.error);
   if (Status valid = params.validate(); !valid.isOk())
     return usage(valid.message());
   bool check = args.has("check");
@@ -242,9 +231,29 @@ int main(int argc, char **argv) {
   auto target = Model::load(path);
   if (!target.isOk())
     return fail(target.status());
+  // The artifact's Speculation section gives the default K and, for
+  // kiln-compile --speculate-ngram, the draft kind.
+  const SpeculationConfig *spec = (*target)->speculation();
+  bool ngram = args.has("ngram") ||
+               (!args.has("draft") && spec && !spec->draftModel);
+  std::vector<int32_t> ks;
+  {
+    std::string list =
+        spec ? std::to_string(spec->k) : std::string("2,3,4,5,6");
+    std::stringstream ss(args.str("k", list));
+    for (std::string part; std::getline(ss, part, ',');) {
+      char *end = nullptr;
+      long v = std::strtol(part.c_str(), &end, 10);
+      if (part.empty() || *end || v < 1 || v > maxK)
+        return usage("--k expects comma-separated values in [1, --max-k], "
+                     "got '" +
+                     part + "'");
+      ks.push_back(static_cast<int32_t>(v));
+    }
+  }
   std::shared_ptr<const Model> draft;
   std::string draftName = "n-gram lookup";
-  if (!args.has("ngram")) {
+  if (!ngram) {
     StatusOr<std::shared_ptr<const Model>> loaded =
         makeError(StatusCode::NotFound, "no draft");
     if (args.has("draft")) {
