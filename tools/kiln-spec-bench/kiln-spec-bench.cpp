@@ -12,9 +12,9 @@
 // batching Engine) and then, for each K, through the SpeculativeEngine
 // (draft model: --draft, or the one a speculative artifact carries; n-gram
 // prompt lookup: --ngram, or an artifact compiled with --speculate-ngram;
-// K: --k, else the artifact's, else 2..6), and prints for each K the mean tokens a
-// sequence gains per target step, the acceptance rate in all and per draft
-// position, and generated tokens per second against the plain run. EOS is
+// K: --k, else the artifact's, else 2..6), and prints for each K the mean
+// tokens a sequence gains per target step, the acceptance rate in all and per
+// draft position, and generated tokens per second against the plain run. EOS is
 // ignored so every run generates the same number of tokens. Prompts are
 // token ids (one prompt a line, comma-separated) or windows of a text file
 // tokenized with the artifact's tokenizer, BOS first. With --check (greedy
@@ -234,8 +234,8 @@ int main(int argc, char **argv) {
   // The artifact's Speculation section gives the default K and, for
   // kiln-compile --speculate-ngram, the draft kind.
   const SpeculationConfig *spec = (*target)->speculation();
-  bool ngram = args.has("ngram") ||
-               (!args.has("draft") && spec && !spec->draftModel);
+  bool ngram =
+      args.has("ngram") || (!args.has("draft") && spec && !spec->draftModel);
   std::vector<int32_t> ks;
   {
     std::string list =
