@@ -323,6 +323,9 @@ int main(int argc, char **argv) {
                 "%.2f s (%.1f tok/s, %.2fx plain)\n",
                 (long long)stats.verifySteps, (long long)stats.draftSteps,
                 (long long)generated, run->seconds, rate, rate / plainRate);
+    std::printf("  time: prefill %.2f s, draft %.2f s, verify %.2f s\n",
+                stats.prefillSeconds, stats.draftSeconds,
+                stats.verifySeconds);
     if (check) {
       size_t same = 0;
       for (size_t i = 0; i < prompts->size(); ++i) {

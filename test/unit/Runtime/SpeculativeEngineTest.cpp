@@ -150,6 +150,34 @@ TEST_F(SpeculativeEngineTest, DraftEqualToTargetIsAlwaysAccepted) {
   EXPECT_EQ(sampledStats.acceptedTokens, sampledStats.draftedTokens);
 }
 
+TEST_F(SpeculativeEngineTest, GreedyRequestsAmongSampledOnesStayExact) {
+  // A batch mixing greedy and sampled requests verifies with logits (not
+  // the device's greedy ids); the greedy ones must still be exact.
+  SamplingParams greedy;
+  greedy.ignoreEos = true;
+  Outputs expected = plain(greedy, 12);
+  SpeculativeOptions options;
+  options.k = 3;
+  options.maxSequences = 4;
+  auto engine = SpeculativeEngine::create(target, draft, options);
+  ASSERT_TRUE(engine.isOk());
+  Outputs out(kPrompts.size());
+  for (size_t i = 0; i < kPrompts.size(); ++i) {
+    SamplingParams sampled = greedy;
+    sampled.temperature = 1.0f;
+    ASSERT_TRUE(
+        (*engine)->addRequest(kPrompts[i], sampled, 12, nullptr).isOk());
+    ASSERT_TRUE((*engine)
+                    ->addRequest(kPrompts[i], greedy, 12,
+                                 [&out, i](const TokenEvent &e) {
+                                   out[i].push_back(e.token);
+                                 })
+                    .isOk());
+  }
+  ASSERT_TRUE((*engine)->runToCompletion().isOk());
+  EXPECT_EQ(out, expected);
+}
+
 TEST_F(SpeculativeEngineTest, SampledOutputIsReproduciblePerSeed) {
   SamplingParams sampled;
   sampled.temperature = 0.9f;
