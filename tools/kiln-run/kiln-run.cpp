@@ -1,7 +1,7 @@
 //===- kiln-run.cpp - Run a .kiln artifact --------------------------------===//
 //
-//   kiln-run m.kiln --prompt "def fib(n):" [-n 64] [--device
-//   auto|host|cuda[:N]]
+//   kiln-run m.kiln --prompt "def fib(n):" [-n 64]
+//            [--device auto|host|cuda[:N]]
 //            [--temperature 0.8] [--top-k 0] [--top-p 0.95] [--seed 0]
 //            [--greedy] [--prompt-ids 1,2,3] [--no-bos] [--kv-blocks N]
 //            [--no-echo] [--quiet]
