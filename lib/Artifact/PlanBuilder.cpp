@@ -725,10 +725,10 @@ FailureOr<rt::EntryPoint> kiln::buildEntryPoint(func::FuncOp func,
 LogicalResult kiln::buildLaunchPlan(ModuleOp module, StringRef target,
                                     CompiledModel &model) {
   model.plan.target = target.str();
-  for (StringRef name : {"prefill", "decode", "prefill_all"}) {
+  for (StringRef name : {"prefill", "decode", "prefill_all", "verify"}) {
     auto func = module.lookupSymbol<func::FuncOp>(name);
     if (!func) {
-      if (name == "prefill_all")
+      if (name == "prefill_all" || name == "verify")
         continue;
       return module.emitError()
              << "cannot be compiled into the launch plan: no @" << name

@@ -27,6 +27,7 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
 
+#include <functional>
 #include <map>
 
 using namespace mlir;
@@ -265,36 +266,56 @@ LogicalResult kiln::packWeights(ModuleOp module, WeightMode mode,
   return success();
 }
 
-FailureOr<uint64_t> kiln::writeArtifact(const CompiledModel &model,
-                                        const std::string &path,
-                                        Location loc) {
-  rt::ArtifactWriter writer;
-  auto check = [&](rt::Status s) {
-    if (!s.isOk())
-      emitError(loc) << "cannot write '" << path << "': " << s.message();
-    return s.isOk();
-  };
-  if (!check(writer.addSection(rt::SectionKind::Config, "config",
+/// Adds one model's sections, named `prefix` + the usual name.
+static bool addModelSections(rt::ArtifactWriter &writer,
+                             const CompiledModel &model,
+                             const std::string &prefix,
+                             const std::function<bool(rt::Status)> &check) {
+  if (!check(writer.addSection(rt::SectionKind::Config, prefix + "config",
                                std::string_view(model.config.serialize()))) ||
-      !check(writer.addSection(rt::SectionKind::LaunchPlan, "launch_plan",
+      !check(writer.addSection(rt::SectionKind::LaunchPlan,
+                               prefix + "launch_plan",
                                model.plan.serialize())) ||
-      !check(writer.addSection(rt::SectionKind::WeightRefs, "weight_refs",
+      !check(writer.addSection(rt::SectionKind::WeightRefs,
+                               prefix + "weight_refs",
                                model.weights.serialize())))
-    return failure();
+    return false;
   bool anyEmbedded = false;
   for (const rt::WeightInfo &w : model.weights.weights)
     anyEmbedded |= w.storage == rt::WeightStorage::Embedded;
   if (anyEmbedded &&
-      !check(writer.addSection(rt::SectionKind::Weights, "weights",
+      !check(writer.addSection(rt::SectionKind::Weights, prefix + "weights",
                                model.weightsSection)))
+    return false;
+  if (model.hasKernels &&
+      !check(writer.addSection(rt::SectionKind::Kernels, prefix + "kernels",
+                               model.kernels.serialize())))
+    return false;
+  return true;
+}
+
+FailureOr<uint64_t> kiln::writeArtifact(const CompiledModel &model,
+                                        const std::string &path, Location loc,
+                                        const CompiledModel *draft) {
+  rt::ArtifactWriter writer;
+  std::function<bool(rt::Status)> check = [&](rt::Status s) {
+    if (!s.isOk())
+      emitError(loc) << "cannot write '" << path << "': " << s.message();
+    return s.isOk();
+  };
+  // The main model's sections come first: readers that look sections up
+  // by kind (the first of each) find the target's.
+  if (!addModelSections(writer, model, "", check))
     return failure();
   if (!model.tokenizer.empty() &&
       !check(writer.addSection(rt::SectionKind::Tokenizer, "tokenizer",
                                model.tokenizer)))
     return failure();
-  if (model.hasKernels &&
-      !check(writer.addSection(rt::SectionKind::Kernels, "kernels",
-                               model.kernels.serialize())))
+  if (!model.speculation.empty() &&
+      !check(writer.addSection(rt::SectionKind::Speculation, "speculation",
+                               std::string_view(model.speculation))))
+    return failure();
+  if (draft && !addModelSections(writer, *draft, "draft.", check))
     return failure();
   if (!check(writer.writeFile(path)))
     return failure();

@@ -31,6 +31,8 @@ const char *sectionKindName(SectionKind kind) {
     return "weight_refs";
   case SectionKind::Tokenizer:
     return "tokenizer";
+  case SectionKind::Speculation:
+    return "speculation";
   }
   return "unknown";
 }

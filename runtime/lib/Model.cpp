@@ -131,31 +131,70 @@ static std::string_view asText(Span<const uint8_t> bytes) {
                           bytes.size());
 }
 
+/// The section of `kind` of one model of the artifact: for the main model
+/// (part "") the one named `name` (kiln-compile's name), else the first of
+/// its kind; for a part, the one named "<part>.<name>".
+static const SectionInfo *findPartSection(const ArtifactReader &reader,
+                                          std::string_view part,
+                                          SectionKind kind,
+                                          std::string_view name) {
+  if (part.empty()) {
+    const SectionInfo *named = reader.findSection(name);
+    return named && named->kind == kind ? named : reader.findSection(kind);
+  }
+  std::string full = std::string(part) + "." + std::string(name);
+  const SectionInfo *named = reader.findSection(full);
+  return named && named->kind == kind ? named : nullptr;
+}
+
 StatusOr<std::shared_ptr<const Model>>
 Model::fromReader(ArtifactReader reader, const std::string &baseDir,
                   const ModelLoadOptions &options) {
   std::shared_ptr<Model> model(new Model());
+  std::string_view part = options.part;
+  auto required = [&](SectionKind kind,
+                      std::string_view name) -> StatusOr<Span<const uint8_t>> {
+    if (const SectionInfo *info = findPartSection(reader, part, kind, name))
+      return reader.payload(*info);
+    if (part.empty())
+      return reader.sectionData(kind); // its usual "no section" error
+    return makeError(StatusCode::NotFound, "the artifact has no '", part, ".",
+                     name, "' section (", sectionKindName(kind),
+                     "): it carries no ", part, " model");
+  };
   KILN_ASSIGN_OR_RETURN(Span<const uint8_t> configBytes,
-                        reader.sectionData(SectionKind::Config));
+                        required(SectionKind::Config, "config"));
   KILN_ASSIGN_OR_RETURN(model->config_,
                         ModelConfig::deserialize(asText(configBytes)));
   KILN_ASSIGN_OR_RETURN(Span<const uint8_t> tableBytes,
-                        reader.sectionData(SectionKind::WeightRefs));
+                        required(SectionKind::WeightRefs, "weight_refs"));
   KILN_ASSIGN_OR_RETURN(model->weights_,
                         WeightTable::deserialize(tableBytes));
   KILN_ASSIGN_OR_RETURN(Span<const uint8_t> planBytes,
-                        reader.sectionData(SectionKind::LaunchPlan));
+                        required(SectionKind::LaunchPlan, "launch_plan"));
   KILN_ASSIGN_OR_RETURN(model->plan_, LaunchPlan::deserialize(planBytes));
   KILN_RETURN_IF_ERROR(model->plan_.validate(model->weights_, model->config_));
-  if (const SectionInfo *k = reader.findSection(SectionKind::Kernels)) {
+  if (const SectionInfo *k =
+          findPartSection(reader, part, SectionKind::Kernels, "kernels")) {
     KILN_ASSIGN_OR_RETURN(KernelTable kernels,
                           KernelTable::deserialize(reader.payload(*k)));
     model->kernels_ = std::move(kernels);
   }
+  if (part.empty())
+    if (const SectionInfo *spec =
+            reader.findSection(SectionKind::Speculation)) {
+      KILN_ASSIGN_OR_RETURN(
+          SpeculationConfig speculation,
+          SpeculationConfig::deserialize(asText(reader.payload(*spec))));
+      model->speculation_ = speculation;
+    }
+  // One tokenizer serves every model of an artifact (kiln-compile checks
+  // that a draft's matches the target's).
   if (const SectionInfo *tok = reader.findSection(SectionKind::Tokenizer))
     model->tokenizer_ = reader.payload(*tok);
   Span<const uint8_t> weightsSection;
-  if (const SectionInfo *w = reader.findSection(SectionKind::Weights))
+  if (const SectionInfo *w =
+          findPartSection(reader, part, SectionKind::Weights, "weights"))
     weightsSection = reader.payload(*w);
   model->reader_.emplace(std::move(reader));
   // Spans into the reader stay valid: its bytes did not move (a mapped
@@ -174,6 +213,12 @@ Model::load(const std::string &path, const ModelLoadOptions &options) {
     return Status(model.status().code(),
                   "'" + path + "': " + model.status().message());
   return model;
+}
+
+StatusOr<bool> Model::hasPart(const std::string &path, std::string_view part) {
+  KILN_ASSIGN_OR_RETURN(ArtifactReader reader, ArtifactReader::openFile(path));
+  return findPartSection(reader, part, SectionKind::Config, "config") !=
+         nullptr;
 }
 
 StatusOr<std::shared_ptr<const Model>>

@@ -55,16 +55,19 @@ double Sampler::nextUniform() {
   return static_cast<double>(rng_() >> 11) * 0x1.0p-53;
 }
 
-StatusOr<int32_t> Sampler::sample(Span<const float> logits,
-                                  const SamplingParams &params) {
-  KILN_RETURN_IF_ERROR(params.validate());
-  if (params.isGreedy())
-    return greedy(logits);
+/// The tokens `params` leaves candidates (after top-k and top-p, most
+/// likely first) and their unnormalized softmax weights of logit /
+/// temperature. One function for sample() and distribution(), so that the
+/// distribution speculative decoding reasons about is the one sampled from.
+static Status candidateWeights(Span<const float> logits,
+                               const SamplingParams &params,
+                               std::vector<int32_t> &order,
+                               std::vector<double> &weights, double &total) {
   KILN_ASSIGN_OR_RETURN(size_t numFinite, checkLogits(logits));
 
   // Candidates, most likely first and the lower index first on ties, so
   // that top-k = 1 and a tiny top-p both reduce to greedy.
-  std::vector<int32_t> order;
+  order.clear();
   order.reserve(numFinite);
   for (size_t i = 0; i < logits.size(); ++i)
     if (std::isfinite(logits[i]))
@@ -87,8 +90,8 @@ StatusOr<int32_t> Sampler::sample(Span<const float> logits,
   float maxLogit = logits[order.front()];
   for (int32_t i : order)
     maxLogit = std::max(maxLogit, logits[i]);
-  std::vector<double> weights(order.size());
-  double total = 0.0;
+  weights.assign(order.size(), 0.0);
+  total = 0.0;
   for (size_t j = 0; j < order.size(); ++j) {
     weights[j] = std::exp((double(logits[order[j]]) - double(maxLogit)) /
                           params.temperature);
@@ -105,8 +108,21 @@ StatusOr<int32_t> Sampler::sample(Span<const float> logits,
       ++kept;
     }
     weights.resize(kept);
+    order.resize(kept);
     total = before;
   }
+  return Status::ok();
+}
+
+StatusOr<int32_t> Sampler::sample(Span<const float> logits,
+                                  const SamplingParams &params) {
+  KILN_RETURN_IF_ERROR(params.validate());
+  if (params.isGreedy())
+    return greedy(logits);
+  std::vector<int32_t> order;
+  std::vector<double> weights;
+  double total = 0.0;
+  KILN_RETURN_IF_ERROR(candidateWeights(logits, params, order, weights, total));
 
   double u = nextUniform() * total;
   double cumulative = 0.0;
@@ -117,6 +133,50 @@ StatusOr<int32_t> Sampler::sample(Span<const float> logits,
   }
   // Rounding can leave u at the very top of the range.
   return order[weights.size() - 1];
+}
+
+Status Sampler::distribution(Span<const float> logits,
+                             const SamplingParams &params,
+                             std::vector<double> &probs) {
+  KILN_RETURN_IF_ERROR(params.validate());
+  probs.assign(logits.size(), 0.0);
+  if (params.isGreedy()) {
+    KILN_ASSIGN_OR_RETURN(int32_t best, greedy(logits));
+    probs[best] = 1.0;
+    return Status::ok();
+  }
+  std::vector<int32_t> order;
+  std::vector<double> weights;
+  double total = 0.0;
+  KILN_RETURN_IF_ERROR(candidateWeights(logits, params, order, weights, total));
+  for (size_t j = 0; j < weights.size(); ++j)
+    probs[order[j]] = weights[j] / total;
+  return Status::ok();
+}
+
+StatusOr<int32_t> Sampler::sampleFrom(Span<const double> weights) {
+  double total = 0.0;
+  int32_t last = -1;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    if (!(weights[i] >= 0.0) || std::isinf(weights[i]))
+      return makeError(StatusCode::InvalidArgument, "weight ", i, " is ",
+                       weights[i]);
+    total += weights[i];
+    if (weights[i] > 0.0)
+      last = static_cast<int32_t>(i);
+  }
+  if (last < 0)
+    return makeError(StatusCode::InvalidArgument,
+                     "no positive weight: nothing can be drawn");
+  double u = nextUniform() * total;
+  double cumulative = 0.0;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    cumulative += weights[i];
+    if (u < cumulative && weights[i] > 0.0)
+      return static_cast<int32_t>(i);
+  }
+  // Rounding can leave u at the very top of the range.
+  return last;
 }
 
 } // namespace kiln::runtime

@@ -4,6 +4,8 @@
 //                [--tokenizer tokenizer.model] [--dummy-weights]
 //                [--embed-weights] [--block-size 16] [--context-length N]
 //                [--dtype f32|f16|bf16] [--emit=llm] [--verbose]
+//                [--draft draft.onnx [--draft-tokenizer t.model] |
+//                 --speculate-ngram] [--speculate K]
 //
 // Stages, each reported on stderr with its time:
 //   import   the ONNX graph into the llm dialect
@@ -18,6 +20,15 @@
 //            cubins when ptxas is found) into the Kernels section;
 //            skipped for --target none or host
 //   write    the artifact
+// Speculative decoding (--draft or --speculate-ngram): the target gets a
+// @verify entry point (-llm-speculative-decode: every row's logits, to score
+// K drafts and one more token per sequence in one pass), the artifact a
+// Speculation section (K, the draft kind) and, with --draft, the draft
+// model compiled through the same stages into sections named "draft.*"
+// (its plan, config, weight table, weights and kernels; one tokenizer).
+// The draft must speak the target's tokens: its tokenizer (--draft-tokenizer,
+// else a tokenizer.model next to it, else the target's) must be the
+// target's byte for byte, and its vocabulary and BOS/EOS ids equal.
 // --emit=llm prints the laid-out module (all three entry points) instead of
 // writing an artifact. An input ending in .mlir is parsed instead of
 // imported; if it already has @prefill and @decode, raise and layout are
@@ -34,6 +45,7 @@
 #include "kiln/Frontend/OnnxImporter.h"
 #include "kiln/Pipelines/Pipelines.h"
 #include "kiln/Support/ToolDiagnostics.h"
+#include "kiln/runtime/SpeculationConfig.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/MLIRContext.h"
@@ -42,8 +54,10 @@
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/ToolOutputFile.h"
 
@@ -90,6 +104,25 @@ static cl::opt<std::string>
     emit("emit", cl::desc("What to produce: kiln (the artifact) or llm (the "
                           "laid-out module)"),
          cl::init("kiln"));
+static cl::opt<std::string>
+    draftPath("draft",
+              cl::desc("Draft model for speculative decoding, compiled into "
+                       "the same artifact (sections draft.*)"),
+              cl::value_desc("draft.onnx"));
+static cl::opt<std::string> draftTokenizerPath(
+    "draft-tokenizer",
+    cl::desc("The draft's SentencePiece model, checked against the target's "
+             "(default: tokenizer.model next to the draft, else the "
+             "target's)"),
+    cl::value_desc("tokenizer.model"));
+static cl::opt<int>
+    speculateK("speculate",
+               cl::desc("Tokens drafted per step (default 4; needs --draft "
+                        "or --speculate-ngram)"),
+               cl::init(0));
+static cl::opt<bool> speculateNgram(
+    "speculate-ngram",
+    cl::desc("Speculative decoding by n-gram prompt lookup, no draft model"));
 static cl::opt<bool> verbose("verbose",
                              cl::desc("Show remarks (e.g. unraised ops)"));
 
@@ -106,10 +139,13 @@ public:
         std::chrono::duration<double, std::milli>(Clock::now() - start)
             .count();
     total += ms;
-    errs() << "kiln-compile: [" << index << "/7] " << left_justify(stage, 8)
-           << what << " (" << format("%.0f", ms) << " ms)\n";
+    errs() << "kiln-compile: " << prefix << "[" << index << "/7] "
+           << left_justify(stage, 8) << what << " (" << format("%.0f", ms)
+           << " ms)\n";
   }
   double total = 0;
+  /// "draft " while the draft model compiles.
+  std::string prefix;
 
 private:
   Clock::time_point start;
@@ -134,6 +170,257 @@ LogicalResult layOut(mlir::ModuleOp module, bool allLogits) {
   pm.addPass(llm::createLLMKVCacheLayout(options));
   pm.nest<mlir::func::FuncOp>().addPass(mlir::createCSEPass());
   return pm.run(module);
+}
+
+/// Stages 1-3: imports (or parses) `input`, raises it and lays it out
+/// (@prefill, @decode and, with `withPrefillAll`, @prefill_all). Null on
+/// error (reported).
+mlir::OwningOpRef<mlir::ModuleOp> importAndLayOut(const std::string &input,
+                                                  mlir::MLIRContext &context,
+                                                  Progress &progress,
+                                                  bool withPrefillAll) {
+  progress.begin();
+  bool isMLIR = StringRef(input).ends_with(".mlir");
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  if (isMLIR) {
+    module = mlir::parseSourceFile<mlir::ModuleOp>(input, &context);
+  } else {
+    OnnxImportOptions importOptions;
+    importOptions.requireExternalData = !dummyWeights;
+    module = importOnnxModel(input, &context, importOptions);
+  }
+  if (!module)
+    return nullptr;
+  int64_t importedOps = 0;
+  module->walk([&](mlir::Operation *) { ++importedOps; });
+  progress.done(1, isMLIR ? "parse" : "import",
+                sys::path::filename(input) + ": " + Twine(importedOps) +
+                    " ops");
+  bool laidOut =
+      module->lookupSymbol("prefill") && module->lookupSymbol("decode");
+
+  // raise
+  progress.begin();
+  if (!laidOut) {
+    mlir::PassManager pm(&context);
+    buildRaisePipeline(pm);
+    if (mlir::failed(pm.run(*module)))
+      return nullptr;
+  }
+  int64_t raised = 0, generic = 0;
+  module->walk([&](mlir::Operation *op) {
+    if (!isa<llm::LLMDialect>(op->getDialect()))
+      return;
+    if (llm::isRaisedOp(op))
+      ++raised;
+    else if (!isa<llm::WeightOp, llm::ConstantOp>(op))
+      ++generic;
+  });
+  progress.done(2, "raise",
+                laidOut ? Twine("skipped: the module is laid out already")
+                        : Twine(raised) + " model ops, " + Twine(generic) +
+                              " generic ops (mask and shape arithmetic)");
+
+  // layout: @prefill/@decode, and @prefill_all from a copy.
+  progress.begin();
+  if (!laidOut) {
+    mlir::OwningOpRef<mlir::ModuleOp> allLogits;
+    if (withPrefillAll)
+      allLogits = module->clone();
+    if (mlir::failed(layOut(*module, false)) ||
+        (withPrefillAll && mlir::failed(layOut(*allLogits, true))))
+      return nullptr;
+    if (withPrefillAll) {
+      auto prefillAll = allLogits->lookupSymbol<mlir::func::FuncOp>("prefill");
+      prefillAll->remove();
+      prefillAll.setName("prefill_all");
+      module->push_back(prefillAll);
+    }
+    progress.done(3, "layout",
+                  Twine(withPrefillAll ? "@prefill, @decode, @prefill_all"
+                                       : "@prefill, @decode") +
+                      " over a paged KV cache of " + Twine(blockSize) +
+                      "-token blocks");
+  } else {
+    progress.done(3, "layout",
+                  module->lookupSymbol("prefill_all")
+                      ? "skipped: @prefill, @decode, @prefill_all given"
+                      : "skipped: @prefill, @decode given");
+  }
+  return module;
+}
+
+/// Runs -llm-speculative-decode on the target (@verify).
+LogicalResult addVerifyEntry(mlir::ModuleOp module, int64_t k,
+                             int64_t draftVocab) {
+  mlir::PassManager pm(module.getContext());
+  llm::LLMSpeculativeDecodeOptions options;
+  options.k = k;
+  options.draftVocab = draftVocab;
+  pm.addPass(llm::createLLMSpeculativeDecode(options));
+  return pm.run(module);
+}
+
+/// Stages 4-6: the launch plan and config (with --dtype), the weights and
+/// the kernels of a laid-out module. `tokenizer` is the SentencePiece model
+/// BOS/EOS come from (may be empty).
+LogicalResult buildParts(mlir::ModuleOp module, const std::string &tokenizer,
+                         const std::optional<rt::DType> &dtype,
+                         Progress &progress, CompiledModel &model) {
+  // plan
+  progress.begin();
+  if (mlir::failed(buildLaunchPlan(module, target, model)))
+    return failure();
+  ConfigOptions configOptions;
+  auto modelDir = module->getAttrOfType<mlir::StringAttr>("llm.model_dir");
+  configOptions.modelDir = modelDir ? modelDir.str() : ".";
+  configOptions.tokenizerPath = tokenizer;
+  configOptions.contextLength = contextLength;
+  std::vector<std::string> notes;
+  if (mlir::failed(buildModelConfig(module, configOptions, model, notes)))
+    return failure();
+  std::string converted;
+  if (dtype) {
+    PrecisionStats pstats;
+    if (mlir::failed(
+            convertPlanPrecision(model, *dtype, module->getLoc(), pstats)))
+      return failure();
+    if (pstats.weights || pstats.buffers)
+      converted = (" (f32 stored as " + dtypeOption + ": " +
+                   Twine(pstats.weights) + " weights and " +
+                   Twine(pstats.buffers) + " buffers converted, " +
+                   Twine(pstats.views) + " casts now views)")
+                      .str();
+  }
+  if (int64_t n = keepLogitsInF32(model.plan))
+    converted += " (logits in f32: " + std::to_string(n) + " entry points)";
+  {
+    rt::Status valid = model.plan.validate(model.weights, model.config);
+    if (!valid.isOk()) {
+      errs() << "kiln-compile: internal error: the plan does not validate: "
+             << valid.message() << "\n";
+      return failure();
+    }
+  }
+  size_t steps = 0;
+  for (const rt::EntryPoint &e : model.plan.entries)
+    steps += e.steps.size();
+  const rt::ModelConfig &c = model.config;
+  progress.done(4, "plan",
+                Twine(model.plan.entries.size()) + " entry points, " +
+                    Twine(steps) + " steps, " + Twine(model.weights.size()) +
+                    " weights; " + Twine(c.numLayers) + " layers, " +
+                    Twine(c.numHeads) + "/" + Twine(c.numKVHeads) +
+                    " heads of " + Twine(c.headDim) + ", hidden " +
+                    Twine(c.hiddenSize) + ", vocab " + Twine(c.vocabSize) +
+                    ", context " + Twine(c.contextLength) + ", " + c.dtype +
+                    converted);
+  for (const std::string &note : notes)
+    errs() << "kiln-compile: note: " << note << "\n";
+
+  // weights
+  progress.begin();
+  WeightMode mode = dummyWeights   ? WeightMode::Dummy
+                    : embedWeights ? WeightMode::Embed
+                                   : WeightMode::Reference;
+  WeightStats stats;
+  if (mlir::failed(packWeights(module, mode, configOptions.modelDir, outputPath,
+                               model, stats)))
+    return failure();
+  std::string summary;
+  {
+    raw_string_ostream os(summary);
+    const char *sep = "";
+    if (stats.referenced) {
+      os << stats.referenced << " referenced by CRC-32 ("
+         << megabytes(stats.referencedBytes) << " in";
+      for (const std::string &f : stats.files)
+        os << " " << f;
+      os << ")";
+      sep = ", ";
+    }
+    if (stats.embedded) {
+      os << sep << stats.embedded << " embedded ("
+         << megabytes(stats.embeddedBytes) << ")";
+      sep = ", ";
+    }
+    if (stats.dummy)
+      os << sep << stats.dummy << " dummy (" << megabytes(stats.dummyBytes)
+         << " random at load)";
+  }
+  progress.done(5, "weights", summary);
+
+  // codegen
+  progress.begin();
+  if (StringRef(target).starts_with("sm_")) {
+    KernelOptions kernelOptions;
+    kernelOptions.chip = target;
+    KernelStats kstats;
+    if (mlir::failed(buildKernels(model, kernelOptions, module->getLoc(),
+                                  model.kernels, kstats)))
+      return failure();
+    model.hasKernels = true;
+    progress.done(6, "codegen",
+                  Twine(kstats.generated) + " kernels for " + target + " (" +
+                      megabytes(kstats.ptxBytes) + " PTX, " +
+                      (kstats.ptxas.empty()
+                           ? std::string("no ptxas: PTX only")
+                           : std::to_string(kstats.cubins) + " cubins, " +
+                                 megabytes(kstats.cubinBytes)) +
+                      "), " + Twine(kstats.missing) + " missing");
+  } else {
+    progress.done(6, "codegen", "skipped: --target " + target);
+  }
+  return success();
+}
+
+/// The draft's tokenizer: --draft-tokenizer, else tokenizer.model next to
+/// the draft, else the target's.
+std::string draftTokenizer() {
+  if (!draftTokenizerPath.empty())
+    return draftTokenizerPath;
+  SmallString<256> beside(sys::path::parent_path(draftPath));
+  sys::path::append(beside, "tokenizer.model");
+  if (sys::fs::exists(beside))
+    return std::string(beside);
+  return tokenizerPath;
+}
+
+/// Target and draft must tokenize alike: the same tokenizer file contents
+/// (checked before anything parses the draft's).
+LogicalResult checkSameTokenizer(const std::string &draftTok,
+                                 mlir::Location loc) {
+  if (tokenizerPath.empty() != draftTok.empty())
+    return emitError(loc)
+           << "only one of target and draft has a tokenizer (--tokenizer, "
+              "--draft-tokenizer): their tokens cannot be checked";
+  if (tokenizerPath.empty() || draftTok == tokenizerPath)
+    return success();
+  auto a = MemoryBuffer::getFile(tokenizerPath);
+  auto b = MemoryBuffer::getFile(draftTok);
+  if (!a || !b)
+    return emitError(loc) << "cannot read tokenizer '"
+                          << (!a ? tokenizerPath : draftTok) << "'";
+  if ((*a)->getBuffer() != (*b)->getBuffer())
+    return emitError(loc) << "the draft's tokenizer '" << draftTok
+                          << "' differs from the target's '" << tokenizerPath
+                          << "': speculative decoding needs one vocabulary";
+  return success();
+}
+
+/// The draft's ids must mean the target's tokens: the same vocabulary size
+/// and BOS/EOS ids (from the configs, or the shared tokenizer).
+LogicalResult checkDraftTokens(const CompiledModel &model,
+                               const CompiledModel &draft, mlir::Location loc) {
+  const rt::ModelConfig &t = model.config, &d = draft.config;
+  if (t.vocabSize != d.vocabSize || t.bosTokenId != d.bosTokenId ||
+      t.eosTokenId != d.eosTokenId)
+    return emitError(loc) << "the draft's vocabulary (" << d.vocabSize
+                          << " tokens, BOS " << d.bosTokenId << ", EOS "
+                          << d.eosTokenId << ") differs from the target's ("
+                          << t.vocabSize << " tokens, BOS " << t.bosTokenId
+                          << ", EOS " << t.eosTokenId << ")";
+  return success();
 }
 
 } // namespace
@@ -164,6 +451,23 @@ int main(int argc, char **argv) {
               "--context-length non-negative\n";
     return 2;
   }
+  bool hasDraft = !draftPath.empty();
+  if (hasDraft && speculateNgram) {
+    errs() << "kiln-compile: --draft and --speculate-ngram exclude each "
+              "other\n";
+    return 2;
+  }
+  if (speculateK.getNumOccurrences() && !hasDraft && !speculateNgram) {
+    errs() << "kiln-compile: --speculate needs a draft (--draft) or n-gram "
+              "lookup (--speculate-ngram)\n";
+    return 2;
+  }
+  if (!draftTokenizerPath.empty() && !hasDraft) {
+    errs() << "kiln-compile: --draft-tokenizer needs --draft\n";
+    return 2;
+  }
+  bool speculate = hasDraft || speculateNgram;
+  int64_t k = speculateK.getNumOccurrences() ? int64_t(speculateK) : 4;
   std::optional<rt::DType> dtype;
   if (!dtypeOption.empty()) {
     auto parsed = rt::parseDType(dtypeOption);
@@ -190,79 +494,59 @@ int main(int argc, char **argv) {
   // Remarks (the unraised-op report) only with --verbose.
   mlir::ScopedDiagnosticHandler quietRemarks(
       &context, [](mlir::Diagnostic &diag) {
-        return mlir::success(!verbose &&
-                             diag.getSeverity() ==
-                                 mlir::DiagnosticSeverity::Remark);
+        return mlir::success(!verbose && diag.getSeverity() ==
+                                             mlir::DiagnosticSeverity::Remark);
       });
   Progress progress;
 
-  // import (or parse)
-  progress.begin();
-  bool isMLIR = StringRef(inputPath).ends_with(".mlir");
-  mlir::OwningOpRef<mlir::ModuleOp> module;
-  if (isMLIR) {
-    module = mlir::parseSourceFile<mlir::ModuleOp>(inputPath, &context);
-  } else {
-    OnnxImportOptions importOptions;
-    importOptions.requireExternalData = !dummyWeights;
-    module = importOnnxModel(inputPath, &context, importOptions);
-  }
+  mlir::OwningOpRef<mlir::ModuleOp> module =
+      importAndLayOut(inputPath, context, progress, true);
   if (!module)
     return 1;
-  int64_t importedOps = 0;
-  module->walk([&](mlir::Operation *) { ++importedOps; });
-  progress.done(1, isMLIR ? "parse" : "import",
-                sys::path::filename(inputPath) + ": " + Twine(importedOps) +
-                    " ops");
-  bool laidOut = module->lookupSymbol("prefill") && module->lookupSymbol("decode");
 
-  // raise
-  progress.begin();
-  if (!laidOut) {
-    mlir::PassManager pm(&context);
-    buildRaisePipeline(pm);
-    if (mlir::failed(pm.run(*module)))
+  // The draft first: its vocabulary is checked when @verify is built.
+  CompiledModel draft;
+  std::string draftTok;
+  mlir::OwningOpRef<mlir::ModuleOp> draftModule;
+  int64_t draftVocab = 0;
+  if (hasDraft) {
+    progress.prefix = "draft ";
+    draftModule = importAndLayOut(draftPath, context, progress, false);
+    if (!draftModule)
       return 1;
+    auto draftPrefill =
+        draftModule->lookupSymbol<mlir::func::FuncOp>("prefill");
+    auto logits =
+        dyn_cast<mlir::RankedTensorType>(draftPrefill.getResultTypes()[0]);
+    if (!logits || logits.getRank() != 2 || logits.isDynamicDim(1)) {
+      draftPrefill.emitError() << "expected the draft's @prefill to return "
+                                  "[rows, vocab] logits";
+      return 1;
+    }
+    draftVocab = logits.getDimSize(1);
+    draftTok = draftTokenizer();
+    if (mlir::failed(checkSameTokenizer(draftTok, (*draftModule)->getLoc())))
+      return 1;
+    if (!emitLLM && mlir::failed(buildParts(*draftModule, draftTok, dtype,
+                                            progress, draft)))
+      return 1;
+    progress.prefix.clear();
   }
-  int64_t raised = 0, generic = 0;
-  module->walk([&](mlir::Operation *op) {
-    if (!isa<llm::LLMDialect>(op->getDialect()))
-      return;
-    if (llm::isRaisedOp(op))
-      ++raised;
-    else if (!isa<llm::WeightOp, llm::ConstantOp>(op))
-      ++generic;
-  });
-  progress.done(2, "raise",
-                laidOut ? Twine("skipped: the module is laid out already")
-                        : Twine(raised) + " model ops, " + Twine(generic) +
-                              " generic ops (mask and shape arithmetic)");
-
-  // layout: @prefill/@decode, and @prefill_all from a copy.
-  progress.begin();
-  if (!laidOut) {
-    mlir::OwningOpRef<mlir::ModuleOp> allLogits = module->clone();
-    if (mlir::failed(layOut(*module, false)) ||
-        mlir::failed(layOut(*allLogits, true)))
+  if (speculate) {
+    progress.begin();
+    if (mlir::failed(addVerifyEntry(*module, k, draftVocab)))
       return 1;
-    auto prefillAll = allLogits->lookupSymbol<mlir::func::FuncOp>("prefill");
-    prefillAll->remove();
-    prefillAll.setName("prefill_all");
-    module->push_back(prefillAll);
-    progress.done(3, "layout",
-                  "@prefill, @decode, @prefill_all over a paged KV cache of " +
-                      Twine(blockSize) + "-token blocks");
-  } else {
-    progress.done(3, "layout",
-                  module->lookupSymbol("prefill_all")
-                      ? "skipped: @prefill, @decode, @prefill_all given"
-                      : "skipped: @prefill, @decode given");
+    progress.done(3, "verify",
+                  "@verify scores " + Twine(k + 1) +
+                      " tokens per sequence (K = " + Twine(k) + ", " +
+                      (hasDraft ? "draft model" : "n-gram lookup") + ")");
   }
 
   if (emitLLM) {
     std::string error;
-    auto output = mlir::openOutputFile(outputPath.empty() ? std::string("-") : std::string(outputPath),
-                                       &error);
+    auto output = mlir::openOutputFile(
+        outputPath.empty() ? std::string("-") : std::string(outputPath),
+        &error);
     if (!output) {
       errs() << "kiln-compile: " << error << "\n";
       return 1;
@@ -272,122 +556,33 @@ int main(int argc, char **argv) {
     return 0;
   }
 
-  // plan
-  progress.begin();
   CompiledModel model;
-  if (mlir::failed(buildLaunchPlan(*module, target, model)))
+  if (mlir::failed(buildParts(*module, tokenizerPath, dtype, progress, model)))
     return 1;
-  ConfigOptions configOptions;
-  auto modelDir = (*module)->getAttrOfType<mlir::StringAttr>("llm.model_dir");
-  configOptions.modelDir = modelDir ? modelDir.str() : ".";
-  configOptions.tokenizerPath = tokenizerPath;
-  configOptions.contextLength = contextLength;
-  std::vector<std::string> notes;
-  if (mlir::failed(buildModelConfig(*module, configOptions, model, notes)))
+  if (hasDraft &&
+      mlir::failed(checkDraftTokens(model, draft, (*module)->getLoc())))
     return 1;
-  std::string converted;
-  if (dtype) {
-    PrecisionStats pstats;
-    if (mlir::failed(convertPlanPrecision(model, *dtype, (*module)->getLoc(),
-                                          pstats)))
-      return 1;
-    if (pstats.weights || pstats.buffers)
-      converted = (" (f32 stored as " + dtypeOption + ": " +
-                   Twine(pstats.weights) + " weights and " +
-                   Twine(pstats.buffers) + " buffers converted, " +
-                   Twine(pstats.views) + " casts now views)")
-                      .str();
-  }
-  if (int64_t n = keepLogitsInF32(model.plan))
-    converted += " (logits in f32: " + std::to_string(n) + " entry points)";
-  {
-    rt::Status valid = model.plan.validate(model.weights, model.config);
-    if (!valid.isOk()) {
-      errs() << "kiln-compile: internal error: the plan does not validate: "
-             << valid.message() << "\n";
-      return 1;
-    }
-  }
-  size_t steps = 0;
-  for (const rt::EntryPoint &e : model.plan.entries)
-    steps += e.steps.size();
-  const rt::ModelConfig &c = model.config;
-  progress.done(4, "plan",
-                Twine(model.plan.entries.size()) + " entry points, " +
-                    Twine(steps) + " steps, " + Twine(model.weights.size()) +
-                    " weights; " + Twine(c.numLayers) + " layers, " +
-                    Twine(c.numHeads) + "/" + Twine(c.numKVHeads) +
-                    " heads of " + Twine(c.headDim) + ", hidden " +
-                    Twine(c.hiddenSize) + ", vocab " + Twine(c.vocabSize) +
-                    ", context " + Twine(c.contextLength) + ", " + c.dtype +
-                    converted);
-  for (const std::string &note : notes)
-    errs() << "kiln-compile: note: " << note << "\n";
-
-  // weights
-  progress.begin();
-  WeightMode mode = dummyWeights   ? WeightMode::Dummy
-                    : embedWeights ? WeightMode::Embed
-                                   : WeightMode::Reference;
-  WeightStats stats;
-  if (mlir::failed(packWeights(*module, mode, configOptions.modelDir,
-                               outputPath, model, stats)))
-    return 1;
-  std::string summary;
-  {
-    raw_string_ostream os(summary);
-    const char *sep = "";
-    if (stats.referenced) {
-      os << stats.referenced << " referenced by CRC-32 ("
-         << megabytes(stats.referencedBytes) << " in";
-      for (const std::string &f : stats.files)
-        os << " " << f;
-      os << ")";
-      sep = ", ";
-    }
-    if (stats.embedded) {
-      os << sep << stats.embedded << " embedded ("
-         << megabytes(stats.embeddedBytes) << ")";
-      sep = ", ";
-    }
-    if (stats.dummy)
-      os << sep << stats.dummy << " dummy (" << megabytes(stats.dummyBytes)
-         << " random at load)";
-  }
-  progress.done(5, "weights", summary);
-
-  // codegen
-  progress.begin();
-  if (StringRef(target).starts_with("sm_")) {
-    KernelOptions kernelOptions;
-    kernelOptions.chip = target;
-    KernelStats kstats;
-    if (mlir::failed(buildKernels(model, kernelOptions, (*module)->getLoc(),
-                                  model.kernels, kstats)))
-      return 1;
-    model.hasKernels = true;
-    progress.done(6, "codegen",
-                  Twine(kstats.generated) + " kernels for " + target + " (" +
-                      megabytes(kstats.ptxBytes) + " PTX, " +
-                      (kstats.ptxas.empty()
-                           ? std::string("no ptxas: PTX only")
-                           : std::to_string(kstats.cubins) + " cubins, " +
-                                 megabytes(kstats.cubinBytes)) +
-                      "), " + Twine(kstats.missing) + " missing");
-  } else {
-    progress.done(6, "codegen", "skipped: --target " + target);
+  if (speculate) {
+    rt::SpeculationConfig spec;
+    spec.k = static_cast<int32_t>(k);
+    spec.draftModel = hasDraft;
+    model.speculation = spec.serialize();
   }
 
   // write
   progress.begin();
-  auto size = writeArtifact(model, outputPath, (*module)->getLoc());
+  auto size = writeArtifact(model, outputPath, (*module)->getLoc(),
+                            hasDraft ? &draft : nullptr);
   if (mlir::failed(size))
     return 1;
   progress.done(7, "write",
                 outputPath + ": " + megabytes(*size) +
                     (model.tokenizer.empty() ? "" : ", with tokenizer") +
                     ", target " + target +
-                    (model.hasKernels ? ", with kernels" : ""));
+                    (model.hasKernels ? ", with kernels" : "") +
+                    (hasDraft ? ", with the draft model" : "") +
+                    (speculate ? ", speculation K = " + std::to_string(k)
+                               : std::string()));
   errs() << "kiln-compile: done in " << format("%.0f", progress.total)
          << " ms\n";
   return 0;

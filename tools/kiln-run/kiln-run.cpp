@@ -1,9 +1,11 @@
 //===- kiln-run.cpp - Run a .kiln artifact --------------------------------===//
 //
-//   kiln-run m.kiln --prompt "def fib(n):" [-n 64] [--device auto|host|cuda[:N]]
+//   kiln-run m.kiln --prompt "def fib(n):" [-n 64]
+//            [--device auto|host|cuda[:N]]
 //            [--temperature 0.8] [--top-k 0] [--top-p 0.95] [--seed 0]
 //            [--greedy] [--prompt-ids 1,2,3] [--no-bos] [--kv-blocks N]
 //            [--no-echo] [--quiet]
+//   kiln-run m.kiln --prompt ... --speculate [--k K] [--ngram]
 //   kiln-run m.kiln --check DIR [--tolerance 1e-3] [--min-agreement 99]
 //   kiln-run m.kiln --info
 //   kiln-run m.kiln --list-kernels
@@ -18,10 +20,14 @@
 // the reference (the largest error relative to max |ref| and the share of
 // rows whose argmax agrees) and, for present.N.key/value outputs, the
 // cache read back afterwards (relative to each tensor's max |ref|), then
-// "N passed, N failed". Test data are matched by their TensorProto names. --info lists the config, sections, weights and the
-// steps of each entry point. --list-kernels prints the Kernels section
-// (generated kernels with their shapes, launch rules and arguments, and
-// the missing ones) without loading the weights. Links only KilnRuntime.
+// "N passed, N failed". Test data are matched by their TensorProto names.
+// --info lists the config, sections, weights and the steps of each entry point.
+// --speculate generates through the SpeculativeEngine (docs/Speculative.md)
+// with the draft the artifact carries (kiln-compile --draft), or n-gram prompt
+// lookup (--ngram, or an artifact compiled with --speculate-ngram); K from --k,
+// else the artifact's. --list-kernels prints the Kernels section (generated
+// kernels with their shapes, launch rules and arguments, and the missing ones)
+// without loading the weights. Links only KilnRuntime.
 //
 //===----------------------------------------------------------------------===//
 
@@ -30,6 +36,7 @@
 
 #include "kiln/runtime/Engine.h"
 #include "kiln/runtime/Model.h"
+#include "kiln/runtime/SpeculativeEngine.h"
 #include "kiln/runtime/Tokenizer.h"
 
 #include <algorithm>
@@ -47,14 +54,15 @@ namespace {
 
 int usage(const std::string &error) {
   std::fprintf(stderr, "kiln-run: %s\n", error.c_str());
-  std::fprintf(stderr,
-               "usage: kiln-run m.kiln --prompt TEXT [-n 64] [--device "
-               "auto|host|cuda] [--temperature T] [--top-k K] [--top-p P] [--seed "
-               "S] [--greedy]\n"
-               "       kiln-run m.kiln --check DIR [--tolerance 1e-3] "
-               "[--min-agreement 99]\n"
-               "       kiln-run m.kiln --info\n"
-               "       kiln-run m.kiln --list-kernels\n");
+  std::fprintf(
+      stderr,
+      "usage: kiln-run m.kiln --prompt TEXT [-n 64] [--device "
+      "auto|host|cuda] [--temperature T] [--top-k K] [--top-p P] [--seed "
+      "S] [--greedy] [--speculate [--k K] [--ngram]]\n"
+      "       kiln-run m.kiln --check DIR [--tolerance 1e-3] "
+      "[--min-agreement 99]\n"
+      "       kiln-run m.kiln --info\n"
+      "       kiln-run m.kiln --list-kernels\n");
   return 2;
 }
 
@@ -441,6 +449,10 @@ void printInfo(const std::string &path, const Model &model) {
                 k->numMissing());
   else
     std::printf("kernels: none\n");
+  if (const SpeculationConfig *spec = model.speculation())
+    std::printf("speculation: K=%d, %s (kiln-spec-bench)\n", spec->k,
+                spec->draftModel ? "draft model in sections draft.*"
+                                 : "n-gram prompt lookup");
   for (const EntryPoint &e : model.plan().entries)
     std::printf("%s", describeEntryPoint(e).c_str());
 }
@@ -470,10 +482,10 @@ bool parseIds(const std::string &text, std::vector<int32_t> &ids) {
 int main(int argc, char **argv) {
   tools::Args args(argc, argv,
                    {"prompt", "prompt-ids", "n", "device", "temperature",
-                    "top-k", "top-p", "seed", "kv-blocks", "check",
-                    "tolerance", "min-agreement"},
-                   {"greedy", "info", "list-kernels", "no-bos", "no-echo", "quiet",
-                    "no-verify"});
+                    "top-k", "top-p", "seed", "kv-blocks", "check", "tolerance",
+                    "min-agreement", "k"},
+                   {"greedy", "info", "list-kernels", "no-bos", "no-echo",
+                    "quiet", "no-verify", "speculate", "ngram"});
   if (!args.error.empty())
     return usage(args.error);
   if (args.positionals.size() != 1)
@@ -533,9 +545,43 @@ int main(int argc, char **argv) {
   if (args.has("check"))
     return runCheck(*model, engineOptions, args.str("check"), tolerance,
                     minAgreement);
-  auto engine = Engine::create(*model, engineOptions);
-  if (!engine.isOk())
-    return fail(engine.status());
+  // Plain or speculative generation: one of the two engines.
+  std::unique_ptr<Engine> plainEngine;
+  std::unique_ptr<SpeculativeEngine> specEngine;
+  if (args.has("speculate")) {
+    const SpeculationConfig *spec = (*model)->speculation();
+    SpeculativeOptions options;
+    options.device = engineOptions.device;
+    options.numBlocks = engineOptions.numBlocks;
+    options.seed = seed;
+    options.maxSequences = 1;
+    int64_t k = args.integer("k", spec ? spec->k : 4);
+    if (!args.error.empty() || k < 1 || k > 1024)
+      return usage(args.error.empty() ? "--k must lie in [1, 1024]"
+                                      : args.error);
+    options.k = static_cast<int32_t>(k);
+    options.maxK = std::max(options.k, options.maxK);
+    std::shared_ptr<const Model> draft;
+    if (!args.has("ngram") && !(spec && !spec->draftModel)) {
+      ModelLoadOptions draftOptions = loadOptions;
+      draftOptions.part = "draft";
+      auto loaded = Model::load(path, draftOptions);
+      if (!loaded.isOk())
+        return fail(loaded.status());
+      draft = *loaded;
+    }
+    auto engine = SpeculativeEngine::create(*model, draft, options);
+    if (!engine.isOk())
+      return fail(engine.status());
+    specEngine = std::move(engine).value();
+  } else {
+    if (args.has("k") || args.has("ngram"))
+      return usage("--k and --ngram need --speculate");
+    auto engine = Engine::create(*model, engineOptions);
+    if (!engine.isOk())
+      return fail(engine.status());
+    plainEngine = std::move(engine).value();
+  }
 
   // The prompt: text through the artifact's tokenizer, or raw ids.
   const ModelConfig &config = (*model)->config();
@@ -581,33 +627,37 @@ int main(int argc, char **argv) {
       std::fputs(args.str("prompt").c_str(), stdout);
     std::fflush(stdout);
   }
-  auto added = (*engine)->addRequest(
-      prompt, params, static_cast<int32_t>(maxNew),
-      [&](const TokenEvent &event) {
-        finish = event.finish;
-        generated.push_back(event.token);
-        if (!tokenizer || args.has("prompt-ids")) {
-          std::printf("%d ", event.token);
-          std::fflush(stdout);
-          return;
-        }
-        // Decode everything so far and print what is new, so that pieces
-        // that join (spaces, multi-byte characters) come out right.
-        auto text = tokenizer->decode(generated);
-        if (!text.isOk()) {
-          streamError = text.status();
-          return;
-        }
-        if (text->size() > printed.size() &&
-            text->compare(0, printed.size(), printed) == 0) {
-          std::fputs(text->c_str() + printed.size(), stdout);
-          std::fflush(stdout);
-          printed = *text;
-        }
-      });
+  TokenCallback stream = [&](const TokenEvent &event) {
+    finish = event.finish;
+    generated.push_back(event.token);
+    if (!tokenizer || args.has("prompt-ids")) {
+      std::printf("%d ", event.token);
+      std::fflush(stdout);
+      return;
+    }
+    // Decode everything so far and print what is new, so that pieces
+    // that join (spaces, multi-byte characters) come out right.
+    auto text = tokenizer->decode(generated);
+    if (!text.isOk()) {
+      streamError = text.status();
+      return;
+    }
+    if (text->size() > printed.size() &&
+        text->compare(0, printed.size(), printed) == 0) {
+      std::fputs(text->c_str() + printed.size(), stdout);
+      std::fflush(stdout);
+      printed = *text;
+    }
+  };
+  auto added = plainEngine
+                   ? plainEngine->addRequest(
+                         prompt, params, static_cast<int32_t>(maxNew), stream)
+                   : specEngine->addRequest(
+                         prompt, params, static_cast<int32_t>(maxNew), stream);
   if (!added.isOk())
     return fail(added.status());
-  Status ran = (*engine)->runToCompletion();
+  Status ran = plainEngine ? plainEngine->runToCompletion()
+                           : specEngine->runToCompletion();
   // End the streamed text before any status line on stderr.
   std::printf("\n");
   std::fflush(stdout);
@@ -615,17 +665,33 @@ int main(int argc, char **argv) {
     return fail(ran);
   if (!streamError.isOk())
     return fail(streamError);
-  if (!quiet) {
-    if (!(*engine)->deviceNote().empty())
+  if (!quiet && specEngine) {
+    if (!specEngine->deviceNote().empty())
       std::fprintf(stderr, "kiln-run: running on %s\n",
-                   (*engine)->deviceNote().c_str());
-    const EngineStats &s = (*engine)->stats();
+                   specEngine->deviceNote().c_str());
+    const SpeculativeStats &s = specEngine->stats();
+    std::fprintf(stderr,
+                 "kiln-run: %s device, speculative (K=%d, %s): %lld tokens "
+                 "in %.1f ms, %.2f tokens per target step, acceptance "
+                 "%.1f%%, stop: %s\n",
+                 specEngine->targetDevice().name().c_str(), specEngine->k(),
+                 specEngine->usesDraftModel() ? "draft model" : "n-gram lookup",
+                 (long long)s.generatedTokens, s.busySeconds * 1e3,
+                 s.tokensPerTargetStep(), 100.0 * s.acceptanceRate(),
+                 finishReasonName(finish));
+  }
+  if (!quiet && plainEngine) {
+    std::unique_ptr<Engine> &engine = plainEngine;
+    if (!engine->deviceNote().empty())
+      std::fprintf(stderr, "kiln-run: running on %s\n",
+                   engine->deviceNote().c_str());
+    const EngineStats &s = engine->stats();
     std::fprintf(stderr,
                  "kiln-run: %s device: prefill %lld tokens in %.1f ms (%.0f "
                  "tok/s), decode %lld tokens in %.1f ms (%.2f ms/token), "
                  "stop: %s\n",
-                 (*engine)->device().name().c_str(),
-                 (long long)s.prefillTokens, s.prefillSeconds * 1e3,
+                 engine->device().name().c_str(), (long long)s.prefillTokens,
+                 s.prefillSeconds * 1e3,
                  s.prefillSeconds > 0 ? s.prefillTokens / s.prefillSeconds
                                       : 0.0,
                  (long long)s.decodeTokens, s.decodeSeconds * 1e3,

@@ -74,6 +74,8 @@ struct CompiledModel {
   /// The Kernels section; written only when `hasKernels`.
   kiln::runtime::KernelTable kernels;
   bool hasKernels = false;
+  /// The Speculation section text (SpeculationConfig); empty: none.
+  std::string speculation;
 };
 
 /// Builds one entry point from a laid-out function and adds its weights to
@@ -83,7 +85,7 @@ buildEntryPoint(mlir::func::FuncOp func, llvm::StringRef name,
                 CompiledModel &model);
 
 /// Builds the plan of every laid-out function of `module` present among
-/// prefill, decode, prefill_all (prefill and decode are required).
+/// prefill, decode, prefill_all, verify (prefill and decode are required).
 mlir::LogicalResult buildLaunchPlan(mlir::ModuleOp module,
                                     llvm::StringRef target,
                                     CompiledModel &model);
@@ -175,11 +177,16 @@ mlir::LogicalResult buildKernels(const CompiledModel &model,
                                  KernelStats &stats);
 
 /// Writes the artifact: Config, LaunchPlan, WeightRefs, Weights (if any
-/// weight is embedded), Tokenizer (if any), Kernels (if generated). Returns
-/// the file size.
+/// weight is embedded), Tokenizer (if any), Kernels (if generated),
+/// Speculation (if any), then, with a `draft` model, its Config,
+/// LaunchPlan, WeightRefs, Weights and Kernels as sections named
+/// "draft.config", ... (the runtime's ModelLoadOptions::part; the draft's
+/// tokenizer is the target's and is not written twice). Returns the file
+/// size.
 mlir::FailureOr<uint64_t> writeArtifact(const CompiledModel &model,
                                         const std::string &path,
-                                        mlir::Location loc);
+                                        mlir::Location loc,
+                                        const CompiledModel *draft = nullptr);
 
 /// `path` relative to directory `base` (both made absolute first).
 std::string relativePath(const std::string &path, const std::string &base);

@@ -34,6 +34,10 @@ enum class SectionKind : uint32_t {
   Weights = 5,    ///< Embedded weights.
   WeightRefs = 6, ///< External weights: path, checksum and offset.
   Tokenizer = 7,  ///< A serialized SentencePiece model.
+  /// Speculative decoding: the default K and the draft kind (text,
+  /// SpeculationConfig); the draft model's own sections are named
+  /// "draft.config", "draft.launch_plan", ...
+  Speculation = 8,
 };
 
 /// "config", "kernels", ...; "unknown" for other values.

@@ -15,12 +15,13 @@
 #define KILN_RUNTIME_MODEL_H
 
 #include "kiln/runtime/Artifact.h"
+#include "kiln/runtime/KernelTable.h"
 #include "kiln/runtime/LaunchPlan.h"
 #include "kiln/runtime/MappedFile.h"
 #include "kiln/runtime/ModelConfig.h"
 #include "kiln/runtime/Span.h"
+#include "kiln/runtime/SpeculationConfig.h"
 #include "kiln/runtime/Status.h"
-#include "kiln/runtime/KernelTable.h"
 #include "kiln/runtime/WeightTable.h"
 
 #include <memory>
@@ -33,6 +34,11 @@ namespace kiln::runtime {
 struct ModelLoadOptions {
   /// Check the CRC-32 of every external weight range (reads all of them).
   bool verifyChecksums = true;
+  /// Which model of the artifact: "" the main one (the target), "draft" the
+  /// draft model a speculative artifact carries in sections named
+  /// "draft.config", "draft.launch_plan", ... (kiln-compile --draft); the
+  /// tokenizer section is shared.
+  std::string part;
 };
 
 class Model {
@@ -40,6 +46,10 @@ public:
   /// Opens and validates the artifact at `path`.
   static StatusOr<std::shared_ptr<const Model>>
   load(const std::string &path, const ModelLoadOptions &options = {});
+
+  /// Whether the artifact at `path` carries the model `part` (see
+  /// ModelLoadOptions::part).
+  static StatusOr<bool> hasPart(const std::string &path, std::string_view part);
 
   /// A model from an artifact held in memory; relative external weight
   /// paths resolve against `baseDir`.
@@ -70,6 +80,12 @@ public:
   /// Weight i's bytes in its dtype (numBytes() of them).
   Span<const uint8_t> weightBytes(size_t i) const { return weightBytes_[i]; }
   int64_t totalWeightBytes() const;
+  /// The Speculation section (kiln-compile --draft or --speculate-ngram),
+  /// parsed at load; nullptr when the artifact has none. Only the main
+  /// model reads it.
+  const SpeculationConfig *speculation() const {
+    return speculation_ ? &*speculation_ : nullptr;
+  }
   /// The serialized SentencePiece model, or empty.
   Span<const uint8_t> tokenizerBytes() const { return tokenizer_; }
   /// Whether any weight is dummy (random values).
@@ -85,6 +101,7 @@ private:
   LaunchPlan plan_;
   WeightTable weights_;
   std::optional<KernelTable> kernels_;
+  std::optional<SpeculationConfig> speculation_;
   std::optional<ArtifactReader> reader_;
   std::vector<MappedFile> files_;
   std::vector<std::vector<uint8_t>> ownedBytes_;

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <optional>
 #include <random>
+#include <vector>
 
 namespace kiln::runtime {
 
@@ -58,10 +59,23 @@ public:
   /// Argmax, the lowest index on ties.
   static StatusOr<int32_t> greedy(Span<const float> logits);
 
-private:
+  /// The distribution sample() draws from for these logits and parameters,
+  /// as dense probabilities (`probs` gets logits.size() entries, zero for
+  /// tokens top-k/top-p removed; greedy: one 1 at the argmax). What
+  /// speculative decoding's rejection rule compares (SpeculativeAcceptance.h).
+  static Status distribution(Span<const float> logits,
+                             const SamplingParams &params,
+                             std::vector<double> &probs);
+
+  /// An index drawn with probability weights[i] / sum(weights) (the weights
+  /// need not be normalized; zero weights are never drawn). InvalidArgument
+  /// for a negative, NaN or infinite weight or no positive one.
+  StatusOr<int32_t> sampleFrom(Span<const double> weights);
+
   /// Uniform in [0, 1) from the top 53 bits of one generator output.
   double nextUniform();
 
+private:
   std::mt19937_64 rng_;
 };
 

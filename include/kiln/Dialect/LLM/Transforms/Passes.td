@@ -211,4 +211,37 @@ def LLMKVCacheLayout : Pass<"llm-kv-cache-layout", "::mlir::ModuleOp"> {
                            "::mlir::func::FuncDialect"];
 }
 
+def LLMSpeculativeDecode : Pass<"llm-speculative-decode", "::mlir::ModuleOp"> {
+  let summary = "Adds the @verify entry point that scores drafted tokens for speculative decoding.";
+  let description = [{
+    Speculative decoding drafts `k` tokens per sequence (a small draft
+    model, or n-gram prompt lookup; the runtime's SpeculativeEngine runs the
+    proposal loop, one draft @decode per drafted token) and scores them with
+    the target in one pass over its paged KV cache: each sequence appends
+    its last committed token and its `k` drafts (`k + 1` rows) on top of its
+    cached context and needs the logits of every row, to accept the longest
+    agreeing prefix (greedy) or to apply the rejection-sampling rule.
+
+    This pass builds that entry point, `@verify`, from the laid-out
+    `@prefill` (output of `-llm-kv-cache-layout`): the same arguments and
+    cache, with the `llm.gather_last_tokens` selection removed so that the
+    final norm and LM head run on every row (`[T, vocab]` logits,
+    `llm.logits = "all"`). Rows already in the cache are not recomputed:
+    paged attention is causal per sequence over its whole context. The
+    module records `llm.speculative = {k, draft}` (`draft`: "model", or
+    "ngram" with no draft model), which kiln-compile carries into the
+    artifact as the default K. With `draft-vocab`, the draft model's
+    vocabulary must equal the target's (both score the same token ids).
+  }];
+  let options = [
+    Option<"k", "k", "int64_t", "4",
+           "Tokens drafted per sequence and step (@verify scores k + 1)">,
+    Option<"draftVocab", "draft-vocab", "int64_t", "0",
+           "Vocabulary size of the draft model; 0 means n-gram prompt "
+           "lookup (no draft model)">
+  ];
+  let dependentDialects = ["::kiln::llm::LLMDialect",
+                           "::mlir::func::FuncDialect"];
+}
+
 #endif // KILN_DIALECT_LLM_TRANSFORMS_PASSES
