@@ -212,7 +212,9 @@ LogicalResult kiln::packWeights(ModuleOp module, WeightMode mode,
         !(srcType.getElementType().isF32()    ? info.dtype == rt::DType::F32
           : srcType.getElementType().isF16()  ? info.dtype == rt::DType::F16
           : srcType.getElementType().isBF16() ? info.dtype == rt::DType::BF16
-                                              : false);
+          // The bytes of packed weights (llm::addPackedWeight's parts).
+          : srcType.getElementType().isInteger(8) ? info.dtype == rt::DType::U8
+                                                  : false);
     auto external = dyn_cast<llm::ExternalDataAttr>(src.source);
     if (external && !converted) {
       std::string path = store.resolvePath(external.getPath().str());

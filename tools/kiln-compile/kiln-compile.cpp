@@ -4,10 +4,18 @@
 //                [--tokenizer tokenizer.model] [--dummy-weights]
 //                [--embed-weights] [--block-size 16] [--context-length N]
 //                [--dtype f32|f16|bf16] [--emit=llm] [--verbose]
+//                [--quantize int8|int4|fp8 [--group-size N] [--zero-point]
+//                 [--quant-method rtn|gptq]] [--sparsify 2:4
+//                 [--sparsify-method magnitude|wanda|sparsegpt]]
+//                [--compress-skip lm_head,...] [--calibration-text FILE]
 //
 // Stages, each reported on stderr with its time:
 //   import   the ONNX graph into the llm dialect
 //   raise    generic ops into model ops (kiln-raise-pipeline)
+//   compress (with --quantize or --sparsify) -llm-quantize-weights or
+//            -llm-sparsify-2to4 on the raised model, the packed bytes in
+//            OUTPUT.packed; calibrated methods first run the model on
+//            --calibration-text with the host reference
 //   layout   @prefill/@decode over the paged KV cache, and @prefill_all
 //            (every token's logits, for checks and perplexity)
 //   plan     the launch plan and the model config; with --dtype f16 or
@@ -28,6 +36,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "WeightCompression.h"
+
 #include "kiln/Artifact/ArtifactCompiler.h"
 #include "kiln/Dialect/LLM/IR/LLMDialect.h"
 #include "kiln/Dialect/LLM/Transforms/Passes.h"
@@ -42,6 +52,7 @@
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
@@ -92,6 +103,51 @@ static cl::opt<std::string>
          cl::init("kiln"));
 static cl::opt<bool> verbose("verbose",
                              cl::desc("Show remarks (e.g. unraised ops)"));
+
+// Weight compression (docs/Quantization.md).
+static cl::OptionCategory compressionCategory("Weight quantization and "
+                                              "sparsity");
+static cl::opt<std::string>
+    quantize("quantize",
+             cl::desc("Quantize linear weights: int8, int4 or fp8 (e4m3)"),
+             cl::value_desc("int8|int4|fp8"), cl::cat(compressionCategory));
+static cl::opt<int64_t> groupSize(
+    "group-size",
+    cl::desc("Input features per scale (0: per output channel; default 128 "
+             "for int4, per channel otherwise)"),
+    cl::init(-1), cl::cat(compressionCategory));
+static cl::opt<bool>
+    zeroPoint("zero-point",
+              cl::desc("Asymmetric quantization with a zero point per group"),
+              cl::cat(compressionCategory));
+static cl::opt<std::string> quantMethod("quant-method",
+                                        cl::desc("rtn or gptq (calibrated)"),
+                                        cl::init("rtn"),
+                                        cl::cat(compressionCategory));
+static cl::opt<std::string>
+    sparsify("sparsify", cl::desc("Prune linear weights to 2:4 sparsity"),
+             cl::value_desc("2:4"), cl::cat(compressionCategory));
+static cl::opt<std::string> sparsifyMethod(
+    "sparsify-method",
+    cl::desc("magnitude, wanda or sparsegpt (the latter two calibrated)"),
+    cl::init("magnitude"), cl::cat(compressionCategory));
+static cl::list<std::string> compressSkip(
+    "compress-skip",
+    cl::desc("Weights kept dense: names containing one of these; lm_head "
+             "is the output projection (default: lm_head)"),
+    cl::CommaSeparated, cl::cat(compressionCategory));
+static cl::opt<std::string> calibrationText(
+    "calibration-text",
+    cl::desc("Text the calibrated methods run the model on (host reference)"),
+    cl::value_desc("file"), cl::cat(compressionCategory));
+static cl::opt<int64_t> calibrationTokens("calibration-tokens",
+                                          cl::desc("Calibration tokens to use"),
+                                          cl::init(8192),
+                                          cl::cat(compressionCategory));
+static cl::opt<int64_t>
+    calibrationWindow("calibration-window",
+                      cl::desc("Tokens per calibration window"), cl::init(512),
+                      cl::cat(compressionCategory));
 
 namespace {
 
@@ -181,6 +237,35 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  CompressionOptions compression;
+  compression.quantize = quantize;
+  compression.groupSize = groupSize;
+  compression.zeroPoint = zeroPoint;
+  compression.quantMethod = quantMethod;
+  compression.sparsify = sparsify;
+  compression.sparsifyMethod = sparsifyMethod;
+  compression.skip.assign(compressSkip.begin(), compressSkip.end());
+  if (compressSkip.getNumOccurrences() == 0)
+    compression.skip = {"lm_head"};
+  compression.calibrationText = calibrationText;
+  compression.calibrationTokens = calibrationTokens;
+  compression.calibrationWindow = calibrationWindow;
+  compression.tokenizerPath = tokenizerPath;
+  // Next to the output: the artifact references it like external data.
+  compression.dataFile =
+      (emitLLM && outputPath.empty() ? std::string("kiln-compile")
+                                     : std::string(outputPath)) +
+      ".packed";
+  if (std::string bad = checkCompressionOptions(compression); !bad.empty()) {
+    errs() << "kiln-compile: " << bad << "\n";
+    return 2;
+  }
+  if (wantsCompression(compression)) {
+    SmallString<256> absolute(compression.dataFile);
+    sys::fs::make_absolute(absolute);
+    compression.dataFile = std::string(absolute);
+  }
+
   mlir::DialectRegistry registry;
   registerAllDialects(registry);
   mlir::MLIRContext context(registry);
@@ -216,6 +301,17 @@ int main(int argc, char **argv) {
                     " ops");
   bool laidOut = module->lookupSymbol("prefill") && module->lookupSymbol("decode");
 
+  // A copy to calibrate on, raised without gated MLPs.
+  mlir::OwningOpRef<mlir::ModuleOp> unraised;
+  if (needsCalibration(compression)) {
+    if (laidOut) {
+      errs() << "kiln-compile: calibration needs the model before layout, "
+                "not a laid-out module\n";
+      return 2;
+    }
+    unraised = module->clone();
+  }
+
   // raise
   progress.begin();
   if (!laidOut) {
@@ -237,6 +333,17 @@ int main(int argc, char **argv) {
                 laidOut ? Twine("skipped: the module is laid out already")
                         : Twine(raised) + " model ops, " + Twine(generic) +
                               " generic ops (mask and shape arithmetic)");
+
+  // quantize / sparsify (between raise and layout)
+  if (wantsCompression(compression)) {
+    progress.begin();
+    std::string summary;
+    if (mlir::failed(compressWeights(*module,
+                                     unraised ? *unraised : mlir::ModuleOp(),
+                                     compression, summary)))
+      return 1;
+    progress.done(2, "pack", summary);
+  }
 
   // layout: @prefill/@decode, and @prefill_all from a copy.
   progress.begin();
