@@ -81,7 +81,18 @@ private:
   /// The buffer of an operand (materializing constants and weights).
   FailureOr<uint32_t> use(Operation *user, Value v);
   LogicalResult visit(Operation *op);
-  /// llm.matmul_nbits as Linear over its weight dequantized to [N, K].
+  /// A weight-table entry (shared across entry points by name and
+  /// source) and a Weight buffer over it.
+  uint32_t addWeightPart(const std::string &name, const WeightSource &src,
+                         rt::DType dtype, std::vector<int64_t> shape);
+  /// llm.matmul_nbits whose packing QuantLinear serves: a QuantLinear
+  /// step over its codes, scales and (unpacked) zero points.
+  LogicalResult visitPackedMatmulNBits(llm::MatMulNBitsOp op,
+                                       const WeightSource &packed,
+                                       const WeightSource::Quantized &q,
+                                       std::string name, rt::DType scales);
+  /// llm.matmul_nbits as Linear over its weight dequantized to [N, K]
+  /// (2-bit codes, partial blocks, float zero points).
   LogicalResult visitQuantizedMatmul(llm::MatMulNBitsOp op);
   /// The weight-table entries and buffers of a packed weight
   /// (!llm.qweight: packed integers, scales, zero points or kNoBuffer;
@@ -309,6 +320,15 @@ LogicalResult EntryBuilder::visitQuantizedMatmul(llm::MatMulNBitsOp op) {
   auto dtype = dtypeOf(getElementTypeOrSelf(op.getType()));
   if (!dtype || !rt::isFloatDType(*dtype))
     return fail(op) << "result " << op.getType() << " is not f32/f16/bf16";
+  // What QuantLinear serves is taken as it is, bytes unchanged: codes of 4
+  // or 8 bits in whole blocks, integer zero points.
+  auto scalesElem = dtypeOf(getElementTypeOrSelf(q.scalesType));
+  bool integerZeros =
+      !q.zeroPoints || isa<IntegerType>(getElementTypeOrSelf(q.zeroPointsType));
+  if ((q.bits == 4 || q.bits == 8) && q.k % q.blockSize == 0 &&
+      q.blockSize % 16 == 0 && integerZeros && scalesElem &&
+      rt::isFloatDType(*scalesElem))
+    return visitPackedMatmulNBits(op, src, q, name, *scalesElem);
   src.quantized = q;
 
   // One table entry per quantized weight across entry points.
@@ -547,6 +567,71 @@ LogicalResult EntryBuilder::visitPackedGatedMLP(llm::GatedMLPOp op,
   buffers[op.getResult()] = y;
   project(h, *down, y);
   return success();
+}
+
+uint32_t EntryBuilder::addWeightPart(const std::string &name,
+                                     const WeightSource &src, rt::DType dtype,
+                                     std::vector<int64_t> shape) {
+  uint32_t index = model.weights.size();
+  for (uint32_t i = 0; i < model.weights.size(); ++i)
+    if (model.weights.weights[i].name == name &&
+        model.sources[i].source == src.source) {
+      index = i;
+      break;
+    }
+  if (index == model.weights.size()) {
+    rt::WeightInfo info;
+    info.name = name;
+    for (const rt::WeightInfo &w : model.weights.weights)
+      if (w.name == info.name)
+        info.name += "." + std::to_string(index);
+    info.dtype = dtype;
+    info.shape = shape;
+    model.weights.weights.push_back(info);
+    model.sources.push_back(src);
+  }
+  rt::Buffer b;
+  b.name = model.weights.weights[index].name;
+  b.kind = rt::BufferKind::Weight;
+  b.dtype = dtype;
+  for (int64_t d : shape)
+    b.shape.push_back(rt::Dim::constant(d));
+  b.weightIndex = index;
+  entry.buffers.push_back(std::move(b));
+  return entry.buffers.size() - 1;
+}
+
+LogicalResult EntryBuilder::visitPackedMatmulNBits(
+    llm::MatMulNBitsOp op, const WeightSource &packed,
+    const WeightSource::Quantized &q, std::string name, rt::DType scales) {
+  // MatMulNBits' rows are QuantLinear's: [N, blocks, block * bits / 8]
+  // codes, low nibble first, are [N, K * bits / 8]; its scales [N * blocks]
+  // are [N, K / block]; its zero points are unpacked to a byte each.
+  if (name.empty())
+    name = "matmul_nbits";
+  int64_t groups = q.k / q.blockSize;
+  uint32_t codes = addWeightPart(name + ".packed", packed, rt::DType::U8,
+                                 {q.n, q.k * q.bits / 8});
+  WeightSource scaleSource;
+  scaleSource.source = q.scales;
+  scaleSource.type = q.scalesType;
+  uint32_t scaleBuffer =
+      addWeightPart(name + ".scales", scaleSource, scales, {q.n, groups});
+  uint32_t zeros = rt::kNoBuffer;
+  if (q.zeroPoints) {
+    WeightSource zeroSource;
+    zeroSource.source = q.zeroPoints;
+    zeroSource.type = q.zeroPointsType;
+    zeroSource.unpackBits = q.bits;
+    zeros = addWeightPart(name + ".zero_points", zeroSource, rt::DType::U8,
+                          {q.n, groups});
+  }
+  return addStep(op, rt::OpKind::QuantLinear, {op.getA()},
+                 {rt::Attr::ofInt(rt::AttrKey::Bits, q.bits),
+                  rt::Attr::ofInt(rt::AttrKey::GroupSize, q.blockSize),
+                  rt::Attr::ofInt(rt::AttrKey::QuantFormat,
+                                  static_cast<int64_t>(rt::QuantFormat::Int))},
+                 {codes, scaleBuffer, zeros, rt::kNoBuffer});
 }
 
 LogicalResult EntryBuilder::visit(Operation *op) {
