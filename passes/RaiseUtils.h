@@ -79,6 +79,17 @@ bool isModelOrParameterOp(mlir::Operation *op);
 std::optional<llvm::SmallVector<float>>
 readFloatValues(mlir::Value v, bool readWeights, std::string &why);
 
+/// `file` resolved against the module's `llm.model_dir` unless absolute;
+/// nullopt for a relative path without a model directory.
+std::optional<std::string> resolveModelPath(mlir::Operation *op,
+                                            llvm::StringRef file);
+
+/// Every value of a float `llm.weight` as f32, whatever its size (what
+/// readFloatValues reads for small ones). On failure, `why` says why.
+mlir::LogicalResult readWeightFloats(WeightOp weight,
+                                     llvm::SmallVectorImpl<float> &values,
+                                     std::string &why);
+
 //===----------------------------------------------------------------------===//
 // Dimension provenance and symbolic shape vectors
 //===----------------------------------------------------------------------===//

@@ -149,7 +149,9 @@ std::optional<std::string> initializerBytes(StringRef tensor, unsigned bits) {
 std::optional<std::string> resolvePath(Operation *op, StringRef file) {
   if (llvm::sys::path::is_absolute(file))
     return file.str();
-  auto module = op->getParentOfType<ModuleOp>();
+  auto module = dyn_cast<ModuleOp>(op);
+  if (!module)
+    module = op->getParentOfType<ModuleOp>();
   auto dir = module ? module->getAttrOfType<StringAttr>("llm.model_dir")
                     : StringAttr();
   if (!dir)
@@ -196,6 +198,20 @@ kiln::llm::readFloatValues(Value v, bool readWeights, std::string &why) {
     why = "values are a weight and read-weights is off";
     return std::nullopt;
   }
+  if (failed(readWeightFloats(weight, values, why)))
+    return std::nullopt;
+  return values;
+}
+
+LogicalResult kiln::llm::readWeightFloats(WeightOp weight,
+                                          SmallVectorImpl<float> &values,
+                                          std::string &why) {
+  auto type = dyn_cast<RankedTensorType>(weight.getType());
+  auto elem = type ? dyn_cast<FloatType>(type.getElementType()) : nullptr;
+  if (!elem || !type.hasStaticShape() || elem.getWidth() % 8 != 0) {
+    why = "the weight is not a static float tensor";
+    return failure();
+  }
   unsigned bits = elem.getWidth();
   int64_t size = type.getNumElements() * bits / 8;
   std::string bytes;
@@ -203,13 +219,13 @@ kiln::llm::readFloatValues(Value v, bool readWeights, std::string &why) {
     auto path = resolvePath(weight, external.getPath());
     if (!path || external.getLength() != size) {
       why = "cannot locate the weight's external data";
-      return std::nullopt;
+      return failure();
     }
     auto buffer =
         llvm::MemoryBuffer::getFileSlice(*path, size, external.getOffset());
     if (!buffer) {
       why = "cannot read the weight's external data file";
-      return std::nullopt;
+      return failure();
     }
     bytes = (*buffer)->getBuffer().str();
   } else if (auto init = dyn_cast<InitializerAttr>(weight.getSource())) {
@@ -221,7 +237,7 @@ kiln::llm::readFloatValues(Value v, bool readWeights, std::string &why) {
                    std::make_error_code(std::errc::invalid_argument));
     if (!buffer) {
       why = "cannot read the ONNX file holding the initializer";
-      return std::nullopt;
+      return failure();
     }
     auto graph = findField((*buffer)->getBuffer(), 7); // ModelProto.graph
     auto tensor =
@@ -229,18 +245,20 @@ kiln::llm::readFloatValues(Value v, bool readWeights, std::string &why) {
     auto raw = tensor ? initializerBytes(*tensor, bits) : std::nullopt;
     if (!raw) {
       why = "initializer not found or not stored as raw or float data";
-      return std::nullopt;
+      return failure();
     }
     bytes = std::move(*raw);
   } else {
     why = "unknown weight source";
-    return std::nullopt;
+    return failure();
   }
   if ((int64_t)bytes.size() != size) {
     why = "weight byte size does not match its type";
-    return std::nullopt;
+    return failure();
   }
   const uint8_t *data = (const uint8_t *)bytes.data();
+  values.clear();
+  values.reserve(type.getNumElements());
   for (int64_t i = 0; i < type.getNumElements(); ++i) {
     uint64_t raw = 0;
     for (unsigned b = 0; b < bits / 8; ++b) // ONNX stores little-endian.
@@ -248,5 +266,10 @@ kiln::llm::readFloatValues(Value v, bool readWeights, std::string &why) {
     values.push_back(
         toF32(APFloat(elem.getFloatSemantics(), APInt(bits, raw))));
   }
-  return values;
+  return success();
+}
+
+std::optional<std::string> kiln::llm::resolveModelPath(Operation *op,
+                                                       StringRef file) {
+  return resolvePath(op, file);
 }

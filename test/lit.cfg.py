@@ -19,7 +19,7 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
     ["kiln-opt", "kiln-import", "kiln-check", "kiln-kernelgen",
-     "kiln-paged-check", "kiln-compile", "kiln-run", "kiln-perplexity", "kiln-agree", "kiln-bench", "kiln-serve-bench", "kiln-spec-bench"],
+     "kiln-paged-check", "kiln-compile", "kiln-run", "kiln-perplexity", "kiln-tokenize", "kiln-agree", "kiln-bench", "kiln-serve-bench", "kiln-spec-bench"],
     [config.kiln_tools_dir])
 
 config.substitutions.append(("%fixtures",

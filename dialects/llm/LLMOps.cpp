@@ -89,6 +89,15 @@ LogicalResult WeightOp::verify() {
         return emitOpError() << "external data holds " << external.getLength()
                              << " bytes but " << tensor << " needs " << bytes;
     }
+    int64_t packed = -1;
+    if (auto q = dyn_cast<QuantizedWeightType>(getType()))
+      packed = getQuantizedLayout(q).total;
+    else if (auto sp = dyn_cast<SparseWeightType>(getType()))
+      packed = getSparseLayout(sp).total;
+    if (packed >= 0 && packed != external.getLength())
+      return emitOpError() << "external data holds " << external.getLength()
+                           << " bytes but the packed " << getType() << " needs "
+                           << packed;
   }
   return success();
 }

@@ -81,8 +81,37 @@ private:
   /// The buffer of an operand (materializing constants and weights).
   FailureOr<uint32_t> use(Operation *user, Value v);
   LogicalResult visit(Operation *op);
-  /// llm.matmul_nbits as Linear over its weight dequantized to [N, K].
+  /// A weight-table entry (shared across entry points by name and
+  /// source) and a Weight buffer over it.
+  uint32_t addWeightPart(const std::string &name, const WeightSource &src,
+                         rt::DType dtype, std::vector<int64_t> shape);
+  /// llm.matmul_nbits whose packing QuantLinear serves: a QuantLinear
+  /// step over its codes, scales and (unpacked) zero points.
+  LogicalResult visitPackedMatmulNBits(llm::MatMulNBitsOp op,
+                                       const WeightSource &packed,
+                                       const WeightSource::Quantized &q,
+                                       std::string name, rt::DType scales);
+  /// llm.matmul_nbits as Linear over its weight dequantized to [N, K]
+  /// (2-bit codes, partial blocks, float zero points).
   LogicalResult visitQuantizedMatmul(llm::MatMulNBitsOp op);
+  /// The weight-table entries and buffers of a packed weight
+  /// (!llm.qweight: packed integers, scales, zero points or kNoBuffer;
+  /// !llm.sparse24: values, metadata), one entry per part, each a byte
+  /// range of the weight's external data.
+  LogicalResult addPackedWeight(llm::WeightOp weight);
+  /// The step operands of a projection by `weight` (a dense weight's
+  /// buffer, or a packed weight's parts) and its op kind and attributes.
+  struct Projection {
+    rt::OpKind kind;
+    SmallVector<uint32_t> weightOperands;
+    std::vector<rt::Attr> attrs;
+  };
+  FailureOr<Projection> projection(Operation *user, Value weight,
+                                   bool transposed);
+  /// A gated MLP with a packed weight, as its three projections, the
+  /// activation and the product (no fused kernel serves packed weights).
+  LogicalResult visitPackedGatedMLP(llm::GatedMLPOp op,
+                                    rt::Activation activation);
   /// Adds `op` as one step of `kind` with operands `operands`, a new
   /// activation buffer per result, and `attrs`.
   LogicalResult addStep(Operation *op, rt::OpKind kind,
@@ -94,6 +123,8 @@ private:
   CompiledModel &model;
   rt::EntryPoint entry;
   llvm::DenseMap<Value, uint32_t> buffers;
+  /// The part buffers of packed weights (see addPackedWeight).
+  llvm::DenseMap<Value, SmallVector<uint32_t>> packedParts;
   uint32_t cacheBuffer = rt::kNoBuffer;
 };
 
@@ -289,6 +320,15 @@ LogicalResult EntryBuilder::visitQuantizedMatmul(llm::MatMulNBitsOp op) {
   auto dtype = dtypeOf(getElementTypeOrSelf(op.getType()));
   if (!dtype || !rt::isFloatDType(*dtype))
     return fail(op) << "result " << op.getType() << " is not f32/f16/bf16";
+  // What QuantLinear serves is taken as it is, bytes unchanged: codes of 4
+  // or 8 bits in whole blocks, integer zero points.
+  auto scalesElem = dtypeOf(getElementTypeOrSelf(q.scalesType));
+  bool integerZeros =
+      !q.zeroPoints || isa<IntegerType>(getElementTypeOrSelf(q.zeroPointsType));
+  if ((q.bits == 4 || q.bits == 8) && q.k % q.blockSize == 0 &&
+      q.blockSize % 16 == 0 && integerZeros && scalesElem &&
+      rt::isFloatDType(*scalesElem))
+    return visitPackedMatmulNBits(op, src, q, name, *scalesElem);
   src.quantized = q;
 
   // One table entry per quantized weight across entry points.
@@ -332,6 +372,268 @@ LogicalResult EntryBuilder::visitQuantizedMatmul(llm::MatMulNBitsOp op) {
                  {rt::Attr::ofInt(rt::AttrKey::TransposeWeight, 1)}, {id});
 }
 
+LogicalResult EntryBuilder::addPackedWeight(llm::WeightOp weight) {
+  auto external = dyn_cast<llm::ExternalDataAttr>(weight.getSource());
+  if (!external)
+    return fail(weight) << "packed weight '" << weight.getName()
+                        << "' must be external data (written by "
+                           "-llm-quantize-weights or -llm-sparsify-2to4)";
+  MLIRContext *ctx = weight.getContext();
+  Type byte = IntegerType::get(ctx, 8);
+  struct Part {
+    const char *suffix;
+    llm::PackedPart range;
+    Type element;
+    int64_t rows, cols;
+  };
+  SmallVector<Part> parts;
+  if (auto q = dyn_cast<llm::QuantizedWeightType>(weight.getType())) {
+    llm::QuantizedLayout layout = llm::getQuantizedLayout(q);
+    int64_t groups = q.getK() / q.getGroup();
+    parts.push_back(
+        {"packed", layout.packed, byte, q.getN(), q.getK() * q.getBits() / 8});
+    parts.push_back(
+        {"scales", layout.scales, q.getScaleType(), q.getN(), groups});
+    if (q.getZeroPoint())
+      parts.push_back(
+          {"zero_points", layout.zeroPoints, byte, q.getN(), groups});
+  } else {
+    auto sp = cast<llm::SparseWeightType>(weight.getType());
+    llm::SparseLayout layout = llm::getSparseLayout(sp);
+    parts.push_back({"values", layout.values, sp.getElementType(), sp.getN(),
+                     sp.getK() / 2});
+    parts.push_back({"meta", layout.meta, byte, sp.getN(), sp.getK() / 8});
+  }
+  SmallVector<uint32_t> ids;
+  for (const Part &part : parts) {
+    std::optional<rt::DType> dtype = part.element == byte
+                                         ? std::optional(rt::DType::U8)
+                                         : dtypeOf(part.element);
+    if (!dtype)
+      return fail(weight) << "packed part of type " << part.element;
+    std::string name = (weight.getName() + "." + part.suffix).str();
+    WeightSource src;
+    src.source = llm::ExternalDataAttr::get(
+        ctx, external.getPath(), external.getOffset() + part.range.offset,
+        part.range.bytes);
+    src.type = RankedTensorType::get({part.rows, part.cols}, part.element);
+    uint32_t index = model.weights.size();
+    for (uint32_t i = 0; i < model.weights.size(); ++i)
+      if (model.weights.weights[i].name == name) {
+        if (model.sources[i].source != src.source ||
+            model.sources[i].type != src.type)
+          return fail(weight)
+                 << "weight '" << name << "' is defined twice differently";
+        index = i;
+        break;
+      }
+    if (index == model.weights.size()) {
+      rt::WeightInfo info;
+      info.name = name;
+      info.dtype = *dtype;
+      info.shape = {part.rows, part.cols};
+      model.weights.weights.push_back(info);
+      model.sources.push_back(src);
+    }
+    rt::Buffer b;
+    b.name = name;
+    b.kind = rt::BufferKind::Weight;
+    b.dtype = *dtype;
+    b.shape = {rt::Dim::constant(part.rows), rt::Dim::constant(part.cols)};
+    b.weightIndex = index;
+    entry.buffers.push_back(std::move(b));
+    ids.push_back(entry.buffers.size() - 1);
+  }
+  if (isa<llm::QuantizedWeightType>(weight.getType()) && ids.size() == 2)
+    ids.push_back(rt::kNoBuffer);
+  packedParts[weight.getResult()] = ids;
+  return success();
+}
+
+FailureOr<EntryBuilder::Projection>
+EntryBuilder::projection(Operation *user, Value weight, bool transposed) {
+  Projection p;
+  if (auto q = dyn_cast<llm::QuantizedWeightType>(weight.getType())) {
+    auto it = packedParts.find(weight);
+    if (it == packedParts.end()) {
+      fail(user) << "quantized weight is not an llm.weight";
+      return failure();
+    }
+    p.kind = rt::OpKind::QuantLinear;
+    p.weightOperands = it->second;
+    p.attrs = {
+        rt::Attr::ofInt(rt::AttrKey::Bits, q.getBits()),
+        rt::Attr::ofInt(rt::AttrKey::GroupSize, q.getGroup()),
+        rt::Attr::ofInt(rt::AttrKey::QuantFormat,
+                        static_cast<int64_t>(q.getFormat() == "fp8e4m3"
+                                                 ? rt::QuantFormat::FP8E4M3
+                                                 : rt::QuantFormat::Int))};
+    return p;
+  }
+  if (isa<llm::SparseWeightType>(weight.getType())) {
+    auto it = packedParts.find(weight);
+    if (it == packedParts.end()) {
+      fail(user) << "2:4-sparse weight is not an llm.weight";
+      return failure();
+    }
+    p.kind = rt::OpKind::SparseLinear;
+    p.weightOperands = it->second;
+    return p;
+  }
+  auto id = use(user, weight);
+  if (failed(id))
+    return failure();
+  p.kind = rt::OpKind::Linear;
+  p.weightOperands = {*id};
+  if (transposed)
+    p.attrs.push_back(rt::Attr::ofInt(rt::AttrKey::TransposeWeight, 1));
+  return p;
+}
+
+LogicalResult EntryBuilder::visitPackedGatedMLP(llm::GatedMLPOp op,
+                                                rt::Activation activation) {
+  auto in = use(op, op.getInput());
+  if (failed(in))
+    return failure();
+  auto outShape = resultShape(op, op.getResult());
+  auto outType = dyn_cast<RankedTensorType>(op.getType());
+  auto dtype = outType ? dtypeOf(outType.getElementType()) : std::nullopt;
+  if (failed(outShape) || !dtype)
+    return fail(op) << "expected a ranked float result";
+  bool t = op.getTransposeWeights();
+  auto gate = projection(op, op.getGateWeight(), t);
+  auto up = projection(op, op.getUpWeight(), t);
+  auto down = projection(op, op.getDownWeight(), t);
+  if (failed(gate) || failed(up) || failed(down))
+    return failure();
+  // The intermediate width: the down projection's input features.
+  int64_t inter = [&]() -> int64_t {
+    Type w = op.getDownWeight().getType();
+    if (auto q = dyn_cast<llm::QuantizedWeightType>(w))
+      return q.getK();
+    if (auto sp = dyn_cast<llm::SparseWeightType>(w))
+      return sp.getK();
+    auto shape = cast<RankedTensorType>(w).getShape();
+    return t ? shape[1] : shape[0];
+  }();
+  rt::Shape midShape = *outShape;
+  midShape.back() = rt::Dim::constant(inter);
+  auto activationBuffer = [&](StringRef name) {
+    rt::Buffer b;
+    b.name = name.str();
+    b.kind = rt::BufferKind::Activation;
+    b.dtype = *dtype;
+    b.shape = midShape;
+    entry.buffers.push_back(std::move(b));
+    return (uint32_t)entry.buffers.size() - 1;
+  };
+  auto step = [&](rt::OpKind kind, SmallVector<uint32_t> operands,
+                  uint32_t result, std::vector<rt::Attr> attrs = {}) {
+    rt::Step s;
+    s.kind = kind;
+    s.operands.assign(operands.begin(), operands.end());
+    s.results = {result};
+    s.attrs = std::move(attrs);
+    entry.steps.push_back(std::move(s));
+  };
+  // Projections: (x, weight parts..., [bias]) with the optional trailing
+  // operands of the step kind left absent.
+  auto project = [&](uint32_t x, const Projection &p, uint32_t result) {
+    SmallVector<uint32_t> operands = {x};
+    operands.append(p.weightOperands.begin(), p.weightOperands.end());
+    operands.push_back(rt::kNoBuffer); // no bias
+    if (p.kind == rt::OpKind::Linear)
+      operands.pop_back();
+    step(p.kind, operands, result, p.attrs);
+  };
+  uint32_t g = activationBuffer("gate"), u = activationBuffer("up");
+  project(*in, *gate, g);
+  project(*in, *up, u);
+  rt::OpKind act = activation == rt::Activation::SiLU   ? rt::OpKind::SiLU
+                   : activation == rt::Activation::GELU ? rt::OpKind::GELU
+                   : activation == rt::Activation::GeluTanh
+                       ? rt::OpKind::GeluTanh
+                       : rt::OpKind::ReLU;
+  uint32_t a = activationBuffer("act");
+  step(act, {g}, a);
+  uint32_t h = activationBuffer("hidden");
+  step(rt::OpKind::Mul, {a, u}, h);
+  rt::Buffer out;
+  out.kind = rt::BufferKind::Activation;
+  out.dtype = *dtype;
+  out.shape = *outShape;
+  entry.buffers.push_back(std::move(out));
+  uint32_t y = entry.buffers.size() - 1;
+  buffers[op.getResult()] = y;
+  project(h, *down, y);
+  return success();
+}
+
+uint32_t EntryBuilder::addWeightPart(const std::string &name,
+                                     const WeightSource &src, rt::DType dtype,
+                                     std::vector<int64_t> shape) {
+  uint32_t index = model.weights.size();
+  for (uint32_t i = 0; i < model.weights.size(); ++i)
+    if (model.weights.weights[i].name == name &&
+        model.sources[i].source == src.source) {
+      index = i;
+      break;
+    }
+  if (index == model.weights.size()) {
+    rt::WeightInfo info;
+    info.name = name;
+    for (const rt::WeightInfo &w : model.weights.weights)
+      if (w.name == info.name)
+        info.name += "." + std::to_string(index);
+    info.dtype = dtype;
+    info.shape = shape;
+    model.weights.weights.push_back(info);
+    model.sources.push_back(src);
+  }
+  rt::Buffer b;
+  b.name = model.weights.weights[index].name;
+  b.kind = rt::BufferKind::Weight;
+  b.dtype = dtype;
+  for (int64_t d : shape)
+    b.shape.push_back(rt::Dim::constant(d));
+  b.weightIndex = index;
+  entry.buffers.push_back(std::move(b));
+  return entry.buffers.size() - 1;
+}
+
+LogicalResult EntryBuilder::visitPackedMatmulNBits(
+    llm::MatMulNBitsOp op, const WeightSource &packed,
+    const WeightSource::Quantized &q, std::string name, rt::DType scales) {
+  // MatMulNBits' rows are QuantLinear's: [N, blocks, block * bits / 8]
+  // codes, low nibble first, are [N, K * bits / 8]; its scales [N * blocks]
+  // are [N, K / block]; its zero points are unpacked to a byte each.
+  if (name.empty())
+    name = "matmul_nbits";
+  int64_t groups = q.k / q.blockSize;
+  uint32_t codes = addWeightPart(name + ".packed", packed, rt::DType::U8,
+                                 {q.n, q.k * q.bits / 8});
+  WeightSource scaleSource;
+  scaleSource.source = q.scales;
+  scaleSource.type = q.scalesType;
+  uint32_t scaleBuffer =
+      addWeightPart(name + ".scales", scaleSource, scales, {q.n, groups});
+  uint32_t zeros = rt::kNoBuffer;
+  if (q.zeroPoints) {
+    WeightSource zeroSource;
+    zeroSource.source = q.zeroPoints;
+    zeroSource.type = q.zeroPointsType;
+    zeroSource.unpackBits = q.bits;
+    zeros = addWeightPart(name + ".zero_points", zeroSource, rt::DType::U8,
+                          {q.n, groups});
+  }
+  return addStep(op, rt::OpKind::QuantLinear, {op.getA()},
+                 {rt::Attr::ofInt(rt::AttrKey::Bits, q.bits),
+                  rt::Attr::ofInt(rt::AttrKey::GroupSize, q.blockSize),
+                  rt::Attr::ofInt(rt::AttrKey::QuantFormat,
+                                  static_cast<int64_t>(rt::QuantFormat::Int))},
+                 {codes, scaleBuffer, zeros, rt::kNoBuffer});
+}
+
 LogicalResult EntryBuilder::visit(Operation *op) {
   using rt::Attr;
   using rt::AttrKey;
@@ -347,6 +649,8 @@ LogicalResult EntryBuilder::visit(Operation *op) {
                  use.getOperandNumber() != 0;
         }))
       return success();
+    if (isa<llm::QuantizedWeightType, llm::SparseWeightType>(weight.getType()))
+      return addPackedWeight(weight);
     auto type = dyn_cast<RankedTensorType>(weight.getType());
     auto dtype = type ? dtypeOf(type.getElementType()) : std::nullopt;
     if (!type || !type.hasStaticShape() || !dtype ||
@@ -421,10 +725,24 @@ LogicalResult EntryBuilder::visit(Operation *op) {
         {Attr::ofFloat(AttrKey::Epsilon, toFloat(norm.getEpsilon()))});
   }
   if (auto linear = dyn_cast<llm::LinearOp>(op)) {
-    if (!isa<RankedTensorType>(linear.getWeight().getType()))
-      return fail(op) << "weight of type " << linear.getWeight().getType()
-                      << " (quantized and sparse linear layers are not "
-                         "supported yet)";
+    if (!isa<RankedTensorType>(linear.getWeight().getType())) {
+      auto p = projection(op, linear.getWeight(), false);
+      if (failed(p))
+        return failure();
+      // (x, parts..., [zero points], bias): absent optional parts stay
+      // kNoBuffer operands.
+      Value x = linear.getInput();
+      SmallVector<uint32_t> fixed(p->weightOperands);
+      if (linear.getBias()) {
+        auto bias = use(op, linear.getBias());
+        if (failed(bias))
+          return failure();
+        fixed.push_back(*bias);
+      } else {
+        fixed.push_back(rt::kNoBuffer);
+      }
+      return addStep(op, p->kind, {x}, p->attrs, fixed);
+    }
     SmallVector<Value> operands = {linear.getInput(), linear.getWeight()};
     if (linear.getBias())
       operands.push_back(linear.getBias());
@@ -505,11 +823,9 @@ LogicalResult EntryBuilder::visit(Operation *op) {
     return addStep(op, kind, {op->getOperand(0), op->getOperand(1)});
   }
   if (auto mlp = dyn_cast<llm::GatedMLPOp>(op)) {
+    bool packed = false;
     for (Value w : {mlp.getGateWeight(), mlp.getUpWeight(), mlp.getDownWeight()})
-      if (!isa<RankedTensorType>(w.getType()))
-        return fail(op) << "weight of type " << w.getType()
-                        << " (quantized and sparse MLPs are not supported "
-                           "yet)";
+      packed |= !isa<RankedTensorType>(w.getType());
     StringRef act = mlp.getActivation();
     rt::Activation activation = act == "silu"        ? rt::Activation::SiLU
                                 : act == "gelu"      ? rt::Activation::GELU
@@ -518,6 +834,8 @@ LogicalResult EntryBuilder::visit(Operation *op) {
                                                      : rt::Activation(0);
     if (activation == rt::Activation(0))
       return fail(op) << "unknown activation '" << act << "'";
+    if (packed)
+      return visitPackedGatedMLP(mlp, activation);
     std::vector<Attr> attrs = {
         Attr::ofInt(AttrKey::Activation, static_cast<int64_t>(activation))};
     if (mlp.getTransposeWeights())

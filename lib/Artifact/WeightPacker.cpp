@@ -77,6 +77,8 @@ static uint64_t nameSeed(const std::string &name) {
 
 /// The bytes of a host tensor in `dtype` (exact for values read from it).
 static std::vector<uint8_t> encode(const HostTensor &t, rt::DType dtype) {
+  if (dtype == rt::DType::U8) // packed bytes, read as integers
+    return std::vector<uint8_t>(t.i.begin(), t.i.end());
   size_t n = t.f.size();
   std::vector<uint8_t> out(n * rt::dtypeBytes(dtype));
   for (size_t k = 0; k < n; ++k) {
@@ -196,6 +198,43 @@ LogicalResult kiln::packWeights(ModuleOp module, WeightMode mode,
       stats.dummyBytes += info.numBytes();
       continue;
     }
+    // Inline constants (operands of an imported MatMulNBits) and packed
+    // zero points to unpack have no byte range to reference.
+    if (src.unpackBits || isa<ElementsAttr>(src.source)) {
+      std::string error;
+      HostTensor constant;
+      const HostTensor *t = &constant;
+      if (auto elements = dyn_cast<ElementsAttr>(src.source)) {
+        if (!hostTensorFromElementsAttr(elements, constant, error))
+          return fail(error);
+      } else {
+        auto loaded = store.load(src.source, src.type, error);
+        if (failed(loaded))
+          return fail(error);
+        t = *loaded;
+      }
+      std::vector<uint8_t> bytes;
+      if (src.unpackBits) {
+        int64_t rows = info.shape[0], cols = info.shape[1];
+        int64_t bits = src.unpackBits, rowBytes = (cols * bits + 7) / 8;
+        if (t->isFloat() || t->numElements() != rows * rowBytes)
+          return fail("packed " + t->shapeString() + " must hold " +
+                      Twine(rows * rowBytes) + " bytes");
+        bytes.resize(rows * cols);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c)
+            bytes[r * cols + c] = static_cast<uint8_t>(
+                (t->i[r * rowBytes + c * bits / 8] >> (c * bits % 8)) &
+                ((1 << bits) - 1));
+      } else {
+        if (t->isFloat() != rt::isFloatDType(info.dtype) ||
+            t->numElements() != info.numElements())
+          return fail("loaded " + t->shapeString());
+        bytes = encode(*t, info.dtype);
+      }
+      embed(info, bytes.data(), bytes.size());
+      continue;
+    }
     if (src.quantized) {
       std::string error;
       auto values = dequantize(store, src, error);
@@ -213,7 +252,9 @@ LogicalResult kiln::packWeights(ModuleOp module, WeightMode mode,
         !(srcType.getElementType().isF32()    ? info.dtype == rt::DType::F32
           : srcType.getElementType().isF16()  ? info.dtype == rt::DType::F16
           : srcType.getElementType().isBF16() ? info.dtype == rt::DType::BF16
-                                              : false);
+          // The bytes of packed weights (llm::addPackedWeight's parts).
+          : srcType.getElementType().isInteger(8) ? info.dtype == rt::DType::U8
+                                                  : false);
     auto external = dyn_cast<llm::ExternalDataAttr>(src.source);
     if (external && !converted) {
       std::string path = store.resolvePath(external.getPath().str());
@@ -254,8 +295,8 @@ LogicalResult kiln::packWeights(ModuleOp module, WeightMode mode,
     auto tensor = store.load(src.source, src.type, error);
     if (failed(tensor))
       return fail(error);
-    if (!(*tensor)->isFloat() ||
-        (int64_t)(*tensor)->f.size() != info.numElements())
+    if ((*tensor)->isFloat() != rt::isFloatDType(info.dtype) ||
+        (*tensor)->numElements() != info.numElements())
       return fail("loaded " + (*tensor)->shapeString());
     std::vector<uint8_t> bytes = encode(**tensor, info.dtype);
     embed(info, bytes.data(), bytes.size());

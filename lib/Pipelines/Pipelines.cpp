@@ -13,7 +13,7 @@
 
 using namespace mlir;
 
-void kiln::buildRaisePipeline(OpPassManager &pm) {
+void kiln::buildRaisePipeline(OpPassManager &pm, bool raiseGatedMLP) {
   OpPassManager &fn = pm.nest<func::FuncOp>();
   // Deduplicate the constants of the imported graph, then infer static
   // shapes and fold the shape arithmetic computed from them, so that the
@@ -31,7 +31,8 @@ void kiln::buildRaisePipeline(OpPassManager &pm) {
   fn.addPass(llm::createLLMRaiseLinear());
   fn.addPass(llm::createLLMRaiseRope());
   fn.addPass(llm::createLLMRaiseAttention());
-  fn.addPass(llm::createLLMRaiseGatedMLP());
+  if (raiseGatedMLP)
+    fn.addPass(llm::createLLMRaiseGatedMLP());
   // Drop the shape arithmetic the raised ops no longer read, share what is
   // left, and list every generic op that remains with its reason.
   fn.addPass(llm::createLLMFoldShapes());

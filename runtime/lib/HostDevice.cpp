@@ -100,6 +100,10 @@ static std::vector<float> toFloats(Span<const uint8_t> bytes, DType dtype) {
       out[k] = static_cast<float>(v);
     }
     break;
+  case DType::U8:
+    for (size_t k = 0; k < n; ++k)
+      out[k] = static_cast<float>(bytes[k]);
+    break;
   }
   return out;
 }
@@ -112,6 +116,8 @@ static std::vector<int64_t> toInts(Span<const uint8_t> bytes, DType dtype) {
       int32_t v;
       std::memcpy(&v, bytes.data() + 4 * k, 4);
       out[k] = v;
+    } else if (dtype == DType::U8) {
+      out[k] = bytes[k];
     } else {
       std::memcpy(&out[k], bytes.data() + 8 * k, 8);
     }
@@ -239,6 +245,11 @@ void HostDevice::prepareWeights() {
         if (id == kNoBuffer || entry.buffers[id].kind != BufferKind::Weight)
           continue;
         uint32_t w = entry.buffers[id].weightIndex;
+        // Packed weights (and their scales, zero points, metadata) are
+        // decoded by the step's kernel from their stored bytes.
+        if ((s.kind == OpKind::QuantLinear && k >= 1 && k <= 3) ||
+            (s.kind == OpKind::SparseLinear && k >= 1 && k <= 2))
+          continue;
         bool matrix = (s.kind == OpKind::Linear && k == 1) ||
                       (s.kind == OpKind::GatedMLP && k >= 1);
         if ((s.kind == OpKind::Embedding && k == 0) || (matrix && !transposed))
@@ -372,6 +383,7 @@ Status HostDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
   auto isWeight = [&](uint32_t id) {
     return entry.buffers[id].kind == BufferKind::Weight;
   };
+  auto weightIndex = [&](uint32_t id) { return entry.buffers[id].weightIndex; };
   // A matrix operand as the matrix product reads it ([K, N]): weights in
   // their stored type or their transposed copy, activations in fp32
   // (transposed into `scratch` when needed).
@@ -446,6 +458,37 @@ Status HostDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
           s.operands.size() > 2 && op(2) != kNoBuffer ? F(op(2)) : nullptr;
       host::matmul(F(op(0)), k ? product(sizes(op(0))) / k : 0, k, w, n, bias,
                    F(res(0)));
+      break;
+    }
+    case OpKind::QuantLinear: {
+      int64_t k = sizes(op(0)).back(), n = sizes(op(1))[0];
+      host::QuantWeightRef w;
+      w.packed = static_cast<const uint8_t *>(raw_[weightIndex(op(1))].data);
+      w.scales = isWeight(op(2)) ? raw_[weightIndex(op(2))]
+                                 : host::WeightRef(F(op(2)));
+      w.zeroPoints =
+          op(3) == kNoBuffer
+              ? nullptr
+              : static_cast<const uint8_t *>(raw_[weightIndex(op(3))].data);
+      w.bits = s.getInt(AttrKey::Bits);
+      w.group = s.getInt(AttrKey::GroupSize);
+      w.format = static_cast<QuantFormat>(s.getInt(AttrKey::QuantFormat));
+      const float *bias = op(4) != kNoBuffer ? F(op(4)) : nullptr;
+      std::vector<float> scratch;
+      host::quantLinear(F(op(0)), k ? product(sizes(op(0))) / k : 0, k, w, n,
+                        bias, F(res(0)), scratch);
+      break;
+    }
+    case OpKind::SparseLinear: {
+      int64_t k = sizes(op(0)).back(), n = sizes(op(1))[0];
+      host::SparseWeightRef w;
+      w.values = isWeight(op(1)) ? raw_[weightIndex(op(1))]
+                                 : host::WeightRef(F(op(1)));
+      w.meta = static_cast<const uint8_t *>(raw_[weightIndex(op(2))].data);
+      const float *bias = op(3) != kNoBuffer ? F(op(3)) : nullptr;
+      std::vector<float> scratch;
+      host::sparseLinear(F(op(0)), k ? product(sizes(op(0))) / k : 0, k, w, n,
+                         bias, F(res(0)), scratch);
       break;
     }
     case OpKind::View:

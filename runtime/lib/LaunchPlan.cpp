@@ -29,6 +29,8 @@ const char *dtypeName(DType dtype) {
     return "i32";
   case DType::I64:
     return "i64";
+  case DType::U8:
+    return "u8";
   }
   return "unknown";
 }
@@ -43,6 +45,8 @@ int64_t dtypeBytes(DType dtype) {
     return 2;
   case DType::I64:
     return 8;
+  case DType::U8:
+    return 1;
   }
   return 0;
 }
@@ -52,7 +56,8 @@ bool isFloatDType(DType dtype) {
 }
 
 StatusOr<DType> parseDType(std::string_view name) {
-  for (DType d : {DType::F32, DType::F16, DType::BF16, DType::I32, DType::I64})
+  for (DType d :
+       {DType::F32, DType::F16, DType::BF16, DType::I32, DType::I64, DType::U8})
     if (name == dtypeName(d))
       return d;
   return makeError(StatusCode::InvalidArgument, "unknown dtype '", name, "'");
@@ -212,6 +217,10 @@ const char *opKindName(OpKind kind) {
     return "Split";
   case OpKind::Slice:
     return "Slice";
+  case OpKind::QuantLinear:
+    return "QuantLinear";
+  case OpKind::SparseLinear:
+    return "SparseLinear";
   }
   return nullptr;
 }
@@ -254,6 +263,12 @@ const char *attrKeyName(AttrKey key) {
     return "starts";
   case AttrKey::Steps:
     return "steps";
+  case AttrKey::Bits:
+    return "bits";
+  case AttrKey::GroupSize:
+    return "group_size";
+  case AttrKey::QuantFormat:
+    return "quant_format";
   }
   return nullptr;
 }
@@ -362,7 +377,7 @@ std::vector<uint8_t> LaunchPlan::serialize() const {
 }
 
 namespace {
-bool knownDType(uint8_t v) { return v >= 1 && v <= 5; }
+bool knownDType(uint8_t v) { return v >= 1 && v <= 6; }
 bool knownSym(uint8_t v) { return v <= 4; }
 bool knownKind(uint8_t v) { return v >= 1 && v <= 7; }
 bool knownRole(uint8_t v) { return v <= kNumInputRoles; }

@@ -37,7 +37,11 @@ std::vector<uint8_t> dummyWeightBytes(const WeightInfo &info) {
   for (int v = 0; v < 256; ++v) {
     float x = center + (static_cast<float>(v) / 255.0f * 2.0f - 1.0f) * 0.05f;
     uint16_t h = info.dtype == DType::F16 ? floatToHalf(x) : floatToBf16(x);
-    if (width == 2)
+    if (info.dtype == DType::U8)
+      // Packed low-bit data: any byte is a valid integer pair, but fp8's
+      // NaN patterns (0x7f, 0xff) must not appear; 0x77 masks them out.
+      table[v][0] = static_cast<uint8_t>(v & 0x77);
+    else if (width == 2)
       std::memcpy(table[v], &h, 2);
     else
       std::memcpy(table[v], &x, 4);

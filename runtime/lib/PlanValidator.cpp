@@ -76,6 +76,16 @@ OpSpec specFor(OpKind kind) {
     return {2, 3, 1, 1, {{AttrKey::TransposeWeight, AttrType::I64, false}}};
   case OpKind::Rope:
     return {3, 3, 1, 1, {{AttrKey::RotaryDim, AttrType::I64, true}}};
+  case OpKind::QuantLinear:
+    return {5,
+            5,
+            1,
+            1,
+            {{AttrKey::Bits, AttrType::I64, true},
+             {AttrKey::GroupSize, AttrType::I64, true},
+             {AttrKey::QuantFormat, AttrType::I64, true}}};
+  case OpKind::SparseLinear:
+    return {4, 4, 1, 1, {}};
   case OpKind::KVCacheWrite:
     return {4, 4, 0, 0, {{AttrKey::Layer, AttrType::I64, true}}};
   case OpKind::PagedAttention:
@@ -124,7 +134,10 @@ OpSpec specFor(OpKind kind) {
 
 /// Operand positions that may be kNoBuffer.
 bool optionalOperand(OpKind kind, size_t index) {
-  return (kind == OpKind::LayerNorm || kind == OpKind::Linear) && index == 2;
+  return ((kind == OpKind::LayerNorm || kind == OpKind::Linear) &&
+          index == 2) ||
+         (kind == OpKind::QuantLinear && index >= 3) ||
+         (kind == OpKind::SparseLinear && index == 3);
 }
 
 /// A symbolic product: a constant factor times symbolic atoms.
@@ -262,6 +275,8 @@ Status Validator::checkBuffer(uint32_t id) {
   }
   if (b.kind != BufferKind::Input && b.role != InputRole::None)
     return fail(where + ": only inputs have a role");
+  if (b.dtype == DType::U8 && b.kind != BufferKind::Weight)
+    return fail(where + ": u8 (packed weight bytes) is for weights only");
   return Status::ok();
 }
 
@@ -509,6 +524,69 @@ Status Validator::checkShapes(size_t index, const Step &s) {
                  " does not take the " + shapeString({shape(x).back()}) +
                  " features of " + describe(x));
     Dim n = shape(w)[t ? 0 : 1];
+    if (bias != kNoBuffer)
+      KILN_RETURN_IF_ERROR(expectShape(bias, {n}));
+    return expectShape(out, withLast(shape(x), n));
+  }
+  case OpKind::QuantLinear: {
+    // docs/Quantization.md: packed [N, K * bits / 8] u8, scales [N, G]
+    // floats, zero points [N, G] u8, G = K / group_size.
+    uint32_t x = op(0), q = op(1), sc = op(2), zp = op(3), bias = op(4),
+             out = res(0);
+    KILN_RETURN_IF_ERROR(requireFloat({x, sc, bias, out}));
+    int64_t bits = s.getInt(AttrKey::Bits),
+            group = s.getInt(AttrKey::GroupSize);
+    int64_t format = s.getInt(AttrKey::QuantFormat);
+    if (format != (int64_t)QuantFormat::Int &&
+        format != (int64_t)QuantFormat::FP8E4M3)
+      return bad("unknown quant_format " + std::to_string(format));
+    if (!(bits == 4 || bits == 8) ||
+        (format == (int64_t)QuantFormat::FP8E4M3 && bits != 8))
+      return bad("bits " + std::to_string(bits) + " is not served for " +
+                 (format == (int64_t)QuantFormat::Int ? "integers" : "fp8"));
+    if (format == (int64_t)QuantFormat::FP8E4M3 && zp != kNoBuffer)
+      return bad("fp8 weights have no zero points");
+    if (shape(x).empty() || !shape(x).back().isConstant())
+      return bad("input " + describe(x) + " needs a constant feature size");
+    int64_t k = shape(x).back().value;
+    if (group <= 0 || k % group != 0 || (k * bits) % 8 != 0)
+      return bad("group_size " + std::to_string(group) + " does not divide " +
+                 "the " + std::to_string(k) +
+                 " input features into whole "
+                 "bytes");
+    if (dtype(q) != DType::U8 || shape(q).size() != 2 || constDim(q, 0) < 0 ||
+        constDim(q, 1) != k * bits / 8)
+      return bad("packed weight " + describe(q) + " should be [N, " +
+                 std::to_string(k * bits / 8) + "]u8");
+    Dim n = shape(q)[0];
+    Shape groups = {n, Dim::constant(k / group)};
+    KILN_RETURN_IF_ERROR(expectShape(sc, groups));
+    if (zp != kNoBuffer) {
+      if (dtype(zp) != DType::U8)
+        return bad("zero points " + describe(zp) + " must be u8");
+      KILN_RETURN_IF_ERROR(expectShape(zp, groups));
+    }
+    if (bias != kNoBuffer)
+      KILN_RETURN_IF_ERROR(expectShape(bias, {n}));
+    return expectShape(out, withLast(shape(x), n));
+  }
+  case OpKind::SparseLinear: {
+    // 2:4 along K: values [N, K / 2] floats, metadata [N, K / 8] u8 (two
+    // 2-bit positions per group of four).
+    uint32_t x = op(0), v = op(1), meta = op(2), bias = op(3), out = res(0);
+    KILN_RETURN_IF_ERROR(requireFloat({x, v, bias, out}));
+    if (shape(x).empty() || !shape(x).back().isConstant() ||
+        shape(x).back().value % 8 != 0)
+      return bad("input " + describe(x) +
+                 " needs a constant feature size, a multiple of 8");
+    int64_t k = shape(x).back().value;
+    if (shape(v).size() != 2 || constDim(v, 0) < 0 || constDim(v, 1) != k / 2)
+      return bad("values " + describe(v) + " should be [N, " +
+                 std::to_string(k / 2) + "]");
+    Dim n = shape(v)[0];
+    if (dtype(meta) != DType::U8)
+      return bad("metadata " + describe(meta) + " must be u8");
+    KILN_RETURN_IF_ERROR(expectShape(meta, {n, Dim::constant(k / 8)}));
     if (bias != kNoBuffer)
       KILN_RETURN_IF_ERROR(expectShape(bias, {n}));
     return expectShape(out, withLast(shape(x), n));

@@ -79,7 +79,7 @@ StatusOr<WeightTable> WeightTable::deserialize(Span<const uint8_t> bytes) {
     info.name = r.str("weight name");
     uint8_t dtype = r.u8("weight dtype"), storage = r.u8("weight storage");
     uint16_t reserved = r.u16("reserved bytes");
-    if (r.ok() && (dtype < 1 || dtype > 5))
+    if (r.ok() && (dtype < 1 || dtype > 6))
       r.fail("weight #" + std::to_string(i) + ": unknown dtype " +
              std::to_string(dtype));
     if (r.ok() && (storage < 1 || storage > 3))
@@ -131,9 +131,10 @@ Status WeightTable::validate(uint64_t weightsSectionSize) const {
     };
     if (w.name.empty())
       return fail("empty name");
-    if (!isFloatDType(w.dtype))
+    // U8: the packed bytes of a quantized or 2:4-sparse weight.
+    if (!isFloatDType(w.dtype) && w.dtype != DType::U8)
       return fail(std::string("dtype ") + dtypeName(w.dtype) +
-                  " is not a float type");
+                  " is neither a float type nor u8");
     if (w.shape.size() > 8)
       return fail("rank above 8");
     int64_t n = 1;

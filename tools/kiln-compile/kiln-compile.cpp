@@ -6,10 +6,18 @@
 //                [--dtype f32|f16|bf16] [--emit=llm] [--verbose]
 //                [--draft draft.onnx [--draft-tokenizer t.model] |
 //                 --speculate-ngram] [--speculate K]
+//                [--quantize int8|int4|fp8 [--group-size N] [--zero-point]
+//                 [--quant-method rtn|gptq]] [--sparsify 2:4
+//                 [--sparsify-method magnitude|wanda|sparsegpt]]
+//                [--compress-skip lm_head,...] [--calibration-text FILE]
 //
 // Stages, each reported on stderr with its time:
 //   import   the ONNX graph into the llm dialect
 //   raise    generic ops into model ops (kiln-raise-pipeline)
+//   compress (with --quantize or --sparsify) -llm-quantize-weights or
+//            -llm-sparsify-2to4 on the raised model, the packed bytes in
+//            OUTPUT.packed; calibrated methods first run the model on
+//            --calibration-text with the host reference
 //   layout   @prefill/@decode over the paged KV cache, and @prefill_all
 //            (every token's logits, for checks and perplexity)
 //   plan     the launch plan and the model config; with --dtype f16 or
@@ -38,6 +46,8 @@
 // --emit=llm ignores it (the conversion is of the plan).
 //
 //===----------------------------------------------------------------------===//
+
+#include "WeightCompression.h"
 
 #include "kiln/Artifact/ArtifactCompiler.h"
 #include "kiln/Dialect/LLM/IR/LLMDialect.h"
@@ -126,6 +136,51 @@ static cl::opt<bool> speculateNgram(
 static cl::opt<bool> verbose("verbose",
                              cl::desc("Show remarks (e.g. unraised ops)"));
 
+// Weight compression (docs/Quantization.md).
+static cl::OptionCategory compressionCategory("Weight quantization and "
+                                              "sparsity");
+static cl::opt<std::string>
+    quantize("quantize",
+             cl::desc("Quantize linear weights: int8, int4 or fp8 (e4m3)"),
+             cl::value_desc("int8|int4|fp8"), cl::cat(compressionCategory));
+static cl::opt<int64_t> groupSize(
+    "group-size",
+    cl::desc("Input features per scale (0: per output channel; default 128 "
+             "for int4, per channel otherwise)"),
+    cl::init(-1), cl::cat(compressionCategory));
+static cl::opt<bool>
+    zeroPoint("zero-point",
+              cl::desc("Asymmetric quantization with a zero point per group"),
+              cl::cat(compressionCategory));
+static cl::opt<std::string> quantMethod("quant-method",
+                                        cl::desc("rtn or gptq (calibrated)"),
+                                        cl::init("rtn"),
+                                        cl::cat(compressionCategory));
+static cl::opt<std::string>
+    sparsify("sparsify", cl::desc("Prune linear weights to 2:4 sparsity"),
+             cl::value_desc("2:4"), cl::cat(compressionCategory));
+static cl::opt<std::string> sparsifyMethod(
+    "sparsify-method",
+    cl::desc("magnitude, wanda or sparsegpt (the latter two calibrated)"),
+    cl::init("magnitude"), cl::cat(compressionCategory));
+static cl::list<std::string> compressSkip(
+    "compress-skip",
+    cl::desc("Weights kept dense: names containing one of these; lm_head "
+             "is the output projection (default: lm_head)"),
+    cl::CommaSeparated, cl::cat(compressionCategory));
+static cl::opt<std::string> calibrationText(
+    "calibration-text",
+    cl::desc("Text the calibrated methods run the model on (host reference)"),
+    cl::value_desc("file"), cl::cat(compressionCategory));
+static cl::opt<int64_t> calibrationTokens("calibration-tokens",
+                                          cl::desc("Calibration tokens to use"),
+                                          cl::init(8192),
+                                          cl::cat(compressionCategory));
+static cl::opt<int64_t>
+    calibrationWindow("calibration-window",
+                      cl::desc("Tokens per calibration window"), cl::init(512),
+                      cl::cat(compressionCategory));
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -175,10 +230,10 @@ LogicalResult layOut(mlir::ModuleOp module, bool allLogits) {
 /// Stages 1-3: imports (or parses) `input`, raises it and lays it out
 /// (@prefill, @decode and, with `withPrefillAll`, @prefill_all). Null on
 /// error (reported).
-mlir::OwningOpRef<mlir::ModuleOp> importAndLayOut(const std::string &input,
-                                                  mlir::MLIRContext &context,
-                                                  Progress &progress,
-                                                  bool withPrefillAll) {
+mlir::OwningOpRef<mlir::ModuleOp>
+importAndLayOut(const std::string &input, mlir::MLIRContext &context,
+                Progress &progress, bool withPrefillAll,
+                const CompressionOptions *compression = nullptr) {
   progress.begin();
   bool isMLIR = StringRef(input).ends_with(".mlir");
   mlir::OwningOpRef<mlir::ModuleOp> module;
@@ -198,6 +253,18 @@ mlir::OwningOpRef<mlir::ModuleOp> importAndLayOut(const std::string &input,
                     " ops");
   bool laidOut =
       module->lookupSymbol("prefill") && module->lookupSymbol("decode");
+  bool compress = compression && wantsCompression(*compression);
+
+  // A copy to calibrate on, raised without gated MLPs.
+  mlir::OwningOpRef<mlir::ModuleOp> unraised;
+  if (compress && needsCalibration(*compression)) {
+    if (laidOut) {
+      errs() << "kiln-compile: calibration needs the model before layout, "
+                "not a laid-out module\n";
+      return nullptr;
+    }
+    unraised = module->clone();
+  }
 
   // raise
   progress.begin();
@@ -220,6 +287,17 @@ mlir::OwningOpRef<mlir::ModuleOp> importAndLayOut(const std::string &input,
                 laidOut ? Twine("skipped: the module is laid out already")
                         : Twine(raised) + " model ops, " + Twine(generic) +
                               " generic ops (mask and shape arithmetic)");
+
+  // quantize / sparsify (between raise and layout)
+  if (compress) {
+    progress.begin();
+    std::string summary;
+    if (mlir::failed(compressWeights(*module,
+                                     unraised ? *unraised : mlir::ModuleOp(),
+                                     *compression, summary)))
+      return nullptr;
+    progress.done(2, "pack", summary);
+  }
 
   // layout: @prefill/@decode, and @prefill_all from a copy.
   progress.begin();
@@ -485,6 +563,35 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  CompressionOptions compression;
+  compression.quantize = quantize;
+  compression.groupSize = groupSize;
+  compression.zeroPoint = zeroPoint;
+  compression.quantMethod = quantMethod;
+  compression.sparsify = sparsify;
+  compression.sparsifyMethod = sparsifyMethod;
+  compression.skip.assign(compressSkip.begin(), compressSkip.end());
+  if (compressSkip.getNumOccurrences() == 0)
+    compression.skip = {"lm_head"};
+  compression.calibrationText = calibrationText;
+  compression.calibrationTokens = calibrationTokens;
+  compression.calibrationWindow = calibrationWindow;
+  compression.tokenizerPath = tokenizerPath;
+  // Next to the output: the artifact references it like external data.
+  compression.dataFile =
+      (emitLLM && outputPath.empty() ? std::string("kiln-compile")
+                                     : std::string(outputPath)) +
+      ".packed";
+  if (std::string bad = checkCompressionOptions(compression); !bad.empty()) {
+    errs() << "kiln-compile: " << bad << "\n";
+    return 2;
+  }
+  if (wantsCompression(compression)) {
+    SmallString<256> absolute(compression.dataFile);
+    sys::fs::make_absolute(absolute);
+    compression.dataFile = std::string(absolute);
+  }
+
   mlir::DialectRegistry registry;
   registerAllDialects(registry);
   mlir::MLIRContext context(registry);
@@ -500,7 +607,7 @@ int main(int argc, char **argv) {
   Progress progress;
 
   mlir::OwningOpRef<mlir::ModuleOp> module =
-      importAndLayOut(inputPath, context, progress, true);
+      importAndLayOut(inputPath, context, progress, true, &compression);
   if (!module)
     return 1;
 

@@ -58,6 +58,10 @@ struct WeightSource {
     int64_t k = 0, n = 0, bits = 0, blockSize = 0;
   };
   std::optional<Quantized> quantized;
+  /// When non-zero, `source` holds `unpackBits`-bit integers packed low
+  /// bits first, rows of ceil(cols * bits / 8) bytes (MatMulNBits zero
+  /// points); the table entry holds them one a byte (u8 [rows, cols]).
+  int64_t unpackBits = 0;
 };
 
 /// Everything the artifact holds, before it is written.

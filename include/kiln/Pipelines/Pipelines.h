@@ -16,7 +16,9 @@ namespace kiln {
 /// ops: folds shape arithmetic, then raises norms, activations, linear
 /// layers, rotary embeddings, attention and MLPs. `kiln-opt
 /// --kiln-raise-pipeline` runs the same passes.
-void buildRaisePipeline(mlir::OpPassManager &pm);
+/// Without `raiseGatedMLP` the MLP stays three llm.linear ops around the
+/// activation (calibration reads the down projection's input).
+void buildRaisePipeline(mlir::OpPassManager &pm, bool raiseGatedMLP = true);
 
 /// The raise pipeline followed by -llm-kv-cache-layout: @prefill and
 /// @decode over packed tokens and a paged KV cache of `blockSize`-token

@@ -118,6 +118,34 @@ func.func private @qweight_bits(!llm.qweight<k = 64, n = 32, bits = 5, group = 3
 
 // -----
 
+// expected-error @+1 {{fp8e4m3 weights have 8 bits and no zero points}}
+func.func private @qweight_fp8(!llm.qweight<k = 64, n = 32, bits = 4, group = 64, scaleType = f16, zeroPoint = false, format = "fp8e4m3">)
+
+// -----
+
+// expected-error @+1 {{quantized weight format must be int or fp8e4m3, got 'nf4'}}
+func.func private @qweight_format(!llm.qweight<k = 64, n = 32, bits = 4, group = 64, scaleType = f16, zeroPoint = false, format = "nf4">)
+
+// -----
+
+func.func @qweight_bytes() {
+  // 64 x 32 4-bit codes (1024 bytes), 32 x 2 f16 scales at 1024 (128 bytes).
+  // expected-error @+1 {{external data holds 1024 bytes but the packed '!llm.qweight<k = 64, n = 32, bits = 4, group = 32, scaleType = f16, zeroPoint = false>' needs 1152}}
+  %w = llm.weight "w" (#llm.external_data<path = "q.packed", offset = 0, length = 1024>) : !llm.qweight<k = 64, n = 32, bits = 4, group = 32, scaleType = f16, zeroPoint = false>
+  return
+}
+
+// -----
+
+func.func @sparse_bytes() {
+  // 32 x 32 f16 values (2048 bytes), 32 x 8 metadata bytes at 2048.
+  // expected-error @+1 {{external data holds 2048 bytes but the packed '!llm.sparse24<k = 64, n = 32, elementType = f16>' needs 2304}}
+  %w = llm.weight "w" (#llm.external_data<path = "s.packed", offset = 0, length = 2048>) : !llm.sparse24<k = 64, n = 32, elementType = f16>
+  return
+}
+
+// -----
+
 // expected-error @+1 {{kv cache block size must be a power of two, got 12}}
 func.func private @kv_block(!llm.kv_cache<layers = 2, kvHeads = 2, headDim = 64, block = 12, elementType = f16>)
 

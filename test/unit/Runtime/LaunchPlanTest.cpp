@@ -444,3 +444,114 @@ TEST(ModelLoadTest, DummyWeightsAreSeededRandomValues) {
 }
 
 } // namespace
+
+namespace {
+
+/// The tiny model with its first Linear replaced by a QuantLinear (8-bit
+/// codes, one scale per `group` inputs) or, with `sparse`, a SparseLinear
+/// over new u8/f32 weight-table entries.
+TinyModel withPackedLinear(bool sparse, int64_t group = 8) {
+  TinyModel m = makeTinyModel();
+  size_t i = firstStep(m, OpKind::Linear);
+  EntryPoint &e = prefill(m);
+  Step &s = e.steps[i];
+  int64_t k = e.buffers[s.operands[0]].shape.back().value;
+  int64_t n = e.buffers[s.results[0]].shape.back().value;
+  auto addWeight = [&](const std::string &name, DType dtype,
+                       std::vector<int64_t> shape) {
+    WeightInfo w;
+    w.name = name;
+    w.dtype = dtype;
+    w.shape = shape;
+    w.storage = WeightStorage::Embedded;
+    w.length = w.numBytes();
+    m.weights.weights.push_back(w);
+    m.data.emplace_back(w.numBytes(), 0);
+    Buffer b;
+    b.kind = BufferKind::Weight;
+    b.dtype = dtype;
+    for (int64_t d : shape)
+      b.shape.push_back(Dim::constant(d));
+    b.weightIndex = m.weights.size() - 1;
+    e.buffers.push_back(b);
+    return static_cast<uint32_t>(e.buffers.size() - 1);
+  };
+  uint32_t bias = s.operands.size() > 2 ? s.operands[2] : kNoBuffer;
+  if (sparse) {
+    uint32_t values = addWeight("q.values", DType::F32, {n, k / 2});
+    uint32_t meta = addWeight("q.meta", DType::U8, {n, k / 8});
+    s.kind = OpKind::SparseLinear;
+    s.operands = {s.operands[0], values, meta, bias};
+    s.attrs.clear();
+    return m;
+  }
+  uint32_t packed = addWeight("q.packed", DType::U8, {n, k});
+  uint32_t scales = addWeight("q.scales", DType::F32, {n, k / group});
+  s.kind = OpKind::QuantLinear;
+  s.operands = {s.operands[0], packed, scales, kNoBuffer, bias};
+  s.attrs = {Attr::ofInt(AttrKey::Bits, 8),
+             Attr::ofInt(AttrKey::GroupSize, group),
+             Attr::ofInt(AttrKey::QuantFormat, 1)};
+  return m;
+}
+
+TEST(LaunchPlanTest, PackedLinearStepsValidateAndRoundTrip) {
+  for (bool sparse : {false, true}) {
+    TinyModel m = withPackedLinear(sparse);
+    Status s = m.plan.validate(m.weights, m.config);
+    ASSERT_TRUE(s.isOk()) << s;
+    std::vector<uint8_t> bytes = m.plan.serialize();
+    StatusOr<LaunchPlan> back = LaunchPlan::deserialize(bytes);
+    ASSERT_TRUE(back.isOk()) << back.status();
+    EXPECT_EQ(back->serialize(), bytes);
+    StatusOr<WeightTable> table =
+        WeightTable::deserialize(m.weights.serialize());
+    ASSERT_TRUE(table.isOk()) << table.status();
+    int u8 = 0;
+    for (const WeightInfo &w : table->weights)
+      u8 += w.dtype == DType::U8;
+    EXPECT_EQ(u8, 1); // the packed codes or the 2:4 metadata
+    EXPECT_TRUE(table->validate(~0ull).isOk());
+  }
+}
+
+TEST(LaunchPlanTest, RejectsPackedLinearStepsNoKernelServes) {
+  // A group that does not divide the input features.
+  EXPECT_NE(invalid(withPackedLinear(false, 3))
+                .find("group_size 3 does not "
+                      "divide the 8 input "
+                      "features"),
+            std::string::npos);
+  // Packed codes of the wrong width.
+  TinyModel m = withPackedLinear(false);
+  Step *s = &prefill(m).steps[firstStep(m, OpKind::QuantLinear)];
+  prefill(m).buffers[s->operands[1]].shape[1] = Dim::constant(4);
+  m.weights.weights[prefill(m).buffers[s->operands[1]].weightIndex].shape[1] =
+      4;
+  EXPECT_NE(invalid(m).find("should be [N, 8]u8"), std::string::npos)
+      << invalid(m);
+  // fp8 with 4 bits, and an unknown format.
+  m = withPackedLinear(false);
+  s = &prefill(m).steps[firstStep(m, OpKind::QuantLinear)];
+  s->attrs = {Attr::ofInt(AttrKey::Bits, 4), Attr::ofInt(AttrKey::GroupSize, 8),
+              Attr::ofInt(AttrKey::QuantFormat, 2)};
+  EXPECT_NE(invalid(m).find("bits 4 is not served for fp8"), std::string::npos)
+      << invalid(m);
+  s->attrs[2].i = 7;
+  EXPECT_NE(invalid(m).find("unknown quant_format 7"), std::string::npos);
+  // u8 is for weights only.
+  m = withPackedLinear(false);
+  s = &prefill(m).steps[firstStep(m, OpKind::QuantLinear)];
+  prefill(m).buffers[s->results[0]].dtype = DType::U8;
+  EXPECT_NE(invalid(m).find("u8 (packed weight bytes) is for weights only"),
+            std::string::npos);
+  // 2:4 metadata that is not u8.
+  m = withPackedLinear(true);
+  s = &prefill(m).steps[firstStep(m, OpKind::SparseLinear)];
+  prefill(m).buffers[s->operands[2]].dtype = DType::F32;
+  m.weights.weights[prefill(m).buffers[s->operands[2]].weightIndex].dtype =
+      DType::F32;
+  EXPECT_NE(invalid(m).find("must be u8"), std::string::npos) << invalid(m);
+}
+
+} // namespace

@@ -57,6 +57,49 @@ void layerNorm(const float *x, int64_t rows, int64_t d, const float *w,
 void matmul(const float *x, int64_t m, int64_t k, WeightRef w, int64_t n,
             const float *bias, float *y);
 
+/// A QuantLinear weight in its packed form (docs/Quantization.md): row n
+/// of `packed` holds the K integers (or fp8 values) of output channel n,
+/// `bits` each, two 4-bit values a byte low nibble first; `scales` and
+/// `zeroPoints` (null: none) are [N, K / group].
+struct QuantWeightRef {
+  const uint8_t *packed = nullptr;
+  WeightRef scales;
+  const uint8_t *zeroPoints = nullptr;
+  int64_t bits = 8, group = 0;
+  QuantFormat format = QuantFormat::Int;
+};
+
+/// The value of an fp8 e4m3 byte (no infinities; 0x7f/0xff are NaN).
+float fp8e4m3ToFloat(uint8_t v);
+
+/// out[k, n] = the weight's element (k, n) in fp32: scale * (u - zero
+/// point) for integers, scale * fp8(u) for fp8.
+void dequantize(const QuantWeightRef &w, int64_t k, int64_t n, float *out);
+
+/// y = x @ dequantize(w) (+ bias): the exact value of the packed weight,
+/// widened to fp32 into `scratch` ([K, N]) and multiplied like `matmul`.
+void quantLinear(const float *x, int64_t m, int64_t k, const QuantWeightRef &w,
+                 int64_t n, const float *bias, float *y,
+                 std::vector<float> &scratch);
+
+/// A 2:4-sparse weight: `values` [N, K / 2] (the two kept values of each
+/// group of four K elements, in order) and `meta` [N, K / 8] (per group a
+/// nibble: bits 0-1 the first kept position, bits 2-3 the second; group
+/// 2j in the low nibble of byte j).
+struct SparseWeightRef {
+  WeightRef values;
+  const uint8_t *meta = nullptr;
+};
+
+/// out[k, n] = the dense fp32 matrix of a 2:4-sparse weight (zeros where
+/// nothing is kept).
+void densify24(const SparseWeightRef &w, int64_t k, int64_t n, float *out);
+
+/// y = x @ densify24(w) (+ bias), through `scratch` ([K, N]).
+void sparseLinear(const float *x, int64_t m, int64_t k,
+                  const SparseWeightRef &w, int64_t n, const float *bias,
+                  float *y, std::vector<float> &scratch);
+
 /// Rotates the first rotaryDim channels of each head of x [T, H, D] by the
 /// half-split rule with cos/sin [T, rotaryDim]; y may alias x.
 void rope(const float *x, int64_t tokens, int64_t heads, int64_t headDim,

@@ -26,12 +26,22 @@ class WeightTable;
 struct ModelConfig;
 
 /// Element types of buffers and weights. Values are part of the format.
-enum class DType : uint8_t { F32 = 1, F16 = 2, BF16 = 3, I32 = 4, I64 = 5 };
+/// U8 holds packed low-bit data (quantized integers, zero points, fp8
+/// values, 2:4 sparsity metadata): weights only, read by QuantLinear and
+/// SparseLinear as bytes.
+enum class DType : uint8_t {
+  F32 = 1,
+  F16 = 2,
+  BF16 = 3,
+  I32 = 4,
+  I64 = 5,
+  U8 = 6
+};
 const char *dtypeName(DType dtype);
 /// 0 for a value that is not a DType.
 int64_t dtypeBytes(DType dtype);
 bool isFloatDType(DType dtype);
-/// Parses "f32", "f16", "bf16", "i32", "i64".
+/// Parses "f32", "f16", "bf16", "i32", "i64", "u8".
 StatusOr<DType> parseDType(std::string_view name);
 
 /// The sizes a step binds at run time.
@@ -133,6 +143,8 @@ enum class OpKind : uint16_t {
   GatherLastTokens = 21, ///< (x [T, ...], qsl) -> [N, ...]
   Split = 22,           ///< (x) -> pieces along `axis`
   Slice = 23,           ///< (x) -> strided slice along `axes`
+  QuantLinear = 24,     ///< (x, packed, scales, [zero_points], [bias])
+  SparseLinear = 25,    ///< (x, values, metadata, [bias]): 2:4 sparse
 };
 const char *opKindName(OpKind kind);
 
@@ -156,6 +168,9 @@ enum class AttrKey : uint16_t {
   Axes = 16,            ///< i64 array (Slice)
   Starts = 17,          ///< i64 array (Slice)
   Steps = 18,           ///< i64 array (Slice)
+  Bits = 19,            ///< i64: 4 or 8 (QuantLinear)
+  GroupSize = 20,       ///< i64: K elements per scale (QuantLinear)
+  QuantFormat = 21,     ///< i64: a QuantFormat value (QuantLinear)
 };
 const char *attrKeyName(AttrKey key);
 
@@ -164,6 +179,16 @@ enum class AttrType : uint8_t {
   F32 = 2,
   F32Array = 3,
   I64Array = 4,
+};
+
+/// How QuantLinear's packed bytes encode weights. Values are part of the
+/// format (docs/Quantization.md).
+enum class QuantFormat : int64_t {
+  /// Unsigned `bits`-bit integers u: w = scale * (u - zero point), the zero
+  /// point a u8 per group, or 2^(bits-1) without zero points.
+  Int = 1,
+  /// fp8 e4m3 (bits 8): w = scale * fp8(u); no zero points.
+  FP8E4M3 = 2,
 };
 
 /// The activations of GatedMLP. Values are part of the format.

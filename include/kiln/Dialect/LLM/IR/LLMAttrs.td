@@ -45,11 +45,21 @@ def LLM_QuantizedWeightType : LLM_Type<"QuantizedWeight", "qweight"> {
     `scale[n, k / group] * (q[n, k] - zero_point[n, k / group])`, with `q` of
     `bits` bits (4 or 8), `group` consecutive K elements sharing a scale
     (`group = k` means per output channel). Without zero points the integers
-    are symmetric around `2^(bits-1)` as in ONNX `MatMulNBits`.
+    are symmetric around `2^(bits-1)` as in ONNX `MatMulNBits`. With
+    `format = "fp8e4m3"` (bits 8, no zero points) `q` is an fp8 e4m3 value
+    and element (k, n) is `scale[n, k / group] * q[n, k]`.
+
+    The bytes of an `llm.weight` of this type are the packed integers
+    (`[n, k * bits / 8]`, two 4-bit values a byte, low nibble first), the
+    scales (`[n, k / group]` of `scaleType`) and the zero points
+    (`[n, k / group]` bytes), each part starting at a multiple of 64
+    (`getQuantizedLayout`, docs/Quantization.md).
   }];
   let parameters = (ins "int64_t":$k, "int64_t":$n, "int64_t":$bits,
                         "int64_t":$group, "::mlir::Type":$scaleType,
-                        "bool":$zeroPoint);
+                        "bool":$zeroPoint,
+                        StringRefParameter<"value encoding: int or fp8e4m3",
+                                           "\"int\"">:$format);
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
 }
@@ -59,7 +69,11 @@ def LLM_SparseWeightType : LLM_Type<"SparseWeight", "sparse24"> {
   let description = [{
     Of every 4 consecutive K elements of a column, at most 2 are non-zero:
     the values (K/2 x N of `elementType`) and 2-bit indices are stored, the
-    layout the sparse tensor cores of sm_80+ consume.
+    layout the sparse tensor cores of sm_80+ consume. The bytes of an
+    `llm.weight` of this type are the kept values (`[n, k / 2]`) and the
+    metadata (`[n, k / 8]` bytes: per group of four a nibble holding the two
+    kept positions), each part starting at a multiple of 64
+    (`getSparseLayout`, docs/Quantization.md).
   }];
   let parameters = (ins "int64_t":$k, "int64_t":$n, "::mlir::Type":$elementType);
   let assemblyFormat = "`<` struct(params) `>`";

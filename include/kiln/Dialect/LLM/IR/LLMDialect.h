@@ -33,6 +33,24 @@ namespace kiln::llm {
 /// activations, the paged KV-cache ops) and for weights and constants: what a fully raised model
 /// body consists of. Generic ONNX-semantics ops answer false.
 bool isRaisedOp(mlir::Operation *op);
+
+/// A part of a packed weight's bytes: [offset, offset + bytes).
+struct PackedPart {
+  int64_t offset = 0, bytes = 0;
+};
+/// Where the packed integers, scales and zero points (bytes 0 without zero
+/// points) of a !llm.qweight lie in its weight's bytes.
+struct QuantizedLayout {
+  PackedPart packed, scales, zeroPoints;
+  int64_t total = 0;
+};
+QuantizedLayout getQuantizedLayout(QuantizedWeightType type);
+/// Where the kept values and the metadata of a !llm.sparse24 lie.
+struct SparseLayout {
+  PackedPart values, meta;
+  int64_t total = 0;
+};
+SparseLayout getSparseLayout(SparseWeightType type);
 } // namespace kiln::llm
 
 #endif // KILN_DIALECT_LLM_IR_LLMDIALECT_H

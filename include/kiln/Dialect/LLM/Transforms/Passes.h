@@ -17,10 +17,23 @@ namespace mlir {
 class RewritePatternSet;
 } // namespace mlir
 
+namespace kiln::quant {
+struct CalibrationStats;
+} // namespace kiln::quant
+
 namespace kiln::llm {
 
 #define GEN_PASS_DECL
 #include "kiln/Dialect/LLM/Transforms/Passes.h.inc"
+
+/// -llm-quantize-weights and -llm-sparsify-2to4 with the calibration
+/// statistics their calibrated methods (gptq; wanda, sparsegpt) read.
+std::unique_ptr<mlir::Pass>
+createLLMQuantizeWeights(const LLMQuantizeWeightsOptions &options,
+                         std::shared_ptr<const quant::CalibrationStats> stats);
+std::unique_ptr<mlir::Pass>
+createLLMSparsify2to4(const LLMSparsify2to4Options &options,
+                      std::shared_ptr<const quant::CalibrationStats> stats);
 
 /// Shape inference and folding of shape arithmetic; `maxFoldElements`
 /// bounds the size of the constants it creates.

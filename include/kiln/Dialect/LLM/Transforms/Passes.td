@@ -244,4 +244,72 @@ def LLMSpeculativeDecode : Pass<"llm-speculative-decode", "::mlir::ModuleOp"> {
                            "::mlir::func::FuncDialect"];
 }
 
+def LLMQuantizeWeights : Pass<"llm-quantize-weights", "::mlir::ModuleOp"> {
+  let summary = "Quantizes the weights of linear layers and gated MLPs into packed low-bit form.";
+  let description = [{
+    Every dense weight of an `llm.linear` or `llm.gated_mlp` (a 2-D float
+    `llm.weight`) whose name contains none of the `skip` substrings is
+    quantized and re-emitted as an `llm.weight` of type `!llm.qweight` whose
+    bytes (packed integers or fp8 values, scales, zero points: the layout of
+    docs/Quantization.md) are appended to `data-file`; the op reads the new
+    weight. A weight also read by another op (a tied embedding) keeps its
+    dense definition for that op.
+
+    `bits` is 8 or 4; `group-size` is the number of input features sharing
+    a scale (0: one scale per output channel); `zero-point` stores an
+    unsigned zero point per group instead of the symmetric code.
+    `format=fp8e4m3` stores fp8 values with per-channel scales (bits 8, no
+    group, no zero points). `method` is `rtn` (round to nearest) or `gptq`,
+    which needs calibration statistics (kiln-compile
+    `--calibration-text`). A combination the kernels cannot serve (a group
+    that does not divide the input features, fp8 with groups or zero
+    points, 4-bit rows of an odd length) is an error naming the options.
+  }];
+  let options = [
+    Option<"bits", "bits", "int64_t", "8", "Bits per weight: 8 or 4">,
+    Option<"groupSize", "group-size", "int64_t", "0",
+           "Input features per scale (0: per output channel)">,
+    Option<"zeroPoint", "zero-point", "bool", "false",
+           "Asymmetric quantization with a zero point per group">,
+    Option<"format", "format", "std::string", "\"int\"",
+           "Value encoding: int or fp8e4m3">,
+    Option<"method", "method", "std::string", "\"rtn\"",
+           "rtn or gptq (calibrated)">,
+    ListOption<"skip", "skip", "std::string",
+               "Weights whose name contains one of these are kept dense; "
+               "lm_head also keeps the output projection (the linear whose "
+               "result is returned)">,
+    Option<"dataFile", "data-file", "std::string", "\"\"",
+           "File the packed bytes are written to (relative paths resolve "
+           "against the model's directory)">
+  ];
+  let dependentDialects = ["::kiln::llm::LLMDialect"];
+}
+
+def LLMSparsify2to4 : Pass<"llm-sparsify-2to4", "::mlir::ModuleOp"> {
+  let summary = "Prunes the weights of linear layers and gated MLPs to 2:4 sparsity and compresses them.";
+  let description = [{
+    Every dense weight of an `llm.linear` or `llm.gated_mlp` whose name
+    contains none of the `skip` substrings keeps two of every four
+    consecutive input weights of each output channel and is re-emitted as
+    an `llm.weight` of type `!llm.sparse24` whose bytes (the kept values and
+    2-bit position metadata, docs/Quantization.md) are appended to
+    `data-file`. `method` chooses what is kept: `magnitude` (largest |w|),
+    `wanda` (largest |w| * ||x||, calibrated) or `sparsegpt` (calibrated
+    second-order pruning with error feedback). The input features must be
+    a multiple of 8.
+  }];
+  let options = [
+    Option<"method", "method", "std::string", "\"magnitude\"",
+           "magnitude, wanda or sparsegpt (the latter two calibrated)">,
+    ListOption<"skip", "skip", "std::string",
+               "Weights whose name contains one of these are kept dense; "
+               "lm_head also keeps the output projection (the linear whose "
+               "result is returned)">,
+    Option<"dataFile", "data-file", "std::string", "\"\"",
+           "File the compressed bytes are written to">
+  ];
+  let dependentDialects = ["::kiln::llm::LLMDialect"];
+}
+
 #endif // KILN_DIALECT_LLM_TRANSFORMS_PASSES
