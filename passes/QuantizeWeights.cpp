@@ -111,6 +111,7 @@ void QuantizeWeights::runOnOperation() {
   // One packed copy per name when several functions read the same weight.
   llvm::StringMap<std::pair<Type, std::pair<int64_t, int64_t>>> done;
   llvm::DenseMap<const q::InputStats *, std::vector<double>> factors;
+  int64_t dummyOffset = 0;
   for (MatrixWeight &w : *weights) {
     StringRef name = w.op.getName();
     if (auto it = done.find(name); it != done.end()) {
@@ -118,13 +119,26 @@ void QuantizeWeights::runOnOperation() {
                         it->second.second.first, it->second.second.second);
       continue;
     }
-    auto values = readMatrix(w);
-    if (failed(values))
-      return signalPassFailure();
     Type elem = cast<RankedTensorType>(w.op.getType()).getElementType();
     Type scaleType = elem.isF32() ? elem : Float16Type::get(&getContext());
     if (elem.isBF16())
       scaleType = elem;
+    if (module->hasAttr(kDummyWeightsAttr)) {
+      // kiln-compile --dummy-weights: the weights have no bytes to read
+      // (graph-only exports benchmarked at scale); only the packed types
+      // and byte ranges matter, the runtime draws the bytes at load.
+      auto type = QuantizedWeightType::get(
+          &getContext(), w.k, w.n, bits, groupSize == 0 ? w.k : groupSize,
+          scaleType, zeroPoint, fp8 ? "fp8e4m3" : "int");
+      int64_t length = getQuantizedLayout(type).total;
+      done[name] = {type, {dummyOffset, length}};
+      replaceWithPacked(w, type, writer.path(), dummyOffset, length);
+      dummyOffset += (length + 63) / 64 * 64;
+      continue;
+    }
+    auto values = readMatrix(w);
+    if (failed(values))
+      return signalPassFailure();
     q::QuantSpec spec;
     spec.bits = bits;
     spec.group = groupSize == 0 ? w.k : groupSize;

@@ -20,6 +20,7 @@
 #include "kiln/Codegen/KVCacheWriteKernel.h"
 #include "kiln/Codegen/Lowering.h"
 #include "kiln/Codegen/MatmulKernel.h"
+#include "kiln/Codegen/QuantGemvKernel.h"
 #include "kiln/Codegen/PagedAttentionDecodeKernel.h"
 #include "kiln/Codegen/PagedAttentionPrefillKernel.h"
 #include "kiln/Codegen/RMSNormKernel.h"
@@ -68,6 +69,8 @@ rt::DType toRuntime(cg::KernelDType d) {
     return rt::DType::I32;
   case cg::KernelDType::I64:
     return rt::DType::I64;
+  case cg::KernelDType::U8:
+    return rt::DType::U8;
   }
   return rt::DType::F32;
 }
@@ -379,6 +382,71 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
                   return cg::buildRMSNormKernel(b, m, o);
                 };
               });
+        break;
+      }
+      case rt::OpKind::QuantLinear: {
+        // docs/Quantization.md: (x, packed, scales, [zero points], [bias]).
+        auto operand = [&](size_t i) {
+          return s.operands.size() > i ? s.operands[i] : rt::kNoBuffer;
+        };
+        uint32_t zeros = operand(3), bias = operand(4);
+        const rt::Buffer &packed = buf(s.operands[1]);
+        const rt::Buffer &scales = buf(s.operands[2]);
+        int64_t bits = s.getInt(rt::AttrKey::Bits);
+        int64_t group = s.getInt(rt::AttrKey::GroupSize);
+        int64_t n = constDim(packed.shape[0]);
+        int64_t k = lastDim(s.operands[0]);
+        std::optional<cg::KernelDType> dt = storageType(act);
+        std::optional<cg::KernelDType> st =
+            scales.dtype == rt::DType::F32 ? std::optional(cg::KernelDType::F32)
+                                           : storageType(scales.dtype);
+        bool fp8 = s.getInt(rt::AttrKey::QuantFormat) ==
+                   static_cast<int64_t>(rt::QuantFormat::FP8E4M3);
+        int64_t perLoad = 16 * 8 / std::max<int64_t>(bits, 1);
+        if (!dt || !st || fp8 || (bits != 4 && bits != 8) || k <= 0 ||
+            group <= 0 || k % perLoad || group % perLoad ||
+            (bias != rt::kNoBuffer && buf(bias).dtype != act)) {
+          c.missing("qgemv",
+                    {{"dtype", actName},
+                     {"bits", str(bits)},
+                     {"group", str(group)},
+                     {"format", fp8 ? "fp8e4m3" : "int"}},
+                    "qgemv decodes int8/int4 codes whose groups cover whole "
+                    "16-byte loads, for f16/bf16 activations",
+                    use);
+          break;
+        }
+        cg::QuantGemvOptions o;
+        o.dtype = *dt;
+        o.scaleDType = *st;
+        o.n = n;
+        o.k = k;
+        o.bits = bits;
+        o.groupSize = group;
+        o.zeroPoint = zeros != rt::kNoBuffer;
+        o.bias = bias != rt::kNoBuffer;
+        // int4 rows are short (K / 2 bytes): two per warp keep enough
+        // loads in flight.
+        o.rowsPerWarp = bits == 4 ? 2 : 1;
+        o.unroll = 4;
+        std::string key = "qgemv_" + str(n) + "_" + str(k) + actName + "_b" +
+                          str(bits) + "_g" + str(group) +
+                          rt::dtypeName(scales.dtype) +
+                          (o.zeroPoint ? "_zp" : "") + (o.bias ? "_bias" : "");
+        c.add(key, use, [&](Request &r) {
+          r.family = "qgemv";
+          r.repeat = rt::LaunchRepeat::PerToken;
+          r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+            return cg::buildQuantGemvKernel(b, m, o);
+          };
+          cg::QuantGemvOptions chunked = o;
+          chunked.tokens = kGemvChunkRows;
+          chunked.rowsPerWarp = 1;
+          chunked.unroll = 2;
+          r.chunkedBuild = [chunked](OpBuilder &b, gpu::GPUModuleOp m) {
+            return cg::buildQuantGemvKernel(b, m, chunked);
+          };
+        });
         break;
       }
       case rt::OpKind::Linear:

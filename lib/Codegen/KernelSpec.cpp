@@ -23,6 +23,8 @@ llvm::StringRef kiln::codegen::stringifyDType(KernelDType dtype) {
     return "i32";
   case KernelDType::I64:
     return "i64";
+  case KernelDType::U8:
+    return "u8";
   }
   return "f16";
 }
@@ -48,6 +50,8 @@ mlir::Type kiln::codegen::getElementType(mlir::MLIRContext *context,
     return b.getI32Type();
   case KernelDType::I64:
     return b.getI64Type();
+  case KernelDType::U8:
+    return b.getI8Type();
   }
   return b.getF16Type();
 }
@@ -62,6 +66,8 @@ int64_t kiln::codegen::getElementBytes(KernelDType dtype) {
     return 4;
   case KernelDType::I64:
     return 8;
+  case KernelDType::U8:
+    return 1;
   }
   return 2;
 }

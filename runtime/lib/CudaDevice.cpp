@@ -388,6 +388,8 @@ static std::vector<std::string> expectedFamilies(const Step &s, bool decode) {
     return {"rms_norm"};
   case OpKind::Linear:
     return {"gemv"};
+  case OpKind::QuantLinear:
+    return {"qgemv"};
   case OpKind::Rope:
     return {"rope"};
   case OpKind::KVCacheWrite:
@@ -557,6 +559,14 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
               a = nm == "x"   ? op(0)
                   : nm == "w" ? weight(s.operands[1 + j])
                               : scratch(static_cast<uint32_t>(j), inter);
+          } else if (kk.family == "qgemv") {
+            // (x, packed, scales, [zero points], [bias]) -> y
+            a = nm == "x"        ? op(0)
+                : nm == "packed" ? op(1)
+                : nm == "scales" ? op(2)
+                : nm == "zeros"  ? op(3)
+                : nm == "bias"   ? op(4)
+                                 : res(0);
           } else if (k.family == "silu_mul") {
             a = scratch(nm == "gate" ? 0 : nm == "up" ? 1 : 2, arg.shape[0]);
           } else if (k.family == "gemv") {

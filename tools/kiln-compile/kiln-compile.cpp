@@ -291,6 +291,9 @@ importAndLayOut(const std::string &input, mlir::MLIRContext &context,
   // quantize / sparsify (between raise and layout)
   if (compress) {
     progress.begin();
+    if (dummyWeights)
+      (*module)->setAttr(llm::kDummyWeightsAttr,
+                         mlir::UnitAttr::get(module->getContext()));
     std::string summary;
     if (mlir::failed(compressWeights(*module,
                                      unraised ? *unraised : mlir::ModuleOp(),

@@ -34,6 +34,7 @@
 #include "kiln/Codegen/KVCacheWriteKernel.h"
 #include "kiln/Codegen/Lowering.h"
 #include "kiln/Codegen/MatmulKernel.h"
+#include "kiln/Codegen/QuantGemvKernel.h"
 #include "kiln/Codegen/PagedAttentionDecodeKernel.h"
 #include "kiln/Codegen/PagedAttentionPrefillKernel.h"
 #include "kiln/Codegen/RMSNormKernel.h"
@@ -58,7 +59,7 @@ static cl::OptionCategory category("kiln-kernelgen options");
 
 static cl::opt<std::string>
     kernel("kernel", cl::Required, cl::cat(category),
-           cl::desc("Kernel family: rms_norm, gemv, matmul, argmax, silu_mul, "
+           cl::desc("Kernel family: rms_norm, gemv, qgemv, matmul, argmax, silu_mul, "
                     "residual_add, "
                     "kv_write, kv_copy, paged_decode, paged_prefill, "
                     "embedding, rotary_table, rope, cast"));
@@ -174,6 +175,13 @@ static cl::opt<bool>
     gatedUp("gated-up", cl::cat(category),
             cl::desc("gemv: the fused gate/up + silu gemv of a gated MLP "
                      "(a second weight w_up; y = silu(x W^T) * (x W_up^T))"));
+static cl::opt<int64_t> quantBits("bits", cl::init(4), cl::cat(category),
+                                 cl::desc("qgemv: bits per weight (4 or 8)"));
+static cl::opt<int64_t>
+    quantGroup("group-size", cl::init(128), cl::cat(category),
+               cl::desc("qgemv: K elements per scale (k: per channel)"));
+static cl::opt<bool> quantZeroPoint("zero-point", cl::cat(category),
+                                    cl::desc("qgemv: u8 zero points"));
 static cl::opt<int64_t> tileM("tile-m", cl::init(128), cl::cat(category),
                               cl::desc("matmul: token rows per CTA tile"));
 static cl::opt<int64_t> tileN("tile-n", cl::init(128), cl::cat(category),
@@ -267,6 +275,9 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
   else if (family == "gemv")
     add({&gemvN, &gemvK, &warpsPerBlock, &rowsPerWarp, &unroll, &tokens,
          &gatedUp});
+  else if (family == "qgemv")
+    add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint,
+         &rowsPerWarp, &warpsPerBlock, &unroll, &tokens});
   else if (family == "matmul")
     add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages,
          &splitK});
@@ -431,6 +442,20 @@ int main(int argc, char **argv) {
     ArgmaxOptions options;
     options.vocab = gemvN;
     spec = buildArgmaxKernel(builder, kernels, options);
+  } else if (kernel == "qgemv") {
+    QuantGemvOptions options;
+    options.dtype = *dtype;
+    options.scaleDType = *dtype;
+    options.n = gemvN;
+    options.k = gemvK;
+    options.bits = quantBits;
+    options.groupSize = quantGroup;
+    options.zeroPoint = quantZeroPoint;
+    options.rowsPerWarp = rowsPerWarp;
+    options.warpsPerBlock = warpsPerBlock;
+    options.unroll = unroll;
+    options.tokens = tokens;
+    spec = buildQuantGemvKernel(builder, kernels, options);
   } else if (kernel == "matmul") {
     MatmulOptions options;
     options.dtype = *dtype;

@@ -34,14 +34,15 @@ namespace codegen {
 /// the store. F32, I32 and I64 only describe other arguments: fp32 scratch,
 /// block tables and lengths (i32) and slot mappings (i64); a generator's
 /// `dtype` option is F16 or BF16.
-enum class KernelDType { F16, BF16, F32, I32, I64 };
+/// U8: packed low-bit weight bytes (quantized codes, zero points).
+enum class KernelDType { F16, BF16, F32, I32, I64, U8 };
 
-/// "f16", "bf16", "f32", "i32" or "i64".
+/// "f16", "bf16", "f32", "i32", "i64" or "u8".
 llvm::StringRef stringifyDType(KernelDType dtype);
 /// Parses "f16"/"fp16"/"half" or "bf16"/"bfloat16" (the storage types a
 /// generator accepts; never the F32/I32/I64 argument types).
 std::optional<KernelDType> parseDType(llvm::StringRef name);
-/// The MLIR element type (f16, bf16, f32, i32 or i64).
+/// The MLIR element type (f16, bf16, f32, i32, i64; i8 for u8).
 mlir::Type getElementType(mlir::MLIRContext *context, KernelDType dtype);
 /// Size in bytes of one element (2 for f16 and bf16).
 int64_t getElementBytes(KernelDType dtype);

@@ -23,6 +23,11 @@ struct CalibrationStats;
 
 namespace kiln::llm {
 
+/// Module attribute kiln-compile sets with --dummy-weights: the weights have
+/// no bytes, so -llm-quantize-weights plans packed types and byte ranges
+/// without reading or writing data (the runtime draws dummy bytes).
+constexpr llvm::StringLiteral kDummyWeightsAttr = "llm.dummy_weights";
+
 #define GEN_PASS_DECL
 #include "kiln/Dialect/LLM/Transforms/Passes.h.inc"
 

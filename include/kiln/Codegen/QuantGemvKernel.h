@@ -1,0 +1,64 @@
+//===- QuantGemvKernel.h - GEMV over packed low-bit weights -----*- C++ -*-===//
+//
+// y = x . W^T for the QuantLinear steps (docs/Quantization.md): W is read
+// as its packed codes (int8, or two int4 a byte) and per-group scales (and
+// zero points), dequantized in registers; no dense copy of W exists.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_CODEGEN_QUANTGEMVKERNEL_H
+#define KILN_CODEGEN_QUANTGEMVKERNEL_H
+
+#include "kiln/Codegen/KernelSpec.h"
+
+#include "mlir/Support/LLVM.h"
+
+namespace mlir {
+class OpBuilder;
+namespace gpu {
+class GPUModuleOp;
+} // namespace gpu
+} // namespace mlir
+
+namespace kiln {
+namespace codegen {
+
+struct QuantGemvOptions {
+  /// Activations (x, y, bias) and the scales' type.
+  KernelDType dtype = KernelDType::F16;
+  KernelDType scaleDType = KernelDType::F16;
+  int64_t n = 4096;
+  int64_t k = 4096;
+  /// 8 (one code a byte) or 4 (element 2j in the low nibble of byte j).
+  int64_t bits = 4;
+  /// K elements per scale (k: one per output channel).
+  int64_t groupSize = 128;
+  /// A u8 zero point per group; else the symmetric 2^(bits-1).
+  bool zeroPoint = false;
+  bool bias = false;
+  /// Output rows per warp (each streams its own packed row).
+  int64_t rowsPerWarp = 1;
+  int64_t warpsPerBlock = 4;
+  /// 16-byte code loads in flight per lane before their FMAs.
+  int64_t unroll = 4;
+  /// Token rows per CTA (> 1: the row-chunked variant over [T, K], with a
+  /// `step` argument, grid.y = ceil(T / tokens)); each decoded weight
+  /// vector feeds every row.
+  int64_t tokens = 1;
+};
+
+/// Appends `gpu.func @qgemv_<dtype>_n<N>_k<K>_b<bits>_g<group>[_zp][_bias]
+/// [_t<R>](x, packed, scales, [zeros,] [bias,] y[, step]) kernel`: one warp
+/// per output row; each lane loads 16 bytes of codes per step (16 int8 or
+/// 32 int4 weights, within one group), the matching x, and accumulates
+/// (u - z) * scale * x in fp32; a shuffle butterfly reduces the warp.
+/// Emits an error and fails for shapes the layout cannot serve (K not a
+/// multiple of the weights one load covers, a group that splits a load).
+mlir::FailureOr<KernelSpec>
+buildQuantGemvKernel(mlir::OpBuilder &builder, mlir::gpu::GPUModuleOp module,
+                     const QuantGemvOptions &options);
+
+} // namespace codegen
+} // namespace kiln
+
+#endif // KILN_CODEGEN_QUANTGEMVKERNEL_H

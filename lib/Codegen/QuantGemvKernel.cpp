@@ -1,0 +1,329 @@
+//===- QuantGemvKernel.cpp - GEMV over packed low-bit weights -------------===//
+//
+// Decode is bound by reading W; packed weights cut those bytes 2x (int8) or
+// ~3.9x (int4 with f16 scales per 128). Warp w of block b owns output rows
+// (b * warpsPerBlock + w) * rowsPerWarp and up. A lane step loads 16 bytes
+// of a row's codes (ld.global.nc, 512 contiguous bytes per warp), the
+// group's scale (and zero point) and the matching x; the codes become fp32
+// in registers ((u - z) * scale) and meet x in vector FMAs. With int4 the
+// low nibbles are the even elements and the high nibbles the odd ones, so
+// x is split into its even and odd lanes instead of interleaving codes.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Codegen/QuantGemvKernel.h"
+#include "kiln/Codegen/GemvKernel.h"
+
+#include "KernelBuilder.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "llvm/Support/FormatVariadic.h"
+
+using namespace mlir;
+using namespace kiln::codegen;
+
+/// Bytes of codes one lane loads per step.
+static constexpr int64_t kLoadBytes = 16;
+
+FailureOr<KernelSpec>
+kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
+                                    const QuantGemvOptions &o) {
+  MLIRContext *context = builder.getContext();
+  int64_t R = o.tokens;
+  bool chunked = R > 1;
+  std::string name = llvm::formatv(
+      "qgemv_{0}_n{1}_k{2}_b{3}_g{4}{5}{6}{7}", stringifyDType(o.dtype), o.n,
+      o.k, o.bits, o.groupSize, o.zeroPoint ? "_zp" : "",
+      o.bias ? "_bias" : "", chunked ? "_t" + std::to_string(R) : "");
+  Location loc = NameLoc::get(StringAttr::get(context, name));
+  if (o.dtype != KernelDType::F16 && o.dtype != KernelDType::BF16)
+    return emitError(loc) << "qgemv takes f16 or bf16 activations";
+  if (o.scaleDType != KernelDType::F16 && o.scaleDType != KernelDType::BF16 &&
+      o.scaleDType != KernelDType::F32)
+    return emitError(loc) << "qgemv takes f16, bf16 or f32 scales";
+  if (o.bits != 4 && o.bits != 8)
+    return emitError(loc) << "bits=" << o.bits << ": qgemv decodes 4 or 8";
+  int64_t perLoad = kLoadBytes * 8 / o.bits; // weights one load covers
+  if (o.n <= 0 || o.k <= 0 || o.k % perLoad || o.groupSize <= 0 ||
+      o.groupSize % perLoad || o.k % o.groupSize)
+    return emitError(loc) << "k=" << o.k << " and group_size=" << o.groupSize
+                          << " must be multiples of the " << perLoad
+                          << " weights a 16-byte load covers (and the group "
+                             "divide k)";
+  if (o.rowsPerWarp < 1 || o.rowsPerWarp > 4 || o.warpsPerBlock < 1 ||
+      o.warpsPerBlock > 32 || o.unroll < 1 || o.unroll > 16 || R < 1 ||
+      R > 16)
+    return emitError(loc) << "rows_per_warp in [1, 4], warps in [1, 32], "
+                             "unroll in [1, 16] and tokens in [1, 16]";
+
+  int64_t rowBytes = o.k * o.bits / 8;
+  int64_t vectorsPerRow = rowBytes / kLoadBytes;
+  int64_t fullSteps = vectorsPerRow / kWarpSize;
+  int64_t tailLanes = vectorsPerRow % kWarpSize;
+  int64_t groups = o.k / o.groupSize;
+  int64_t threads = o.warpsPerBlock * kWarpSize;
+  int64_t rowsPerBlock = o.warpsPerBlock * o.rowsPerWarp;
+  int64_t blocks = ceilDiv(o.n, rowsPerBlock);
+  bool rowsOvershoot = blocks * rowsPerBlock != o.n;
+
+  KernelBuilder b(loc, builder);
+  Type elementType = getElementType(context, o.dtype);
+  Type f32 = b.getF32Type();
+  Type i8 = b.getI8Type();
+  auto xType = chunked ? MemRefType::get({kGemvMaxRows, o.k}, elementType)
+                       : MemRefType::get({o.k}, elementType);
+  auto packedType = MemRefType::get({o.n, rowBytes}, i8);
+  auto scalesType =
+      MemRefType::get({o.n, groups}, getElementType(context, o.scaleDType));
+  auto zerosType = MemRefType::get({o.n, groups}, i8);
+  auto biasType = MemRefType::get({o.n}, elementType);
+  auto yType = chunked ? MemRefType::get({kGemvMaxRows, o.n}, elementType)
+                       : MemRefType::get({o.n}, elementType);
+  SmallVector<Type> argTypes = {xType, packedType, scalesType};
+  if (o.zeroPoint)
+    argTypes.push_back(zerosType);
+  if (o.bias)
+    argTypes.push_back(biasType);
+  argTypes.push_back(yType);
+  SmallVector<ArgAccess> access(argTypes.size(), ArgAccess::ReadOnly);
+  access.back() = ArgAccess::WriteOnly;
+  if (chunked) {
+    argTypes.push_back(MemRefType::get({4}, b.getI32Type()));
+    access.push_back(ArgAccess::ReadOnly);
+  }
+  gpu::GPUFuncOp func = b.createKernel(module, name, argTypes, access, threads);
+  unsigned next = 0;
+  Value x = func.getArgument(next++), packed = func.getArgument(next++),
+        scales = func.getArgument(next++);
+  Value zeros = o.zeroPoint ? func.getArgument(next++) : Value();
+  Value biasArg = o.bias ? func.getArgument(next++) : Value();
+  Value y = func.getArgument(next++);
+  Value stepArg = chunked ? func.getArgument(next++) : Value();
+
+  SmallVector<Value> tokenRows, loadTokenRows;
+  Value numTokens;
+  if (chunked) {
+    numTokens = arith::IndexCastOp::create(
+        b, b.getIndexType(),
+        memref::LoadOp::create(b, stepArg, ValueRange{b.index(0)}));
+    Value lastToken = b.sub(numTokens, b.index(1));
+    for (int64_t t = 0; t < R; ++t) {
+      Value row = b.add(b.mul(b.blockIdY(), R), t);
+      tokenRows.push_back(row);
+      loadTokenRows.push_back(arith::MinUIOp::create(b, row, lastToken));
+    }
+  }
+
+  Value tid = b.threadIdX();
+  Value lane = b.remU(tid, kWarpSize);
+  Value warp = b.divU(tid, kWarpSize);
+  Value firstRow =
+      b.add(b.mul(b.blockIdX(), rowsPerBlock), b.mul(warp, o.rowsPerWarp));
+  SmallVector<Value> rows, loadRows;
+  for (int64_t r = 0; r < o.rowsPerWarp; ++r) {
+    Value row = b.add(firstRow, r);
+    rows.push_back(row);
+    loadRows.push_back(rowsOvershoot
+                           ? arith::MinUIOp::create(b, row, b.index(o.n - 1))
+                                 .getResult()
+                           : row);
+  }
+
+  int64_t accWidth = kLoadBytes; // fp32 lanes per accumulator
+  auto vecF32 = VectorType::get({accWidth}, f32);
+  auto vecI8 = VectorType::get({kLoadBytes}, i8);
+  auto splatI8 = [&](int64_t v) {
+    return arith::ConstantOp::create(
+        b, vecI8, DenseElementsAttr::get(vecI8, b.getI8IntegerAttr(v)));
+  };
+  // x at element `column` for token t: the perLoad weights' activations.
+  auto loadX = [&](int64_t t, Value column) {
+    return chunked ? b.loadF32(x, {loadTokenRows[t], column}, perLoad)
+                   : b.loadF32(x, {column}, perLoad);
+  };
+  SmallVector<int64_t> evens, odds;
+  for (int64_t i = 0; i < accWidth; ++i) {
+    evens.push_back(2 * i);
+    odds.push_back(2 * i + 1);
+  }
+
+  // One group of lane steps at byte vectors `vectors` (per lane): every
+  // load first, then the dequantization and FMAs. Accumulators are
+  // [row r][token t] at r * R + t.
+  auto accumulate = [&](ArrayRef<Value> vectors, SmallVector<Value> accs) {
+    struct Loaded {
+      Value codes, scale, zero;
+    };
+    SmallVector<SmallVector<Loaded>> w(loadRows.size());
+    SmallVector<SmallVector<Value>> xs(R);
+    for (Value v : vectors) {
+      Value column = b.mul(v, perLoad);
+      Value group = b.divU(column, o.groupSize);
+      for (auto [r, row] : llvm::enumerate(loadRows)) {
+        Loaded l;
+        l.codes = b.loadVector(packed, {row, b.mul(v, kLoadBytes)}, kLoadBytes);
+        Value s = memref::LoadOp::create(b, scales, ValueRange{row, group});
+        l.scale = s.getType() == f32
+                      ? s
+                      : arith::ExtFOp::create(b, f32, s).getResult();
+        if (zeros)
+          l.zero = arith::UIToFPOp::create(
+              b, f32,
+              memref::LoadOp::create(b, zeros, ValueRange{row, group})
+                  .getResult());
+        w[r].push_back(l);
+      }
+      for (int64_t t = 0; t < R; ++t)
+        xs[t].push_back(loadX(t, column));
+    }
+    Value symmetric = b.f32(double(int64_t(1) << (o.bits - 1)));
+    for (size_t s = 0; s < vectors.size(); ++s)
+      for (size_t r = 0; r < loadRows.size(); ++r) {
+        const Loaded &l = w[r][s];
+        Value zero = vector::BroadcastOp::create(
+            b, vecF32, l.zero ? l.zero : symmetric);
+        Value scale = vector::BroadcastOp::create(b, vecF32, l.scale);
+        auto dequant = [&](Value codes) {
+          Value u = arith::UIToFPOp::create(b, vecF32, codes);
+          return arith::MulFOp::create(b, arith::SubFOp::create(b, u, zero),
+                                       scale)
+              .getResult();
+        };
+        if (o.bits == 8) {
+          Value deq = dequant(l.codes);
+          for (int64_t t = 0; t < R; ++t)
+            accs[r * R + t] =
+                vector::FMAOp::create(b, deq, xs[t][s], accs[r * R + t]);
+        } else {
+          Value lo = dequant(arith::AndIOp::create(b, l.codes, splatI8(15)));
+          Value hi = dequant(arith::ShRUIOp::create(b, l.codes, splatI8(4)));
+          for (int64_t t = 0; t < R; ++t) {
+            Value xe =
+                vector::ShuffleOp::create(b, xs[t][s], xs[t][s], evens);
+            Value xo = vector::ShuffleOp::create(b, xs[t][s], xs[t][s], odds);
+            Value acc = vector::FMAOp::create(b, lo, xe, accs[r * R + t]);
+            accs[r * R + t] = vector::FMAOp::create(b, hi, xo, acc);
+          }
+        }
+      }
+    return accs;
+  };
+  auto vectorsFrom = [&](Value base, int64_t count) {
+    SmallVector<Value> vectors;
+    for (int64_t s = 0; s < count; ++s)
+      vectors.push_back(b.add(base, s * kWarpSize));
+    return vectors;
+  };
+
+  SmallVector<Value> accs(loadRows.size() * R, b.f32Splat(0.0, accWidth));
+  int64_t chunks = fullSteps > o.unroll ? fullSteps / o.unroll : 0;
+  int64_t done = 0;
+  if (chunks > 0) {
+    int64_t chunkVectors = o.unroll * kWarpSize;
+    auto loop = scf::ForOp::create(
+        b, b.index(0), b.index(chunks * chunkVectors), b.index(chunkVectors),
+        accs, [&](OpBuilder &, Location, Value offset, ValueRange carried) {
+          SmallVector<Value> nextAccs =
+              accumulate(vectorsFrom(b.add(lane, offset), o.unroll),
+                         SmallVector<Value>(carried.begin(), carried.end()));
+          scf::YieldOp::create(b, nextAccs);
+        });
+    accs.assign(loop.getResults().begin(), loop.getResults().end());
+    done = chunks * o.unroll;
+  }
+  if (fullSteps > done)
+    accs = accumulate(vectorsFrom(b.add(lane, done * kWarpSize),
+                                  fullSteps - done),
+                      accs);
+  if (tailLanes > 0) {
+    // The row's last vectors: lanes below tailLanes take one more step.
+    SmallVector<Type> types(accs.size(), vecF32);
+    auto ifOp = scf::IfOp::create(
+        b, types, b.cmp(arith::CmpIPredicate::ult, lane, b.index(tailLanes)),
+        /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      SmallVector<Value> more = accumulate(
+          vectorsFrom(b.add(lane, fullSteps * kWarpSize), 1), accs);
+      scf::YieldOp::create(b, more);
+      b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+      scf::YieldOp::create(b, accs);
+    }
+    accs.assign(ifOp.getResults().begin(), ifOp.getResults().end());
+  }
+
+  // Lane sum, warp sum; lane 0 adds the bias and stores each row it owns.
+  Value isLeader = b.cmp(arith::CmpIPredicate::eq, lane, b.index(0));
+  for (size_t i = 0; i < accs.size(); ++i) {
+    size_t r = i / R;
+    int64_t t = static_cast<int64_t>(i % R);
+    Value sum = b.warpSum(
+        vector::ReductionOp::create(b, vector::CombiningKind::ADD, accs[i]));
+    Value writes = isLeader;
+    if (rowsOvershoot)
+      writes = b.andI(writes, b.cmp(arith::CmpIPredicate::ult, rows[r],
+                                    b.index(o.n)));
+    if (chunked)
+      writes = b.andI(writes, b.cmp(arith::CmpIPredicate::ult, tokenRows[t],
+                                    numTokens));
+    b.ifThen(writes, [&] {
+      Value total = sum;
+      if (biasArg)
+        total = arith::AddFOp::create(
+            b, total,
+            arith::ExtFOp::create(
+                b, f32,
+                memref::LoadOp::create(b, biasArg, ValueRange{rows[r]})
+                    .getResult()));
+      Value narrowed = arith::TruncFOp::create(b, elementType, total);
+      if (chunked)
+        memref::StoreOp::create(b, narrowed, y,
+                                ValueRange{tokenRows[t], rows[r]});
+      else
+        memref::StoreOp::create(b, narrowed, y, rows[r]);
+    });
+  }
+  gpu::ReturnOp::create(b);
+
+  KernelSpec spec;
+  spec.family = "qgemv";
+  spec.name = name;
+  spec.grid = {blocks, 1, 1};
+  spec.block = {threads, 1, 1};
+  spec.addParam("dtype", stringifyDType(o.dtype));
+  spec.addParam("n", o.n);
+  spec.addParam("k", o.k);
+  spec.addParam("bits", o.bits);
+  spec.addParam("group_size", o.groupSize);
+  spec.addParam("scale_dtype", stringifyDType(o.scaleDType));
+  spec.addParam("rows_per_warp", o.rowsPerWarp);
+  spec.addParam("unroll", o.unroll);
+  if (o.zeroPoint)
+    spec.addParam("zero_point", 1);
+  if (o.bias)
+    spec.addParam("bias", 1);
+  if (chunked)
+    spec.addParam("tokens", R);
+  spec.args = {{"x", o.dtype,
+                chunked ? SmallVector<int64_t>{R, o.k}
+                        : SmallVector<int64_t>{o.k},
+                false},
+               {"packed", KernelDType::U8, {o.n, rowBytes}, false},
+               {"scales", o.scaleDType, {o.n, groups}, false}};
+  if (o.zeroPoint)
+    spec.args.push_back({"zeros", KernelDType::U8, {o.n, groups}, false});
+  if (o.bias)
+    spec.args.push_back({"bias", o.dtype, {o.n}, false});
+  spec.args.push_back({"y", o.dtype,
+                       chunked ? SmallVector<int64_t>{R, o.n}
+                               : SmallVector<int64_t>{o.n},
+                       true});
+  if (chunked)
+    spec.args.push_back({"step", KernelDType::I32, {4}, false});
+  return spec;
+}
