@@ -5,9 +5,8 @@
 // (b * warpsPerBlock + w) * rowsPerWarp and up. A lane step loads 16 bytes
 // of a row's codes (ld.global.nc, 512 contiguous bytes per warp), the
 // group's scale (and zero point) and the matching x; the codes become fp32
-// in registers ((u - z) * scale) and meet x in vector FMAs. With int4 the
-// low nibbles are the even elements and the high nibbles the odd ones, so
-// x is split into its even and odd lanes instead of interleaving codes.
+// in registers and meet x in vector FMAs: u - z is built as a float by bit
+// operations (see accumulate), the group's scale applied once per load.
 //
 //===----------------------------------------------------------------------===//
 
@@ -37,8 +36,8 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   bool chunked = R > 1;
   std::string name = llvm::formatv(
       "qgemv_{0}_n{1}_k{2}_b{3}_g{4}{5}{6}{7}", stringifyDType(o.dtype), o.n,
-      o.k, o.bits, o.groupSize, o.zeroPoint ? "_zp" : "",
-      o.bias ? "_bias" : "", chunked ? "_t" + std::to_string(R) : "");
+      o.k, o.bits, o.groupSize, o.zeroPoint ? "_zp" : "", o.bias ? "_bias" : "",
+      chunked ? "_t" + std::to_string(R) : "");
   Location loc = NameLoc::get(StringAttr::get(context, name));
   if (o.dtype != KernelDType::F16 && o.dtype != KernelDType::BF16)
     return emitError(loc) << "qgemv takes f16 or bf16 activations";
@@ -55,8 +54,7 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                           << " weights a 16-byte load covers (and the group "
                              "divide k)";
   if (o.rowsPerWarp < 1 || o.rowsPerWarp > 4 || o.warpsPerBlock < 1 ||
-      o.warpsPerBlock > 32 || o.unroll < 1 || o.unroll > 16 || R < 1 ||
-      R > 16)
+      o.warpsPerBlock > 32 || o.unroll < 1 || o.unroll > 16 || R < 1 || R > 16)
     return emitError(loc) << "rows_per_warp in [1, 4], warps in [1, 32], "
                              "unroll in [1, 16] and tokens in [1, 16]";
 
@@ -127,33 +125,42 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   for (int64_t r = 0; r < o.rowsPerWarp; ++r) {
     Value row = b.add(firstRow, r);
     rows.push_back(row);
-    loadRows.push_back(rowsOvershoot
-                           ? arith::MinUIOp::create(b, row, b.index(o.n - 1))
-                                 .getResult()
-                           : row);
+    loadRows.push_back(
+        rowsOvershoot
+            ? arith::MinUIOp::create(b, row, b.index(o.n - 1)).getResult()
+            : row);
   }
 
-  int64_t accWidth = kLoadBytes; // fp32 lanes per accumulator
-  auto vecF32 = VectorType::get({accWidth}, f32);
-  auto vecI8 = VectorType::get({kLoadBytes}, i8);
-  auto splatI8 = [&](int64_t v) {
+  // A 16-byte load is 4 words; code i of word j (i < 32 / bits) is weight
+  // (32 / bits) * j + i. It becomes an exact fp32 without an int-to-float
+  // conversion (a quarter-rate instruction that bound the first version):
+  // (word >> bits * i) & mask | 0x4B000000 is the float 2^23 + u, and
+  // subtracting 2^23 + z leaves u - z. So each step is 4-wide vectors, one
+  // per code position, against the matching lanes of x.
+  int64_t codesPerWord = 32 / o.bits;
+  auto vec4F32 = VectorType::get({4}, f32);
+  auto vec4I32 = VectorType::get({4}, b.getI32Type());
+  auto splatI32 = [&](int64_t v) {
     return arith::ConstantOp::create(
-        b, vecI8, DenseElementsAttr::get(vecI8, b.getI8IntegerAttr(v)));
+        b, vec4I32, DenseElementsAttr::get(vec4I32, b.getI32IntegerAttr(v)));
   };
+  Value magicBits = splatI32(0x4B000000);
+  Value mask = splatI32((int64_t(1) << o.bits) - 1);
+  float magic = 8388608.0f;
   // x at element `column` for token t: the perLoad weights' activations.
   auto loadX = [&](int64_t t, Value column) {
     return chunked ? b.loadF32(x, {loadTokenRows[t], column}, perLoad)
                    : b.loadF32(x, {column}, perLoad);
   };
-  SmallVector<int64_t> evens, odds;
-  for (int64_t i = 0; i < accWidth; ++i) {
-    evens.push_back(2 * i);
-    odds.push_back(2 * i + 1);
-  }
+  // Lanes of x meeting code position i of the 4 words.
+  SmallVector<SmallVector<int64_t>> positions(codesPerWord);
+  for (int64_t i = 0; i < codesPerWord; ++i)
+    for (int64_t j = 0; j < 4; ++j)
+      positions[i].push_back(j * codesPerWord + i);
 
   // One group of lane steps at byte vectors `vectors` (per lane): every
-  // load first, then the dequantization and FMAs. Accumulators are
-  // [row r][token t] at r * R + t.
+  // load first, then the decoding and FMAs. Accumulators are [row r][token
+  // t] at r * R + t; each load adds scale * sum_i (u_i - z) x_i.
   auto accumulate = [&](ArrayRef<Value> vectors, SmallVector<Value> accs) {
     struct Loaded {
       Value codes, scale, zero;
@@ -180,34 +187,38 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       for (int64_t t = 0; t < R; ++t)
         xs[t].push_back(loadX(t, column));
     }
-    Value symmetric = b.f32(double(int64_t(1) << (o.bits - 1)));
+    Value symmetric = b.f32(magic + double(int64_t(1) << (o.bits - 1)));
     for (size_t s = 0; s < vectors.size(); ++s)
       for (size_t r = 0; r < loadRows.size(); ++r) {
         const Loaded &l = w[r][s];
-        Value zero = vector::BroadcastOp::create(
-            b, vecF32, l.zero ? l.zero : symmetric);
-        Value scale = vector::BroadcastOp::create(b, vecF32, l.scale);
-        auto dequant = [&](Value codes) {
-          Value u = arith::UIToFPOp::create(b, vecF32, codes);
-          return arith::MulFOp::create(b, arith::SubFOp::create(b, u, zero),
-                                       scale)
-              .getResult();
-        };
-        if (o.bits == 8) {
-          Value deq = dequant(l.codes);
-          for (int64_t t = 0; t < R; ++t)
-            accs[r * R + t] =
-                vector::FMAOp::create(b, deq, xs[t][s], accs[r * R + t]);
-        } else {
-          Value lo = dequant(arith::AndIOp::create(b, l.codes, splatI8(15)));
-          Value hi = dequant(arith::ShRUIOp::create(b, l.codes, splatI8(4)));
-          for (int64_t t = 0; t < R; ++t) {
-            Value xe =
-                vector::ShuffleOp::create(b, xs[t][s], xs[t][s], evens);
-            Value xo = vector::ShuffleOp::create(b, xs[t][s], xs[t][s], odds);
-            Value acc = vector::FMAOp::create(b, lo, xe, accs[r * R + t]);
-            accs[r * R + t] = vector::FMAOp::create(b, hi, xo, acc);
+        Value offset =
+            l.zero ? arith::AddFOp::create(b, l.zero, b.f32(magic)).getResult()
+                   : symmetric;
+        Value offsets = vector::BroadcastOp::create(b, vec4F32, offset);
+        Value words = vector::BitCastOp::create(b, vec4I32, l.codes);
+        SmallVector<Value> decoded;
+        for (int64_t i = 0; i < codesPerWord; ++i) {
+          Value shifted =
+              i ? arith::ShRUIOp::create(b, words, splatI32(i * o.bits))
+                      .getResult()
+                : words;
+          Value bits = arith::OrIOp::create(
+              b, arith::AndIOp::create(b, shifted, mask), magicBits);
+          decoded.push_back(arith::SubFOp::create(
+              b, vector::BitCastOp::create(b, vec4F32, bits), offsets));
+        }
+        Value scale = vector::BroadcastOp::create(b, vec4F32, l.scale);
+        for (int64_t t = 0; t < R; ++t) {
+          Value dot;
+          for (int64_t i = 0; i < codesPerWord; ++i) {
+            Value xi =
+                vector::ShuffleOp::create(b, xs[t][s], xs[t][s], positions[i]);
+            dot =
+                dot ? vector::FMAOp::create(b, decoded[i], xi, dot).getResult()
+                    : arith::MulFOp::create(b, decoded[i], xi).getResult();
           }
+          accs[r * R + t] =
+              vector::FMAOp::create(b, scale, dot, accs[r * R + t]);
         }
       }
     return accs;
@@ -219,7 +230,7 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     return vectors;
   };
 
-  SmallVector<Value> accs(loadRows.size() * R, b.f32Splat(0.0, accWidth));
+  SmallVector<Value> accs(loadRows.size() * R, b.f32Splat(0.0, 4));
   int64_t chunks = fullSteps > o.unroll ? fullSteps / o.unroll : 0;
   int64_t done = 0;
   if (chunks > 0) {
@@ -236,20 +247,19 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     done = chunks * o.unroll;
   }
   if (fullSteps > done)
-    accs = accumulate(vectorsFrom(b.add(lane, done * kWarpSize),
-                                  fullSteps - done),
-                      accs);
+    accs = accumulate(
+        vectorsFrom(b.add(lane, done * kWarpSize), fullSteps - done), accs);
   if (tailLanes > 0) {
     // The row's last vectors: lanes below tailLanes take one more step.
-    SmallVector<Type> types(accs.size(), vecF32);
+    SmallVector<Type> types(accs.size(), vec4F32);
     auto ifOp = scf::IfOp::create(
         b, types, b.cmp(arith::CmpIPredicate::ult, lane, b.index(tailLanes)),
         /*withElseRegion=*/true);
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-      SmallVector<Value> more = accumulate(
-          vectorsFrom(b.add(lane, fullSteps * kWarpSize), 1), accs);
+      SmallVector<Value> more =
+          accumulate(vectorsFrom(b.add(lane, fullSteps * kWarpSize), 1), accs);
       scf::YieldOp::create(b, more);
       b.setInsertionPointToStart(&ifOp.getElseRegion().front());
       scf::YieldOp::create(b, accs);
@@ -266,11 +276,11 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
         vector::ReductionOp::create(b, vector::CombiningKind::ADD, accs[i]));
     Value writes = isLeader;
     if (rowsOvershoot)
-      writes = b.andI(writes, b.cmp(arith::CmpIPredicate::ult, rows[r],
-                                    b.index(o.n)));
+      writes = b.andI(writes,
+                      b.cmp(arith::CmpIPredicate::ult, rows[r], b.index(o.n)));
     if (chunked)
-      writes = b.andI(writes, b.cmp(arith::CmpIPredicate::ult, tokenRows[t],
-                                    numTokens));
+      writes = b.andI(
+          writes, b.cmp(arith::CmpIPredicate::ult, tokenRows[t], numTokens));
     b.ifThen(writes, [&] {
       Value total = sum;
       if (biasArg)
@@ -309,20 +319,20 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     spec.addParam("bias", 1);
   if (chunked)
     spec.addParam("tokens", R);
-  spec.args = {{"x", o.dtype,
-                chunked ? SmallVector<int64_t>{R, o.k}
-                        : SmallVector<int64_t>{o.k},
-                false},
-               {"packed", KernelDType::U8, {o.n, rowBytes}, false},
-               {"scales", o.scaleDType, {o.n, groups}, false}};
+  spec.args = {
+      {"x", o.dtype,
+       chunked ? SmallVector<int64_t>{R, o.k} : SmallVector<int64_t>{o.k},
+       false},
+      {"packed", KernelDType::U8, {o.n, rowBytes}, false},
+      {"scales", o.scaleDType, {o.n, groups}, false}};
   if (o.zeroPoint)
     spec.args.push_back({"zeros", KernelDType::U8, {o.n, groups}, false});
   if (o.bias)
     spec.args.push_back({"bias", o.dtype, {o.n}, false});
-  spec.args.push_back({"y", o.dtype,
-                       chunked ? SmallVector<int64_t>{R, o.n}
-                               : SmallVector<int64_t>{o.n},
-                       true});
+  spec.args.push_back(
+      {"y", o.dtype,
+       chunked ? SmallVector<int64_t>{R, o.n} : SmallVector<int64_t>{o.n},
+       true});
   if (chunked)
     spec.args.push_back({"step", KernelDType::I32, {4}, false});
   return spec;
