@@ -119,17 +119,10 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   SmallVector<Value> tokenRows, loadTokenRows;
   Value numTokens;
   if (chunked) {
-    numTokens = arith::IndexCastOp::create(
-        b, b.getIndexType(),
-        memref::LoadOp::create(b, stepArg, ValueRange{b.index(0)}));
-    Value tokenBase = arith::MulIOp::create(b, b.blockIdY(), b.index(R));
-    Value lastToken = arith::SubIOp::create(b, numTokens, b.index(1));
-    for (int64_t t = 0; t < R; ++t) {
-      Value row = arith::AddIOp::create(b, tokenBase, b.index(t));
-      tokenRows.push_back(row);
-      loadTokenRows.push_back(
-          arith::MinUIOp::create(b, row, lastToken).getResult());
-    }
+    KernelBuilder::TokenChunk chunk = b.tokenChunk(stepArg, R);
+    numTokens = chunk.numRows;
+    tokenRows = chunk.rows;
+    loadTokenRows = chunk.loadRows;
   }
   // x[t, column] (chunked) or x[column].
   auto loadX = [&](int64_t t, Value column) {
@@ -148,15 +141,10 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
 
   // Rows past N (last block only) read row N-1 and skip the store, so every
   // lane stays in the shuffles and no load needs a guard.
-  SmallVector<Value> rows, loadRows;
-  for (int64_t r = 0; r < options.rowsPerWarp; ++r) {
-    Value row = arith::AddIOp::create(b, firstRow, b.index(r));
-    rows.push_back(row);
-    loadRows.push_back(
-        rowsOvershoot
-            ? arith::MinUIOp::create(b, row, b.index(options.n - 1)).getResult()
-            : row);
-  }
+  auto warpRows =
+      b.clampedRows(firstRow, options.rowsPerWarp,
+                    rowsOvershoot ? b.index(options.n - 1) : Value());
+  SmallVector<Value> rows = warpRows.rows, loadRows = warpRows.loadRows;
 
   // The weight rows a warp streams: its rows of W, then (gated) the same
   // rows of W_up. Accumulators: [stream r][token t] at r * R + t.

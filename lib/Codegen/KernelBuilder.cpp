@@ -285,6 +285,32 @@ Value KernelBuilder::rsqrtApprox(Value scalar) {
   return callF32Intrinsic(*this, "llvm.nvvm.rsqrt.approx.f", scalar);
 }
 
+KernelBuilder::ClampedRows KernelBuilder::clampedRows(Value base, int64_t count,
+                                                      Value last) {
+  ClampedRows out;
+  for (int64_t i = 0; i < count; ++i) {
+    Value row = add(base, i);
+    out.rows.push_back(row);
+    out.loadRows.push_back(
+        last ? arith::MinUIOp::create(*this, row, last).getResult() : row);
+  }
+  return out;
+}
+
+Value KernelBuilder::stepRows(Value step) {
+  return arith::IndexCastOp::create(
+      *this, getIndexType(),
+      memref::LoadOp::create(*this, step, ValueRange{index(0)}));
+}
+
+KernelBuilder::TokenChunk KernelBuilder::tokenChunk(Value step, int64_t count) {
+  TokenChunk chunk;
+  chunk.numRows = stepRows(step);
+  static_cast<ClampedRows &>(chunk) =
+      clampedRows(mul(blockIdY(), count), count, sub(chunk.numRows, index(1)));
+  return chunk;
+}
+
 Value KernelBuilder::siluMul(Value a, Value bv) {
   auto vector = dyn_cast<VectorType>(a.getType());
   auto splat = [&](double v) {

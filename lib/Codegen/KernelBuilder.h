@@ -104,6 +104,23 @@ public:
   void storeVector(mlir::Value value, mlir::Value memref,
                    mlir::ValueRange indices, int64_t alignBytes = 0);
 
+  /// Rows [base, base + count) and the rows their loads use: clamped to
+  /// `last` (when given) so that rows past the end read valid memory while
+  /// their stores are skipped; every lane stays in the warp's shuffles.
+  struct ClampedRows {
+    llvm::SmallVector<mlir::Value> rows, loadRows;
+  };
+  ClampedRows clampedRows(mlir::Value base, int64_t count, mlir::Value last);
+  /// step[0] of a row-chunked kernel's `step` argument (i32 [4]) as an
+  /// index: the step's rows T.
+  mlir::Value stepRows(mlir::Value step);
+  /// The token rows of a row-chunked CTA: [blockIdx.y * count, + count),
+  /// loads clamped to the step's last row; `numRows` is T.
+  struct TokenChunk : ClampedRows {
+    mlir::Value numRows;
+  };
+  TokenChunk tokenChunk(mlir::Value step, int64_t count);
+
   /// `then()` under `cond`, with no results.
   void ifThen(mlir::Value cond, const std::function<void()> &then);
   /// `cond ? then() : otherwise()` as an scf.if yielding one value.

@@ -105,15 +105,10 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   SmallVector<Value> tokenRows, loadTokenRows;
   Value numTokens;
   if (chunked) {
-    numTokens = arith::IndexCastOp::create(
-        b, b.getIndexType(),
-        memref::LoadOp::create(b, stepArg, ValueRange{b.index(0)}));
-    Value lastToken = b.sub(numTokens, b.index(1));
-    for (int64_t t = 0; t < R; ++t) {
-      Value row = b.add(b.mul(b.blockIdY(), R), t);
-      tokenRows.push_back(row);
-      loadTokenRows.push_back(arith::MinUIOp::create(b, row, lastToken));
-    }
+    KernelBuilder::TokenChunk chunk = b.tokenChunk(stepArg, R);
+    numTokens = chunk.numRows;
+    tokenRows = chunk.rows;
+    loadTokenRows = chunk.loadRows;
   }
 
   Value tid = b.threadIdX();
@@ -121,15 +116,9 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   Value warp = b.divU(tid, kWarpSize);
   Value firstRow =
       b.add(b.mul(b.blockIdX(), rowsPerBlock), b.mul(warp, o.rowsPerWarp));
-  SmallVector<Value> rows, loadRows;
-  for (int64_t r = 0; r < o.rowsPerWarp; ++r) {
-    Value row = b.add(firstRow, r);
-    rows.push_back(row);
-    loadRows.push_back(
-        rowsOvershoot
-            ? arith::MinUIOp::create(b, row, b.index(o.n - 1)).getResult()
-            : row);
-  }
+  auto warpRows = b.clampedRows(firstRow, o.rowsPerWarp,
+                                rowsOvershoot ? b.index(o.n - 1) : Value());
+  SmallVector<Value> rows = warpRows.rows, loadRows = warpRows.loadRows;
 
   // A 16-byte load is 4 words; code i of word j (i < 32 / bits) is weight
   // (32 / bits) * j + i. It becomes an exact fp32 without an int-to-float
