@@ -20,9 +20,9 @@
 #include "kiln/Codegen/KVCacheWriteKernel.h"
 #include "kiln/Codegen/Lowering.h"
 #include "kiln/Codegen/MatmulKernel.h"
-#include "kiln/Codegen/QuantGemvKernel.h"
 #include "kiln/Codegen/PagedAttentionDecodeKernel.h"
 #include "kiln/Codegen/PagedAttentionPrefillKernel.h"
+#include "kiln/Codegen/QuantGemvKernel.h"
 #include "kiln/Codegen/RMSNormKernel.h"
 #include "kiln/Codegen/RopeKernel.h"
 #include "kiln/Codegen/RotaryTableKernel.h"
@@ -165,6 +165,10 @@ int64_t envOr(const char *name, int64_t dflt) {
   return v && std::atoll(v) > 0 ? std::atoll(v) : dflt;
 }
 
+/// Smallest weight (bytes, 16-bit) that gets the split-K few-row GEMM
+/// (KILN_SKINNY_MIN_BYTES overrides it at compile time).
+constexpr int64_t kSkinnyMinWeightBytes = 4 << 20;
+
 /// Most K splits of the few-row GEMM: the last CTA of a tile reads all
 /// splitK fp32 partial tiles alone, so more splits cost more than the SMs
 /// they fill. KILN_SKINNY_MAX_SPLIT overrides it at compile time (tuning).
@@ -176,6 +180,12 @@ int64_t skinnyMaxSplit() { return envOr("KILN_SKINNY_MAX_SPLIT", 4); }
 /// about one wave of CTAs reads W: n / 128 CTAs alone would leave most SMs
 /// idle for q/k/v/o and down. None when the shape does not tile.
 std::optional<cg::MatmulOptions> skinnyMatmul(cg::MatmulOptions mm) {
+  // Small matrices stay on the row-chunked gemv: reading W once per 32
+  // rows instead of per 8 does not repay the split-K reduction there
+  // (pycoder's 0.1-1 MB weights served 5% faster without it), and the gemv
+  // family computes a row the same way at every batch size.
+  if (mm.n * mm.k * 2 < envOr("KILN_SKINNY_MIN_BYTES", kSkinnyMinWeightBytes))
+    return std::nullopt;
   mm.tileM = 32;
   mm.tileK = 64;
   mm.warpsM = 1;

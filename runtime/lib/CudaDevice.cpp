@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 
 namespace kiln::runtime {
 
@@ -118,6 +119,10 @@ struct StepProgram {
 
 /// KILN_SKINNY_GEMM=0 turns the split-K GEMM for a few rows off (the
 /// row-chunked gemv serves those steps): measuring, bisecting.
+/// Graphs kept per program for steps split into sequences (beyond it those
+/// steps run eagerly).
+constexpr size_t kMaxSplitGraphs = 256;
+
 bool skinnyEnabled() {
   static const bool enabled = [] {
     const char *v = std::getenv("KILN_SKINNY_GEMM");
@@ -159,9 +164,15 @@ struct CudaDevice::Program {
     }
   };
   std::map<std::pair<int64_t, int64_t>, Graph> graphs;
+  /// Graphs of steps with per-sequence launches, by (T, N, append lengths),
+  /// and the splits seen once (captured when they come again).
+  std::map<std::vector<int64_t>, Graph> splitGraphs;
+  std::set<std::vector<int64_t>> seenSplits;
   const Driver *driver = nullptr;
   ~Program() {
     for (auto &g : graphs)
+      g.second.reset(driver);
+    for (auto &g : splitGraphs)
       g.second.reset(driver);
   }
 
@@ -1067,8 +1078,9 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
   // grids) run as one CUDA graph per (T, N): captured on first use, then
   // replayed, which removes the per-launch CPU cost of a few hundred
   // launches a step. The inputs were uploaded above to the same addresses.
-  if (graphsEnabled_ && p.capturable && batch.copies.empty()) {
-    Program::Graph &g = p.graphs[{T, idsOut ? -N : N}];
+  // Replays `g`, capturing it first when it is new or was captured
+  // against other memory.
+  auto runGraph = [&](Program::Graph &g) -> Status {
     CUdeviceptr counters = p.counters ? p.counters->ptr : 0;
     if (!g.exec || g.arena != base || g.counters != counters) {
       g.reset(d_);
@@ -1086,9 +1098,26 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
       g.arena = base;
       g.counters = counters;
     }
-    KILN_RETURN_IF_ERROR(
-        d_->check(d_->cuGraphLaunch(g.exec, stream_), "launching the step"));
+    return d_->check(d_->cuGraphLaunch(g.exec, stream_), "launching the step");
+  };
+  // Programs with per-sequence launches or gathers also depend on how the
+  // rows split into sequences: a graph per (T, N, append lengths), captured
+  // the second time a split comes (speculative verify steps, equal prompt
+  // chunks), so a one-off prompt runs eagerly instead of paying a capture.
+  std::vector<int64_t> split;
+  if (graphsEnabled_ && !p.capturable && batch.copies.empty()) {
+    split = {T, idsOut ? -N : N};
+    split.insert(split.end(), batch.appendLengths.begin(),
+                 batch.appendLengths.end());
+  }
+  if (graphsEnabled_ && p.capturable && batch.copies.empty()) {
+    KILN_RETURN_IF_ERROR(runGraph(p.graphs[{T, idsOut ? -N : N}]));
+  } else if (!split.empty() && p.splitGraphs.count(split)) {
+    KILN_RETURN_IF_ERROR(runGraph(p.splitGraphs[split]));
   } else {
+    if (!split.empty() && p.splitGraphs.size() < kMaxSplitGraphs &&
+        !p.seenSplits.insert(split).second)
+      p.splitGraphs[split]; // seen twice: captured from the next step on
     KILN_RETURN_IF_ERROR(issueSteps());
   }
 
