@@ -29,8 +29,9 @@ int64_t groupOf(const QuantSpec &spec, int64_t k) {
   return spec.group > 0 ? spec.group : k;
 }
 
+/// `ratio` < 1 clips the range (the largest magnitudes saturate).
 GroupParams groupParams(const float *v, int64_t count, int64_t stride,
-                        const QuantSpec &spec) {
+                        const QuantSpec &spec, float ratio = 1.0f) {
   GroupParams p;
   if (spec.fp8) {
     float maxAbs = 0;
@@ -42,7 +43,7 @@ GroupParams groupParams(const float *v, int64_t count, int64_t stride,
   if (!spec.zeroPoint) {
     float maxAbs = 0;
     for (int64_t i = 0; i < count; ++i)
-      maxAbs = std::max(maxAbs, std::fabs(v[i * stride]));
+      maxAbs = std::max(maxAbs, ratio * std::fabs(v[i * stride]));
     float qmax = static_cast<float>((1 << (spec.bits - 1)) - 1);
     p.scale = spec.roundScale(maxAbs > 0 ? maxAbs / qmax : 1.0f);
     p.zero = static_cast<float>(1 << (spec.bits - 1));
@@ -51,8 +52,8 @@ GroupParams groupParams(const float *v, int64_t count, int64_t stride,
   // The range always holds 0, so that zeros (and padding) stay exact.
   float lo = 0, hi = 0;
   for (int64_t i = 0; i < count; ++i) {
-    lo = std::min(lo, v[i * stride]);
-    hi = std::max(hi, v[i * stride]);
+    lo = std::min(lo, ratio * v[i * stride]);
+    hi = std::max(hi, ratio * v[i * stride]);
   }
   float levels = static_cast<float>((1 << spec.bits) - 1);
   p.scale = spec.roundScale(hi > lo ? (hi - lo) / levels : 1.0f);
@@ -77,6 +78,32 @@ float decode(uint8_t u, const GroupParams &p, const QuantSpec &spec) {
   if (spec.fp8)
     return p.scale * fp8e4m3ToFloatRef(u);
   return p.scale * (static_cast<float>(u) - p.zero);
+}
+
+/// The clipping of the group's range (ratios 1, 0.95, ..., 0.55) whose
+/// rounding error weighted by `importance` (H's diagonal: how much each
+/// input moves the output) is least.
+GroupParams clippedGroupParams(const float *v, int64_t count,
+                               const QuantSpec &spec,
+                               const double *importance) {
+  GroupParams best = groupParams(v, count, 1, spec);
+  if (spec.fp8)
+    return best;
+  double bestError = INFINITY;
+  for (int step = 0; step < 10; ++step) {
+    float ratio = 1.0f - 0.05f * step;
+    GroupParams p = groupParams(v, count, 1, spec, ratio);
+    double e = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      double d = v[i] - decode(encode(v[i], p, spec), p, spec);
+      e += importance[i] * d * d;
+    }
+    if (e < bestError) {
+      bestError = e;
+      best = p;
+    }
+  }
+  return best;
 }
 
 void store(PackedWeight &out, int64_t k, const QuantSpec &spec, int64_t row,
@@ -285,6 +312,25 @@ PackedWeight kiln::quant::quantizeRTN(const std::vector<float> &w, int64_t n,
   return out;
 }
 
+PackedWeight
+kiln::quant::quantizeClipped(const std::vector<float> &w, int64_t n, int64_t k,
+                             const QuantSpec &spec,
+                             const std::vector<double> &importance) {
+  PackedWeight out;
+  allocate(out, n, k, spec);
+  int64_t group = groupOf(spec, k), groups = k / group;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t g = 0; g < groups; ++g) {
+      const float *v = w.data() + r * k + g * group;
+      GroupParams p =
+          clippedGroupParams(v, group, spec, importance.data() + g * group);
+      setParams(out, spec, r * groups + g, p);
+      for (int64_t i = 0; i < group; ++i)
+        store(out, k, spec, r, g * group + i, encode(v[i], p, spec));
+    }
+  return out;
+}
+
 PackedWeight kiln::quant::quantizeGPTQ(const std::vector<float> &w,
                                        int64_t n, int64_t k,
                                        const QuantSpec &spec,
@@ -308,6 +354,60 @@ PackedWeight kiln::quant::quantizeGPTQ(const std::vector<float> &w,
         uint8_t code = encode(x, params[r], spec);
         store(out, k, spec, r, c, code);
         return decode(code, params[r], spec);
+      });
+  return out;
+}
+
+std::vector<int64_t> kiln::quant::actOrder(const std::vector<double> &h,
+                                           int64_t k) {
+  std::vector<int64_t> order(k);
+  for (int64_t c = 0; c < k; ++c)
+    order[c] = c;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return h[a * k + a] > h[b * k + b];
+  });
+  return order;
+}
+
+std::vector<double> kiln::quant::permuted(const std::vector<double> &h,
+                                          int64_t k,
+                                          const std::vector<int64_t> &order) {
+  std::vector<double> p(k * k);
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < k; ++j)
+      p[i * k + j] = h[order[i] * k + order[j]];
+  return p;
+}
+
+PackedWeight kiln::quant::quantizeGPTQActOrder(
+    const std::vector<float> &w, int64_t n, int64_t k, const QuantSpec &spec,
+    const std::vector<double> &u, const std::vector<int64_t> &order,
+    const std::vector<double> &importance) {
+  PackedWeight out;
+  allocate(out, n, k, spec);
+  int64_t group = groupOf(spec, k), groups = k / group;
+  // Static groups: each group's parameters from the original weights, so
+  // that the columns of a group may be quantized in any order.
+  std::vector<GroupParams> params(n * groups);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t g = 0; g < groups; ++g) {
+      params[r * groups + g] =
+          clippedGroupParams(w.data() + r * k + g * group, group, spec,
+                             importance.data() + g * group);
+      setParams(out, spec, r * groups + g, params[r * groups + g]);
+    }
+  std::vector<float> work(n * k);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; ++c)
+      work[r * k + c] = w[r * k + order[c]];
+  errorFeedback(
+      work, n, k, u, [](int64_t, const std::vector<float> &) {},
+      [&](int64_t r, int64_t c, float x) {
+        int64_t col = order[c];
+        const GroupParams &p = params[r * groups + col / group];
+        uint8_t code = encode(x, p, spec);
+        store(out, k, spec, r, col, code);
+        return decode(code, p, spec);
       });
   return out;
 }
@@ -412,4 +512,67 @@ std::vector<float> kiln::quant::densify(const SparseWeight &s, int64_t n,
       w[r * k + 4 * g + (nibble >> 2)] += s.values[r * (k / 2) + 2 * g + 1];
     }
   return w;
+}
+
+std::vector<float>
+kiln::quant::awqScales(const std::vector<const std::vector<float> *> &weights,
+                       const std::vector<int64_t> &rows, int64_t k,
+                       const QuantSpec &spec, const std::vector<double> &h,
+                       const std::vector<double> &absMean, int grid) {
+  // Output error of quantizing with scales s: sum over rows of d^T H d.
+  // Output error of quantizing with scales s: sum over rows of d^T H d,
+  // with the rows' d held transposed ([K, rows]) so that the inner loop
+  // runs over rows (vectorizable, no reduction).
+  auto error = [&](const std::vector<float> &s) {
+    double total = 0;
+    for (size_t w = 0; w < weights.size(); ++w) {
+      int64_t n = rows[w];
+      std::vector<float> scaled(*weights[w]);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < k; ++c)
+          scaled[r * k + c] *= s[c];
+      PackedWeight q = quantizeRTN(scaled, n, k, spec);
+      std::vector<double> dt(k * n), acc(n);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < k; ++c)
+          dt[c * n + r] =
+              (*weights[w])[r * k + c] - dequantizedAt(q, k, spec, r, c) / s[c];
+      for (int64_t i = 0; i < k; ++i) {
+        std::fill(acc.begin(), acc.end(), 0.0);
+        const double *hrow = h.data() + i * k;
+        for (int64_t j = 0; j < k; ++j) {
+          double hij = hrow[j];
+          const double *dj = dt.data() + j * n;
+          for (int64_t r = 0; r < n; ++r)
+            acc[r] += hij * dj[r];
+        }
+        const double *di = dt.data() + i * n;
+        for (int64_t r = 0; r < n; ++r)
+          total += di[r] * acc[r];
+      }
+    }
+    return total;
+  };
+  std::vector<float> best(k, 1.0f);
+  double bestError = error(best);
+  for (int step = 1; step < grid; ++step) {
+    double alpha = static_cast<double>(step) / grid;
+    std::vector<double> raw(k);
+    double lo = INFINITY, hi = 0;
+    for (int64_t c = 0; c < k; ++c) {
+      raw[c] = std::pow(std::max(absMean[c], 1e-8), alpha);
+      lo = std::min(lo, raw[c]);
+      hi = std::max(hi, raw[c]);
+    }
+    double norm = std::sqrt(lo * hi);
+    std::vector<float> s(k);
+    for (int64_t c = 0; c < k; ++c)
+      s[c] = static_cast<float>(raw[c] / norm);
+    double e = error(s);
+    if (e < bestError) {
+      bestError = e;
+      best = s;
+    }
+  }
+  return best;
 }

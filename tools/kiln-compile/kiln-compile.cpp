@@ -5,7 +5,7 @@
 //                [--embed-weights] [--block-size 16] [--context-length N]
 //                [--dtype f32|f16|bf16] [--emit=llm] [--verbose]
 //                [--quantize int8|int4|fp8 [--group-size N] [--zero-point]
-//                 [--quant-method rtn|gptq]] [--sparsify 2:4
+//                 [--quant-method rtn|gptq|awq]] [--sparsify 2:4
 //                 [--sparsify-method magnitude|wanda|sparsegpt]]
 //                [--compress-skip lm_head,...] [--calibration-text FILE]
 //
