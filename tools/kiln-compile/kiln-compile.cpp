@@ -136,6 +136,12 @@ static cl::list<std::string> compressSkip(
     cl::desc("Weights kept dense: names containing one of these; lm_head "
              "is the output projection (default: lm_head)"),
     cl::CommaSeparated, cl::cat(compressionCategory));
+static cl::opt<std::string> matmulNBits(
+    "matmul-nbits",
+    cl::desc("Imported MatMulNBits weights: packed (QuantLinear over the "
+             "export's bytes) or dequantize (dense Linear weights, for "
+             "devices without QuantLinear kernels)"),
+    cl::init("packed"), cl::cat(compressionCategory));
 static cl::opt<std::string> calibrationText(
     "calibration-text",
     cl::desc("Text the calibrated methods run the model on (host reference)"),
@@ -256,6 +262,11 @@ int main(int argc, char **argv) {
       (emitLLM && outputPath.empty() ? std::string("kiln-compile")
                                      : std::string(outputPath)) +
       ".packed";
+  if (matmulNBits != "packed" && matmulNBits != "dequantize") {
+    errs() << "kiln-compile: unknown --matmul-nbits '" << matmulNBits
+           << "' (expected packed or dequantize)\n";
+    return 2;
+  }
   if (std::string bad = checkCompressionOptions(compression); !bad.empty()) {
     errs() << "kiln-compile: " << bad << "\n";
     return 2;
@@ -382,6 +393,7 @@ int main(int argc, char **argv) {
   // plan
   progress.begin();
   CompiledModel model;
+  model.dequantizeMatMulNBits = matmulNBits == "dequantize";
   if (mlir::failed(buildLaunchPlan(*module, target, model)))
     return 1;
   ConfigOptions configOptions;
