@@ -267,6 +267,11 @@ int main(int argc, char **argv) {
            << "' (expected packed or dequantize)\n";
     return 2;
   }
+  if (dummyWeights && wantsCompression(compression)) {
+    errs() << "kiln-compile: --dummy-weights with --quantize or --sparsify: "
+              "packing reads the weights' values\n";
+    return 2;
+  }
   if (std::string bad = checkCompressionOptions(compression); !bad.empty()) {
     errs() << "kiln-compile: " << bad << "\n";
     return 2;
