@@ -141,3 +141,18 @@ float kiln::llm::roundToType(float f, Type type) {
   v.convert(APFloat::IEEEsingle(), APFloat::rmNearestTiesToEven, &lost);
   return v.convertToFloat();
 }
+
+std::vector<uint8_t> kiln::llm::encodeFloats(const std::vector<float> &values,
+                                             Type type) {
+  auto fl = cast<FloatType>(type);
+  int64_t width = fl.getWidth() / 8;
+  std::vector<uint8_t> bytes(values.size() * width);
+  for (size_t i = 0; i < values.size(); ++i) {
+    bool lost = false;
+    APFloat v(values[i]);
+    v.convert(fl.getFloatSemantics(), APFloat::rmNearestTiesToEven, &lost);
+    uint64_t raw = v.bitcastToAPInt().getZExtValue();
+    std::memcpy(bytes.data() + i * width, &raw, width);
+  }
+  return bytes;
+}

@@ -65,6 +65,10 @@ void replaceWithPacked(MatrixWeight &w, mlir::Type type, llvm::StringRef path,
 /// stored as f16 is worth).
 float roundToType(float f, mlir::Type type);
 
+/// The little-endian bytes of `values` in float type `type`.
+std::vector<uint8_t> encodeFloats(const std::vector<float> &values,
+                                  mlir::Type type);
+
 } // namespace kiln::llm
 
 #endif // KILN_PASSES_PACKEDWEIGHTS_H

@@ -10,6 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "AwqScaling.h"
 #include "PackedWeights.h"
 
 #include "kiln/Dialect/LLM/Transforms/Passes.h"
@@ -18,6 +19,7 @@
 
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
 
 namespace kiln::llm {
 #define GEN_PASS_DEF_LLMQUANTIZEWEIGHTS
@@ -40,6 +42,27 @@ struct QuantizeWeights
   void runOnOperation() override;
 
 private:
+  /// f32 scales for f32 weights, bf16 for bf16, f16 otherwise.
+  Type scaleTypeOf(const MatrixWeight &w) {
+    WeightOp op = w.op;
+    Type elem = cast<RankedTensorType>(op.getType()).getElementType();
+    return elem.isF32() || elem.isBF16() ? elem
+                                         : Float16Type::get(&getContext());
+  }
+  /// The options as a QuantSpec for weights of `k` inputs, scales stored
+  /// as `scaleType` (AWQ's search: a group of 0 is per channel).
+  q::QuantSpec specFor(int64_t k, Type scaleType = {}) {
+    q::QuantSpec spec;
+    spec.bits = bits;
+    spec.group = groupSize == 0 ? k : groupSize;
+    spec.zeroPoint = zeroPoint;
+    spec.fp8 = format == "fp8e4m3";
+    if (scaleType)
+      spec.roundScale = [scaleType](float f) {
+        return roundToType(f, scaleType);
+      };
+    return spec;
+  }
   /// The options the kernels cannot serve for a weight of `k` input
   /// features, or success.
   LogicalResult checkLegal(Operation *at, StringRef name, int64_t k);
@@ -87,14 +110,20 @@ void QuantizeWeights::runOnOperation() {
     module.emitError() << "group-size=" << (int64_t)groupSize << " is negative";
     return signalPassFailure();
   }
-  if (method != "rtn" && method != "gptq") {
+  if (method != "rtn" && method != "gptq" && method != "awq") {
     module.emitError() << "method=" << StringRef(method)
-                       << " is not supported (expected rtn or gptq)";
+                       << " is not supported (expected rtn, gptq or awq)";
     return signalPassFailure();
   }
-  if (method == "gptq" && !stats) {
-    module.emitError() << "method=gptq needs calibration statistics "
+  if (method != "rtn" && !stats) {
+    module.emitError() << "method=" << StringRef(method)
+                       << " needs calibration statistics "
                           "(kiln-compile --calibration-text FILE)";
+    return signalPassFailure();
+  }
+  if (method == "awq" && fp8) {
+    module.emitError() << "method=awq scales integer grids; format=fp8e4m3 "
+                          "takes method=rtn";
     return signalPassFailure();
   }
 
@@ -107,11 +136,64 @@ void QuantizeWeights::runOnOperation() {
   PackedDataWriter writer;
   if (failed(writer.open(module, dataFile, "llm-quantize-weights")))
     return signalPassFailure();
+  if (module->hasAttr(kDummyWeightsAttr)) {
+    // kiln-compile --dummy-weights: the weights have no bytes to read
+    // (graph-only exports benchmarked at scale); only the packed types and
+    // byte ranges matter, and the runtime draws the bytes at load.
+    if (method != "rtn") {
+      module.emitError() << "method=" << StringRef(method)
+                         << " reads the weights' values; dummy weights take "
+                            "method=rtn";
+      return signalPassFailure();
+    }
+    llvm::StringMap<std::pair<Type, int64_t>> planned;
+    int64_t offset = 0;
+    for (MatrixWeight &w : *weights) {
+      auto [it, fresh] = planned.try_emplace(w.op.getName());
+      if (fresh) {
+        it->second.first = QuantizedWeightType::get(
+            &getContext(), w.k, w.n, bits, specFor(w.k).group, scaleTypeOf(w),
+            zeroPoint, fp8 ? "fp8e4m3" : "int");
+        it->second.second = offset;
+        offset +=
+            (getQuantizedLayout(cast<QuantizedWeightType>(it->second.first))
+                 .total +
+             63) /
+            64 * 64;
+      }
+      auto type = cast<QuantizedWeightType>(it->second.first);
+      replaceWithPacked(w, type, writer.path(), it->second.second,
+                        getQuantizedLayout(type).total);
+    }
+    return;
+  }
+
+  // Every weight's [N, K] values, rescaled first by AWQ.
+  WeightValues values;
+  llvm::StringSet<> read;
+  for (MatrixWeight &w : *weights) {
+    if (!read.insert(w.op.getName()).second)
+      continue;
+    auto v = readMatrix(w);
+    if (failed(v))
+      return signalPassFailure();
+    values[w.op] = std::move(*v);
+  }
+  llvm::DenseMap<Operation *, std::vector<double>> importance;
+  if (method == "awq") {
+    int64_t scaled = 0;
+    if (failed(applyAwqScaling(module, *weights, *stats, specFor(0), writer,
+                               values, importance, scaled)))
+      return signalPassFailure();
+  }
 
   // One packed copy per name when several functions read the same weight.
   llvm::StringMap<std::pair<Type, std::pair<int64_t, int64_t>>> done;
-  llvm::DenseMap<const q::InputStats *, std::vector<double>> factors;
-  int64_t dummyOffset = 0;
+  struct Factor {
+    std::vector<int64_t> order;
+    std::vector<double> factor, importance;
+  };
+  llvm::DenseMap<const q::InputStats *, Factor> factors;
   for (MatrixWeight &w : *weights) {
     StringRef name = w.op.getName();
     if (auto it = done.find(name); it != done.end()) {
@@ -119,34 +201,9 @@ void QuantizeWeights::runOnOperation() {
                         it->second.second.first, it->second.second.second);
       continue;
     }
-    Type elem = cast<RankedTensorType>(w.op.getType()).getElementType();
-    Type scaleType = elem.isF32() ? elem : Float16Type::get(&getContext());
-    if (elem.isBF16())
-      scaleType = elem;
-    if (module->hasAttr(kDummyWeightsAttr)) {
-      // kiln-compile --dummy-weights: the weights have no bytes to read
-      // (graph-only exports benchmarked at scale); only the packed types
-      // and byte ranges matter, the runtime draws the bytes at load.
-      auto type = QuantizedWeightType::get(
-          &getContext(), w.k, w.n, bits, groupSize == 0 ? w.k : groupSize,
-          scaleType, zeroPoint, fp8 ? "fp8e4m3" : "int");
-      int64_t length = getQuantizedLayout(type).total;
-      done[name] = {type, {dummyOffset, length}};
-      replaceWithPacked(w, type, writer.path(), dummyOffset, length);
-      dummyOffset += (length + 63) / 64 * 64;
-      continue;
-    }
-    auto values = readMatrix(w);
-    if (failed(values))
-      return signalPassFailure();
-    q::QuantSpec spec;
-    spec.bits = bits;
-    spec.group = groupSize == 0 ? w.k : groupSize;
-    spec.zeroPoint = zeroPoint;
-    spec.fp8 = fp8;
-    spec.roundScale = [scaleType](float f) {
-      return roundToType(f, scaleType);
-    };
+    std::vector<float> *matrix = &values[w.op];
+    Type scaleType = scaleTypeOf(w);
+    q::QuantSpec spec = specFor(w.k, scaleType);
     q::PackedWeight packed;
     if (method == "gptq") {
       auto it = stats->byWeight.find(name.str());
@@ -155,19 +212,30 @@ void QuantizeWeights::runOnOperation() {
                          << name << "' (" << w.k << " input features)";
         return signalPassFailure();
       }
-      // One factorization per input (q/k/v and gate/up share theirs).
-      std::vector<double> &factor = factors[it->second.get()];
+      // One act order and factorization per input (q/k/v and gate/up
+      // share theirs).
+      const q::InputStats &in = *it->second;
+      Factor &f = factors[&in];
       std::string error;
-      if (factor.empty() &&
-          !q::inverseHessianFactor(it->second->xxt, w.k, 0.01, factor,
-                                   error)) {
-        w.op.emitError() << "method=gptq failed for '" << name
-                         << "': " << error;
-        return signalPassFailure();
+      if (f.factor.empty()) {
+        f.order = q::actOrder(in.xxt, w.k);
+        if (!q::inverseHessianFactor(q::permuted(in.xxt, w.k, f.order), w.k,
+                                     0.01, f.factor, error)) {
+          w.op.emitError() << "method=gptq failed for '" << name
+                           << "': " << error;
+          return signalPassFailure();
+        }
+        f.importance.resize(w.k);
+        for (int64_t c = 0; c < w.k; ++c)
+          f.importance[c] = in.xxt[c * w.k + c];
       }
-      packed = q::quantizeGPTQ(*values, w.n, w.k, spec, factor);
+      packed = q::quantizeGPTQActOrder(*matrix, w.n, w.k, spec, f.factor,
+                                       f.order, f.importance);
     } else {
-      packed = q::quantizeRTN(*values, w.n, w.k, spec);
+      auto imp = importance.find(w.op);
+      packed = imp != importance.end()
+                   ? q::quantizeClipped(*matrix, w.n, w.k, spec, imp->second)
+                   : q::quantizeRTN(*matrix, w.n, w.k, spec);
     }
 
     auto type =

@@ -325,9 +325,9 @@ LogicalResult EntryBuilder::visitQuantizedMatmul(llm::MatMulNBitsOp op) {
   auto scalesElem = dtypeOf(getElementTypeOrSelf(q.scalesType));
   bool integerZeros =
       !q.zeroPoints || isa<IntegerType>(getElementTypeOrSelf(q.zeroPointsType));
-  if ((q.bits == 4 || q.bits == 8) && q.k % q.blockSize == 0 &&
-      q.blockSize % 16 == 0 && integerZeros && scalesElem &&
-      rt::isFloatDType(*scalesElem))
+  if (!model.dequantizeMatMulNBits && (q.bits == 4 || q.bits == 8) &&
+      q.k % q.blockSize == 0 && q.blockSize % 16 == 0 && integerZeros &&
+      scalesElem && rt::isFloatDType(*scalesElem))
     return visitPackedMatmulNBits(op, src, q, name, *scalesElem);
   src.quantized = q;
 

@@ -200,7 +200,7 @@ LogicalResult kiln::packWeights(ModuleOp module, WeightMode mode,
     }
     // Inline constants (operands of an imported MatMulNBits) and packed
     // zero points to unpack have no byte range to reference.
-    if (src.unpackBits || isa<ElementsAttr>(src.source)) {
+    if (!src.quantized && (src.unpackBits || isa<ElementsAttr>(src.source))) {
       std::string error;
       HostTensor constant;
       const HostTensor *t = &constant;

@@ -14,6 +14,8 @@
 
 #include "llvm/ADT/DenseMap.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace kiln;
 
@@ -38,6 +40,7 @@ kiln::collectCalibrationStats(func::FuncOp model,
       in = std::make_shared<quant::InputStats>();
       in->features = type.getDimSize(type.getRank() - 1);
       in->xxt.assign(in->features * in->features, 0.0);
+      in->absSum.assign(in->features, 0.0);
     }
     stats.byWeight[weight.getName().str()] = in;
   });
@@ -50,8 +53,10 @@ kiln::collectCalibrationStats(func::FuncOp model,
     int64_t k = in.features, rows = t.numElements() / k;
     std::vector<double> x(k);
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t i = 0; i < k; ++i)
+      for (int64_t i = 0; i < k; ++i) {
         x[i] = t.f[r * k + i];
+        in.absSum[i] += std::fabs(x[i]);
+      }
       // Upper triangle only; mirrored once at the end.
       for (int64_t i = 0; i < k; ++i) {
         double xi = x[i];

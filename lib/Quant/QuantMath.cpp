@@ -1,21 +1,22 @@
-//===- QuantMath.cpp - Weight quantization and 2:4 pruning ----------------===//
+//===- QuantMath.cpp - Weight quantization to the QuantLinear format ------===//
 //
-// Round-to-nearest and GPTQ quantization to the QuantLinear format, fp8
-// e4m3 encoding, and 2:4 pruning by magnitude, Wanda scores or SparseGPT.
-// GPTQ and SparseGPT share the inverse-Hessian machinery: H is damped,
-// inverted through its Cholesky factor, and the upper Cholesky factor U of
-// H^-1 drives the column-by-column error feedback (the formulation of the
-// reference implementations, which avoids ever updating H^-1 itself).
+// Round-to-nearest (with an optional clipping search), GPTQ (natural order
+// with dynamic groups, or act order with static groups), fp8 e4m3
+// encoding and AWQ's scale search. 2:4 pruning is in Sparse24.cpp, the
+// inverse-Hessian factor in Hessian.cpp.
 //
 //===----------------------------------------------------------------------===//
 
 #include "kiln/Quant/QuantMath.h"
+
+#include "ErrorFeedback.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 using namespace kiln::quant;
+using kiln::quant::detail::errorFeedback;
 
 namespace {
 
@@ -29,8 +30,9 @@ int64_t groupOf(const QuantSpec &spec, int64_t k) {
   return spec.group > 0 ? spec.group : k;
 }
 
+/// `ratio` < 1 clips the range (the largest magnitudes saturate).
 GroupParams groupParams(const float *v, int64_t count, int64_t stride,
-                        const QuantSpec &spec) {
+                        const QuantSpec &spec, float ratio = 1.0f) {
   GroupParams p;
   if (spec.fp8) {
     float maxAbs = 0;
@@ -42,7 +44,7 @@ GroupParams groupParams(const float *v, int64_t count, int64_t stride,
   if (!spec.zeroPoint) {
     float maxAbs = 0;
     for (int64_t i = 0; i < count; ++i)
-      maxAbs = std::max(maxAbs, std::fabs(v[i * stride]));
+      maxAbs = std::max(maxAbs, ratio * std::fabs(v[i * stride]));
     float qmax = static_cast<float>((1 << (spec.bits - 1)) - 1);
     p.scale = spec.roundScale(maxAbs > 0 ? maxAbs / qmax : 1.0f);
     p.zero = static_cast<float>(1 << (spec.bits - 1));
@@ -51,8 +53,8 @@ GroupParams groupParams(const float *v, int64_t count, int64_t stride,
   // The range always holds 0, so that zeros (and padding) stay exact.
   float lo = 0, hi = 0;
   for (int64_t i = 0; i < count; ++i) {
-    lo = std::min(lo, v[i * stride]);
-    hi = std::max(hi, v[i * stride]);
+    lo = std::min(lo, ratio * v[i * stride]);
+    hi = std::max(hi, ratio * v[i * stride]);
   }
   float levels = static_cast<float>((1 << spec.bits) - 1);
   p.scale = spec.roundScale(hi > lo ? (hi - lo) / levels : 1.0f);
@@ -77,6 +79,32 @@ float decode(uint8_t u, const GroupParams &p, const QuantSpec &spec) {
   if (spec.fp8)
     return p.scale * fp8e4m3ToFloatRef(u);
   return p.scale * (static_cast<float>(u) - p.zero);
+}
+
+/// The clipping of the group's range (ratios 1, 0.95, ..., 0.55) whose
+/// rounding error weighted by `importance` (H's diagonal: how much each
+/// input moves the output) is least.
+GroupParams clippedGroupParams(const float *v, int64_t count,
+                               const QuantSpec &spec,
+                               const double *importance) {
+  GroupParams best = groupParams(v, count, 1, spec);
+  if (spec.fp8)
+    return best;
+  double bestError = INFINITY;
+  for (int step = 0; step < 10; ++step) {
+    float ratio = 1.0f - 0.05f * step;
+    GroupParams p = groupParams(v, count, 1, spec, ratio);
+    double e = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      double d = v[i] - decode(encode(v[i], p, spec), p, spec);
+      e += importance[i] * d * d;
+    }
+    if (e < bestError) {
+      bestError = e;
+      best = p;
+    }
+  }
+  return best;
 }
 
 void store(PackedWeight &out, int64_t k, const QuantSpec &spec, int64_t row,
@@ -107,131 +135,6 @@ void setParams(PackedWeight &out, const QuantSpec &spec, int64_t index,
 /// U, upper triangular with U^T U = (H + damp * mean(diag H) * I)^-1;
 /// H's dead columns (zero diagonal) get a unit diagonal first. Retries
 /// with ten times the dampening while a factorization fails.
-} // namespace
-
-bool kiln::quant::inverseHessianFactor(std::vector<double> h, int64_t k,
-                                       double damp, std::vector<double> &u,
-                                       std::string &error) {
-  for (int64_t i = 0; i < k; ++i)
-    if (h[i * k + i] == 0)
-      h[i * k + i] = 1;
-  double mean = 0;
-  for (int64_t i = 0; i < k; ++i)
-    mean += h[i * k + i];
-  mean /= k;
-  auto cholesky = [k](std::vector<double> &a) {
-    // In place, lower triangle; false when not positive definite.
-    for (int64_t j = 0; j < k; ++j) {
-      double d = a[j * k + j];
-      for (int64_t p = 0; p < j; ++p)
-        d -= a[j * k + p] * a[j * k + p];
-      if (!(d > 0))
-        return false;
-      d = std::sqrt(d);
-      a[j * k + j] = d;
-      for (int64_t i = j + 1; i < k; ++i) {
-        double s = a[i * k + j];
-        for (int64_t p = 0; p < j; ++p)
-          s -= a[i * k + p] * a[j * k + p];
-        a[i * k + j] = s / d;
-      }
-    }
-    return true;
-  };
-  for (int attempt = 0; attempt < 6; ++attempt, damp *= 10) {
-    std::vector<double> l = h;
-    for (int64_t i = 0; i < k; ++i)
-      l[i * k + i] += damp * mean;
-    if (!cholesky(l))
-      continue;
-    // Linv = L^-1 (lower), then H^-1 = Linv^T Linv.
-    // Linv = L^-1 (lower) by forward substitution, row by row, then
-    // H^-1 = Linv^T Linv accumulated as a sum of outer products of Linv's
-    // rows (row-major friendly).
-    std::vector<double> linv(k * k, 0.0);
-    for (int64_t i = 0; i < k; ++i) {
-      double *row = linv.data() + i * k;
-      row[i] = 1.0;
-      for (int64_t p = 0; p < i; ++p) {
-        double lip = l[i * k + p];
-        if (lip == 0)
-          continue;
-        const double *prow = linv.data() + p * k;
-        for (int64_t j = 0; j <= p; ++j)
-          row[j] -= lip * prow[j];
-      }
-      double d = l[i * k + i];
-      for (int64_t j = 0; j <= i; ++j)
-        row[j] /= d;
-    }
-    std::vector<double> inv(k * k, 0.0);
-    for (int64_t p = 0; p < k; ++p) {
-      const double *prow = linv.data() + p * k;
-      for (int64_t i = 0; i <= p; ++i) {
-        double a = prow[i];
-        double *irow = inv.data() + i * k;
-        for (int64_t j = 0; j <= i; ++j)
-          irow[j] += a * prow[j];
-      }
-    }
-    for (int64_t i = 0; i < k; ++i)
-      for (int64_t j = 0; j < i; ++j)
-        inv[j * k + i] = inv[i * k + j];
-    if (!cholesky(inv))
-      continue;
-    u.assign(k * k, 0.0);
-    for (int64_t i = 0; i < k; ++i)
-      for (int64_t j = 0; j <= i; ++j)
-        u[j * k + i] = inv[i * k + j];
-    return true;
-  }
-  error = "the calibration Hessian is not positive definite even with "
-          "dampening";
-  return false;
-}
-
-namespace {
-
-/// The column loop GPTQ and SparseGPT share: `round(row, col, w)` returns
-/// the value column `col` of `row` becomes; `startColumn(col, W)` is called
-/// before each column (group scales, masks). W is updated in place.
-template <typename Start, typename Round>
-void errorFeedback(std::vector<float> &w, int64_t n, int64_t k,
-                   const std::vector<double> &u, Start startColumn,
-                   Round round) {
-  const int64_t block = 128;
-  std::vector<double> err(n * block);
-  for (int64_t b0 = 0; b0 < k; b0 += block) {
-    int64_t b1 = std::min(k, b0 + block);
-    for (int64_t c = b0; c < b1; ++c) {
-      startColumn(c, w);
-      double d = u[c * k + c];
-      for (int64_t r = 0; r < n; ++r) {
-        float q = round(r, c, w[r * k + c]);
-        double e = (w[r * k + c] - q) / d;
-        w[r * k + c] = q;
-        err[r * block + (c - b0)] = e;
-        for (int64_t j = c + 1; j < b1; ++j)
-          w[r * k + j] -= static_cast<float>(e * u[c * k + j]);
-      }
-    }
-    // Lazy batch update of the columns after the block, summed in double
-    // over the block's columns (rows of U read contiguously).
-    std::vector<double> acc(k);
-    for (int64_t r = 0; r < n; ++r) {
-      std::fill(acc.begin() + b1, acc.end(), 0.0);
-      for (int64_t c = b0; c < b1; ++c) {
-        double e = err[r * block + (c - b0)];
-        const double *urow = u.data() + c * k;
-        for (int64_t j = b1; j < k; ++j)
-          acc[j] += e * urow[j];
-      }
-      for (int64_t j = b1; j < k; ++j)
-        w[r * k + j] -= static_cast<float>(acc[j]);
-    }
-  }
-}
-
 } // namespace
 
 float kiln::quant::fp8e4m3ToFloatRef(uint8_t v) {
@@ -285,6 +188,25 @@ PackedWeight kiln::quant::quantizeRTN(const std::vector<float> &w, int64_t n,
   return out;
 }
 
+PackedWeight
+kiln::quant::quantizeClipped(const std::vector<float> &w, int64_t n, int64_t k,
+                             const QuantSpec &spec,
+                             const std::vector<double> &importance) {
+  PackedWeight out;
+  allocate(out, n, k, spec);
+  int64_t group = groupOf(spec, k), groups = k / group;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t g = 0; g < groups; ++g) {
+      const float *v = w.data() + r * k + g * group;
+      GroupParams p =
+          clippedGroupParams(v, group, spec, importance.data() + g * group);
+      setParams(out, spec, r * groups + g, p);
+      for (int64_t i = 0; i < group; ++i)
+        store(out, k, spec, r, g * group + i, encode(v[i], p, spec));
+    }
+  return out;
+}
+
 PackedWeight kiln::quant::quantizeGPTQ(const std::vector<float> &w,
                                        int64_t n, int64_t k,
                                        const QuantSpec &spec,
@@ -312,6 +234,61 @@ PackedWeight kiln::quant::quantizeGPTQ(const std::vector<float> &w,
   return out;
 }
 
+std::vector<int64_t> kiln::quant::actOrder(const std::vector<double> &h,
+                                           int64_t k) {
+  std::vector<int64_t> order(k);
+  for (int64_t c = 0; c < k; ++c)
+    order[c] = c;
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    double da = h[a * k + a], db = h[b * k + b];
+    return da > db || (da == db && a < b);
+  });
+  return order;
+}
+
+std::vector<double> kiln::quant::permuted(const std::vector<double> &h,
+                                          int64_t k,
+                                          const std::vector<int64_t> &order) {
+  std::vector<double> p(k * k);
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < k; ++j)
+      p[i * k + j] = h[order[i] * k + order[j]];
+  return p;
+}
+
+PackedWeight kiln::quant::quantizeGPTQActOrder(
+    const std::vector<float> &w, int64_t n, int64_t k, const QuantSpec &spec,
+    const std::vector<double> &u, const std::vector<int64_t> &order,
+    const std::vector<double> &importance) {
+  PackedWeight out;
+  allocate(out, n, k, spec);
+  int64_t group = groupOf(spec, k), groups = k / group;
+  // Static groups: each group's parameters from the original weights, so
+  // that the columns of a group may be quantized in any order.
+  std::vector<GroupParams> params(n * groups);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t g = 0; g < groups; ++g) {
+      params[r * groups + g] =
+          clippedGroupParams(w.data() + r * k + g * group, group, spec,
+                             importance.data() + g * group);
+      setParams(out, spec, r * groups + g, params[r * groups + g]);
+    }
+  std::vector<float> work(n * k);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; ++c)
+      work[r * k + c] = w[r * k + order[c]];
+  errorFeedback(
+      work, n, k, u, [](int64_t, const std::vector<float> &) {},
+      [&](int64_t r, int64_t c, float x) {
+        int64_t col = order[c];
+        const GroupParams &p = params[r * groups + col / group];
+        uint8_t code = encode(x, p, spec);
+        store(out, k, spec, r, col, code);
+        return decode(code, p, spec);
+      });
+  return out;
+}
+
 float kiln::quant::dequantizedAt(const PackedWeight &p, int64_t k,
                                  const QuantSpec &spec, int64_t row,
                                  int64_t col) {
@@ -329,87 +306,65 @@ float kiln::quant::dequantizedAt(const PackedWeight &p, int64_t k,
   return decode(u, gp, spec);
 }
 
-namespace {
-
-/// The two kept positions of four scores (highest first; ties: lower
-/// position), in increasing order.
-std::pair<int, int> keepTwo(const float *score) {
-  int order[4] = {0, 1, 2, 3};
-  std::stable_sort(order, order + 4,
-                   [&](int a, int b) { return score[a] > score[b]; });
-  return {std::min(order[0], order[1]), std::max(order[0], order[1])};
-}
-
-void setMask(kiln::quant::SparseWeight &s, int64_t k, int64_t row, int64_t g,
-             std::pair<int, int> kept, float a, float b) {
-  s.values[row * (k / 2) + 2 * g] = a;
-  s.values[row * (k / 2) + 2 * g + 1] = b;
-  uint8_t nibble = static_cast<uint8_t>(kept.first | (kept.second << 2));
-  s.meta[row * (k / 8) + g / 2] |= nibble << (4 * (g % 2));
-}
-
-} // namespace
-
-SparseWeight kiln::quant::prune24(const std::vector<float> &w, int64_t n,
-                                  int64_t k, const std::vector<float> &score) {
-  SparseWeight s;
-  s.values.assign(n * (k / 2), 0.0f);
-  s.meta.assign(n * (k / 8), 0);
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t g = 0; g < k / 4; ++g) {
-      auto kept = keepTwo(score.data() + r * k + 4 * g);
-      const float *v = w.data() + r * k + 4 * g;
-      setMask(s, k, r, g, kept, v[kept.first], v[kept.second]);
-    }
-  return s;
-}
-
-SparseWeight kiln::quant::prune24SparseGPT(const std::vector<float> &w,
-                                           int64_t n, int64_t k,
-                                           const std::vector<double> &u) {
-  SparseWeight out;
-  std::vector<float> work = w;
-  // The two kept positions of every group, chosen when the group starts.
-  std::vector<std::pair<int, int>> kept(n * (k / 4));
-  errorFeedback(
-      work, n, k, u,
-      [&](int64_t c, const std::vector<float> &cur) {
-        if (c % 4 != 0)
-          return;
-        for (int64_t r = 0; r < n; ++r) {
-          float score[4];
-          for (int j = 0; j < 4; ++j) {
-            double d = u[(c + j) * k + c + j];
-            float x = cur[r * k + c + j];
-            score[j] = static_cast<float>(x * x / (d * d));
-          }
-          kept[r * (k / 4) + c / 4] = keepTwo(score);
+std::vector<float>
+kiln::quant::awqScales(const std::vector<const std::vector<float> *> &weights,
+                       const std::vector<int64_t> &rows, int64_t k,
+                       const QuantSpec &spec, const std::vector<double> &h,
+                       const std::vector<double> &absMean, int grid) {
+  // Output error of quantizing with scales s: sum over rows of d^T H d.
+  // Output error of quantizing with scales s: sum over rows of d^T H d,
+  // with the rows' d held transposed ([K, rows]) so that the inner loop
+  // runs over rows (vectorizable, no reduction).
+  auto error = [&](const std::vector<float> &s) {
+    double total = 0;
+    for (size_t w = 0; w < weights.size(); ++w) {
+      int64_t n = rows[w];
+      std::vector<float> scaled(*weights[w]);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < k; ++c)
+          scaled[r * k + c] *= s[c];
+      PackedWeight q = quantizeRTN(scaled, n, k, spec);
+      std::vector<double> dt(k * n), acc(n);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < k; ++c)
+          dt[c * n + r] =
+              (*weights[w])[r * k + c] - dequantizedAt(q, k, spec, r, c) / s[c];
+      for (int64_t i = 0; i < k; ++i) {
+        std::fill(acc.begin(), acc.end(), 0.0);
+        const double *hrow = h.data() + i * k;
+        for (int64_t j = 0; j < k; ++j) {
+          double hij = hrow[j];
+          const double *dj = dt.data() + j * n;
+          for (int64_t r = 0; r < n; ++r)
+            acc[r] += hij * dj[r];
         }
-      },
-      [&](int64_t r, int64_t c, float x) {
-        auto [a, b] = kept[r * (k / 4) + c / 4];
-        int j = static_cast<int>(c % 4);
-        return j == a || j == b ? x : 0.0f;
-      });
-  out.values.assign(n * (k / 2), 0.0f);
-  out.meta.assign(n * (k / 8), 0);
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t g = 0; g < k / 4; ++g) {
-      auto pair = kept[r * (k / 4) + g];
-      setMask(out, k, r, g, pair, work[r * k + 4 * g + pair.first],
-              work[r * k + 4 * g + pair.second]);
+        const double *di = dt.data() + i * n;
+        for (int64_t r = 0; r < n; ++r)
+          total += di[r] * acc[r];
+      }
     }
-  return out;
-}
-
-std::vector<float> kiln::quant::densify(const SparseWeight &s, int64_t n,
-                                        int64_t k) {
-  std::vector<float> w(n * k, 0.0f);
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t g = 0; g < k / 4; ++g) {
-      uint8_t nibble = (s.meta[r * (k / 8) + g / 2] >> (4 * (g % 2))) & 15;
-      w[r * k + 4 * g + (nibble & 3)] = s.values[r * (k / 2) + 2 * g];
-      w[r * k + 4 * g + (nibble >> 2)] += s.values[r * (k / 2) + 2 * g + 1];
+    return total;
+  };
+  std::vector<float> best(k, 1.0f);
+  double bestError = error(best);
+  for (int step = 1; step < grid; ++step) {
+    double alpha = static_cast<double>(step) / grid;
+    std::vector<double> raw(k);
+    double lo = INFINITY, hi = 0;
+    for (int64_t c = 0; c < k; ++c) {
+      raw[c] = std::pow(std::max(absMean[c], 1e-8), alpha);
+      lo = std::min(lo, raw[c]);
+      hi = std::max(hi, raw[c]);
     }
-  return w;
+    double norm = std::sqrt(lo * hi);
+    std::vector<float> s(k);
+    for (int64_t c = 0; c < k; ++c)
+      s[c] = static_cast<float>(raw[c] / norm);
+    double e = error(s);
+    if (e < bestError) {
+      bestError = e;
+      best = s;
+    }
+  }
+  return best;
 }

@@ -1,6 +1,7 @@
 //===- Interpreter.cpp - The host reference executor ----------------------===//
 
 #include "kiln/Reference/Interpreter.h"
+#include "kiln/Reference/PackedWeights.h"
 
 #include "kernels/Kernels.h"
 
@@ -78,6 +79,38 @@ std::vector<std::string> Interpreter::supportedOps() {
     names.push_back(entry.getKey().str());
   std::sort(names.begin(), names.end());
   return names;
+}
+
+LogicalResult Interpreter::bindPackedWeight(llm::WeightOp weight,
+                                            std::unique_ptr<HostTensor> &out) {
+  // The matrix layout its readers take: [N, K] for transposed ones.
+  std::optional<bool> nk;
+  for (Operation *user : weight->getUsers()) {
+    bool t = false;
+    if (auto linear = dyn_cast<llm::LinearOp>(user))
+      t = linear.getTransposeWeight();
+    else if (auto mlp = dyn_cast<llm::GatedMLPOp>(user))
+      t = mlp.getTransposeWeights();
+    if (nk && *nk != t)
+      return weight.emitOpError() << "packed weight '" << weight.getName()
+                                  << "' is read both as [K, N] and [N, K]";
+    nk = t;
+  }
+  auto external = dyn_cast<llm::ExternalDataAttr>(weight.getSource());
+  if (!external)
+    return weight.emitOpError() << "packed weight '" << weight.getName()
+                                << "' must be external data";
+  auto bytesType = RankedTensorType::get(
+      {external.getLength()},
+      IntegerType::get(weight.getContext(), 8, IntegerType::Unsigned));
+  std::string error;
+  auto bytes = weights.load(weight.getSource(), bytesType, error);
+  out = std::make_unique<HostTensor>();
+  if (failed(bytes) || !decodePackedWeight(weight.getType(), **bytes,
+                                           nk.value_or(false), *out, error))
+    return weight.emitOpError() << "cannot load packed weight '"
+                                << weight.getName() << "': " << error;
+  return success();
 }
 
 LogicalResult Interpreter::run(func::FuncOp func,
@@ -161,7 +194,14 @@ LogicalResult Interpreter::run(func::FuncOp func,
       return success();
     }
 
-    if (auto weight = dyn_cast<llm::WeightOp>(op)) {
+    if (auto weight = dyn_cast<llm::WeightOp>(op);
+        weight && isPackedWeightType(weight.getType())) {
+      if (failed(bindPackedWeight(weight, env[weight.getResult()].owned)))
+        return failure();
+      env[weight.getResult()].tensor = env[weight.getResult()].owned.get();
+      if (observer)
+        observer(&op, {*env[weight.getResult()].tensor});
+    } else if (auto weight = dyn_cast<llm::WeightOp>(op)) {
       std::string error;
       auto tensor = weights.load(weight.getSource(), weight.getType(), error);
       if (failed(tensor))

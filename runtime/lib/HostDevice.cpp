@@ -246,10 +246,16 @@ void HostDevice::prepareWeights() {
           continue;
         uint32_t w = entry.buffers[id].weightIndex;
         // Packed weights (and their scales, zero points, metadata) are
-        // decoded by the step's kernel from their stored bytes.
+        // decoded once, by the format's definition, into the fp32 [K, N]
+        // matrix of their codes' (values') entry, what the fp32 copies of
+        // transposed weights cost too; per step when a part is not a
+        // weight.
         if ((s.kind == OpKind::QuantLinear && k >= 1 && k <= 3) ||
-            (s.kind == OpKind::SparseLinear && k >= 1 && k <= 2))
+            (s.kind == OpKind::SparseLinear && k >= 1 && k <= 2)) {
+          if (k == 1 && transposed_[w].empty())
+            decodePacked(entry, s);
           continue;
+        }
         bool matrix = (s.kind == OpKind::Linear && k == 1) ||
                       (s.kind == OpKind::GatedMLP && k >= 1);
         if ((s.kind == OpKind::Embedding && k == 0) || (matrix && !transposed))
@@ -272,6 +278,38 @@ void HostDevice::prepareWeights() {
           std::vector<float>().swap(weights_[w]);
       }
     }
+}
+
+void HostDevice::decodePacked(const EntryPoint &entry, const Step &s) {
+  for (size_t k = 1; k < s.operands.size(); ++k)
+    if (s.operands[k] != kNoBuffer &&
+        entry.buffers[s.operands[k]].kind != BufferKind::Weight &&
+        k < (s.kind == OpKind::QuantLinear ? 4u : 3u))
+      return;
+  auto weight = [&](size_t k) {
+    return entry.buffers[s.operands[k]].weightIndex;
+  };
+  int64_t kIn = entry.buffers[s.operands[0]].shape.back().value;
+  int64_t n = entry.buffers[s.operands[1]].shape[0].value;
+  std::vector<float> &out = transposed_[weight(1)];
+  out.resize(kIn * n);
+  if (s.kind == OpKind::QuantLinear) {
+    host::QuantWeightRef q;
+    q.packed = static_cast<const uint8_t *>(raw_[weight(1)].data);
+    q.scales = raw_[weight(2)];
+    q.zeroPoints = s.operands[3] == kNoBuffer
+                       ? nullptr
+                       : static_cast<const uint8_t *>(raw_[weight(3)].data);
+    q.bits = s.getInt(AttrKey::Bits);
+    q.group = s.getInt(AttrKey::GroupSize);
+    q.format = static_cast<QuantFormat>(s.getInt(AttrKey::QuantFormat));
+    host::dequantize(q, kIn, n, out.data());
+    return;
+  }
+  host::SparseWeightRef sp;
+  sp.values = raw_[weight(1)];
+  sp.meta = static_cast<const uint8_t *>(raw_[weight(2)].data);
+  host::densify24(sp, kIn, n, out.data());
 }
 
 void HostDevice::poisonCache() {
@@ -462,6 +500,13 @@ Status HostDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
     }
     case OpKind::QuantLinear: {
       int64_t k = sizes(op(0)).back(), n = sizes(op(1))[0];
+      const std::vector<float> &decoded = transposed_[weightIndex(op(1))];
+      const float *bias = op(4) != kNoBuffer ? F(op(4)) : nullptr;
+      if (!decoded.empty()) {
+        host::matmul(F(op(0)), k ? product(sizes(op(0))) / k : 0, k,
+                     host::WeightRef(decoded.data()), n, bias, F(res(0)));
+        break;
+      }
       host::QuantWeightRef w;
       w.packed = static_cast<const uint8_t *>(raw_[weightIndex(op(1))].data);
       w.scales = isWeight(op(2)) ? raw_[weightIndex(op(2))]
@@ -473,7 +518,6 @@ Status HostDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
       w.bits = s.getInt(AttrKey::Bits);
       w.group = s.getInt(AttrKey::GroupSize);
       w.format = static_cast<QuantFormat>(s.getInt(AttrKey::QuantFormat));
-      const float *bias = op(4) != kNoBuffer ? F(op(4)) : nullptr;
       std::vector<float> scratch;
       host::quantLinear(F(op(0)), k ? product(sizes(op(0))) / k : 0, k, w, n,
                         bias, F(res(0)), scratch);
@@ -481,11 +525,17 @@ Status HostDevice::run(const EntryPoint &entry, const ForwardBatch &batch,
     }
     case OpKind::SparseLinear: {
       int64_t k = sizes(op(0)).back(), n = sizes(op(1))[0];
+      const float *bias = op(3) != kNoBuffer ? F(op(3)) : nullptr;
+      if (isWeight(op(1)) && !transposed_[weightIndex(op(1))].empty()) {
+        host::matmul(F(op(0)), k ? product(sizes(op(0))) / k : 0, k,
+                     host::WeightRef(transposed_[weightIndex(op(1))].data()), n,
+                     bias, F(res(0)));
+        break;
+      }
       host::SparseWeightRef w;
       w.values = isWeight(op(1)) ? raw_[weightIndex(op(1))]
                                  : host::WeightRef(F(op(1)));
       w.meta = static_cast<const uint8_t *>(raw_[weightIndex(op(2))].data);
-      const float *bias = op(3) != kNoBuffer ? F(op(3)) : nullptr;
       std::vector<float> scratch;
       host::sparseLinear(F(op(0)), k ? product(sizes(op(0))) / k : 0, k, w, n,
                          bias, F(res(0)), scratch);

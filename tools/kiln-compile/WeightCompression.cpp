@@ -23,7 +23,8 @@ bool kiln::wantsCompression(const CompressionOptions &o) {
 }
 
 bool kiln::needsCalibration(const CompressionOptions &o) {
-  return (!o.quantize.empty() && o.quantMethod == "gptq") ||
+  return (!o.quantize.empty() &&
+          (o.quantMethod == "gptq" || o.quantMethod == "awq")) ||
          (!o.sparsify.empty() &&
           (o.sparsifyMethod == "wanda" || o.sparsifyMethod == "sparsegpt"));
 }
@@ -43,10 +44,10 @@ std::string kiln::checkCompressionOptions(const CompressionOptions &o) {
     return "--quantize fp8 takes per-channel scales: no --group-size or "
            "--zero-point";
   if (needsCalibration(o) && o.calibrationText.empty())
-    return "--quant-method gptq and --sparsify-method wanda|sparsegpt need "
-           "--calibration-text FILE";
+    return "--quant-method gptq|awq and --sparsify-method wanda|sparsegpt "
+           "need --calibration-text FILE";
   if (!needsCalibration(o) && !o.calibrationText.empty())
-    return "--calibration-text is read only by --quant-method gptq and "
+    return "--calibration-text is read only by --quant-method gptq|awq and "
            "--sparsify-method wanda|sparsegpt";
   if (needsCalibration(o) && o.tokenizerPath.empty())
     return "--calibration-text needs --tokenizer to tokenize it";

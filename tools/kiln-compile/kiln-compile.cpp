@@ -7,7 +7,7 @@
 //                [--draft draft.onnx [--draft-tokenizer t.model] |
 //                 --speculate-ngram] [--speculate K]
 //                [--quantize int8|int4|fp8 [--group-size N] [--zero-point]
-//                 [--quant-method rtn|gptq]] [--sparsify 2:4
+//                 [--quant-method rtn|gptq|awq]] [--sparsify 2:4
 //                 [--sparsify-method magnitude|wanda|sparsegpt]]
 //                [--compress-skip lm_head,...] [--calibration-text FILE]
 //
@@ -111,8 +111,9 @@ static cl::opt<std::string> dtypeOption(
              "logits) as f32, f16 or bf16 (default: the model's types)"),
     cl::value_desc("f32|f16|bf16"), cl::init(""));
 static cl::opt<std::string>
-    emit("emit", cl::desc("What to produce: kiln (the artifact) or llm (the "
-                          "laid-out module)"),
+    emit("emit",
+         cl::desc("What to produce: kiln (the artifact) or llm (the "
+                  "laid-out module)"),
          cl::init("kiln"));
 static cl::opt<std::string>
     draftPath("draft",
@@ -168,6 +169,12 @@ static cl::list<std::string> compressSkip(
     cl::desc("Weights kept dense: names containing one of these; lm_head "
              "is the output projection (default: lm_head)"),
     cl::CommaSeparated, cl::cat(compressionCategory));
+static cl::opt<std::string> matmulNBits(
+    "matmul-nbits",
+    cl::desc("Imported MatMulNBits weights: packed (QuantLinear over the "
+             "export's bytes) or dequantize (dense Linear weights, for "
+             "devices without QuantLinear kernels)"),
+    cl::init("packed"), cl::cat(compressionCategory));
 static cl::opt<std::string> calibrationText(
     "calibration-text",
     cl::desc("Text the calibrated methods run the model on (host reference)"),
@@ -191,8 +198,7 @@ public:
   void begin() { start = Clock::now(); }
   void done(int index, StringRef stage, const Twine &what) {
     double ms =
-        std::chrono::duration<double, std::milli>(Clock::now() - start)
-            .count();
+        std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     total += ms;
     errs() << "kiln-compile: " << prefix << "[" << index << "/7] "
            << left_justify(stage, 8) << what << " (" << format("%.0f", ms)
@@ -367,11 +373,11 @@ LogicalResult buildParts(mlir::ModuleOp module, const std::string &tokenizer,
             convertPlanPrecision(model, *dtype, module->getLoc(), pstats)))
       return failure();
     if (pstats.weights || pstats.buffers)
-      converted = (" (f32 stored as " + dtypeOption + ": " +
-                   Twine(pstats.weights) + " weights and " +
-                   Twine(pstats.buffers) + " buffers converted, " +
-                   Twine(pstats.views) + " casts now views)")
-                      .str();
+      converted =
+          (" (f32 stored as " + dtypeOption + ": " + Twine(pstats.weights) +
+           " weights and " + Twine(pstats.buffers) + " buffers converted, " +
+           Twine(pstats.views) + " casts now views)")
+              .str();
   }
   if (int64_t n = keepLogitsInF32(model.plan))
     converted += " (logits in f32: " + std::to_string(n) + " entry points)";
@@ -387,15 +393,14 @@ LogicalResult buildParts(mlir::ModuleOp module, const std::string &tokenizer,
   for (const rt::EntryPoint &e : model.plan.entries)
     steps += e.steps.size();
   const rt::ModelConfig &c = model.config;
-  progress.done(4, "plan",
-                Twine(model.plan.entries.size()) + " entry points, " +
-                    Twine(steps) + " steps, " + Twine(model.weights.size()) +
-                    " weights; " + Twine(c.numLayers) + " layers, " +
-                    Twine(c.numHeads) + "/" + Twine(c.numKVHeads) +
-                    " heads of " + Twine(c.headDim) + ", hidden " +
-                    Twine(c.hiddenSize) + ", vocab " + Twine(c.vocabSize) +
-                    ", context " + Twine(c.contextLength) + ", " + c.dtype +
-                    converted);
+  progress.done(
+      4, "plan",
+      Twine(model.plan.entries.size()) + " entry points, " + Twine(steps) +
+          " steps, " + Twine(model.weights.size()) + " weights; " +
+          Twine(c.numLayers) + " layers, " + Twine(c.numHeads) + "/" +
+          Twine(c.numKVHeads) + " heads of " + Twine(c.headDim) + ", hidden " +
+          Twine(c.hiddenSize) + ", vocab " + Twine(c.vocabSize) + ", context " +
+          Twine(c.contextLength) + ", " + c.dtype + converted);
   for (const std::string &note : notes)
     errs() << "kiln-compile: note: " << note << "\n";
 
@@ -585,6 +590,19 @@ int main(int argc, char **argv) {
       (emitLLM && outputPath.empty() ? std::string("kiln-compile")
                                      : std::string(outputPath)) +
       ".packed";
+  if (matmulNBits != "packed" && matmulNBits != "dequantize") {
+    errs() << "kiln-compile: unknown --matmul-nbits '" << matmulNBits
+           << "' (expected packed or dequantize)\n";
+    return 2;
+  }
+  // Dummy weights have no values: RTN quantization plans the packed types
+  // alone (benchmarks at scale); pruning and calibration need the values.
+  if (dummyWeights &&
+      (!compression.sparsify.empty() || needsCalibration(compression))) {
+    errs() << "kiln-compile: --dummy-weights with --sparsify or a calibrated "
+              "method: they read the weights' values\n";
+    return 2;
+  }
   if (std::string bad = checkCompressionOptions(compression); !bad.empty()) {
     errs() << "kiln-compile: " << bad << "\n";
     return 2;
@@ -667,6 +685,7 @@ int main(int argc, char **argv) {
   }
 
   CompiledModel model;
+  model.dequantizeMatMulNBits = matmulNBits == "dequantize";
   if (mlir::failed(buildParts(*module, tokenizerPath, dtype, progress, model)))
     return 1;
   if (hasDraft &&

@@ -66,6 +66,10 @@ struct WeightSource {
 
 /// Everything the artifact holds, before it is written.
 struct CompiledModel {
+  /// Plan every llm.matmul_nbits as a Linear over its weight dequantized
+  /// at compile time, even those QuantLinear serves (for devices without
+  /// QuantLinear kernels). Set before buildLaunchPlan.
+  bool dequantizeMatMulNBits = false;
   kiln::runtime::ModelConfig config;
   kiln::runtime::LaunchPlan plan;
   kiln::runtime::WeightTable weights;

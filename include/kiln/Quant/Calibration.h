@@ -27,6 +27,8 @@ struct InputStats {
   int64_t tokens = 0;
   /// sum of x x^T, [features, features] row-major.
   std::vector<double> xxt;
+  /// sum of |x| per feature (AWQ's activation magnitudes).
+  std::vector<double> absSum;
 };
 
 struct CalibrationStats {

@@ -40,6 +40,13 @@ struct PackedWeight {
 PackedWeight quantizeRTN(const std::vector<float> &w, int64_t n, int64_t k,
                          const QuantSpec &spec);
 
+/// Round to nearest with each group's range clipped where that lowers the
+/// `importance`-weighted rounding error (AWQ's clipping search; importance
+/// is E[x_k^2] of the input feature k, [K]).
+PackedWeight quantizeClipped(const std::vector<float> &w, int64_t n, int64_t k,
+                             const QuantSpec &spec,
+                             const std::vector<double> &importance);
+
 /// U, upper triangular [K, K] with U^T U = (H + dampening * mean(diag H)
 /// * I)^-1 (H's zero diagonal entries set to 1 first): what GPTQ and
 /// SparseGPT read of the Hessian, shared by weights of one input. Fails
@@ -56,6 +63,40 @@ bool inverseHessianFactor(std::vector<double> hessian, int64_t k,
 PackedWeight quantizeGPTQ(const std::vector<float> &w, int64_t n, int64_t k,
                           const QuantSpec &spec,
                           const std::vector<double> &factor);
+
+/// GPTQ's act order: the columns by decreasing H diagonal (the inputs
+/// that move the output most are quantized first, while the most columns
+/// are left to absorb their error).
+std::vector<int64_t> actOrder(const std::vector<double> &hessian, int64_t k);
+/// H with rows and columns in `order`.
+std::vector<double> permuted(const std::vector<double> &hessian, int64_t k,
+                             const std::vector<int64_t> &order);
+
+/// GPTQ in act order with static groups (AutoGPTQ's desc_act +
+/// static_groups): each group's scale (and zero point) chosen first from
+/// the original weights, clipping the range where that lowers the
+/// `importance`-weighted (H's diagonal) rounding error; then the columns
+/// quantized in `order` with error feedback through `factor`, the inverse
+/// factor of H permuted to `order`.
+PackedWeight quantizeGPTQActOrder(const std::vector<float> &w, int64_t n,
+                                  int64_t k, const QuantSpec &spec,
+                                  const std::vector<double> &factor,
+                                  const std::vector<int64_t> &order,
+                                  const std::vector<double> &importance);
+
+/// AWQ (Lin et al. 2023): per-input-feature scales s_j = a_j^alpha,
+/// normalized to a geometric mean of 1 over max and min (a: mean |x_j| of
+/// the calibration inputs), for the alpha of {0, 1/grid, ..., (grid-1) /
+/// grid} minimizing the output error of round-to-nearest quantization of
+/// every weight of `weights` (each [rows_i, K]) scaled by s:
+/// sum tr(D H D^T), D = W - Q(W diag s) diag(s)^-1. The layer then
+/// multiplies W diag(s) and its input divided by s. All ones when alpha 0
+/// wins.
+std::vector<float> awqScales(const std::vector<const std::vector<float> *> &w,
+                             const std::vector<int64_t> &rows, int64_t k,
+                             const QuantSpec &spec,
+                             const std::vector<double> &hessian,
+                             const std::vector<double> &absMean, int grid);
 
 /// The fp32 value of element (row, col) of a packed weight.
 float dequantizedAt(const PackedWeight &p, int64_t k, const QuantSpec &spec,

@@ -14,6 +14,8 @@
 #include "kiln/Reference/HostTensor.h"
 #include "kiln/Reference/WeightStore.h"
 
+#include "kiln/Dialect/LLM/IR/LLMDialect.h"
+
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Support/LogicalResult.h"
 #include "llvm/ADT/StringRef.h"
@@ -64,6 +66,11 @@ public:
   static std::vector<std::string> supportedOps();
 
 private:
+  /// The dense fp32 matrix of a !llm.qweight or !llm.sparse24 weight, in
+  /// the layout its ops read (decodePackedWeight).
+  mlir::LogicalResult bindPackedWeight(llm::WeightOp weight,
+                                       std::unique_ptr<HostTensor> &out);
+
   WeightStore &weights;
   bool fp32Compute = true;
   Observer observer;

@@ -47,6 +47,15 @@ func.func @quantized_linear(%x: tensor<2x64xf16>) -> tensor<2x32xf16> {
   return %y : tensor<2x32xf16>
 }
 
+// CHECK-LABEL: func @fp8_linear
+func.func @fp8_linear(%x: tensor<2x64xf16>) -> tensor<2x32xf16> {
+  // The default format (int) is not printed; fp8e4m3 is.
+  // CHECK: llm.weight "w"(#llm.external_data<path = "w.packed", offset = 0, length = 2112>) : !llm.qweight<k = 64, n = 32, bits = 8, group = 64, scaleType = f16, zeroPoint = false, format = "fp8e4m3">
+  %w = llm.weight "w" (#llm.external_data<path = "w.packed", offset = 0, length = 2112>) : !llm.qweight<k = 64, n = 32, bits = 8, group = 64, scaleType = f16, zeroPoint = false, format = "fp8e4m3">
+  %y = llm.linear %x, %w : (tensor<2x64xf16>, !llm.qweight<k = 64, n = 32, bits = 8, group = 64, scaleType = f16, zeroPoint = false, format = "fp8e4m3">) -> tensor<2x32xf16>
+  return %y : tensor<2x32xf16>
+}
+
 // CHECK-LABEL: func @sparse_linear
 func.func @sparse_linear(%x: tensor<2x64xf16>) -> tensor<2x32xf16> {
   // CHECK: !llm.sparse24<k = 64, n = 32, elementType = f16>

@@ -234,6 +234,21 @@ TEST(GptqTest, ReducesTheOutputErrorOfRoundToNearest) {
     double eGptq = outputError(x, m, k, w, dequantized(gptq, n, k, spec), n);
     EXPECT_LT(eGptq, 0.8 * eRtn)
         << "bits " << spec.bits << " group " << spec.group;
+    // Act order with static, clipped groups: lower than rounding too.
+    std::vector<double> h = hessianOf(x, m, k);
+    std::vector<int64_t> order = quant::actOrder(h, k);
+    for (int64_t c = 1; c < k; ++c)
+      ASSERT_GE(h[order[c - 1] * k + order[c - 1]], h[order[c] * k + order[c]]);
+    std::vector<double> importance(k), permutedFactor;
+    for (int64_t c = 0; c < k; ++c)
+      importance[c] = h[c * k + c];
+    ASSERT_TRUE(quant::inverseHessianFactor(quant::permuted(h, k, order), k,
+                                            0.01, permutedFactor, error));
+    quant::PackedWeight ordered = quant::quantizeGPTQActOrder(
+        w, n, k, spec, permutedFactor, order, importance);
+    double eOrdered =
+        outputError(x, m, k, w, dequantized(ordered, n, k, spec), n);
+    EXPECT_LT(eOrdered, 0.8 * eRtn) << "bits " << spec.bits;
   }
 }
 

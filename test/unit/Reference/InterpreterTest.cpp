@@ -1052,3 +1052,76 @@ TEST(TensorConversionTest, RoundTripsThroughElementsAttr) {
 }
 
 } // namespace
+
+namespace {
+
+TEST_F(WeightStoreTest, PackedWeightsRunAsTheirDefinition) {
+  // !llm.qweight k=32 n=2, 4 bits, groups of 16, f32 scales, zero points:
+  // codes [2, 16] bytes at 0, scales [2, 2] at 64, zero points [2, 2] at 128.
+  // !llm.sparse24 k=8 n=2 f32: values [2, 4] at 0, metadata [2, 1] at 64.
+  std::vector<uint8_t> q(132, 0), s(66, 0);
+  std::vector<float> scales = {0.5f, 0.25f, 2.0f, 1.0f};
+  uint8_t zeros[4] = {8, 3, 0, 15};
+  std::vector<float> dense(2 * 32); // [N, K]
+  for (int r = 0; r < 2; ++r)
+    for (int c = 0; c < 32; ++c) {
+      unsigned u = (r * 7 + c * 5) % 16;
+      q[r * 16 + c / 2] |= u << (4 * (c % 2));
+      int g = r * 2 + c / 16;
+      dense[r * 32 + c] = scales[g] * ((float)u - zeros[g]);
+    }
+  std::memcpy(q.data() + 64, scales.data(), 16);
+  std::memcpy(q.data() + 128, zeros, 4);
+  float values[8] = {1, -2, 3, 4, 0.5f, 6, -7, 8};
+  std::memcpy(s.data(), values, 32);
+  // Row 0: group 0 keeps positions (0, 1) (nibble 0x4), group 1 (3, 2)
+  // (0xB); row 1: (0, 2) (0x8) and (2, 1) (0x6).
+  s[64] = 0x4 | (0xB << 4);
+  s[65] = 0x8 | (0x6 << 4);
+  std::vector<float> sparse = {1,    -2, 0, 0, 0, 0, 4,  3,
+                               0.5f, 0,  6, 0, 0, 8, -7, 0};
+  {
+    std::ofstream out(dir + "/packed.bin", std::ios::binary);
+    out.write(reinterpret_cast<const char *>(q.data()), q.size());
+    out.write(reinterpret_cast<const char *>(s.data()), s.size());
+  }
+  std::vector<float> x = pseudoRandom(32, 3), xs = pseudoRandom(8, 4);
+  WeightStore store(dir);
+  std::vector<HostTensor> outputs;
+  ASSERT_TRUE(mlir::succeeded(run(
+      R"mlir(
+    func.func @main(%x: tensor<1x32xf32>, %xs: tensor<1x8xf32>) -> (tensor<1x2xf32>, tensor<1x2xf32>) {
+      %q = llm.weight "q" (#llm.external_data<path = "packed.bin", offset = 0, length = 132>) : !llm.qweight<k = 32, n = 2, bits = 4, group = 16, scaleType = f32, zeroPoint = true>
+      %s = llm.weight "s" (#llm.external_data<path = "packed.bin", offset = 132, length = 66>) : !llm.sparse24<k = 8, n = 2, elementType = f32>
+      %y = llm.linear %x, %q {transpose_weight} : (tensor<1x32xf32>, !llm.qweight<k = 32, n = 2, bits = 4, group = 16, scaleType = f32, zeroPoint = true>) -> tensor<1x2xf32>
+      %z = llm.linear %xs, %s : (tensor<1x8xf32>, !llm.sparse24<k = 8, n = 2, elementType = f32>) -> tensor<1x2xf32>
+      return %y, %z : tensor<1x2xf32>, tensor<1x2xf32>
+    })mlir",
+      {HostTensor::fromFloats({1, 32}, x), HostTensor::fromFloats({1, 8}, xs)},
+      outputs, &store)))
+      << diagnostics;
+  std::vector<float> y(2, 0.0f), z(2, 0.0f);
+  for (int r = 0; r < 2; ++r) {
+    for (int c = 0; c < 32; ++c)
+      y[r] += x[c] * dense[r * 32 + c];
+    for (int c = 0; c < 8; ++c)
+      z[r] += xs[c] * sparse[r * 8 + c];
+  }
+  expectFloats(outputs[0], {1, 2}, y, 1e-5f);
+  expectFloats(outputs[1], {1, 2}, z, 1e-5f);
+
+  // Bytes that do not hold the layout are an error at the weight.
+  EXPECT_TRUE(
+      mlir::failed(run(R"mlir(
+    func.func @main(%xs: tensor<1x8xf32>) -> tensor<1x2xf32> {
+      %s = llm.weight "s" (#llm.external_data<path = "packed.bin", offset = 190, length = 66>) : !llm.sparse24<k = 8, n = 2, elementType = f32>
+      %z = llm.linear %xs, %s : (tensor<1x8xf32>, !llm.sparse24<k = 8, n = 2, elementType = f32>) -> tensor<1x2xf32>
+      return %z : tensor<1x2xf32>
+    })mlir",
+                       {HostTensor::fromFloats({1, 8}, xs)}, outputs, &store)));
+  EXPECT_NE(diagnostics.find("cannot load packed weight 's'"),
+            std::string::npos)
+      << diagnostics;
+}
+
+} // namespace

@@ -60,6 +60,10 @@ private:
   Status prepareEntry(const EntryPoint &entry, EntryState &state);
   /// Decides, from how the plan reads each weight, which copies it needs.
   void prepareWeights();
+  /// The fp32 [K, N] matrix of a QuantLinear or SparseLinear step's packed
+  /// weight, into transposed_ of its codes' (values') entry, when all its
+  /// parts are weights.
+  void decodePacked(const EntryPoint &entry, const Step &s);
 
   std::shared_ptr<const Model> model_;
   /// Every weight in its stored dtype: the model's bytes when aligned.
@@ -67,7 +71,7 @@ private:
   std::vector<std::vector<uint8_t>> owned_;
   /// fp32 copies of weights that steps other than matrix products and
   /// embeddings read (norm scales, biases), and [K, N] fp32 copies of
-  /// weights read transposed.
+  /// weights read transposed and of packed weights decoded.
   std::vector<std::vector<float>> weights_;
   std::vector<std::vector<float>> transposed_;
   std::vector<uint8_t> cacheMemory_;

@@ -259,9 +259,10 @@ def LLMQuantizeWeights : Pass<"llm-quantize-weights", "::mlir::ModuleOp"> {
     a scale (0: one scale per output channel); `zero-point` stores an
     unsigned zero point per group instead of the symmetric code.
     `format=fp8e4m3` stores fp8 values with per-channel scales (bits 8, no
-    group, no zero points). `method` is `rtn` (round to nearest) or `gptq`,
-    which needs calibration statistics (kiln-compile
-    `--calibration-text`). A combination the kernels cannot serve (a group
+    group, no zero points). `method` is `rtn` (round to nearest), `gptq`
+    (second-order error feedback) or `awq` (activation-aware scales folded
+    into the producing RMSNorm or up projection, then rounding); the last
+    two need calibration statistics (kiln-compile `--calibration-text`). A combination the kernels cannot serve (a group
     that does not divide the input features, fp8 with groups or zero
     points, 4-bit rows of an odd length) is an error naming the options.
   }];
@@ -274,7 +275,7 @@ def LLMQuantizeWeights : Pass<"llm-quantize-weights", "::mlir::ModuleOp"> {
     Option<"format", "format", "std::string", "\"int\"",
            "Value encoding: int or fp8e4m3">,
     Option<"method", "method", "std::string", "\"rtn\"",
-           "rtn or gptq (calibrated)">,
+           "rtn, gptq or awq (the latter two calibrated)">,
     ListOption<"skip", "skip", "std::string",
                "Weights whose name contains one of these are kept dense; "
                "lm_head also keeps the output projection (the linear whose "
