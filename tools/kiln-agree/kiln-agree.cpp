@@ -20,6 +20,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../common/PromptIdsFile.h"
 #include "../common/RuntimeToolArgs.h"
 
 #include "kiln/runtime/Engine.h"
@@ -41,34 +42,6 @@ namespace {
 int fail(const Status &status) {
   std::fprintf(stderr, "kiln-agree: error: %s\n", status.toString().c_str());
   return 1;
-}
-
-StatusOr<std::vector<std::vector<int32_t>>> readPrompts(const std::string &p) {
-  std::ifstream in(p);
-  if (!in)
-    return makeError(StatusCode::NotFound, "cannot open '", p, "'");
-  std::vector<std::vector<int32_t>> prompts;
-  std::string line;
-  for (int lineNo = 1; std::getline(in, line); ++lineNo) {
-    if (line.empty())
-      continue;
-    std::vector<int32_t> ids;
-    std::stringstream ss(line);
-    std::string part;
-    while (std::getline(ss, part, ',')) {
-      char *end = nullptr;
-      long v = std::strtol(part.c_str(), &end, 10);
-      if (part.empty() || *end)
-        return makeError(StatusCode::InvalidArgument, p, ":", lineNo,
-                         ": expected comma-separated token ids, got '", part,
-                         "'");
-      ids.push_back(static_cast<int32_t>(v));
-    }
-    prompts.push_back(std::move(ids));
-  }
-  if (prompts.empty())
-    return makeError(StatusCode::InvalidArgument, p, ": no prompts");
-  return prompts;
 }
 
 struct DeviceRun {
@@ -113,9 +86,9 @@ StatusOr<DeviceRun> generate(std::shared_ptr<const Model> model,
     (void)id;
   }
   KILN_RETURN_IF_ERROR(engine->runToCompletion());
-  run.seconds = std::chrono::duration<double>(
-                    std::chrono::steady_clock::now() - start)
-                    .count();
+  run.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   run.engine = std::move(engine);
   return run;
 }
@@ -123,9 +96,8 @@ StatusOr<DeviceRun> generate(std::shared_ptr<const Model> model,
 } // namespace
 
 int main(int argc, char **argv) {
-  tools::Args args(argc, argv, {"prompts", "n", "devices", "batch",
-                                "min-match"},
-                   {});
+  tools::Args args(argc, argv,
+                   {"prompts", "n", "devices", "batch", "min-match"}, {});
   if (!args.error.empty() || args.positionals.size() != 1 ||
       !args.has("prompts")) {
     std::fprintf(stderr,
@@ -153,7 +125,7 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "kiln-agree: --devices needs two devices\n");
     return 2;
   }
-  auto prompts = readPrompts(args.str("prompts"));
+  auto prompts = tools::readPromptIdsFile(args.str("prompts"));
   if (!prompts.isOk())
     return fail(prompts.status());
   auto model = Model::load(args.positionals[0]);
@@ -166,16 +138,16 @@ int main(int argc, char **argv) {
                         static_cast<int32_t>(batch));
     if (!run.isOk())
       return fail(run.status());
-    std::printf("%s: %zu prompts x %lld tokens in %.2f s\n",
-                run->name.c_str(), prompts->size(), (long long)newTokens,
-                run->seconds);
+    std::printf("%s: %zu prompts x %lld tokens in %.2f s\n", run->name.c_str(),
+                prompts->size(), (long long)newTokens, run->seconds);
     runs.push_back(std::move(run).value());
   }
   int worst = 100;
   for (size_t r = 1; r < runs.size(); ++r) {
     size_t same = 0;
     for (size_t i = 0; i < prompts->size(); ++i) {
-      const std::vector<int32_t> &a = runs[0].outputs[i], &b = runs[r].outputs[i];
+      const std::vector<int32_t> &a = runs[0].outputs[i],
+                                 &b = runs[r].outputs[i];
       if (a == b) {
         ++same;
         continue;

@@ -23,6 +23,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../common/PromptIdsFile.h"
 #include "../common/RuntimeToolArgs.h"
 
 #include "kiln/runtime/Engine.h"
@@ -48,33 +49,6 @@ int fail(const Status &status) {
   std::fprintf(stderr, "kiln-spec-bench: error: %s\n",
                status.toString().c_str());
   return 1;
-}
-
-StatusOr<Outputs> readIdPrompts(const std::string &p) {
-  std::ifstream in(p);
-  if (!in)
-    return makeError(StatusCode::NotFound, "cannot open '", p, "'");
-  Outputs prompts;
-  std::string line;
-  for (int lineNo = 1; std::getline(in, line); ++lineNo) {
-    if (line.empty())
-      continue;
-    std::vector<int32_t> ids;
-    std::stringstream ss(line);
-    for (std::string part; std::getline(ss, part, ',');) {
-      char *end = nullptr;
-      long v = std::strtol(part.c_str(), &end, 10);
-      if (part.empty() || *end)
-        return makeError(StatusCode::InvalidArgument, p, ":", lineNo,
-                         ": expected comma-separated token ids, got '", part,
-                         "'");
-      ids.push_back(static_cast<int32_t>(v));
-    }
-    prompts.push_back(std::move(ids));
-  }
-  if (prompts.empty())
-    return makeError(StatusCode::InvalidArgument, p, ": no prompts");
-  return prompts;
 }
 
 /// `count` windows of `length` tokens spread evenly over the tokenized
@@ -274,9 +248,10 @@ int main(int argc, char **argv) {
       return fail(loaded.status());
     draft = *loaded;
   }
-  auto prompts = args.has("prompts") ? readIdPrompts(args.str("prompts"))
-                                     : textPrompts(**target, args.str("text"),
-                                                   numPrompts, promptLen);
+  auto prompts =
+      args.has("prompts")
+          ? tools::readPromptIdsFile(args.str("prompts"))
+          : textPrompts(**target, args.str("text"), numPrompts, promptLen);
   if (!prompts.isOk())
     return fail(prompts.status());
 
@@ -324,8 +299,7 @@ int main(int argc, char **argv) {
                 (long long)stats.verifySteps, (long long)stats.draftSteps,
                 (long long)generated, run->seconds, rate, rate / plainRate);
     std::printf("  time: prefill %.2f s, draft %.2f s, verify %.2f s\n",
-                stats.prefillSeconds, stats.draftSeconds,
-                stats.verifySeconds);
+                stats.prefillSeconds, stats.draftSeconds, stats.verifySeconds);
     if (check) {
       size_t same = 0;
       for (size_t i = 0; i < prompts->size(); ++i) {
