@@ -136,12 +136,8 @@ StatusOr<int64_t> Engine::addRequest(std::vector<int32_t> prompt,
                      model_->config().blockSize,
                      " tokens, the whole cache has ", numBlocks());
   int64_t id = nextId_++;
-  // Request 1 draws from the engine's seed itself (a lone request samples
-  // as the engine's single sampler did); later ones from spread seeds.
-  uint64_t seed = params.seed ? *params.seed
-                              : options_.seed + static_cast<uint64_t>(id - 1) *
-                                                    0x9E3779B97F4A7C15ull;
-  auto request = std::make_unique<Request>(id, seed);
+  auto request =
+      std::make_unique<Request>(id, params.seedFor(options_.seed, id));
   request->prompt = std::move(prompt);
   request->params = params;
   request->maxNewTokens = maxNewTokens;

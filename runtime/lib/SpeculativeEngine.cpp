@@ -184,10 +184,8 @@ StatusOr<int64_t> SpeculativeEngine::addRequest(std::vector<int32_t> prompt,
                        " cache, which has ", state->cache->config().numBlocks);
   }
   int64_t id = nextId_++;
-  uint64_t seed = params.seed ? *params.seed
-                              : options_.seed + static_cast<uint64_t>(id - 1) *
-                                                    0x9E3779B97F4A7C15ull;
-  auto request = std::make_unique<Request>(id, seed);
+  auto request =
+      std::make_unique<Request>(id, params.seedFor(options_.seed, id));
   request->prompt = std::move(prompt);
   request->params = params;
   request->maxNewTokens = maxNewTokens;

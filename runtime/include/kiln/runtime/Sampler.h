@@ -41,6 +41,16 @@ struct SamplingParams {
   /// outside (0, 1].
   Status validate() const;
   bool isGreedy() const { return temperature == 0.0f; }
+  /// The seed of request `id` (ids from 1) of an engine seeded with
+  /// `engineSeed`: `seed` when set, else request 1 draws from the engine's
+  /// seed itself (a lone request samples as the engine's single sampler
+  /// did) and later ones from spread seeds. Every engine uses this rule, so
+  /// a request samples alike whichever engine serves it.
+  uint64_t seedFor(uint64_t engineSeed, int64_t id) const {
+    return seed ? *seed
+                : engineSeed +
+                      static_cast<uint64_t>(id - 1) * 0x9E3779B97F4A7C15ull;
+  }
 };
 
 class Sampler {
