@@ -22,6 +22,7 @@
 #include "kiln/Codegen/MatmulKernel.h"
 #include "kiln/Codegen/PagedAttentionDecodeKernel.h"
 #include "kiln/Codegen/PagedAttentionPrefillKernel.h"
+#include "kiln/Codegen/FlashPrefillKernel.h"
 #include "kiln/Codegen/QuantGemvKernel.h"
 #include "kiln/Codegen/RMSNormKernel.h"
 #include "kiln/Codegen/RopeKernel.h"
@@ -99,6 +100,9 @@ struct Request {
   /// gemv of a gated MLP's gate: the fused gate/up + silu gemv a device
   /// launches for one row instead of gate, up and silu_mul.
   Builder gatedBuild;
+  /// paged_prefill: the tensor-core flash-attention kernel a device
+  /// launches for a sequence with many appended rows.
+  Builder flashBuild;
   rt::WeightLayout weightLayout = rt::WeightLayout::None;
   /// Elementwise: per row when the grid overshoots the row.
   bool elementwise = false;
@@ -608,6 +612,15 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
             r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildPagedAttentionPrefillKernel(b, m, o);
             };
+            // Long prompt chunks go to the tensor cores where the shape
+            // allows (no window or soft-cap; head_dim a multiple of 16).
+            if (!window && !softcap && headDim % 16 == 0 && headDim <= 256) {
+              cg::FlashPrefillOptions f;
+              f.attention = attention;
+              r.flashBuild = [f](OpBuilder &b, gpu::GPUModuleOp m) {
+                return cg::buildFlashPrefillKernel(b, m, f);
+              };
+            }
           });
           break;
         }
@@ -947,7 +960,9 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
          {std::make_tuple(r.chunkedBuild, "chunked", r.family),
           std::make_tuple(r.tiledBuild, "tiled", std::string("matmul")),
           std::make_tuple(r.skinnyBuild, "skinny", std::string("matmul")),
-          std::make_tuple(r.gatedBuild, "gated", std::string("gemv_gated"))}) {
+          std::make_tuple(r.gatedBuild, "gated", std::string("gemv_gated")),
+          std::make_tuple(r.flashBuild, "flash",
+                          std::string("flash_prefill"))}) {
       if (!build)
         continue;
       Request variant;
@@ -958,8 +973,9 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         // One row, as the gemv it stands in for.
         variant.repeat = rt::LaunchRepeat::PerToken;
       } else {
+        // Row chunks along grid y, flash attention's query tiles along x.
         variant.scale = rt::LaunchScale::TokenChunks;
-        variant.scaleDim = 1;
+        variant.scaleDim = std::string(key) == "flash" ? 0 : 1;
       }
       variant.weightLayout = r.weightLayout;
       if (failed(generate(variant)))

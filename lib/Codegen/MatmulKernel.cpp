@@ -4,6 +4,7 @@
 #include "kiln/Codegen/GemvKernel.h"
 
 #include "KernelBuilder.h"
+#include "TensorCoreOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -198,75 +199,19 @@ FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
   };
   auto commit = [&] { NVVM::CpAsyncCommitGroupOp::create(b); };
 
-  // ldmatrix row addresses: x4 for A, lanes give rows lane % 16 at column
-  // (lane / 16) * 8 (matrices: rows 0-7 | 8-15, K 0-7 | 8-15 = the mma's
-  // a0..a3); x2 for B, lanes 0-15 give W rows lane % 8 at K column
-  // ((lane / 8) % 2) * 8 (b0, b1; lanes 16-31 repeat valid addresses).
-  Value aLaneRow = b.remU(lane, 16);
-  Value aLaneCol = b.mul(b.divU(lane, 16), 8);
-  Value bLaneRow = b.remU(lane, 8);
-  Value bLaneCol = b.mul(b.remU(b.divU(lane, 8), 2), 8);
-
-  auto fragType = VectorType::get({4, 2}, elementType);
-  auto bFragType = VectorType::get({2, 2}, elementType);
-  auto accType = VectorType::get({2, 2}, f32);
-  // One m16n8k16 mma. nvgpu.mma.sync lowers f16 fragments; for bf16 (which
-  // it cannot type) the fragments are packed into the i32 registers
-  // nvvm.mma.sync takes, with the PTX types given explicitly.
-  bool bf16 = o.dtype == KernelDType::BF16;
-  auto i32 = b.getI32Type();
-  auto packed = [&](Value frag, int64_t rows) {
-    SmallVector<Value> regs;
-    for (int64_t i = 0; i < rows; ++i) {
-      Value pair = vector::ExtractOp::create(b, frag, ArrayRef<int64_t>{i});
-      Value word =
-          vector::BitCastOp::create(b, VectorType::get({1}, i32), pair);
-      regs.push_back(vector::ExtractOp::create(b, word, ArrayRef<int64_t>{0}));
-    }
-    return regs;
-  };
-  auto mma = [&](Value a, Value bFrag, Value acc) -> Value {
-    if (!bf16)
-      return nvgpu::MmaSyncOp::create(b, a, bFrag, acc,
-                                      ArrayRef<int64_t>{16, 8, 16});
-    SmallVector<Value> c;
-    for (int64_t i = 0; i < 2; ++i)
-      for (int64_t j = 0; j < 2; ++j)
-        c.push_back(vector::ExtractOp::create(b, acc, ArrayRef<int64_t>{i, j}));
-    Type resultType =
-        LLVM::LLVMStructType::getLiteral(context, {f32, f32, f32, f32});
-    Value d = NVVM::MmaOp::create(
-        b, resultType, packed(a, 4), packed(bFrag, 2), c,
-        ArrayRef<int64_t>{16, 8, 16}, std::nullopt, std::nullopt,
-        std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::bf16,
-                                      NVVM::MMATypes::bf16},
-        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
-                                       NVVM::MMALayout::col});
-    SmallVector<Value> out;
-    for (int64_t i = 0; i < 4; ++i)
-      out.push_back(LLVM::ExtractValueOp::create(b, d, ArrayRef<int64_t>{i}));
-    return vector::FromElementsOp::create(b, accType, out);
-  };
-
   auto compute = [&](SmallVector<Value> accs, Value stage) {
     for (int64_t kk = 0; kk < o.tileK; kk += 16) {
       SmallVector<Value> aFrags, bFrags;
-      for (int64_t mt = 0; mt < fragsM; ++mt) {
-        Value row = b.add(b.add(warpRow, mt * 16), aLaneRow);
-        aFrags.push_back(nvgpu::LdMatrixOp::create(
-            b, fragType, aTile, ValueRange{stage, row, b.add(aLaneCol, kk)},
-            false, 4));
-      }
-      for (int64_t nt = 0; nt < fragsN; ++nt) {
-        Value row = b.add(b.add(warpCol, nt * 8), bLaneRow);
-        bFrags.push_back(nvgpu::LdMatrixOp::create(
-            b, bFragType, bTile, ValueRange{stage, row, b.add(bLaneCol, kk)},
-            false, 2));
-      }
+      for (int64_t mt = 0; mt < fragsM; ++mt)
+        aFrags.push_back(loadAFragment(b, aTile, stage, lane,
+                                       b.add(warpRow, mt * 16), b.index(kk)));
+      for (int64_t nt = 0; nt < fragsN; ++nt)
+        bFrags.push_back(loadBFragmentNK(b, bTile, stage, lane,
+                                         b.add(warpCol, nt * 8), b.index(kk)));
       for (int64_t mt = 0; mt < fragsM; ++mt)
         for (int64_t nt = 0; nt < fragsN; ++nt) {
           Value &acc = accs[mt * fragsN + nt];
-          acc = mma(aFrags[mt], bFrags[nt], acc);
+          acc = mmaM16N8K16(b, aFrags[mt], bFrags[nt], acc);
         }
     }
     return accs;
@@ -283,9 +228,7 @@ FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
       copyTiles(b.index(s), b.index(s));
     commit();
   }
-  Value zero = arith::ConstantOp::create(
-      b, accType, DenseElementsAttr::get(accType, b.getF32FloatAttr(0.0f)));
-  SmallVector<Value> init(fragsM * fragsN, zero);
+  SmallVector<Value> init(fragsM * fragsN, zeroAccumulator(b));
   auto loop = scf::ForOp::create(
       b, b.index(0), b.index(steps), b.index(1), init,
       [&](OpBuilder &, Location, Value step, ValueRange carried) {
@@ -350,6 +293,7 @@ FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
                         8);
     b.fenceGpu();
     gpu::BarrierOp::create(b);
+    Type i32 = b.getI32Type();
     Value flag = func.getWorkgroupAttributions()[0];
     Value zeroIndex = b.index(0);
     b.ifThen(b.cmp(arith::CmpIPredicate::eq, tid, 0), [&] {

@@ -81,6 +81,13 @@ struct Launch {
   /// paged_prefill: one launch per sequence (the kernel is specialized for
   /// one sequence), grid scaled by that sequence's append length.
   bool perSequence = false;
+  /// paged_prefill: the flash-attention variant (-1: none), launched per
+  /// sequence instead for an append of at least flashMinRows() rows;
+  /// grid.x = ceil(append length / flashRows). Its arguments advance per
+  /// sequence as the paged_prefill kernel's do.
+  int32_t flashKernel = -1;
+  int64_t flashRows = 1;
+  std::vector<ArgRef> flashArgs;
   /// What the step's rows are (the leading dimension of its result): T
   /// for token-major steps, N after GatherLastTokens.
   Sym rows =
@@ -655,6 +662,15 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
                                    launch.tiledRows, launch.tiledArgs));
       KILN_RETURN_IF_ERROR(variant("skinny", launch.skinnyKernel,
                                    launch.skinnyRows, launch.skinnyArgs));
+      if (std::string name = k.param("flash"); !name.empty()) {
+        const KernelInfo *v = table.find(name);
+        if (!v || v->status != KernelStatus::Generated)
+          return makeError(StatusCode::FailedPrecondition, "kernel '", k.name,
+                           "' names a missing flash variant '", name, "'");
+        launch.flashKernel = static_cast<int32_t>(v - table.kernels.data());
+        launch.flashRows = std::stoll(v->param("tokens"));
+        KILN_RETURN_IF_ERROR(resolve(*v, launch.flashArgs));
+      }
       if (s.kind == OpKind::GatedMLP && j == 0 && !k.param("gated").empty()) {
         const KernelInfo *v = table.find(k.param("gated"));
         if (!v || v->status != KernelStatus::Generated)
@@ -700,6 +716,17 @@ int64_t align(int64_t v) { return (v + 255) / 256 * 256; }
 /// row-chunked gemv (which reads W once per 8 rows but spreads over many
 /// CTAs): the 128 x 128 GEMM tile leaves most SMs idle on the N / 128 CTAs
 /// of a few rows. KILN_TILED_MIN_ROWS overrides it (measuring).
+/// Appended rows from which a sequence's prefill attention runs on the
+/// tensor cores (flash_prefill) rather than one CTA per row (paged_prefill,
+/// which sums like paged_decode: speculative verify steps stay there).
+int64_t flashMinRows() {
+  static const int64_t rows = [] {
+    const char *v = std::getenv("KILN_FLASH_MIN_ROWS");
+    return v ? std::max<int64_t>(1, std::atoll(v)) : int64_t(16);
+  }();
+  return rows;
+}
+
 int64_t tiledMinRows() {
   static const int64_t rows = [] {
     const char *v = std::getenv("KILN_TILED_MIN_ROWS");
@@ -1030,10 +1057,18 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
           KILN_RETURN_IF_ERROR(
               launchKernel(l.gatedKernel, l.gatedArgs, 0, 0, 1));
         } else if (l.perSequence) {
-          for (int64_t i = 0; i < N; ++i)
-            if (batch.appendLengths[i] > 0)
+          for (int64_t i = 0; i < N; ++i) {
+            int64_t rows = batch.appendLengths[i];
+            if (rows <= 0)
+              continue;
+            if (l.flashKernel >= 0 && rows >= flashMinRows())
+              KILN_RETURN_IF_ERROR(launchKernel(
+                  l.flashKernel, l.flashArgs, batch.queryStartLoc[i], i,
+                  (rows + l.flashRows - 1) / l.flashRows));
+            else
               KILN_RETURN_IF_ERROR(
-                  launch(l, batch.queryStartLoc[i], i, batch.appendLengths[i]));
+                  launch(l, batch.queryStartLoc[i], i, rows));
+          }
         } else if (k.repeat == LaunchRepeat::PerToken && l.tiledKernel >= 0 &&
                    sym.get(l.rows) >= tiledMinRows()) {
           int64_t rows = sym.get(l.rows);

@@ -320,7 +320,7 @@ Status KernelTable::validate() const {
         return bad("grid scale T/tokens without a positive 'tokens' "
                    "parameter");
     }
-    for (const char *key : {"chunked", "tiled", "skinny"})
+    for (const char *key : {"chunked", "tiled", "skinny", "flash"})
       if (std::string v = k.param(key); !v.empty()) {
         const KernelInfo *variant = find(v);
         if (!variant || variant->gridScale != LaunchScale::TokenChunks)

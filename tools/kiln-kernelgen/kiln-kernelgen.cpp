@@ -37,6 +37,7 @@
 #include "kiln/Codegen/QuantGemvKernel.h"
 #include "kiln/Codegen/PagedAttentionDecodeKernel.h"
 #include "kiln/Codegen/PagedAttentionPrefillKernel.h"
+#include "kiln/Codegen/FlashPrefillKernel.h"
 #include "kiln/Codegen/RMSNormKernel.h"
 #include "kiln/Codegen/RopeKernel.h"
 #include "kiln/Codegen/RotaryTableKernel.h"
@@ -62,7 +63,7 @@ static cl::opt<std::string>
            cl::desc("Kernel family: rms_norm, gemv, qgemv, matmul, argmax, silu_mul, "
                     "residual_add, "
                     "kv_write, kv_copy, paged_decode, paged_prefill, "
-                    "embedding, rotary_table, rope, cast"));
+                    "flash_prefill, embedding, rotary_table, rope, cast"));
 static cl::opt<std::string> dtypeName("dtype", cl::init("f16"),
                                       cl::cat(category),
                                       cl::desc("Storage type: f16 or bf16"));
@@ -122,6 +123,12 @@ static cl::opt<int64_t>
 static cl::opt<int64_t>
     seqs("seqs", cl::init(1), cl::cat(category),
          cl::desc("paged_decode, paged_prefill: sequences of the batch"));
+static cl::opt<int64_t>
+    queryTile("query-tile", cl::init(64), cl::cat(category),
+              cl::desc("flash_prefill: query rows per CTA (16 per warp)"));
+static cl::opt<int64_t>
+    keyTile("key-tile", cl::init(64), cl::cat(category),
+            cl::desc("flash_prefill: keys per pipeline stage"));
 static cl::opt<int64_t> copies("copies", cl::init(1), cl::cat(category),
                                cl::desc("kv_copy: rows of the copy list"));
 static cl::opt<int64_t> heads("heads", cl::init(32), cl::cat(category),
@@ -291,9 +298,13 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
     add({&seqs, &partitionSize});
   else if (family == "paged_prefill")
     add({&tokens, &seqs});
+  else if (family == "flash_prefill")
+    add({&queryTile, &keyTile, &heads, &maxBlocks, &scale, &slidingWindow,
+         &softcap});
   else // elementwise
     add({&rows, &hidden, &blockSize});
-  if (family.starts_with("paged_") || family.starts_with("kv_"))
+  if (family.starts_with("paged_") || family.starts_with("kv_") ||
+      family == "flash_prefill")
     flags.insert(flags.end(), cache.begin(), cache.end());
   if (family.starts_with("paged_"))
     flags.insert(flags.end(), attention.begin(), attention.end());
@@ -508,6 +519,12 @@ int main(int argc, char **argv) {
     options.numTokens = tokens;
     options.numSeqs = seqs;
     spec = buildPagedAttentionPrefillKernel(builder, kernels, options);
+  } else if (kernel == "flash_prefill") {
+    FlashPrefillOptions options;
+    options.attention = attentionFromFlags(*dtype, *kind);
+    options.queryTile = queryTile;
+    options.keyTile = keyTile;
+    spec = buildFlashPrefillKernel(builder, kernels, options);
   } else if (kernel == "embedding") {
     EmbeddingOptions options;
     options.dtype = *dtype;
@@ -557,9 +574,9 @@ int main(int argc, char **argv) {
     spec = buildCastKernel(builder, kernels, options);
   } else {
     return fail("unknown --kernel '" + kernel +
-                "' (expected rms_norm, gemv, silu_mul, residual_add, "
-                "kv_write, kv_copy, paged_decode, paged_prefill, embedding, "
-                "rotary_table, rope or cast)");
+                "' (expected rms_norm, gemv, qgemv, matmul, argmax, silu_mul, "
+                "residual_add, kv_write, kv_copy, paged_decode, paged_prefill, "
+                "flash_prefill, embedding, rotary_table, rope or cast)");
   }
   if (mlir::failed(spec))
     return 1;
