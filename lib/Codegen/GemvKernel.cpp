@@ -154,6 +154,18 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   if (gated)
     for (Value row : loadRows)
       streams.push_back({wUp, row});
+  // Before waiting for the previous kernel (whose output is x), start
+  // pulling this warp's first group of weight vectors into L2: the weights
+  // are constant, so with programmatic dependent launch their reads overlap
+  // the previous kernel's tail.
+  int64_t prefetchSteps = std::min<int64_t>(fullSteps, options.unroll);
+  for (auto &stream : streams)
+    for (int64_t s = 0; s < prefetchSteps; ++s)
+      b.prefetchL2(stream.first,
+                   b.add(b.mul(stream.second, options.k),
+                         b.add(laneColumn, s * stride)));
+  b.waitForPriorGrids();
+
   // One group of K steps at the given columns: all loads, then the FMAs.
   auto accumulate = [&](ArrayRef<Value> columns, SmallVector<Value> accs) {
     SmallVector<SmallVector<Value>> xs(R);

@@ -4,6 +4,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
@@ -351,4 +352,25 @@ Value KernelBuilder::tanhApprox(Value scalar) {
 void KernelBuilder::fenceGpu() {
   LLVM::CallIntrinsicOp::create(*this, getStringAttr("llvm.nvvm.membar.gl"),
                                 ValueRange{});
+}
+
+void KernelBuilder::prefetchL2(Value memref, Value linearIndex) {
+  auto type = cast<MemRefType>(memref.getType());
+  int64_t elementBytes = type.getElementTypeBitWidth() / 8;
+  Value base = memref::ExtractAlignedPointerAsIndexOp::create(*this, memref);
+  Value address = add(base, mul(linearIndex, elementBytes));
+  Value address64 = arith::IndexCastUIOp::create(*this, getI64Type(), address);
+  Value pointer = LLVM::IntToPtrOp::create(
+      *this, LLVM::LLVMPointerType::get(getContext(), /*addressSpace=*/1),
+      address64);
+  NVVM::PrefetchOp::create(
+      *this, NVVM::PrefetchCacheLevelAttr::get(getContext(),
+                                               NVVM::PrefetchCacheLevel::L2),
+      /*evictPriority=*/nullptr, pointer, /*predicate=*/Value());
+}
+
+void KernelBuilder::waitForPriorGrids() {
+  NVVM::GriddepcontrolOp::create(*this, NVVM::GridDepActionKind::wait);
+  NVVM::GriddepcontrolOp::create(*this,
+                                 NVVM::GridDepActionKind::launch_dependents);
 }

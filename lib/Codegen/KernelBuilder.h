@@ -167,6 +167,16 @@ public:
   /// membar.gl (fence.sc.gpu): orders this thread's global memory accesses
   /// before and after it for every thread of the GPU.
   void fenceGpu();
+
+  /// prefetch.global.L2 of the line holding element `linearIndex` of the
+  /// (identity-layout) global `memref`.
+  void prefetchL2(mlir::Value memref, mlir::Value linearIndex);
+  /// griddepcontrol.wait then launch_dependents: the point before which a
+  /// kernel touches nothing a previous kernel writes or reads (only
+  /// constant weights, e.g. to prefetch them). The lowering puts this at
+  /// the top of every kernel that does not call it itself (sm_90+; earlier
+  /// chips drop it).
+  void waitForPriorGrids();
 };
 
 } // namespace codegen

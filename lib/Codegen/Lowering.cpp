@@ -193,6 +193,48 @@ static LogicalResult verifyNVPTXTarget(ModuleOp module,
   return success();
 }
 
+/// 90 for "sm_90a", nullopt for a name that is not sm_<digits>[a|f].
+static std::optional<unsigned> smVersion(StringRef chip) {
+  unsigned version = 0;
+  if (!chip.consume_front("sm_") || chip.consumeInteger(10, version))
+    return std::nullopt;
+  return version;
+}
+
+/// Programmatic dependent launch (sm_90+): every kernel starts with
+/// griddepcontrol.wait (nothing before it reads or writes memory, so it
+/// waits for the whole previous grid exactly as stream order would) and
+/// then griddepcontrol.launch_dependents, which lets the next kernel's CTAs
+/// be scheduled while this grid's last wave runs: a device that launches
+/// with programmatic stream serialization hides the launch latency between
+/// dependent kernels. Without that launch attribute both are no-ops.
+static void addGridDependencyControl(ModuleOp module) {
+  module.walk([](gpu::GPUFuncOp func) {
+    if (!func.isKernel() || func.getBody().empty())
+      return;
+    // A kernel that placed the wait itself (after prefetching weights).
+    bool placed = false;
+    func.walk([&](NVVM::GriddepcontrolOp op) {
+      placed |= op.getKind() == NVVM::GridDepActionKind::wait;
+    });
+    if (placed)
+      return;
+    OpBuilder b = OpBuilder::atBlockBegin(&func.getBody().front());
+    NVVM::GriddepcontrolOp::create(b, func.getLoc(),
+                                   NVVM::GridDepActionKind::wait);
+    NVVM::GriddepcontrolOp::create(b, func.getLoc(),
+                                   NVVM::GridDepActionKind::launch_dependents);
+  });
+}
+
+/// Before sm_90 there is no griddepcontrol, and NVPTX selects
+/// prefetch.global.L2 only from sm_90 on; the L2 prefetches only serve
+/// programmatic dependent launch, so both go.
+static void dropGridDependencyControl(ModuleOp module) {
+  module.walk([](NVVM::GriddepcontrolOp op) { op.erase(); });
+  module.walk([](NVVM::PrefetchOp op) { op.erase(); });
+}
+
 LogicalResult kiln::codegen::lowerToNVVM(ModuleOp module,
                                          const PTXLoweringOptions &options) {
   if (failed(verifyNVPTXTarget(module, options)))
@@ -213,6 +255,11 @@ LogicalResult kiln::codegen::lowerToNVVM(ModuleOp module,
   auto targets = ArrayAttr::get(context, {target});
   module.walk(
       [&](gpu::GPUModuleOp kernels) { kernels.setTargetsAttr(targets); });
+
+  if (std::optional<unsigned> sm = smVersion(options.chip); sm && *sm >= 90)
+    addGridDependencyControl(module);
+  else
+    dropGridDependencyControl(module);
 
   PassManager pm(context, module.getOperationName());
   // Module level, as upstream's common pipeline: structured control flow and

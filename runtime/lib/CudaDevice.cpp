@@ -239,6 +239,9 @@ StatusOr<std::unique_ptr<Device>> CudaDevice::open(int ordinal) {
       d->check(d->cuDeviceGetAttribute(
                    &dev->ccMinor_, kAttrComputeCapabilityMinor, dev->device_),
                "compute capability"));
+  const char *pdl = std::getenv("KILN_PDL");
+  dev->pdl_ = dev->ccMajor_ >= 9 && d->cuLaunchKernelEx &&
+              (!pdl || std::string(pdl) != "0");
   KILN_RETURN_IF_ERROR(
       d->check(d->cuDevicePrimaryCtxRetain(&dev->context_, dev->device_),
                "creating the CUDA context"));
@@ -985,14 +988,8 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
     }
     int64_t grid[3] = {k.grid[0], k.grid[1], k.grid[2]};
     grid[k.gridScaleDim] *= units;
-    CUresult r = d_->cuLaunchKernel(functions_[kernel], grid[0], grid[1],
-                                    grid[2], k.block[0], k.block[1], k.block[2],
-                                    static_cast<unsigned>(k.dynamicSharedBytes),
-                                    stream_, params.data(), nullptr);
-    if (r != CUDA_SUCCESS)
-      return makeError(StatusCode::Internal, "launching '", k.name,
-                       "': ", d_->describe(r));
-    return Status::ok();
+    return launchOnStream(kernel, grid, k.block.data(), k.dynamicSharedBytes,
+                          params.data(), k.name.c_str());
   };
   auto launch = [&](const Launch &l, int64_t tokenRow, int64_t seqRow,
                     int64_t units) {
@@ -1025,11 +1022,9 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
         CUdeviceptr at = kvCache_->ptr + layer * layerBytes;
         void *args[2] = {&row, &at};
         const KernelInfo &k = table.kernels[copyKernel];
-        KILN_RETURN_IF_ERROR(d_->check(
-            d_->cuLaunchKernel(functions_[copyKernel], k.grid[0], k.grid[1],
-                               k.grid[2], k.block[0], k.block[1], k.block[2], 0,
-                               stream_, args, nullptr),
-            "launching kv_copy"));
+        KILN_RETURN_IF_ERROR(launchOnStream(copyKernel, k.grid.data(),
+                                            k.block.data(), 0, args,
+                                            "kv_copy"));
       }
   }
 
@@ -1100,11 +1095,9 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
       const KernelInfo &k = table.kernels[argmaxKernel_];
       CUdeviceptr logitsPtr = p.ptr[entry.output], idsPtr = base + idsAt;
       void *args[2] = {&logitsPtr, &idsPtr};
-      KILN_RETURN_IF_ERROR(d_->check(
-          d_->cuLaunchKernel(
-              functions_[argmaxKernel_], static_cast<unsigned>(outputRows), 1,
-              1, k.block[0], k.block[1], k.block[2], 0, stream_, args, nullptr),
-          "launching argmax"));
+      int64_t grid[3] = {outputRows, 1, 1};
+      KILN_RETURN_IF_ERROR(launchOnStream(argmaxKernel_, grid, k.block.data(),
+                                          0, args, "argmax"));
     }
     return Status::ok();
   };
@@ -1225,6 +1218,32 @@ Status CudaDevice::checkCacheAccess(const char *what, int32_t layer,
     if (s < 0 || s >= limit)
       return makeError(StatusCode::OutOfRange, what, ": slot ", s,
                        " outside the cache's ", limit);
+  return Status::ok();
+}
+
+Status CudaDevice::launchOnStream(uint32_t kernel, const int64_t grid[3],
+                                  const int64_t block[3], int64_t sharedBytes,
+                                  void **params, const char *what) {
+  CUresult r;
+  if (pdl_) {
+    cuda::LaunchAttribute attribute;
+    attribute.id = cuda::kLaunchAttrProgrammaticStreamSerialization;
+    attribute.value.programmaticStreamSerializationAllowed = 1;
+    cuda::LaunchConfig config = {
+        static_cast<unsigned>(grid[0]),  static_cast<unsigned>(grid[1]),
+        static_cast<unsigned>(grid[2]),  static_cast<unsigned>(block[0]),
+        static_cast<unsigned>(block[1]), static_cast<unsigned>(block[2]),
+        static_cast<unsigned>(sharedBytes), stream_, &attribute, 1};
+    r = d_->cuLaunchKernelEx(&config, functions_[kernel], params, nullptr);
+  } else {
+    r = d_->cuLaunchKernel(functions_[kernel], grid[0], grid[1], grid[2],
+                           block[0], block[1], block[2],
+                           static_cast<unsigned>(sharedBytes), stream_, params,
+                           nullptr);
+  }
+  if (r != CUDA_SUCCESS)
+    return makeError(StatusCode::Internal, "launching '", what,
+                     "': ", d_->describe(r));
   return Status::ok();
 }
 

@@ -64,11 +64,21 @@ private:
   /// Device byte offset of (layer, slot's block, K or V, head 0, slot's
   /// offset, 0); rows of different heads are blockSize * headDim apart.
   int64_t cacheRowOffset(int32_t layer, int64_t slot, int kv) const;
+  /// Launches kernel `kernel` on the device's stream; with programmatic
+  /// dependent launch (pdl_) through cuLaunchKernelEx, so that its CTAs may
+  /// be scheduled while the previous kernel finishes (the generated kernels
+  /// wait for it with griddepcontrol.wait before touching memory).
+  Status launchOnStream(uint32_t kernel, const int64_t grid[3],
+                        const int64_t block[3], int64_t sharedBytes,
+                        void **params, const char *what);
 
   const cuda::Driver *d_;
   int ordinal_;
   /// KILN_CUDA_GRAPHS=0 turns step graphs off (debugging, measuring).
   bool graphsEnabled_ = true;
+  /// Programmatic dependent launch: sm_90+, a driver with cuLaunchKernelEx,
+  /// and not turned off with KILN_PDL=0.
+  bool pdl_ = false;
   std::string deviceName_;
   int ccMajor_ = 0, ccMinor_ = 0;
   cuda::CUdevice device_ = 0;

@@ -97,6 +97,8 @@ Loaded load() {
   resolve(d.cuGraphExecDestroy, "cuGraphExecDestroy");
   resolve(d.cuGraphDestroy, "cuGraphDestroy");
   resolve(d.cuLaunchKernel, "cuLaunchKernel");
+  d.cuLaunchKernelEx = reinterpret_cast<decltype(d.cuLaunchKernelEx)>(
+      dlsym(lib, "cuLaunchKernelEx"));
   if (!missing.empty()) {
     out.status = makeError(StatusCode::Unimplemented,
                            "the CUDA driver lacks ", missing,

@@ -42,6 +42,31 @@ constexpr int kFuncAttrMaxDynamicSharedBytes = 8;
 /// cuStreamBeginCapture: CU_STREAM_CAPTURE_MODE_THREAD_LOCAL.
 constexpr int kCaptureModeThreadLocal = 1;
 
+/// cuLaunchKernelEx's configuration (cuda.h's CUlaunchConfig and
+/// CUlaunchAttribute, same layout): Kiln sets one attribute,
+/// CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION.
+constexpr int kLaunchAttrProgrammaticStreamSerialization = 6;
+struct LaunchAttribute {
+  int id = 0;
+  char pad[4] = {};
+  /// CUlaunchAttributeValue, a 64-byte union; the attribute above reads
+  /// its first int (programmaticStreamSerializationAllowed).
+  union {
+    char bytes[64];
+    int programmaticStreamSerializationAllowed;
+  } value = {};
+};
+struct LaunchConfig {
+  unsigned gridDimX, gridDimY, gridDimZ;
+  unsigned blockDimX, blockDimY, blockDimZ;
+  unsigned sharedMemBytes;
+  CUstream hStream;
+  LaunchAttribute *attrs;
+  unsigned numAttrs;
+};
+static_assert(sizeof(LaunchAttribute) == 72 && sizeof(LaunchConfig) == 56,
+              "CUlaunchAttribute / CUlaunchConfig layout");
+
 struct Driver {
   CUresult (*cuInit)(unsigned);
   CUresult (*cuGetErrorName)(CUresult, const char **);
@@ -87,6 +112,10 @@ struct Driver {
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned,
                              unsigned, unsigned, unsigned, unsigned, CUstream,
                              void **, void **);
+  /// Optional (CUDA 12+ drivers): null when the driver lacks it, and the
+  /// device then launches with cuLaunchKernel.
+  CUresult (*cuLaunchKernelEx)(const LaunchConfig *, CUfunction, void **,
+                               void **) = nullptr;
 
   /// "CUDA_ERROR_OUT_OF_MEMORY: out of memory" for `result`.
   std::string describe(CUresult result) const;
