@@ -9,6 +9,7 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "llvm/Support/FormatVariadic.h"
 
 #include <limits>
@@ -76,27 +77,58 @@ kiln::codegen::buildArgmaxKernel(OpBuilder &builder, gpu::GPUModuleOp module,
         arith::SelectOp::create(b, take, i2, i1).getResult());
   };
 
-  // Each thread's strided scan: columns tid, tid + blockSize, ...
+  // One candidate column: (value, index, bad) updated by logit `v` at
+  // `column`. Strictly greater, so the first maximum a thread sees stays.
+  auto consider = [&](Value v, Value column, ValueRange carried) {
+    Value nan = arith::CmpFOp::create(b, arith::CmpFPredicate::UNO, v, v);
+    Value inf =
+        arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, v, posInf);
+    Value bad = arith::OrIOp::create(
+        b, carried[2],
+        arith::ExtUIOp::create(b, i32, arith::OrIOp::create(b, nan, inf)));
+    Value greater =
+        arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, v, carried[0]);
+    Value index = arith::IndexCastOp::create(b, i32, column);
+    return SmallVector<Value>{
+        arith::SelectOp::create(b, greater, v, carried[0]),
+        arith::SelectOp::create(b, greater, index, carried[1]), bad};
+  };
+  // The bulk of the row in chunks of blockSize * 4 * kUnroll columns: each
+  // thread issues kUnroll 16-byte loads (columns in increasing order: u,
+  // then the 4 elements), then scans them -- a long logits row (128k
+  // entries) is read with many loads in flight instead of one dependent
+  // scalar load per step.
+  constexpr int64_t kWidth = 4, kUnroll = 4;
+  int64_t chunk = o.blockSize * kWidth * kUnroll;
+  int64_t bulk = o.vocab % kWidth == 0 ? o.vocab / chunk * chunk : 0;
+  SmallVector<Value> state = {negInf, noIndex, zero32};
+  if (bulk > 0) {
+    auto loop = scf::ForOp::create(
+        b, b.index(0), b.index(bulk), b.index(chunk), state,
+        [&](OpBuilder &, Location, Value base, ValueRange carried) {
+          SmallVector<Value> columns, vectors;
+          for (int64_t u = 0; u < kUnroll; ++u) {
+            columns.push_back(b.add(b.add(base, u * o.blockSize * kWidth),
+                                    b.mul(tid, kWidth)));
+            vectors.push_back(
+                b.loadVector(logits, {row, columns.back()}, kWidth));
+          }
+          SmallVector<Value> st(carried.begin(), carried.end());
+          for (int64_t u = 0; u < kUnroll; ++u)
+            for (int64_t e = 0; e < kWidth; ++e)
+              st = consider(vector::ExtractOp::create(b, vectors[u],
+                                                      ArrayRef<int64_t>{e}),
+                            b.add(columns[u], e), st);
+          scf::YieldOp::create(b, st);
+        });
+    state.assign(loop.getResults().begin(), loop.getResults().end());
+  }
+  // The rest one column per thread: bulk + tid, + blockSize, ...
   auto scan = scf::ForOp::create(
-      b, tid, b.index(o.vocab), b.index(o.blockSize),
-      ValueRange{negInf, noIndex, zero32},
+      b, b.add(tid, bulk), b.index(o.vocab), b.index(o.blockSize), state,
       [&](OpBuilder &, Location, Value column, ValueRange carried) {
         Value v = memref::LoadOp::create(b, logits, ValueRange{row, column});
-        Value nan = arith::CmpFOp::create(b, arith::CmpFPredicate::UNO, v, v);
-        Value inf = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, v,
-                                          posInf);
-        Value bad = arith::OrIOp::create(
-            b, carried[2],
-            arith::ExtUIOp::create(b, i32, arith::OrIOp::create(b, nan, inf)));
-        // Strictly greater: the first maximum of the slice stays.
-        Value greater =
-            arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, v, carried[0]);
-        Value index = arith::IndexCastOp::create(b, i32, column);
-        scf::YieldOp::create(
-            b, ValueRange{arith::SelectOp::create(b, greater, v, carried[0]),
-                          arith::SelectOp::create(b, greater, index,
-                                                  carried[1]),
-                          bad});
+        scf::YieldOp::create(b, consider(v, column, carried));
       });
   Value value = scan.getResult(0), index = scan.getResult(1),
         bad = scan.getResult(2);
