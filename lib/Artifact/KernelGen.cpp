@@ -23,6 +23,7 @@
 #include "kiln/Codegen/PagedAttentionDecodeKernel.h"
 #include "kiln/Codegen/PagedAttentionPrefillKernel.h"
 #include "kiln/Codegen/FlashPrefillKernel.h"
+#include "kiln/runtime/StepFusion.h"
 #include "kiln/Codegen/QuantGemvKernel.h"
 #include "kiln/Codegen/RMSNormKernel.h"
 #include "kiln/Codegen/RopeKernel.h"
@@ -787,6 +788,40 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     table.bindings.push_back(std::move(binding));
   }
   c.step = nullptr;
+
+  // One launch for the decode step's shared-input linears (q, k, v): not
+  // bound to a step; the device finds the group with the same rule
+  // (rt::findSharedInputLinears) and looks the kernel up by its shapes.
+  for (const rt::SharedInputLinears &group :
+       rt::findSharedInputLinears(*decode)) {
+    const rt::Step &first = decode->steps[group.steps.front()];
+    std::optional<cg::KernelDType> dt =
+        storageType(buf(first.operands[1]).dtype);
+    if (!dt)
+      continue;
+    std::string rows;
+    for (int64_t n : group.rows)
+      rows += "_" + str(n);
+    Request &r = c.add(
+        "gemv_multi" + rows + "_" + str(group.k) +
+            rt::dtypeName(buf(first.operands[1]).dtype),
+        "decode step #" + std::to_string(group.steps.front()) +
+            " (Linear, with the next " +
+            std::to_string(group.steps.size() - 1) + ")",
+        [&](Request &r) {
+          r.family = "gemv_multi";
+          r.weightLayout = rt::WeightLayout::NK;
+          cg::GemvOptions o;
+          o.dtype = *dt;
+          o.n = group.rows.front();
+          o.moreN.assign(group.rows.begin() + 1, group.rows.end());
+          o.k = group.k;
+          r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+            return cg::buildGemvKernel(b, m, o);
+          };
+        });
+    r.uses = 0;
+  }
 
   // Greedy tokens on the device (no plan step: runGreedy's pick over fp32
   // logits rows).

@@ -28,15 +28,20 @@ FailureOr<KernelSpec>
 kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                                const GemvOptions &options) {
   MLIRContext *context = builder.getContext();
+  std::string allN = std::to_string(options.n);
+  for (int64_t more : options.moreN)
+    allN += "_" + std::to_string(more);
   std::string name = llvm::formatv(
       "gemv_{6}{0}_n{1}_k{2}{3}{4}{5}", stringifyDType(options.dtype),
-      options.n, options.k, options.bias ? "_bias" : "",
+      allN, options.k, options.bias ? "_bias" : "",
       options.outputDType && *options.outputDType != options.dtype
           ? "_o" + stringifyDType(*options.outputDType).str()
           : std::string(),
       options.tokens > 1 ? "_t" + std::to_string(options.tokens)
                          : std::string(),
-      options.gatedUp ? "gateup_silu_" : "");
+      options.gatedUp          ? "gateup_silu_"
+      : options.moreN.empty() ? ""
+                              : "multi_");
   Location loc = NameLoc::get(StringAttr::get(context, name));
 
   if (options.n <= 0 || options.k <= 0)
@@ -62,6 +67,16 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     return emitError(loc) << "the fused gate/up gemv takes one row, no bias "
                              "and writes the weights' type";
 
+  bool multi = !options.moreN.empty();
+  if (multi && (chunked || gated || options.bias || options.moreN.size() > 3 ||
+                options.outputDType.value_or(options.dtype) != options.dtype))
+    return emitError(loc) << "a multi-weight gemv takes one row, at most 4 "
+                             "weights, no bias or gating, and writes the "
+                             "weights' type";
+  for (int64_t more : options.moreN)
+    if (more <= 0)
+      return emitError(loc) << "gemv needs every n > 0, got " << more;
+
   int64_t width = pickVectorWidth(options.k, options.dtype);
   int64_t numVectors = options.k / width;
   // Steps every lane takes, and the lanes that take one more (a partial
@@ -70,11 +85,17 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   int64_t tailLanes = numVectors % kWarpSize;
   int64_t threads = options.warpsPerBlock * kWarpSize;
   int64_t rowsPerBlock = options.warpsPerBlock * options.rowsPerWarp;
-  int64_t blocks = ceilDiv(options.n, rowsPerBlock);
+  // The matrices' row counts and their CTAs (consecutive along grid x).
+  SmallVector<int64_t> allRows = {options.n};
+  allRows.append(options.moreN.begin(), options.moreN.end());
+  SmallVector<int64_t> matrixBlocks;
+  int64_t blocks = 0;
+  for (int64_t n : allRows) {
+    matrixBlocks.push_back(ceilDiv(n, rowsPerBlock));
+    blocks += matrixBlocks.back();
+  }
   if (blocks > 2147483647)
-    return emitError(loc) << "n=" << options.n
-                          << " exceeds the grid's x dimension";
-  bool rowsOvershoot = blocks * rowsPerBlock != options.n;
+    return emitError(loc) << "n=" << allN << " exceeds the grid's x dimension";
   int64_t stride = kWarpSize * width; // elements between a lane's steps
 
   KernelBuilder b(loc, builder);
@@ -97,12 +118,20 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     argTypes.push_back(wType);
     access.push_back(ArgAccess::ReadOnly);
   }
+  for (int64_t more : options.moreN) {
+    argTypes.push_back(MemRefType::get({more, options.k}, elementType));
+    access.push_back(ArgAccess::ReadOnly);
+  }
   if (options.bias) {
     argTypes.push_back(biasType);
     access.push_back(ArgAccess::ReadOnly);
   }
   argTypes.push_back(yType);
   access.push_back(ArgAccess::WriteOnly);
+  for (int64_t more : options.moreN) {
+    argTypes.push_back(MemRefType::get({more}, outElementType));
+    access.push_back(ArgAccess::WriteOnly);
+  }
   if (chunked) {
     argTypes.push_back(stepType);
     access.push_back(ArgAccess::ReadOnly);
@@ -111,8 +140,14 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   unsigned next = 2;
   Value x = func.getArgument(0), w = func.getArgument(1);
   Value wUp = gated ? func.getArgument(next++) : Value();
+  SmallVector<Value> weights = {w}, outputs;
+  for (size_t i = 0; i < options.moreN.size(); ++i)
+    weights.push_back(func.getArgument(next++));
   Value biasArg = options.bias ? func.getArgument(next++) : Value();
   Value y = func.getArgument(next++);
+  outputs.push_back(y);
+  for (size_t i = 0; i < options.moreN.size(); ++i)
+    outputs.push_back(func.getArgument(next++));
   Value stepArg = chunked ? func.getArgument(next++) : Value();
   // Token rows of this CTA: [tokenBase, tokenBase + R), loads clamped to
   // the step's last row.
@@ -134,8 +169,12 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   Value warpSize = b.index(kWarpSize);
   Value lane = arith::RemUIOp::create(b, tid, warpSize);
   Value warp = arith::DivUIOp::create(b, tid, warpSize);
+  // The rows of one matrix W [n, K] -> y [n] that CTA `block` (counted
+  // from the matrix's first CTA) owns.
+  auto emitRows = [&](Value w, Value y, int64_t n, Value block) {
+  bool rowsOvershoot = ceilDiv(n, rowsPerBlock) * rowsPerBlock != n;
   Value firstRow = arith::AddIOp::create(
-      b, arith::MulIOp::create(b, b.blockIdX(), b.index(rowsPerBlock)),
+      b, arith::MulIOp::create(b, block, b.index(rowsPerBlock)),
       arith::MulIOp::create(b, warp, b.index(options.rowsPerWarp)));
   Value laneColumn = arith::MulIOp::create(b, lane, b.index(width));
 
@@ -143,7 +182,7 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   // lane stays in the shuffles and no load needs a guard.
   auto warpRows =
       b.clampedRows(firstRow, options.rowsPerWarp,
-                    rowsOvershoot ? b.index(options.n - 1) : Value());
+                    rowsOvershoot ? b.index(n - 1) : Value());
   SmallVector<Value> rows = warpRows.rows, loadRows = warpRows.loadRows;
 
   // The weight rows a warp streams: its rows of W, then (gated) the same
@@ -261,7 +300,7 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       writes = arith::AndIOp::create(
           b, writes,
           arith::CmpIOp::create(b, arith::CmpIPredicate::ult, rows[r],
-                                b.index(options.n)));
+                                b.index(n)));
     if (chunked)
       writes = arith::AndIOp::create(
           b, writes,
@@ -285,15 +324,34 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
         memref::StoreOp::create(b, narrowed, y, rows[r]);
     });
   }
+  };
+  if (!multi) {
+    emitRows(w, y, options.n, b.blockIdX());
+  } else {
+    // CTA-uniform branches: each CTA computes rows of one matrix.
+    Value block = b.blockIdX();
+    int64_t first = 0;
+    for (size_t m = 0; m < allRows.size(); ++m) {
+      Value inMatrix = b.cmp(arith::CmpIPredicate::uge, block, first);
+      if (m + 1 < allRows.size())
+        inMatrix = b.andI(inMatrix, b.cmp(arith::CmpIPredicate::ult, block,
+                                          first + matrixBlocks[m]));
+      b.ifThen(inMatrix, [&] {
+        emitRows(weights[m], outputs[m], allRows[m],
+                 b.sub(block, b.index(first)));
+      });
+      first += matrixBlocks[m];
+    }
+  }
   gpu::ReturnOp::create(b);
 
   KernelSpec spec;
-  spec.family = gated ? "gemv_gated" : "gemv";
+  spec.family = gated ? "gemv_gated" : multi ? "gemv_multi" : "gemv";
   spec.name = name;
   spec.grid = {blocks, 1, 1};
   spec.block = {threads, 1, 1};
   spec.addParam("dtype", stringifyDType(options.dtype));
-  spec.addParam("n", options.n);
+  spec.addParam("n", StringRef(allN));
   spec.addParam("k", options.k);
   spec.addParam("vec", width);
   spec.addParam("rows_per_warp", options.rowsPerWarp);
@@ -313,12 +371,20 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                {"w", options.dtype, {options.n, options.k}, false}};
   if (gated)
     spec.args.push_back({"w_up", options.dtype, {options.n, options.k}, false});
+  for (size_t i = 0; i < options.moreN.size(); ++i)
+    spec.args.push_back({"w" + std::to_string(i + 1),
+                         options.dtype,
+                         {options.moreN[i], options.k},
+                         false});
   if (options.bias)
     spec.args.push_back({"bias", options.dtype, {options.n}, false});
   spec.args.push_back({"y", outDType,
                        chunked ? SmallVector<int64_t>{R, options.n}
                                : SmallVector<int64_t>{options.n},
                        true});
+  for (size_t i = 0; i < options.moreN.size(); ++i)
+    spec.args.push_back(
+        {"y" + std::to_string(i + 1), outDType, {options.moreN[i]}, true});
   if (chunked)
     spec.args.push_back({"step", KernelDType::I32, {4}, false});
   return spec;

@@ -3,6 +3,7 @@
 #include "CudaDevice.h"
 
 #include "kiln/runtime/Half.h"
+#include "kiln/runtime/StepFusion.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -122,6 +123,14 @@ struct StepProgram {
   /// `gatherTo`, rows of `gatherRowBytes`.
   uint32_t gatherFrom = 0, gatherTo = 0;
   int64_t gatherRowBytes = 0;
+  /// The first Linear of shared-input linears (StepFusion.h): the
+  /// gemv_multi kernel that runs the group's steps of one row in one
+  /// launch (-1: none), and its arguments.
+  int32_t multiKernel = -1;
+  std::vector<ArgRef> multiArgs;
+  /// The other steps of such a group: the first step's index (-1: none);
+  /// skipped when the group ran as one launch.
+  int64_t fusedInto = -1;
 };
 
 /// KILN_SKINNY_GEMM=0 turns the split-K GEMM for a few rows off (the
@@ -687,6 +696,52 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
       sp.launches.push_back(std::move(launch));
     }
   }
+
+  // Shared-input linears (q, k, v) with a gemv_multi kernel of their
+  // shapes: one launch for steps of one row.
+  for (const SharedInputLinears &group : findSharedInputLinears(entry)) {
+    const Step &first = entry.steps[group.steps.front()];
+    std::string rows;
+    for (int64_t n : group.rows)
+      rows += (rows.empty() ? "" : "_") + std::to_string(n);
+    const KernelInfo *multi = nullptr;
+    for (const KernelInfo &k : table.kernels)
+      if (k.status == KernelStatus::Generated && k.family == "gemv_multi" &&
+          k.param("n") == rows && k.param("k") == std::to_string(group.k) &&
+          k.param("dtype") == dtypeName(entry.buffers[first.operands[1]].dtype))
+        multi = &k;
+    if (!multi)
+      continue;
+    StepProgram &head = p.steps[group.steps.front()];
+    head.multiKernel = static_cast<int32_t>(multi - table.kernels.data());
+    bool transposed = first.getInt(AttrKey::TransposeWeight) != 0;
+    for (const KernelArgInfo &arg : multi->args) {
+      // x, w, w1.., y, y1..: the member's index follows the letter.
+      size_t member = arg.name.size() > 1 ? std::stoul(arg.name.substr(1)) : 0;
+      if (member >= group.steps.size())
+        return makeError(StatusCode::FailedPrecondition, "kernel '",
+                         multi->name, "' has an argument '", arg.name,
+                         "' beyond its ", group.steps.size(), " linears");
+      const Step &s = entry.steps[group.steps[member]];
+      ArgRef a;
+      if (arg.name[0] == 'x') {
+        a = buffer(s.operands[0]);
+      } else if (arg.name[0] == 'y') {
+        a = buffer(s.results[0]);
+      } else {
+        bool nk = multi->weightLayout == WeightLayout::NK && !transposed;
+        a = buffer(s.operands[1], /*markStored=*/!nk);
+        if (nk) {
+          a.source = Source::WeightNK;
+          transposed_[a.id].reset(new Memory());
+        }
+      }
+      head.multiArgs.push_back(a);
+    }
+    for (size_t m = 1; m < group.steps.size(); ++m)
+      p.steps[group.steps[m]].fusedInto =
+          static_cast<int64_t>(group.steps.front());
+  }
   return Status::ok();
 }
 
@@ -719,6 +774,16 @@ int64_t align(int64_t v) { return (v + 255) / 256 * 256; }
 /// row-chunked gemv (which reads W once per 8 rows but spreads over many
 /// CTAs): the 128 x 128 GEMM tile leaves most SMs idle on the N / 128 CTAs
 /// of a few rows. KILN_TILED_MIN_ROWS overrides it (measuring).
+/// KILN_MULTI_GEMV=0: shared-input linears run one gemv each (measuring,
+/// bisecting).
+bool multiGemvEnabled() {
+  static const bool enabled = [] {
+    const char *v = std::getenv("KILN_MULTI_GEMV");
+    return !v || std::string(v) != "0";
+  }();
+  return enabled;
+}
+
 /// Appended rows from which a sequence's prefill attention runs on the
 /// tensor cores (flash_prefill) rather than one CTA per row (paged_prefill,
 /// which sums like paged_decode: speculative verify steps stay there).
@@ -1029,7 +1094,17 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
   }
 
   auto issueSteps = [&]() -> Status {
-    for (const StepProgram &sp : p.steps) {
+    int64_t fusedGroup = -1; // first step of the group that ran as one
+    for (size_t stepIndex = 0; stepIndex < p.steps.size(); ++stepIndex) {
+      const StepProgram &sp = p.steps[stepIndex];
+      if (sp.fusedInto >= 0 && sp.fusedInto == fusedGroup)
+        continue;
+      if (sp.multiKernel >= 0 && T == 1 && multiGemvEnabled()) {
+        fusedGroup = static_cast<int64_t>(stepIndex);
+        KILN_RETURN_IF_ERROR(
+            launchKernel(sp.multiKernel, sp.multiArgs, 0, 0, 1));
+        continue;
+      }
       if (sp.kind == OpKind::GatherLastTokens) {
         for (int64_t i = 0; i < N; ++i) {
           int64_t row = batch.queryStartLoc[i + 1] - 1;

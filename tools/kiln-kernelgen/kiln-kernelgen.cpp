@@ -182,6 +182,10 @@ static cl::opt<bool>
     gatedUp("gated-up", cl::cat(category),
             cl::desc("gemv: the fused gate/up + silu gemv of a gated MLP "
                      "(a second weight w_up; y = silu(x W^T) * (x W_up^T))"));
+static cl::list<int64_t>
+    moreN("more-n", cl::CommaSeparated, cl::cat(category),
+          cl::desc("gemv: row counts of further weights that read the same x "
+                   "(a multi-weight gemv, e.g. q, k and v)"));
 static cl::opt<int64_t> quantBits("bits", cl::init(4), cl::cat(category),
                                  cl::desc("qgemv: bits per weight (4 or 8)"));
 static cl::opt<int64_t>
@@ -281,7 +285,7 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
     add({&rows, &hidden, &castFrom, &castTo});
   else if (family == "gemv")
     add({&gemvN, &gemvK, &warpsPerBlock, &rowsPerWarp, &unroll, &tokens,
-         &gatedUp});
+         &gatedUp, static_cast<const cl::Option *>(std::addressof(moreN))});
   else if (family == "qgemv")
     add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint,
          &rowsPerWarp, &warpsPerBlock, &unroll, &tokens});
@@ -448,6 +452,7 @@ int main(int argc, char **argv) {
     options.unroll = unroll;
     options.tokens = tokens;
     options.gatedUp = gatedUp;
+    options.moreN.assign(moreN.begin(), moreN.end());
     spec = buildGemvKernel(builder, kernels, options);
   } else if (kernel == "argmax") {
     ArgmaxOptions options;

@@ -53,6 +53,11 @@ struct GemvOptions {
   /// y[n] = silu(gate) * up. One launch instead of gate gemv, up gemv and
   /// silu_mul, with twice the loads in flight per warp.
   bool gatedUp = false;
+  /// Further weights that read the same x (one row, tokens == 1, no bias,
+  /// no gating): W_i [moreN[i], K] after `w`, each with its own output
+  /// y_i. The CTAs of W come first, then those of W_1, and so on: one
+  /// launch for a layer's q, k and v projections instead of three.
+  llvm::SmallVector<int64_t, 2> moreN;
 };
 
 /// The largest T a row-chunked gemv (tokens > 1) addresses.
