@@ -789,6 +789,72 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
   }
   c.step = nullptr;
 
+  // Residual add + RMSNorm in one launch, for every entry point: unbound,
+  // the device finds the pairs (rt::findAddNorms) and looks the kernel up
+  // by hidden size, type and epsilon.
+  for (const rt::EntryPoint &e : model.plan.entries)
+    for (const rt::AddNorm &pair : rt::findAddNorms(e)) {
+      const rt::Step &norm = e.steps[pair.norm];
+      rt::DType dtype = e.buffers[norm.results[0]].dtype;
+      std::optional<cg::KernelDType> dt = storageType(dtype);
+      float eps = norm.getFloat(rt::AttrKey::Epsilon);
+      if (!dt)
+        continue;
+      Request &r = c.add(
+          "add_rms_norm" + str(pair.hidden) + rt::dtypeName(dtype) +
+              std::to_string(eps),
+          e.name + " step #" + std::to_string(pair.add) + " (Add, RMSNorm)",
+          [&](Request &r) {
+            r.family = "add_rms_norm";
+            r.scale = rt::LaunchScale::Tokens;
+            cg::RMSNormOptions o;
+            o.dtype = *dt;
+            o.hidden = pair.hidden;
+            o.epsilon = eps;
+            o.residual = true;
+            r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+              return cg::buildRMSNormKernel(b, m, o);
+            };
+          });
+      r.uses = 0;
+    }
+
+  // A layer's q and k rotations in one launch, for every entry point:
+  // unbound, found by the device (rt::findRopePairs) by shape.
+  for (const rt::EntryPoint &e : model.plan.entries)
+    for (const rt::RopePair &pair : rt::findRopePairs(e)) {
+      const rt::Step &first = e.steps[pair.first];
+      const rt::Buffer &x = e.buffers[first.operands[0]];
+      const rt::Buffer &x2 = e.buffers[e.steps[pair.second].operands[0]];
+      const rt::Buffer &cosT = e.buffers[first.operands[1]];
+      std::optional<cg::KernelDType> dt = storageType(x.dtype);
+      std::optional<cg::KernelDType> tableDt = floatType(cosT.dtype);
+      int64_t rot = first.getInt(rt::AttrKey::RotaryDim);
+      int64_t headDim = x.shape[2].value;
+      if (!dt || !tableDt || rot <= 0 || rot % 2 || rot > headDim)
+        continue;
+      Request &r = c.add(
+          "rope_pair" + std::string(rt::dtypeName(x.dtype)) +
+              rt::dtypeName(cosT.dtype) + "_" + str(x.shape[1].value) + "_" +
+              str(x2.shape[1].value) + "_" + str(headDim) + "_" + str(rot),
+          e.name + " step #" + std::to_string(pair.first) + " (Rope, Rope)",
+          [&](Request &r) {
+            r.family = "rope_pair";
+            r.scale = rt::LaunchScale::Tokens;
+            cg::RopeOptions o;
+            o.dtype = *dt;
+            o.tableDType = *tableDt;
+            o.numHeads = x.shape[1].value;
+            o.secondHeads = x2.shape[1].value;
+            o.headDim = headDim;
+            o.rotaryDim = rot;
+            r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+              return cg::buildRopeKernel(b, m, o);
+            };
+          });
+      r.uses = 0;
+    }
+
   // One launch for the decode step's shared-input linears (q, k, v): not
   // bound to a step; the device finds the group with the same rule
   // (rt::findSharedInputLinears) and looks the kernel up by its shapes.

@@ -43,8 +43,9 @@ FailureOr<KernelSpec>
 kiln::codegen::buildRMSNormKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                                   const RMSNormOptions &options) {
   MLIRContext *context = builder.getContext();
-  std::string name = llvm::formatv(
-      "rms_norm_{0}_{1}", stringifyDType(options.dtype), options.hidden);
+  std::string name =
+      llvm::formatv("{0}rms_norm_{1}_{2}", options.residual ? "add_" : "",
+                    stringifyDType(options.dtype), options.hidden);
   Location loc = NameLoc::get(StringAttr::get(context, name));
 
   if (options.rows <= 0 || options.hidden <= 0)
@@ -88,12 +89,23 @@ kiln::codegen::buildRMSNormKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     workgroup.push_back(MemRefType::get(
         {numWarps}, b.getF32Type(), MemRefLayoutAttrInterface(),
         gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup)));
-  gpu::GPUFuncOp func = b.createKernel(
-      module, name, {rowsType, weightType, rowsType},
-      {ArgAccess::ReadOnly, ArgAccess::ReadOnly, ArgAccess::WriteOnly}, threads,
-      workgroup);
-  Value x = func.getArgument(0), weight = func.getArgument(1),
-        out = func.getArgument(2);
+  SmallVector<Type> argTypes = {rowsType, weightType, rowsType};
+  SmallVector<ArgAccess> access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly,
+                                   ArgAccess::WriteOnly};
+  if (options.residual) {
+    // (x, residual, weight, sum, out)
+    argTypes = {rowsType, rowsType, weightType, rowsType, rowsType};
+    access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly, ArgAccess::ReadOnly,
+              ArgAccess::WriteOnly, ArgAccess::WriteOnly};
+  }
+  gpu::GPUFuncOp func =
+      b.createKernel(module, name, argTypes, access, threads, workgroup);
+  unsigned next = 0;
+  Value x = func.getArgument(next++);
+  Value residual = options.residual ? func.getArgument(next++) : Value();
+  Value weight = func.getArgument(next++);
+  Value sumOut = options.residual ? func.getArgument(next++) : Value();
+  Value out = func.getArgument(next++);
   Value scratch =
       numWarps > 1 ? Value(func.getWorkgroupAttributions()[0]) : Value();
 
@@ -119,7 +131,21 @@ kiln::codegen::buildRMSNormKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   Value squares = b.f32Splat(0.0, width);
   for (int64_t s = 0; s < steps; ++s) {
     Value vector = vectorOf(s);
-    auto load = [&] { return b.loadF32(x, {row, columnOf(vector)}, width); };
+    auto load = [&]() -> Value {
+      Value column = columnOf(vector);
+      Value v = b.loadF32(x, {row, column}, width);
+      if (!residual)
+        return v;
+      // h rounded to the storage type, stored, and used as rounded.
+      Value h = arith::AddFOp::create(
+          b, v, b.loadF32(residual, {row, column}, width));
+      b.storeFromF32(h, sumOut, {row, column});
+      auto narrow = VectorType::get({width}, elementType);
+      Value rounded = arith::TruncFOp::create(b, narrow, h);
+      return arith::ExtFOp::create(
+                 b, VectorType::get({width}, b.getF32Type()), rounded)
+          .getResult();
+    };
     Value value;
     if (stepIsPartial(s)) {
       Value inRow = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, vector,
@@ -161,7 +187,7 @@ kiln::codegen::buildRMSNormKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   gpu::ReturnOp::create(b);
 
   KernelSpec spec;
-  spec.family = "rms_norm";
+  spec.family = options.residual ? "add_rms_norm" : "rms_norm";
   spec.name = name;
   spec.grid = {options.rows, 1, 1};
   spec.block = {threads, 1, 1};
@@ -171,8 +197,15 @@ kiln::codegen::buildRMSNormKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   spec.addParam("eps", formatDouble(options.epsilon));
   spec.addParam("vec", width);
   spec.addParam("steps", steps);
-  spec.args = {{"x", options.dtype, {options.rows, options.hidden}, false},
-               {"weight", options.dtype, {options.hidden}, false},
-               {"out", options.dtype, {options.rows, options.hidden}, true}};
+  spec.args = {{"x", options.dtype, {options.rows, options.hidden}, false}};
+  if (options.residual)
+    spec.args.push_back(
+        {"residual", options.dtype, {options.rows, options.hidden}, false});
+  spec.args.push_back({"weight", options.dtype, {options.hidden}, false});
+  if (options.residual)
+    spec.args.push_back(
+        {"sum", options.dtype, {options.rows, options.hidden}, true});
+  spec.args.push_back(
+      {"out", options.dtype, {options.rows, options.hidden}, true});
   return spec;
 }

@@ -41,9 +41,13 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       options.tableDType == options.dtype
           ? std::string()
           : "_t" + stringifyDType(options.tableDType).str();
+  bool pair = options.secondHeads > 0;
+  std::string heads = std::to_string(options.numHeads) +
+                      (pair ? "_" + std::to_string(options.secondHeads) : "");
   std::string name = llvm::formatv(
-      "rope_{0}{1}_h{2}_d{3}_r{4}", stringifyDType(options.dtype), tableSuffix,
-      options.numHeads, options.headDim, options.rotaryDim);
+      "rope_{5}{0}{1}_h{2}_d{3}_r{4}", stringifyDType(options.dtype),
+      tableSuffix, heads, options.headDim, options.rotaryDim,
+      pair ? "pair_" : "");
   Location loc = NameLoc::get(StringAttr::get(context, name));
 
   if (!isStorage(options.dtype))
@@ -61,6 +65,9 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                              "got rotary_dim="
                           << options.rotaryDim
                           << " head_dim=" << options.headDim;
+  if (options.secondHeads < 0)
+    return emitError(loc) << "rope's second input needs heads >= 0, got "
+                          << options.secondHeads;
   if (options.numTokens > 2147483647)
     return emitError(loc) << "tokens=" << options.numTokens
                           << " exceeds the grid's x dimension";
@@ -71,7 +78,9 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   int64_t pairsPerHead = half / width, tailPerHead = tail / width;
   int64_t pairs = options.numHeads * pairsPerHead;
   int64_t copies = options.numHeads * tailPerHead;
-  int64_t threads = std::min(kMaxThreads, roundUp(pairs, kWarpSize));
+  int64_t threads = std::min(
+      kMaxThreads,
+      roundUp(std::max(pairs, options.secondHeads * pairsPerHead), kWarpSize));
 
   KernelBuilder b(loc, builder);
   Type elementType = getElementType(context, options.dtype);
@@ -79,13 +88,26 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   auto rowsType =
       MemRefType::get({options.numTokens, options.numHeads, D}, elementType);
   auto tableType = MemRefType::get({options.numTokens, rot}, tableElement);
-  gpu::GPUFuncOp func = b.createKernel(
-      module, name, {rowsType, tableType, tableType, rowsType},
-      {ArgAccess::ReadOnly, ArgAccess::ReadOnly, ArgAccess::ReadOnly,
-       ArgAccess::WriteOnly},
-      threads);
-  Value x = func.getArgument(0), cosT = func.getArgument(1),
-        sinT = func.getArgument(2), out = func.getArgument(3);
+  auto secondType = MemRefType::get(
+      {options.numTokens, options.secondHeads, D}, elementType);
+  SmallVector<Type> argTypes = {rowsType, tableType, tableType, rowsType};
+  SmallVector<ArgAccess> access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly,
+                                   ArgAccess::ReadOnly, ArgAccess::WriteOnly};
+  if (pair) {
+    argTypes = {rowsType, secondType, tableType, tableType, rowsType,
+                secondType};
+    access = {ArgAccess::ReadOnly,  ArgAccess::ReadOnly, ArgAccess::ReadOnly,
+              ArgAccess::ReadOnly,  ArgAccess::WriteOnly,
+              ArgAccess::WriteOnly};
+  }
+  gpu::GPUFuncOp func =
+      b.createKernel(module, name, argTypes, access, threads);
+  unsigned next = 0;
+  Value firstX = func.getArgument(next++);
+  Value secondX = pair ? func.getArgument(next++) : Value();
+  Value cosT = func.getArgument(next++), sinT = func.getArgument(next++);
+  Value firstOut = func.getArgument(next++);
+  Value secondOut = pair ? func.getArgument(next++) : Value();
 
   Value token = b.blockIdX();
   Value tid = b.threadIdX();
@@ -100,6 +122,10 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
         body(item);
     }
   };
+  // Rotates the heads of one input x -> out.
+  auto rotate = [&](Value x, Value out, int64_t numHeads) {
+  int64_t pairs = numHeads * pairsPerHead;
+  int64_t copies = numHeads * tailPerHead;
   forItems(pairs, [&](Value pair) {
     Value head = pairsPerHead > 1 ? b.divU(pair, pairsPerHead) : pair;
     Value c1 = pairsPerHead > 1 ? b.mul(b.remU(pair, pairsPerHead), width)
@@ -125,10 +151,14 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       b.storeVector(b.loadVector(x, {token, head, column}, width), out,
                     {token, head, column});
     });
+  };
+  rotate(firstX, firstOut, options.numHeads);
+  if (pair)
+    rotate(secondX, secondOut, options.secondHeads);
   gpu::ReturnOp::create(b);
 
   KernelSpec spec;
-  spec.family = "rope";
+  spec.family = pair ? "rope_pair" : "rope";
   spec.name = name;
   spec.grid = {options.numTokens, 1, 1};
   spec.block = {threads, 1, 1};
@@ -144,5 +174,15 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       {"cos", options.tableDType, {options.numTokens, rot}, false},
       {"sin", options.tableDType, {options.numTokens, rot}, false},
       {"out", options.dtype, {options.numTokens, options.numHeads, D}, true}};
+  if (pair) {
+    spec.addParam("second_heads", options.secondHeads);
+    spec.args.insert(
+        spec.args.begin() + 1,
+        {"x2", options.dtype, {options.numTokens, options.secondHeads, D},
+         false});
+    spec.args.push_back(
+        {"out2", options.dtype, {options.numTokens, options.secondHeads, D},
+         true});
+  }
   return spec;
 }

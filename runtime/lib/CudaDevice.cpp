@@ -128,6 +128,16 @@ struct StepProgram {
   /// launch (-1: none), and its arguments.
   int32_t multiKernel = -1;
   std::vector<ArgRef> multiArgs;
+  /// An Add whose RMSNorm follows (StepFusion.h): the add_rms_norm kernel
+  /// that computes both (-1: none), its arguments and the rows it covers.
+  int32_t addNormKernel = -1;
+  std::vector<ArgRef> addNormArgs;
+  Sym addNormRows = Sym::T;
+  /// The first Rope of a q/k pair: the rope_pair kernel rotating both
+  /// (-1: none), its arguments and rows.
+  int32_t ropePairKernel = -1;
+  std::vector<ArgRef> ropePairArgs;
+  Sym ropePairRows = Sym::T;
   /// The other steps of such a group: the first step's index (-1: none);
   /// skipped when the group ran as one launch.
   int64_t fusedInto = -1;
@@ -697,6 +707,81 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     }
   }
 
+  // Residual add + RMSNorm pairs with an add_rms_norm kernel of their
+  // shape: one launch, for steps of any number of rows.
+  for (const AddNorm &pair : findAddNorms(entry)) {
+    const Step &add = entry.steps[pair.add];
+    const Step &norm = entry.steps[pair.norm];
+    std::string dtype = dtypeName(entry.buffers[norm.results[0]].dtype);
+    float eps = norm.getFloat(AttrKey::Epsilon);
+    const KernelInfo *fused = nullptr;
+    for (const KernelInfo &k : table.kernels)
+      if (k.status == KernelStatus::Generated && k.family == "add_rms_norm" &&
+          k.param("hidden") == std::to_string(pair.hidden) &&
+          k.param("dtype") == dtype && !k.param("eps").empty() &&
+          static_cast<float>(std::stod(k.param("eps"))) == eps)
+        fused = &k;
+    if (!fused)
+      continue;
+    StepProgram &head = p.steps[pair.add];
+    head.addNormKernel = static_cast<int32_t>(fused - table.kernels.data());
+    head.addNormRows = entry.buffers[add.results[0]].shape[0].sym;
+    for (const KernelArgInfo &arg : fused->args) {
+      uint32_t id = arg.name == "x"          ? add.operands[0]
+                    : arg.name == "residual" ? add.operands[1]
+                    : arg.name == "weight"   ? norm.operands[1]
+                    : arg.name == "sum"      ? add.results[0]
+                    : arg.name == "out"      ? norm.results[0]
+                                             : kNoBuffer;
+      if (id == kNoBuffer)
+        return makeError(StatusCode::FailedPrecondition, "kernel '",
+                         fused->name, "' has an argument '", arg.name,
+                         "' the CUDA device does not know");
+      head.addNormArgs.push_back(buffer(id));
+    }
+    p.steps[pair.norm].fusedInto = static_cast<int64_t>(pair.add);
+  }
+
+  // q/k rope pairs with a rope_pair kernel of their shapes.
+  for (const RopePair &pair : findRopePairs(entry)) {
+    const Step &first = entry.steps[pair.first];
+    const Step &second = entry.steps[pair.second];
+    const Buffer &x = entry.buffers[first.operands[0]];
+    const Buffer &x2 = entry.buffers[second.operands[0]];
+    const KernelInfo *fused = nullptr;
+    for (const KernelInfo &k : table.kernels)
+      if (k.status == KernelStatus::Generated && k.family == "rope_pair" &&
+          k.param("dtype") == dtypeName(x.dtype) &&
+          k.param("table_dtype") ==
+              dtypeName(entry.buffers[first.operands[1]].dtype) &&
+          k.param("heads") == std::to_string(x.shape[1].value) &&
+          k.param("second_heads") == std::to_string(x2.shape[1].value) &&
+          k.param("head_dim") == std::to_string(x.shape[2].value) &&
+          k.param("rotary_dim") ==
+              std::to_string(first.getInt(AttrKey::RotaryDim)))
+        fused = &k;
+    if (!fused)
+      continue;
+    StepProgram &head = p.steps[pair.first];
+    head.ropePairKernel = static_cast<int32_t>(fused - table.kernels.data());
+    head.ropePairRows = x.shape[0].sym;
+    for (const KernelArgInfo &arg : fused->args) {
+      uint32_t id = arg.name == "x"      ? first.operands[0]
+                    : arg.name == "x2"   ? second.operands[0]
+                    : arg.name == "cos"  ? first.operands[1]
+                    : arg.name == "sin"  ? first.operands[2]
+                    : arg.name == "out"  ? first.results[0]
+                    : arg.name == "out2" ? second.results[0]
+                                         : kNoBuffer;
+      if (id == kNoBuffer)
+        return makeError(StatusCode::FailedPrecondition, "kernel '",
+                         fused->name, "' has an argument '", arg.name,
+                         "' the CUDA device does not know");
+      head.ropePairArgs.push_back(buffer(id));
+    }
+    p.steps[pair.second].fusedInto = static_cast<int64_t>(pair.first);
+  }
+
   // Shared-input linears (q, k, v) with a gemv_multi kernel of their
   // shapes: one launch for steps of one row.
   for (const SharedInputLinears &group : findSharedInputLinears(entry)) {
@@ -779,6 +864,24 @@ int64_t align(int64_t v) { return (v + 255) / 256 * 256; }
 bool multiGemvEnabled() {
   static const bool enabled = [] {
     const char *v = std::getenv("KILN_MULTI_GEMV");
+    return !v || std::string(v) != "0";
+  }();
+  return enabled;
+}
+
+/// KILN_ROPE_PAIR=0: q and k rotate in two launches.
+bool ropePairEnabled() {
+  static const bool enabled = [] {
+    const char *v = std::getenv("KILN_ROPE_PAIR");
+    return !v || std::string(v) != "0";
+  }();
+  return enabled;
+}
+
+/// KILN_ADD_NORM=0: residual adds and their RMSNorms run as two kernels.
+bool addNormEnabled() {
+  static const bool enabled = [] {
+    const char *v = std::getenv("KILN_ADD_NORM");
     return !v || std::string(v) != "0";
   }();
   return enabled;
@@ -1099,6 +1202,18 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
       const StepProgram &sp = p.steps[stepIndex];
       if (sp.fusedInto >= 0 && sp.fusedInto == fusedGroup)
         continue;
+      if (sp.addNormKernel >= 0 && addNormEnabled()) {
+        fusedGroup = static_cast<int64_t>(stepIndex);
+        KILN_RETURN_IF_ERROR(launchKernel(sp.addNormKernel, sp.addNormArgs, 0,
+                                          0, sym.get(sp.addNormRows)));
+        continue;
+      }
+      if (sp.ropePairKernel >= 0 && ropePairEnabled()) {
+        fusedGroup = static_cast<int64_t>(stepIndex);
+        KILN_RETURN_IF_ERROR(launchKernel(sp.ropePairKernel, sp.ropePairArgs,
+                                          0, 0, sym.get(sp.ropePairRows)));
+        continue;
+      }
       if (sp.multiKernel >= 0 && T == 1 && multiGemvEnabled()) {
         fusedGroup = static_cast<int64_t>(stepIndex);
         KILN_RETURN_IF_ERROR(

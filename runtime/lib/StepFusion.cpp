@@ -62,4 +62,81 @@ findSharedInputLinears(const EntryPoint &entry) {
   return groups;
 }
 
+std::vector<AddNorm> findAddNorms(const EntryPoint &entry) {
+  std::vector<AddNorm> pairs;
+  const std::vector<Step> &steps = entry.steps;
+  auto rowsOf = [&](uint32_t id, DType dtype) -> int64_t {
+    const Buffer &b = entry.buffers[id];
+    if (b.dtype != dtype || b.shape.size() != 2 || !b.shape[1].isConstant())
+      return 0;
+    return b.shape[1].value;
+  };
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const Step &add = steps[i];
+    if (add.kind != OpKind::Add || add.operands.size() != 2 ||
+        add.results.size() != 1)
+      continue;
+    DType dtype = entry.buffers[add.results[0]].dtype;
+    if (dtype != DType::F16 && dtype != DType::BF16)
+      continue;
+    int64_t hidden = rowsOf(add.results[0], dtype);
+    if (hidden <= 0 || rowsOf(add.operands[0], dtype) != hidden ||
+        rowsOf(add.operands[1], dtype) != hidden)
+      continue;
+    size_t j = i + 1;
+    while (j < steps.size() && steps[j].kind == OpKind::View)
+      ++j;
+    if (j == steps.size())
+      continue;
+    const Step &norm = steps[j];
+    if (norm.kind != OpKind::RMSNorm || norm.operands.size() != 2 ||
+        norm.operands[0] != add.results[0] || norm.results.size() != 1 ||
+        norm.getFloat(AttrKey::WeightOffset) != 0.0f ||
+        rowsOf(norm.results[0], dtype) != hidden)
+      continue;
+    const Buffer &weight = entry.buffers[norm.operands[1]];
+    if (weight.dtype != dtype || weight.shape.size() != 1)
+      continue;
+    pairs.push_back({i, j, hidden});
+  }
+  return pairs;
+}
+
+std::vector<RopePair> findRopePairs(const EntryPoint &entry) {
+  std::vector<RopePair> pairs;
+  const std::vector<Step> &steps = entry.steps;
+  auto rows = [&](const Step &s) -> const Buffer * {
+    if (s.kind != OpKind::Rope || s.operands.size() != 3 ||
+        s.results.size() != 1)
+      return nullptr;
+    const Buffer &x = entry.buffers[s.operands[0]];
+    if ((x.dtype != DType::F16 && x.dtype != DType::BF16) ||
+        x.shape.size() != 3 || !x.shape[1].isConstant() ||
+        !x.shape[2].isConstant())
+      return nullptr;
+    return &x;
+  };
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const Buffer *x = rows(steps[i]);
+    if (!x)
+      continue;
+    size_t j = i + 1;
+    while (j < steps.size() && steps[j].kind == OpKind::View)
+      ++j;
+    if (j == steps.size())
+      continue;
+    const Buffer *x2 = rows(steps[j]);
+    if (!x2 || x2->dtype != x->dtype || x2->shape[2] != x->shape[2] ||
+        x2->shape[0] != x->shape[0] ||
+        steps[j].operands[1] != steps[i].operands[1] ||
+        steps[j].operands[2] != steps[i].operands[2] ||
+        steps[j].getInt(AttrKey::RotaryDim) !=
+            steps[i].getInt(AttrKey::RotaryDim))
+      continue;
+    pairs.push_back({i, j});
+    i = j;
+  }
+  return pairs;
+}
+
 } // namespace kiln::runtime

@@ -182,6 +182,14 @@ static cl::opt<bool>
     gatedUp("gated-up", cl::cat(category),
             cl::desc("gemv: the fused gate/up + silu gemv of a gated MLP "
                      "(a second weight w_up; y = silu(x W^T) * (x W_up^T))"));
+static cl::opt<int64_t> secondHeads(
+    "second-heads", cl::init(0), cl::cat(category),
+    cl::desc("rope: heads of a second input rotated in the same launch "
+             "(rope_pair, e.g. q and k)"));
+static cl::opt<bool>
+    residualAdd("residual", cl::cat(category),
+                cl::desc("rms_norm: add a residual row first (add_rms_norm: "
+                         "x + residual stored as `sum`, then normalized)"));
 static cl::list<int64_t>
     moreN("more-n", cl::CommaSeparated, cl::cat(category),
           cl::desc("gemv: row counts of further weights that read the same x "
@@ -274,13 +282,13 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
     flags.insert(flags.end(), more.begin(), more.end());
   };
   if (family == "rms_norm")
-    add({&rows, &hidden, &epsilon, &blockSize});
+    add({&rows, &hidden, &epsilon, &blockSize, &residualAdd});
   else if (family == "embedding")
     add({&tokens, &vocab, &hidden});
   else if (family == "rotary_table")
     add({&tokens, &rotaryDim, &ropeTheta, &attentionScaling, &tableDType});
   else if (family == "rope")
-    add({&tokens, &heads, &headDim, &rotaryDim, &tableDType});
+    add({&tokens, &heads, &headDim, &rotaryDim, &tableDType, &secondHeads});
   else if (family == "cast")
     add({&rows, &hidden, &castFrom, &castTo});
   else if (family == "gemv")
@@ -441,6 +449,7 @@ int main(int argc, char **argv) {
     options.hidden = hidden;
     options.epsilon = epsilon;
     options.blockSize = blockSize;
+    options.residual = residualAdd;
     spec = buildRMSNormKernel(builder, kernels, options);
   } else if (kernel == "gemv") {
     GemvOptions options;
@@ -564,6 +573,7 @@ int main(int argc, char **argv) {
     options.numHeads = heads;
     options.headDim = headDim;
     options.rotaryDim = rotaryDim;
+    options.secondHeads = secondHeads;
     spec = buildRopeKernel(builder, kernels, options);
   } else if (kernel == "cast") {
     CastOptions options;

@@ -27,6 +27,12 @@ struct RMSNormOptions {
   /// Threads per block, a multiple of 32 up to 1024; 0 picks the power of
   /// two that gives each thread about four 128-bit vectors of the row.
   int64_t blockSize = 0;
+  /// The residual add before the norm in the same pass (a layer's
+  /// `h = x + residual; out = rms_norm(h)`): a `residual` argument after
+  /// x and a `sum` output before out; h is rounded to `dtype`, stored, and
+  /// normalized as rounded, exactly as residual_add then rms_norm compute
+  /// it. One launch and one read of the row instead of two.
+  bool residual = false;
 };
 
 /// Appends `gpu.func @rms_norm_<dtype>_<hidden>(x, weight, out) kernel` to

@@ -30,6 +30,10 @@ struct RopeOptions {
   int64_t headDim = 128;
   /// Rotated channels (even, at most headDim); the rest are copied.
   int64_t rotaryDim = 128;
+  /// Heads of a second [T, H2, D] input rotated by the same tables in the
+  /// same launch (a layer's q and k): arguments (x, x2, cos, sin, out,
+  /// out2); 0 for none.
+  int64_t secondHeads = 0;
 };
 
 /// Appends `gpu.func @rope_<dtype>[_t<table dtype>]_h<H>_d<D>_r<rot>(x, cos,

@@ -90,4 +90,64 @@ TEST(StepFusionTest, AtMostThreePerGroup) {
   EXPECT_EQ(groups[1].steps, (std::vector<size_t>{3, 4}));
 }
 
+/// Add(x, r) -> h, [View], RMSNorm(h, w) -> out.
+TEST(StepFusionTest, PairsAnAddWithTheNormOfItsResult) {
+  Fragment f;
+  uint32_t x = f.activation(64), r = f.activation(64), h = f.activation(64);
+  f.entry.steps.push_back(Step{OpKind::Add, {x, r}, {h}, {}});
+  f.view(h);
+  uint32_t w = f.buffer(BufferKind::Weight, DType::F16, {Dim::constant(64)});
+  Step norm{OpKind::RMSNorm, {h, w}, {f.activation(64)}, {}};
+  norm.attrs.push_back(Attr::ofFloat(AttrKey::Epsilon, 1e-5f));
+  f.entry.steps.push_back(norm);
+  std::vector<AddNorm> pairs = findAddNorms(f.entry);
+  ASSERT_EQ(pairs.size(), 1u);
+  EXPECT_EQ(pairs[0].add, 0u);
+  EXPECT_EQ(pairs[0].norm, 2u);
+  EXPECT_EQ(pairs[0].hidden, 64);
+
+  // A norm of another buffer, or an f32 add, is not a pair.
+  Fragment g;
+  uint32_t a = g.activation(64), bb = g.activation(64), s = g.activation(64);
+  g.entry.steps.push_back(Step{OpKind::Add, {a, bb}, {s}, {}});
+  uint32_t w2 = g.buffer(BufferKind::Weight, DType::F16, {Dim::constant(64)});
+  g.entry.steps.push_back(Step{OpKind::RMSNorm, {a, w2}, {g.activation(64)}, {}});
+  EXPECT_TRUE(findAddNorms(g.entry).empty());
+  Fragment h32;
+  uint32_t p = h32.activation(64, DType::F32), q = h32.activation(64, DType::F32),
+           t = h32.activation(64, DType::F32);
+  h32.entry.steps.push_back(Step{OpKind::Add, {p, q}, {t}, {}});
+  uint32_t w3 = h32.buffer(BufferKind::Weight, DType::F32, {Dim::constant(64)});
+  h32.entry.steps.push_back(
+      Step{OpKind::RMSNorm, {t, w3}, {h32.activation(64, DType::F32)}, {}});
+  EXPECT_TRUE(findAddNorms(h32.entry).empty());
+}
+
+/// Rope(q, cos, sin), View, Rope(k, cos, sin): one pair; a Rope with other
+/// tables is not.
+TEST(StepFusionTest, PairsRopesOfTheSameTables) {
+  Fragment f;
+  auto heads = [&](int64_t h) {
+    return f.buffer(BufferKind::Activation, DType::BF16,
+                    {Dim::symbol(Sym::T), Dim::constant(h),
+                     Dim::constant(64)});
+  };
+  uint32_t cosT = f.activation(64, DType::BF16);
+  uint32_t sinT = f.activation(64, DType::BF16);
+  auto rope = [&](uint32_t x, uint32_t c, uint32_t s) {
+    Step step{OpKind::Rope, {x, c, s}, {heads(1)}, {}};
+    step.attrs.push_back(Attr::ofInt(AttrKey::RotaryDim, 64));
+    f.entry.steps.push_back(step);
+  };
+  rope(heads(8), cosT, sinT);
+  f.view(cosT);
+  rope(heads(2), cosT, sinT);
+  rope(heads(8), cosT, sinT);
+  rope(heads(2), f.activation(64, DType::BF16), sinT); // other cos table
+  std::vector<RopePair> pairs = findRopePairs(f.entry);
+  ASSERT_EQ(pairs.size(), 1u);
+  EXPECT_EQ(pairs[0].first, 0u);
+  EXPECT_EQ(pairs[0].second, 2u);
+}
+
 } // namespace

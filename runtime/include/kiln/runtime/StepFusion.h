@@ -9,6 +9,14 @@
 // stream all three weights (the gemv_multi kernel); it serves steps of one
 // row (decode), which are bound by launch latency more than by bandwidth.
 //
+// Residual add + norm: an Add step whose result the next step (Views
+// aside) normalizes with RMSNorm. One add_rms_norm launch per row computes
+// both results (the sum is still stored: it is the next residual), for steps
+// of any number of rows.
+//
+// Rope pairs: two Rope steps in a row (a layer's q and k) with the same cos
+// and sin tables and rotary width: one rope_pair launch rotates both.
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef KILN_RUNTIME_STEPFUSION_H
@@ -36,6 +44,27 @@ constexpr size_t kMaxSharedInputLinears = 3;
 
 std::vector<SharedInputLinears>
 findSharedInputLinears(const EntryPoint &entry);
+
+/// An Add step and the RMSNorm step of its result right after it (Views
+/// between allowed): f16/bf16 [rows, hidden] of one type, both Add
+/// operands and the norm's weight of that type.
+struct AddNorm {
+  size_t add = 0;
+  size_t norm = 0;
+  int64_t hidden = 0;
+};
+
+std::vector<AddNorm> findAddNorms(const EntryPoint &entry);
+
+/// Two Rope steps (Views between allowed) of [rows, heads, D] f16/bf16
+/// inputs of one type and head size, the same cos and sin buffers and the
+/// same rotary width.
+struct RopePair {
+  size_t first = 0;
+  size_t second = 0;
+};
+
+std::vector<RopePair> findRopePairs(const EntryPoint &entry);
 
 } // namespace kiln::runtime
 
