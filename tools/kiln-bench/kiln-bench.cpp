@@ -3,6 +3,7 @@
 //   kiln-bench m.kiln [--batch 1,8,32] [--prompt-len 128] [--gen-len 256]
 //              [--device auto] [--repeats 3] [--seed 0]
 //              [--bandwidth-gbs G] [--matmul-tflops 790]
+//              [--speculate 2,4 --prompts ids.txt]
 //
 // For each batch size B: B random prompts of --prompt-len tokens are
 // prefilled in one step, then --gen-len greedy decode steps run for all B
@@ -16,11 +17,22 @@
 // (measured on the device, read + write counted, unless --bandwidth-gbs is
 // given), prefill >= 2 * matmul params * tokens / --matmul-tflops (Kiln
 // has no vendor GEMM to measure the rate with; the bench script measures
-// it with PyTorch on the same card and passes it). Links only KilnRuntime.
+// it with PyTorch on the same card and passes it).
+//
+// --speculate K[,K..] (a speculative artifact: kiln-compile --draft or
+// --speculate-ngram) then generates the --prompts (token ids, one prompt a
+// line) for --gen-len greedy tokens at each batch size, through the plain
+// Engine and through the SpeculativeEngine with each K, and prints the
+// speed with and without speculation, the mean tokens a sequence gains per
+// target step and the acceptance rate per draft position. Acceptance
+// depends on the text, hence real prompts rather than random ones. Links
+// only KilnRuntime.
 //
 //===----------------------------------------------------------------------===//
 
+#include "../common/PromptIdsFile.h"
 #include "../common/RuntimeToolArgs.h"
+#include "../common/SpeculativeRuns.h"
 
 #include "kiln/runtime/Engine.h"
 #include "kiln/runtime/Model.h"
@@ -147,18 +159,69 @@ StatusOr<Result> bench(std::shared_ptr<const Model> model,
   return result;
 }
 
+/// The --speculate table: for each batch size and K, plain vs speculative
+/// generation of the same prompts.
+int benchSpeculation(const std::string &path,
+                     std::shared_ptr<const Model> target,
+                     const std::string &device,
+                     const std::vector<int64_t> &batches,
+                     const std::vector<int32_t> &ks,
+                     const tools::Outputs &prompts, int32_t genLen) {
+  auto draft = tools::loadCarriedDraft(path, *target);
+  if (!draft.isOk())
+    return fail(draft.status());
+  SamplingParams greedy;
+  greedy.ignoreEos = true;
+  std::printf("speculative decoding (%s), %zu prompts, %d new tokens each, "
+              "greedy:\n",
+              *draft ? "the artifact's draft" : "n-gram lookup",
+              prompts.size(), genLen);
+  std::printf("%6s %3s %12s %11s %8s %12s %8s  %s\n", "batch", "K",
+              "plain_tok/s", "spec_tok/s", "speedup", "tokens/step",
+              "accept%", "accept% by draft position");
+  for (int64_t b : batches) {
+    auto plain = tools::runPlain(target, device, static_cast<int32_t>(b),
+                                 prompts, greedy, genLen);
+    if (!plain.isOk())
+      return fail(plain.status());
+    double plainRate = tools::countTokens(plain->outputs) / plain->seconds;
+    for (int32_t k : ks) {
+      SpeculativeOptions options;
+      options.device = device;
+      options.maxSequences = static_cast<int32_t>(b);
+      options.k = k;
+      options.maxK = std::max<int32_t>(k, 8);
+      auto run = tools::runSpeculative(target, *draft, options, prompts,
+                                       greedy, genLen);
+      if (!run.isOk())
+        return fail(run.status());
+      double rate = tools::countTokens(run->outputs) / run->seconds;
+      const SpeculativeStats &st = run->stats;
+      std::printf("%6lld %3d %12.1f %11.1f %7.2fx %12.2f %7.1f%% ",
+                  (long long)b, k, plainRate, rate, rate / plainRate,
+                  st.tokensPerTargetStep(), 100.0 * st.acceptanceRate());
+      for (size_t i = 0; i < st.draftedAt.size(); ++i)
+        std::printf(" %.1f", 100.0 * st.acceptanceRateAt(i));
+      std::printf("\n");
+    }
+  }
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
   tools::Args args(argc, argv,
                    {"batch", "prompt-len", "gen-len", "device", "repeats",
-                    "seed", "bandwidth-gbs", "matmul-tflops"},
+                    "seed", "bandwidth-gbs", "matmul-tflops", "speculate",
+                    "prompts"},
                    {});
   if (!args.error.empty() || args.positionals.size() != 1) {
     std::fprintf(stderr,
                  "kiln-bench: %s\nusage: kiln-bench m.kiln [--batch 1,8,32] "
                  "[--prompt-len 128] [--gen-len 256] [--device auto] "
-                 "[--repeats 3] [--bandwidth-gbs G] [--matmul-tflops 790]\n",
+                 "[--repeats 3] [--bandwidth-gbs G] [--matmul-tflops 790] "
+                 "[--speculate 2,4 --prompts ids.txt]\n",
                  args.error.empty() ? "give one artifact" : args.error.c_str());
     return 2;
   }
@@ -180,6 +243,26 @@ int main(int argc, char **argv) {
                                       "must be positive"
                                     : args.error.c_str());
     return 2;
+  }
+  std::vector<int32_t> ks;
+  if (args.has("speculate")) {
+    std::stringstream list(args.str("speculate"));
+    for (std::string k; std::getline(list, k, ',');) {
+      char *end = nullptr;
+      long v = std::strtol(k.c_str(), &end, 10);
+      if (k.empty() || *end || v < 1 || v > 16) {
+        std::fprintf(stderr, "kiln-bench: --speculate expects K values in "
+                             "[1, 16], got '%s'\n",
+                     k.c_str());
+        return 2;
+      }
+      ks.push_back(static_cast<int32_t>(v));
+    }
+    if (!args.has("prompts")) {
+      std::fprintf(stderr, "kiln-bench: --speculate needs --prompts (token "
+                           "ids; acceptance depends on real text)\n");
+      return 2;
+    }
   }
   auto model = Model::load(args.positionals[0]);
   if (!model.isOk())
@@ -225,6 +308,14 @@ int main(int argc, char **argv) {
                 b * 1e3 / r.stepMs,
                 decodeFloor > 0 ? 100.0 * decodeFloor / r.stepMs : 0.0,
                 (long long)r.steps);
+  }
+  if (!ks.empty()) {
+    auto prompts = tools::readPromptIdsFile(args.str("prompts"));
+    if (!prompts.isOk())
+      return fail(prompts.status());
+    return benchSpeculation(args.positionals[0], *model,
+                            args.str("device", "auto"), batches, ks, *prompts,
+                            static_cast<int32_t>(genLen));
   }
   return 0;
 }

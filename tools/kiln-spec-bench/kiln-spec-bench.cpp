@@ -25,6 +25,7 @@
 
 #include "../common/PromptIdsFile.h"
 #include "../common/RuntimeToolArgs.h"
+#include "../common/SpeculativeRuns.h"
 
 #include "kiln/runtime/Engine.h"
 #include "kiln/runtime/Model.h"
@@ -43,7 +44,10 @@ using namespace kiln::runtime;
 
 namespace {
 
-using Outputs = std::vector<std::vector<int32_t>>;
+using tools::countTokens;
+using tools::Outputs;
+using tools::runPlain;
+using tools::runSpeculative;
 
 int fail(const Status &status) {
   std::fprintf(stderr, "kiln-spec-bench: error: %s\n",
@@ -81,74 +85,6 @@ StatusOr<Outputs> textPrompts(const Model &model, const std::string &path,
     prompts.push_back(std::move(prompt));
   }
   return prompts;
-}
-
-struct Run {
-  Outputs outputs;
-  double seconds = 0;
-  std::string device, note;
-};
-
-StatusOr<Run> runPlain(std::shared_ptr<const Model> target,
-                       const std::string &device, int32_t batch,
-                       const Outputs &prompts, const SamplingParams &params,
-                       int32_t n) {
-  EngineOptions options;
-  options.device = device;
-  options.maxSequences = batch;
-  KILN_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
-                        Engine::create(target, options));
-  Run run;
-  run.outputs.resize(prompts.size());
-  run.device = engine->device().name();
-  run.note = engine->deviceNote();
-  for (size_t i = 0; i < prompts.size(); ++i)
-    KILN_RETURN_IF_ERROR(engine
-                             ->addRequest(prompts[i], params, n,
-                                          [&run, i](const TokenEvent &e) {
-                                            run.outputs[i].push_back(e.token);
-                                          })
-                             .status());
-  auto start = std::chrono::steady_clock::now();
-  KILN_RETURN_IF_ERROR(engine->runToCompletion());
-  run.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count();
-  return run;
-}
-
-StatusOr<Run> runSpeculative(std::shared_ptr<const Model> target,
-                             std::shared_ptr<const Model> draft,
-                             const SpeculativeOptions &options,
-                             const Outputs &prompts,
-                             const SamplingParams &params, int32_t n,
-                             SpeculativeStats &stats) {
-  KILN_ASSIGN_OR_RETURN(std::unique_ptr<SpeculativeEngine> engine,
-                        SpeculativeEngine::create(target, draft, options));
-  Run run;
-  run.outputs.resize(prompts.size());
-  run.device = engine->targetDevice().name();
-  for (size_t i = 0; i < prompts.size(); ++i)
-    KILN_RETURN_IF_ERROR(engine
-                             ->addRequest(prompts[i], params, n,
-                                          [&run, i](const TokenEvent &e) {
-                                            run.outputs[i].push_back(e.token);
-                                          })
-                             .status());
-  auto start = std::chrono::steady_clock::now();
-  KILN_RETURN_IF_ERROR(engine->runToCompletion());
-  run.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count();
-  stats = engine->stats();
-  return run;
-}
-
-int64_t countTokens(const Outputs &outputs) {
-  int64_t n = 0;
-  for (const auto &o : outputs)
-    n += o.size();
-  return n;
 }
 
 } // namespace
@@ -234,15 +170,11 @@ int main(int argc, char **argv) {
       draftName = args.str("draft");
       loaded = Model::load(draftName);
     } else {
-      auto carried = Model::hasPart(path, "draft");
-      if (!carried.isOk())
-        return fail(carried.status());
-      if (!*carried)
-        return usage("the artifact carries no draft: give --draft or --ngram");
-      ModelLoadOptions options;
-      options.part = "draft";
       draftName = "the artifact's draft";
-      loaded = Model::load(path, options);
+      loaded = tools::loadCarriedDraft(path, **target);
+      if ((loaded.isOk() && !*loaded) ||
+          (!loaded.isOk() && loaded.status().code() == StatusCode::NotFound))
+        return usage("the artifact carries no draft: give --draft or --ngram");
     }
     if (!loaded.isOk())
       return fail(loaded.status());
@@ -281,11 +213,11 @@ int main(int argc, char **argv) {
     options.maxK = static_cast<int32_t>(maxK);
     options.adaptiveK = args.has("adaptive");
     options.seed = static_cast<uint64_t>(seed);
-    SpeculativeStats stats;
     auto run = runSpeculative(*target, draft, options, *prompts, params,
-                              static_cast<int32_t>(n), stats);
+                              static_cast<int32_t>(n));
     if (!run.isOk())
       return fail(run.status());
+    const SpeculativeStats &stats = run->stats;
     int64_t generated = countTokens(run->outputs);
     double rate = generated / run->seconds;
     std::printf("K=%d%s: %.2f tokens/target step, acceptance %.1f%% (by "
