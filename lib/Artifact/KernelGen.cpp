@@ -34,6 +34,7 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 
+#include <cstdio>
 #include <functional>
 #include <map>
 
@@ -172,7 +173,11 @@ int64_t envOr(const char *name, int64_t dflt) {
 
 /// Smallest weight (bytes, 16-bit) that gets the split-K few-row GEMM
 /// (KILN_SKINNY_MIN_BYTES overrides it at compile time).
-constexpr int64_t kSkinnyMinWeightBytes = 4 << 20;
+constexpr int64_t kSkinnyMinWeightBytes = 2 << 20;
+/// The same for a head writing fp32 logits: they feed argmax, where the
+/// split-K sum order would let a near-tie depend on the batch, so small
+/// heads (pycoder's 3 MB) stay on the gemv family.
+constexpr int64_t kSkinnyMinLogitsBytes = 4 << 20;
 
 /// Most K splits of the few-row GEMM: the last CTA of a tile reads all
 /// splitK fp32 partial tiles alone, so more splits cost more than the SMs
@@ -184,12 +189,45 @@ int64_t skinnyMaxSplit() { return envOr("KILN_SKINNY_MAX_SPLIT", 4); }
 /// features per tile and K split (at most skinnyMaxSplit() ways) so that
 /// about one wave of CTAs reads W: n / 128 CTAs alone would leave most SMs
 /// idle for q/k/v/o and down. None when the shape does not tile.
+/// The many-row (prefill) GEMM's tile over 2 x 4 warps: 128 x 128 x 64 in
+/// 3 stages where K divides (half the barriers of 32-deep K steps: 20.4 ->
+/// 18.0 ms for a 2048-token 1B prefill on the H100; 128 x 256 was as fast
+/// there but leaves SMs idle for 512-token prompts of the 8B shape), else
+/// 128 x 128 x 32 in 4 stages.
+/// KILN_TILED_TILE="tileM,tileN,tileK,warpsM,warpsN,stages" overrides it at
+/// compile time (tuning; the generator checks the shape).
+cg::MatmulOptions tiledMatmul(cg::MatmulOptions mm) {
+  mm.tileM = 128;
+  mm.warpsM = 2;
+  mm.warpsN = 4;
+  if (mm.k % 64 == 0 && mm.n % 128 == 0) {
+    mm.tileK = 64;
+    mm.stages = 3;
+  }
+  const char *v = std::getenv("KILN_TILED_TILE");
+  int64_t f[6];
+  if (v && std::sscanf(v, "%ld,%ld,%ld,%ld,%ld,%ld", &f[0], &f[1], &f[2],
+                       &f[3], &f[4], &f[5]) == 6) {
+    mm.tileM = f[0];
+    mm.tileN = f[1];
+    mm.tileK = f[2];
+    mm.warpsM = f[3];
+    mm.warpsN = f[4];
+    mm.stages = f[5];
+  }
+  return mm;
+}
+
 std::optional<cg::MatmulOptions> skinnyMatmul(cg::MatmulOptions mm) {
   // Small matrices stay on the row-chunked gemv: reading W once per 32
   // rows instead of per 8 does not repay the split-K reduction there
   // (pycoder's 0.1-1 MB weights served 5% faster without it), and the gemv
   // family computes a row the same way at every batch size.
-  if (mm.n * mm.k * 2 < envOr("KILN_SKINNY_MIN_BYTES", kSkinnyMinWeightBytes))
+  int64_t minBytes = envOr("KILN_SKINNY_MIN_BYTES",
+                           mm.outputDType == cg::KernelDType::F32
+                               ? kSkinnyMinLogitsBytes
+                               : kSkinnyMinWeightBytes);
+  if (mm.n * mm.k * 2 < minBytes)
     return std::nullopt;
   mm.tileM = 32;
   mm.tileK = 64;
@@ -288,6 +326,12 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           o.n = n;
           o.k = k;
           o.bias = hasBias;
+          // Compile-time tuning knobs of the one-row gemv.
+          // 16 K steps in flight: the 1B down projection (K = 8192) in 2
+          // chunks instead of 4 (1B batch 1: 1.376 -> 1.349 ms a step).
+          o.unroll = envOr("KILN_GEMV_UNROLL", 16);
+          o.rowsPerWarp = envOr("KILN_GEMV_ROWS_PER_WARP", o.rowsPerWarp);
+          o.warpsPerBlock = envOr("KILN_GEMV_WARPS", o.warpsPerBlock);
           if (f32Out)
             o.outputDType = cg::KernelDType::F32;
           r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
@@ -298,6 +342,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           cg::GemvOptions chunked = o;
           chunked.tokens = kGemvChunkRows;
           chunked.unroll = 2;
+          chunked.rowsPerWarp = cg::GemvOptions().rowsPerWarp;
+          chunked.warpsPerBlock = cg::GemvOptions().warpsPerBlock;
           r.chunkedBuild = [chunked](OpBuilder &b, gpu::GPUModuleOp m) {
             return cg::buildGemvKernel(b, m, chunked);
           };
@@ -309,9 +355,10 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           mm.k = k;
           mm.bias = hasBias;
           mm.outputDType = o.outputDType;
-          if (n % mm.tileN == 0 && k % mm.tileK == 0)
-            r.tiledBuild = [mm](OpBuilder &b, gpu::GPUModuleOp m) {
-              return cg::buildMatmulKernel(b, m, mm);
+          cg::MatmulOptions tiled = tiledMatmul(mm);
+          if (n % tiled.tileN == 0 && k % tiled.tileK == 0)
+            r.tiledBuild = [tiled](OpBuilder &b, gpu::GPUModuleOp m) {
+              return cg::buildMatmulKernel(b, m, tiled);
             };
           if (std::optional<cg::MatmulOptions> skinny = skinnyMatmul(mm))
             r.skinnyBuild = [s = *skinny](OpBuilder &b, gpu::GPUModuleOp m) {
@@ -484,6 +531,9 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           fused.n = inter;
           fused.k = constDim(gate.shape[t ? 1 : 0]);
           fused.gatedUp = true;
+          fused.rowsPerWarp =
+              envOr("KILN_GATED_ROWS_PER_WARP", fused.rowsPerWarp);
+          fused.warpsPerBlock = envOr("KILN_GATED_WARPS", fused.warpsPerBlock);
           gateGemv->gatedBuild = [fused](OpBuilder &b, gpu::GPUModuleOp m) {
             return cg::buildGemvKernel(b, m, fused);
           };

@@ -124,8 +124,11 @@ FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
       b.createKernel(module, name, argTypes, access, threads,
                      split ? ArrayRef<Type>{flagType} : ArrayRef<Type>{});
   // Two CTAs per SM: one CTA's barriers and waits overlap the other's mma
-  // (for 256 threads this caps ptxas at 128 registers).
-  func->setAttr("nvvm.minctasm", b.getI32IntegerAttr(2));
+  // (for 256 threads this caps ptxas at 128 registers) -- unless a warp's
+  // accumulators alone take more than 64 registers (warp tiles beyond
+  // 64 x 32), which that cap would spill.
+  if (fragsM * fragsN * 4 <= 64)
+    func->setAttr("nvvm.minctasm", b.getI32IntegerAttr(2));
   unsigned next = 2;
   Value x = func.getArgument(0), w = func.getArgument(1);
   Value biasArg = o.bias ? func.getArgument(next++) : Value();
