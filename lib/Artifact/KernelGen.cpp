@@ -102,6 +102,8 @@ struct Request {
   /// gemv of a gated MLP's gate: the fused gate/up + silu gemv a device
   /// launches for one row instead of gate, up and silu_mul.
   Builder gatedBuild;
+  /// qgemv: the kernel decoding W into dense scratch for `tiledBuild`.
+  Builder dequantBuild;
   /// paged_prefill: the tensor-core flash-attention kernel a device
   /// launches for a sequence with many appended rows.
   Builder flashBuild;
@@ -508,6 +510,23 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           r.chunkedBuild = [chunked](OpBuilder &b, gpu::GPUModuleOp m) {
             return cg::buildQuantGemvKernel(b, m, chunked);
           };
+          // Many rows (prefill): W decoded once into dense scratch, then
+          // the tensor-core GEMM over it.
+          cg::MatmulOptions mm;
+          mm.dtype = *dt;
+          mm.n = n;
+          mm.k = k;
+          mm.bias = o.bias;
+          mm.constantWeights = false; // the scratch qdequant just wrote
+          cg::MatmulOptions tiled = tiledMatmul(mm);
+          if (n % tiled.tileN == 0 && k % tiled.tileK == 0) {
+            r.tiledBuild = [tiled](OpBuilder &b, gpu::GPUModuleOp m) {
+              return cg::buildMatmulKernel(b, m, tiled);
+            };
+            r.dequantBuild = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+              return cg::buildQuantDequantKernel(b, m, o);
+            };
+          }
         });
         break;
       }
@@ -1004,7 +1023,11 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
   cg::PTXLoweringOptions lowering;
   lowering.chip = options.chip;
 
-  auto generate = [&](Request &r) -> LogicalResult {
+  // The name of the last kernel generate() produced, or of the identical
+  // variant already in the table (a dense and a quantized linear of one
+  // shape share their tensor-core GEMM).
+  std::string generatedName;
+  auto generate = [&](Request &r, bool shareVariant = false) -> LogicalResult {
     rt::KernelInfo k;
     k.family = r.family;
     k.uses = r.uses;
@@ -1076,6 +1099,12 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
       k.args.push_back(std::move(arg));
     }
     k.ptx = std::move(*ptx);
+    if (const rt::KernelInfo *same = table.find(k.name);
+        same && shareVariant && same->ptx == k.ptx) {
+      generatedName = k.name;
+      return success();
+    }
+    generatedName = k.name;
     if (table.find(k.name)) {
       emitError(loc) << "codegen: two shapes of " << r.family
                      << " give the kernel name '" << k.name
@@ -1113,7 +1142,9 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           std::make_tuple(r.skinnyBuild, "skinny", std::string("matmul")),
           std::make_tuple(r.gatedBuild, "gated", std::string("gemv_gated")),
           std::make_tuple(r.flashBuild, "flash",
-                          std::string("flash_prefill"))}) {
+                          std::string("flash_prefill")),
+          std::make_tuple(r.dequantBuild, "dequant",
+                          std::string("qdequant"))}) {
       if (!build)
         continue;
       Request variant;
@@ -1123,15 +1154,17 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
       if (std::string(key) == "gated") {
         // One row, as the gemv it stands in for.
         variant.repeat = rt::LaunchRepeat::PerToken;
+      } else if (std::string(key) == "dequant") {
+        // The whole W, whatever the rows: a fixed grid.
       } else {
         // Row chunks along grid y, flash attention's query tiles along x.
         variant.scale = rt::LaunchScale::TokenChunks;
         variant.scaleDim = std::string(key) == "flash" ? 0 : 1;
       }
       variant.weightLayout = r.weightLayout;
-      if (failed(generate(variant)))
+      if (failed(generate(variant, /*shareVariant=*/true)))
         return failure();
-      table.kernels[i].params.emplace_back(key, table.kernels.back().name);
+      table.kernels[i].params.emplace_back(key, generatedName);
     }
   }
   rt::Status valid = table.validate();

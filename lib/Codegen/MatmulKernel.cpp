@@ -42,7 +42,8 @@ FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
                              o.stages)
                    .str()
              : std::string(),
-      o.splitK > 1 ? "_sk" + std::to_string(o.splitK) : std::string());
+      (o.splitK > 1 ? "_sk" + std::to_string(o.splitK) : std::string()) +
+          (o.constantWeights ? "" : "_wdyn"));
   Location loc = NameLoc::get(StringAttr::get(context, name));
   if (o.dtype != KernelDType::F16 && o.dtype != KernelDType::BF16)
     return emitError(loc) << "matmul takes f16 or bf16 operands";
@@ -185,7 +186,10 @@ FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
   }
   // Issues K step `step`'s x and W tiles into `stage` as cp.async copies
   // (16 bytes each, bypassing L1); the caller commits the group.
-  auto copyTiles = [&](Value step, Value stage) {
+  // `withX` / `withW`: which of the two tiles to copy (the prologue issues
+  // W's before waiting for the previous kernel, x's after).
+  auto copyTiles = [&](Value step, Value stage, bool withX = true,
+                       bool withW = true) {
     Value k0 = b.add(kBase, b.mul(step, o.tileK));
     auto copy = [&](Value dst, ValueRange dstIdx, Value src,
                     ValueRange srcIdx) {
@@ -193,10 +197,10 @@ FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
           b, nvgpu::DeviceAsyncTokenType::get(context), dst, dstIdx, src,
           srcIdx, b.getIndexAttr(vec), Value(), b.getUnitAttr());
     };
-    for (int64_t i = 0; i < aPerThread; ++i)
+    for (int64_t i = 0; withX && i < aPerThread; ++i)
       copy(aTile, {stage, aCoords[i].first, aCoords[i].second}, x,
            {aRows[i], b.add(k0, aCoords[i].second)});
-    for (int64_t i = 0; i < bPerThread; ++i)
+    for (int64_t i = 0; withW && i < bPerThread; ++i)
       copy(bTile, {stage, bCoords[i].first, bCoords[i].second}, w,
            {bRows[i], b.add(k0, bCoords[i].second)});
   };
@@ -226,9 +230,18 @@ FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
   // stage step s - 1 used, which the next copy overwrites), issues step
   // s + stages - 1, then runs the mma on step s. Every iteration commits a
   // group, empty past the last step, so the wait count stays constant.
+  //
+  // W is constant, so the prologue's W copies go out before waiting for the
+  // previous kernel (programmatic dependent launch: they overlap its tail);
+  // they join the first commit group, which iteration 0 waits for anyway.
+  // A W written by the previous kernel (constantWeights false) waits too.
+  for (int64_t s = 0; o.constantWeights && s < o.stages - 1 && s < steps; ++s)
+    copyTiles(b.index(s), b.index(s), /*withX=*/false, /*withW=*/true);
+  b.waitForPriorGrids();
   for (int64_t s = 0; s < o.stages - 1; ++s) {
     if (s < steps)
-      copyTiles(b.index(s), b.index(s));
+      copyTiles(b.index(s), b.index(s), /*withX=*/true,
+                /*withW=*/!o.constantWeights);
     commit();
   }
   SmallVector<Value> init(fragsM * fragsN, zeroAccumulator(b));

@@ -14,6 +14,7 @@
 #include "kiln/Codegen/GemvKernel.h"
 
 #include "KernelBuilder.h"
+#include "QuantDecode.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -120,22 +121,10 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                                 rowsOvershoot ? b.index(o.n - 1) : Value());
   SmallVector<Value> rows = warpRows.rows, loadRows = warpRows.loadRows;
 
-  // A 16-byte load is 4 words; code i of word j (i < 32 / bits) is weight
-  // (32 / bits) * j + i. It becomes an exact fp32 without an int-to-float
-  // conversion (a quarter-rate instruction that bound the first version):
-  // (word >> bits * i) & mask | 0x4B000000 is the float 2^23 + u, and
-  // subtracting 2^23 + z leaves u - z. So each step is 4-wide vectors, one
-  // per code position, against the matching lanes of x.
+  // Codes decode as QuantDecode.h describes: 4-wide vectors, one per code
+  // position, against the matching lanes of x.
   int64_t codesPerWord = 32 / o.bits;
   auto vec4F32 = VectorType::get({4}, f32);
-  auto vec4I32 = VectorType::get({4}, b.getI32Type());
-  auto splatI32 = [&](int64_t v) {
-    return arith::ConstantOp::create(
-        b, vec4I32, DenseElementsAttr::get(vec4I32, b.getI32IntegerAttr(v)));
-  };
-  Value magicBits = splatI32(0x4B000000);
-  Value mask = splatI32((int64_t(1) << o.bits) - 1);
-  float magic = 8388608.0f;
   // x at element `column` for token t: the perLoad weights' activations.
   auto loadX = [&](int64_t t, Value column) {
     return chunked ? b.loadF32(x, {loadTokenRows[t], column}, perLoad)
@@ -176,26 +165,11 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       for (int64_t t = 0; t < R; ++t)
         xs[t].push_back(loadX(t, column));
     }
-    Value symmetric = b.f32(magic + double(int64_t(1) << (o.bits - 1)));
     for (size_t s = 0; s < vectors.size(); ++s)
       for (size_t r = 0; r < loadRows.size(); ++r) {
         const Loaded &l = w[r][s];
-        Value offset =
-            l.zero ? arith::AddFOp::create(b, l.zero, b.f32(magic)).getResult()
-                   : symmetric;
-        Value offsets = vector::BroadcastOp::create(b, vec4F32, offset);
-        Value words = vector::BitCastOp::create(b, vec4I32, l.codes);
-        SmallVector<Value> decoded;
-        for (int64_t i = 0; i < codesPerWord; ++i) {
-          Value shifted =
-              i ? arith::ShRUIOp::create(b, words, splatI32(i * o.bits))
-                      .getResult()
-                : words;
-          Value bits = arith::OrIOp::create(
-              b, arith::AndIOp::create(b, shifted, mask), magicBits);
-          decoded.push_back(arith::SubFOp::create(
-              b, vector::BitCastOp::create(b, vec4F32, bits), offsets));
-        }
+        SmallVector<Value> decoded = decodeCodes(
+            b, l.codes, codeOffset(b, l.zero, o.bits), o.bits);
         Value scale = vector::BroadcastOp::create(b, vec4F32, l.scale);
         for (int64_t t = 0; t < R; ++t) {
           Value dot;
@@ -218,6 +192,14 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       vectors.push_back(b.add(base, s * kWarpSize));
     return vectors;
   };
+
+  // The constant codes of this warp's first group of steps go to L2 before
+  // waiting for the previous kernel (programmatic dependent launch).
+  for (Value row : loadRows)
+    for (int64_t s = 0; s < std::min<int64_t>(fullSteps, o.unroll); ++s)
+      b.prefetchL2(packed, b.add(b.mul(row, rowBytes),
+                                 b.mul(b.add(lane, s * kWarpSize), kLoadBytes)));
+  b.waitForPriorGrids();
 
   SmallVector<Value> accs(loadRows.size() * R, b.f32Splat(0.0, 4));
   int64_t chunks = fullSteps > o.unroll ? fullSteps / o.unroll : 0;

@@ -65,6 +65,7 @@ enum class Source : uint8_t {
   Partials,    ///< Split-K workspace of paged_decode.
   Counters,    ///< Split-K arrival counters (kept zero by the kernel).
   StepInfo,    ///< i32 [4] {rows, N, M, P}: id 0 with rows = T, 1 with N.
+  DequantScratch, ///< Dense W decoded by qdequant for the tiled GEMM.
 };
 
 struct ArgRef {
@@ -113,6 +114,10 @@ struct Launch {
   /// then do not run.
   int32_t gatedKernel = -1;
   std::vector<ArgRef> gatedArgs;
+  /// qgemv: the kernel decoding W into the dense scratch that `tiledKernel`
+  /// reads (-1: none), launched first for steps of many rows.
+  int32_t dequantKernel = -1;
+  std::vector<ArgRef> dequantArgs;
   bool skipWhenGated = false;
 };
 
@@ -176,6 +181,10 @@ struct CudaDevice::Program {
   /// Split-K GEMMs: partial floats per token row (rows padded to the
   /// kernel's tile) and arrival counters per row tile.
   int64_t partialFloatsPerRow = 0, countersPerRowTile = 0;
+  /// Bytes of the largest dense W a qdequant kernel writes, and the scratch
+  /// (allocated on the first step that needs it; one W at a time).
+  int64_t dequantBytes = 0;
+  std::unique_ptr<Memory> dequant;
 
   /// No GatherLastTokens and no per-sequence launch: a step's launches
   /// depend only on (T, N) and the arena, so they can be a CUDA graph.
@@ -584,6 +593,22 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
           } else if (nm == "counters" && kk.family == "matmul") {
             a.source = Source::Counters;
             p.countersPerRowTile = std::max(p.countersPerRowTile, arg.shape[0]);
+          } else if ((kk.family == "matmul" || kk.family == "qdequant") &&
+                     s.kind == OpKind::QuantLinear) {
+            // The dense W in scratch: written by qdequant, read by the GEMM.
+            if (nm == "w") {
+              a.source = Source::DequantScratch;
+              p.dequantBytes = std::max(
+                  p.dequantBytes, arg.shape[0] * arg.shape[1] *
+                                      int64_t(dtypeBytes(arg.dtype)));
+            } else {
+              a = nm == "x"        ? op(0)
+                  : nm == "packed" ? op(1)
+                  : nm == "scales" ? op(2)
+                  : nm == "zeros"  ? op(3)
+                  : nm == "bias"   ? op(4)
+                                   : res(0);
+            }
           } else if (kk.family == "gemv_gated" && s.kind == OpKind::GatedMLP) {
             a = nm == "x"      ? op(0)
                 : nm == "w"    ? weight(s.operands[1])
@@ -672,7 +697,10 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
           return makeError(StatusCode::FailedPrecondition, "kernel '", k.name,
                            "' names a missing ", key, " variant '", name, "'");
         index = static_cast<int32_t>(v - table.kernels.data());
-        rows = std::stoll(v->param("tokens"));
+        // Row-chunked variants carry `tokens` (validated); qdequant has
+        // no rows.
+        std::string tokens = v->param("tokens");
+        rows = tokens.empty() ? 1 : std::stoll(tokens);
         KILN_RETURN_IF_ERROR(resolve(*v, args));
         for (ArgRef &a : args)
           a.tokenRowBytes = 0;
@@ -684,6 +712,9 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
                                    launch.tiledRows, launch.tiledArgs));
       KILN_RETURN_IF_ERROR(variant("skinny", launch.skinnyKernel,
                                    launch.skinnyRows, launch.skinnyArgs));
+      int64_t dequantRows = 0;
+      KILN_RETURN_IF_ERROR(variant("dequant", launch.dequantKernel,
+                                   dequantRows, launch.dequantArgs));
       if (std::string name = k.param("flash"); !name.empty()) {
         const KernelInfo *v = table.find(name);
         if (!v || v->status != KernelStatus::Generated)
@@ -1043,6 +1074,11 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
     KILN_RETURN_IF_ERROR(d_->check(
         d_->cuMemsetD8Async(p.counters->ptr, 0, bytes, stream_), "counters"));
   }
+  if (p.dequantBytes > 0 && !p.dequant && T >= tiledMinRows()) {
+    KILN_ASSIGN_OR_RETURN(p.dequant,
+                          Memory::allocate(d_, p.dequantBytes,
+                                           "the dequantized-weight scratch"));
+  }
   CUdeviceptr base = p.arena->ptr;
   p.ptr.assign(nb, 0);
   for (size_t id = 0; id < nb; ++id) {
@@ -1138,6 +1174,8 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
       return p.counters->ptr;
     case Source::StepInfo:
       return p.stepInfo + a.id * 16;
+    case Source::DequantScratch:
+      return p.dequant ? p.dequant->ptr : 0;
     }
     return 0;
   };
@@ -1257,6 +1295,9 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
         } else if (k.repeat == LaunchRepeat::PerToken && l.tiledKernel >= 0 &&
                    sym.get(l.rows) >= tiledMinRows()) {
           int64_t rows = sym.get(l.rows);
+          if (l.dequantKernel >= 0)
+            KILN_RETURN_IF_ERROR(
+                launchKernel(l.dequantKernel, l.dequantArgs, 0, 0, 1));
           KILN_RETURN_IF_ERROR(
               launchKernel(l.tiledKernel, l.tiledArgs, 0, 0,
                            (rows + l.tiledRows - 1) / l.tiledRows));

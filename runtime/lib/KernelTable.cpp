@@ -327,6 +327,13 @@ Status KernelTable::validate() const {
           return bad("'", key, "' names '", v,
                      "', not a row-chunked kernel of the table");
       }
+    if (std::string v = k.param("dequant"); !v.empty()) {
+      const KernelInfo *variant = find(v);
+      if (!variant || variant->family != "qdequant" || k.param("tiled").empty())
+        return bad("'dequant' names '", v,
+                   "', not a qdequant kernel of the table, or comes without "
+                   "a 'tiled' GEMM");
+    }
     if (std::string v = k.param("gated"); !v.empty()) {
       const KernelInfo *variant = find(v);
       if (!variant || variant->family != "gemv_gated")

@@ -186,6 +186,10 @@ static cl::opt<int64_t> secondHeads(
     "second-heads", cl::init(0), cl::cat(category),
     cl::desc("rope: heads of a second input rotated in the same launch "
              "(rope_pair, e.g. q and k)"));
+static cl::opt<bool> dynamicWeights(
+    "dynamic-weights", cl::cat(category),
+    cl::desc("matmul: W is written by the previous kernel (no W copies "
+             "before the grid dependency wait)"));
 static cl::opt<bool>
     residualAdd("residual", cl::cat(category),
                 cl::desc("rms_norm: add a residual row first (add_rms_norm: "
@@ -297,9 +301,11 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
   else if (family == "qgemv")
     add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint,
          &rowsPerWarp, &warpsPerBlock, &unroll, &tokens});
+  else if (family == "qdequant")
+    add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint});
   else if (family == "matmul")
     add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages,
-         &splitK});
+         &splitK, &dynamicWeights});
   else if (family == "argmax")
     add({&gemvN});
   else if (family == "kv_write")
@@ -481,6 +487,16 @@ int main(int argc, char **argv) {
     options.unroll = unroll;
     options.tokens = tokens;
     spec = buildQuantGemvKernel(builder, kernels, options);
+  } else if (kernel == "qdequant") {
+    QuantGemvOptions options;
+    options.dtype = *dtype;
+    options.scaleDType = *dtype;
+    options.n = gemvN;
+    options.k = gemvK;
+    options.bits = quantBits;
+    options.groupSize = quantGroup;
+    options.zeroPoint = quantZeroPoint;
+    spec = buildQuantDequantKernel(builder, kernels, options);
   } else if (kernel == "matmul") {
     MatmulOptions options;
     options.dtype = *dtype;
@@ -493,6 +509,7 @@ int main(int argc, char **argv) {
     options.warpsN = warpsN;
     options.stages = stages;
     options.splitK = splitK;
+    options.constantWeights = !dynamicWeights;
     spec = buildMatmulKernel(builder, kernels, options);
   } else if (std::optional<ElementwiseOp> op = parseElementwiseOp(kernel)) {
     ElementwiseOptions options;
@@ -589,7 +606,8 @@ int main(int argc, char **argv) {
     spec = buildCastKernel(builder, kernels, options);
   } else {
     return fail("unknown --kernel '" + kernel +
-                "' (expected rms_norm, gemv, qgemv, matmul, argmax, silu_mul, "
+                "' (expected rms_norm, gemv, qgemv, qdequant, matmul, argmax, "
+                "silu_mul, "
                 "residual_add, kv_write, kv_copy, paged_decode, paged_prefill, "
                 "flash_prefill, embedding, rotary_table, rope or cast)");
   }

@@ -51,6 +51,11 @@ struct MatmulOptions {
   /// output tile sums the fp32 partials. For steps of few rows, where
   /// n / tileN CTAs alone would leave most SMs idle.
   int64_t splitK = 1;
+  /// W is constant for the artifact's life (a weight): its first stages are
+  /// copied before waiting for the previous kernel. False when the previous
+  /// kernel writes it (quantized weights decoded into scratch); the name
+  /// then ends in `_wdyn`.
+  bool constantWeights = true;
 };
 
 /// Appends `gpu.func @matmul_<dtype>_n<N>_k<K>[_bias][_o<out>][_t<tile>]

@@ -58,6 +58,17 @@ mlir::FailureOr<KernelSpec>
 buildQuantGemvKernel(mlir::OpBuilder &builder, mlir::gpu::GPUModuleOp module,
                      const QuantGemvOptions &options);
 
+/// Appends `gpu.func @qdequant_<dtype>_n<N>_k<K>_b<bits>_g<group>[_zp]
+/// (packed, scales, [zeros,] w) kernel`: the dense W [N, K] in `dtype`,
+/// w = (u - z) * scale rounded once, for the tensor-core GEMM of many-row
+/// steps (prefill), where decoding W once per step and reading it as dense
+/// tiles beats decoding it once per 8 rows. One thread per 16-byte load of
+/// codes (the GEMV's decode, QuantDecode.h); `bias`, `tokens`, `unroll` and
+/// the row shape options are ignored.
+mlir::FailureOr<KernelSpec>
+buildQuantDequantKernel(mlir::OpBuilder &builder, mlir::gpu::GPUModuleOp module,
+                        const QuantGemvOptions &options);
+
 } // namespace codegen
 } // namespace kiln
 

@@ -1,0 +1,40 @@
+//===- QuantDecode.cpp - Packed low-bit codes to fp32, one formula --------===//
+
+#include "QuantDecode.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+using namespace mlir;
+using namespace kiln::codegen;
+
+Value kiln::codegen::codeOffset(KernelBuilder &b, Value zero, int64_t bits) {
+  if (zero)
+    return arith::AddFOp::create(b, zero, b.f32(kCodeMagic));
+  return b.f32(kCodeMagic + double(int64_t(1) << (bits - 1)));
+}
+
+SmallVector<Value> kiln::codegen::decodeCodes(KernelBuilder &b, Value codes,
+                                              Value offset, int64_t bits) {
+  auto vec4F32 = VectorType::get({4}, b.getF32Type());
+  auto vec4I32 = VectorType::get({4}, b.getI32Type());
+  auto splatI32 = [&](int64_t v) {
+    return arith::ConstantOp::create(
+        b, vec4I32, DenseElementsAttr::get(vec4I32, b.getI32IntegerAttr(v)));
+  };
+  Value magicBits = splatI32(0x4B000000);
+  Value mask = splatI32((int64_t(1) << bits) - 1);
+  Value offsets = vector::BroadcastOp::create(b, vec4F32, offset);
+  Value words = vector::BitCastOp::create(b, vec4I32, codes);
+  SmallVector<Value> decoded;
+  for (int64_t i = 0; i < 32 / bits; ++i) {
+    Value shifted =
+        i ? arith::ShRUIOp::create(b, words, splatI32(i * bits)).getResult()
+          : words;
+    Value codeBits = arith::OrIOp::create(
+        b, arith::AndIOp::create(b, shifted, mask), magicBits);
+    decoded.push_back(arith::SubFOp::create(
+        b, vector::BitCastOp::create(b, vec4F32, codeBits), offsets));
+  }
+  return decoded;
+}

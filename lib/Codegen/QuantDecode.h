@@ -1,0 +1,37 @@
+//===- QuantDecode.h - Packed low-bit codes to fp32, one formula -*- C++ -*-===//
+//
+// Private to lib/Codegen. The decode of 16 bytes of packed codes that the
+// quantized GEMV and the dequantize kernel share (so both compute the same
+// weights): the load is 4 little-endian words; code i of word j (i <
+// 32 / bits) is weight (32 / bits) * j + i. Each code becomes an exact fp32
+// without an int-to-float conversion (a quarter-rate instruction): (word >>
+// bits * i) & mask | 0x4B000000 is the float 2^23 + u, and subtracting
+// 2^23 + z leaves u - z.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_LIB_CODEGEN_QUANTDECODE_H
+#define KILN_LIB_CODEGEN_QUANTDECODE_H
+
+#include "KernelBuilder.h"
+
+namespace kiln {
+namespace codegen {
+
+/// 2^23: the float whose mantissa holds a code.
+constexpr float kCodeMagic = 8388608.0f;
+
+/// The fp32 offset to subtract from 2^23 + u: 2^23 + z for a zero point
+/// `zero` (an f32 value), else 2^23 + 2^(bits-1) (symmetric).
+mlir::Value codeOffset(KernelBuilder &b, mlir::Value zero, int64_t bits);
+
+/// u - z of the codes in `codes` (vector<16xi8>): 32 / bits vectors of 4
+/// f32, vector i holding code position i of the 4 words (weights
+/// (32 / bits) * j + i for j = 0..3).
+llvm::SmallVector<mlir::Value> decodeCodes(KernelBuilder &b, mlir::Value codes,
+                                           mlir::Value offset, int64_t bits);
+
+} // namespace codegen
+} // namespace kiln
+
+#endif // KILN_LIB_CODEGEN_QUANTDECODE_H
