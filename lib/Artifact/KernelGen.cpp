@@ -491,8 +491,9 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         o.bias = bias != rt::kNoBuffer;
         // int4 rows are short (K / 2 bytes): two per warp keep enough
         // loads in flight.
-        o.rowsPerWarp = bits == 4 ? 2 : 1;
-        o.unroll = 4;
+        o.rowsPerWarp = envOr("KILN_QGEMV_ROWS_PER_WARP", bits == 4 ? 2 : 1);
+        o.unroll = envOr("KILN_QGEMV_UNROLL", 4);
+        o.warpsPerBlock = envOr("KILN_QGEMV_WARPS", o.warpsPerBlock);
         std::string key = "qgemv_" + str(n) + "_" + str(k) + actName + "_b" +
                           str(bits) + "_g" + str(group) +
                           rt::dtypeName(scales.dtype) +
