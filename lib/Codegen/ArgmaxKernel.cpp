@@ -17,16 +17,15 @@
 using namespace mlir;
 using namespace kiln::codegen;
 
-FailureOr<KernelSpec>
-kiln::codegen::buildArgmaxKernel(OpBuilder &builder, gpu::GPUModuleOp module,
-                                 const ArgmaxOptions &o) {
+FailureOr<KernelSpec> kiln::codegen::buildArgmaxKernel(OpBuilder &builder,
+                                                       gpu::GPUModuleOp module,
+                                                       const ArgmaxOptions &o) {
   MLIRContext *context = builder.getContext();
   std::string name = llvm::formatv("argmax_f32_v{0}", o.vocab);
   Location loc = NameLoc::get(StringAttr::get(context, name));
   if (o.vocab <= 0 || o.vocab > std::numeric_limits<int32_t>::max())
     return emitError(loc) << "argmax needs 0 < vocab < 2^31, got " << o.vocab;
-  if (o.blockSize % kWarpSize || o.blockSize < kWarpSize ||
-      o.blockSize > 1024)
+  if (o.blockSize % kWarpSize || o.blockSize < kWarpSize || o.blockSize > 1024)
     return emitError(loc) << "block size must be a multiple of 32 up to "
                              "1024, got "
                           << o.blockSize;
@@ -42,10 +41,10 @@ kiln::codegen::buildArgmaxKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       MemRefType::get({warps}, f32, MemRefLayoutAttrInterface(), workgroup);
   auto indicesType =
       MemRefType::get({warps}, i32, MemRefLayoutAttrInterface(), workgroup);
-  gpu::GPUFuncOp func = b.createKernel(
-      module, name, {logitsType, outType},
-      {ArgAccess::ReadOnly, ArgAccess::WriteOnly}, o.blockSize,
-      {valuesType, indicesType, indicesType});
+  gpu::GPUFuncOp func =
+      b.createKernel(module, name, {logitsType, outType},
+                     {ArgAccess::ReadOnly, ArgAccess::WriteOnly}, o.blockSize,
+                     {valuesType, indicesType, indicesType});
   Value logits = func.getArgument(0), out = func.getArgument(1);
   Value wgValues = func.getWorkgroupAttributions()[0];
   Value wgIndices = func.getWorkgroupAttributions()[1];
@@ -70,19 +69,17 @@ kiln::codegen::buildArgmaxKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     Value greater = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, v2, v1);
     Value equal = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, v2, v1);
     Value lower = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, i2, i1);
-    Value take = arith::OrIOp::create(
-        b, greater, arith::AndIOp::create(b, equal, lower));
-    return std::make_pair(
-        arith::SelectOp::create(b, take, v2, v1).getResult(),
-        arith::SelectOp::create(b, take, i2, i1).getResult());
+    Value take = arith::OrIOp::create(b, greater,
+                                      arith::AndIOp::create(b, equal, lower));
+    return std::make_pair(arith::SelectOp::create(b, take, v2, v1).getResult(),
+                          arith::SelectOp::create(b, take, i2, i1).getResult());
   };
 
   // One candidate column: (value, index, bad) updated by logit `v` at
   // `column`. Strictly greater, so the first maximum a thread sees stays.
   auto consider = [&](Value v, Value column, ValueRange carried) {
     Value nan = arith::CmpFOp::create(b, arith::CmpFPredicate::UNO, v, v);
-    Value inf =
-        arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, v, posInf);
+    Value inf = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, v, posInf);
     Value bad = arith::OrIOp::create(
         b, carried[2],
         arith::ExtUIOp::create(b, i32, arith::OrIOp::create(b, nan, inf)));
@@ -162,8 +159,7 @@ kiln::codegen::buildArgmaxKernel(OpBuilder &builder, gpu::GPUModuleOp module,
         b, inRange, memref::LoadOp::create(b, wgIndices, ValueRange{slot}),
         noIndex);
     Value f = arith::SelectOp::create(
-        b, inRange, memref::LoadOp::create(b, wgBad, ValueRange{slot}),
-        zero32);
+        b, inRange, memref::LoadOp::create(b, wgBad, ValueRange{slot}), zero32);
     warpArgmax(v, i, f, kWarpSize);
     b.ifThen(isLeader, [&] {
       // A row of -inf only (no finite logit) is bad too.
@@ -171,8 +167,7 @@ kiln::codegen::buildArgmaxKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       Value isBad = arith::OrIOp::create(
           b, b.cmp(arith::CmpIPredicate::eq, f, one32), none);
       Value minusOne = arith::ConstantOp::create(b, b.getI32IntegerAttr(-1));
-      memref::StoreOp::create(b,
-                              arith::SelectOp::create(b, isBad, minusOne, i),
+      memref::StoreOp::create(b, arith::SelectOp::create(b, isBad, minusOne, i),
                               out, ValueRange{row});
     });
   });

@@ -51,10 +51,10 @@ kiln::codegen::buildFlashPrefillKernel(OpBuilder &builder,
   MLIRContext *context = builder.getContext();
   const PagedAttentionOptions &o = options.attention;
   int64_t qt = options.queryTile, kt = options.keyTile, dim = o.headDim;
-  std::string base = llvm::formatv(
-      "flash_prefill_{0}_h{1}_kv{2}_d{3}_b{4}_mb{5}_q{6}k{7}",
-      stringifyDType(o.dtype), o.numHeads, o.kvHeads, dim, o.blockSize,
-      o.maxBlocks, qt, kt);
+  std::string base =
+      llvm::formatv("flash_prefill_{0}_h{1}_kv{2}_d{3}_b{4}_mb{5}_q{6}k{7}",
+                    stringifyDType(o.dtype), o.numHeads, o.kvHeads, dim,
+                    o.blockSize, o.maxBlocks, qt, kt);
   Location loc = NameLoc::get(StringAttr::get(context, base));
   if (o.dtype != KernelDType::F16 && o.dtype != KernelDType::BF16)
     return emitError(loc) << "flash_prefill reads f16 or bf16";
@@ -76,11 +76,9 @@ kiln::codegen::buildFlashPrefillKernel(OpBuilder &builder,
                           << " must be multiples of 16 in [16, 128]";
   double scale = o.scale ? *o.scale : 1.0 / std::sqrt(double(dim));
   if (!std::isfinite(scale) || scale == 0)
-    return emitError(loc) << "scale must be finite and non-zero, got "
-                          << scale;
-  FailureOr<ResolvedCacheLayout> resolved =
-      resolvePagedCacheLayout(loc, o.cache, o.dtype, o.kvHeads, o.blockSize,
-                              dim, o.maxBlocks);
+    return emitError(loc) << "scale must be finite and non-zero, got " << scale;
+  FailureOr<ResolvedCacheLayout> resolved = resolvePagedCacheLayout(
+      loc, o.cache, o.dtype, o.kvHeads, o.blockSize, dim, o.maxBlocks);
   if (failed(resolved))
     return failure();
   const ResolvedCacheLayout &cache = *resolved;
@@ -122,8 +120,7 @@ kiln::codegen::buildFlashPrefillKernel(OpBuilder &builder,
                    MemRefType::get({2}, b.getI32Type()), qType});
   access.append({ArgAccess::ReadOnly, ArgAccess::ReadOnly, ArgAccess::ReadOnly,
                  ArgAccess::WriteOnly});
-  gpu::GPUFuncOp func =
-      b.createKernel(module, name, argTypes, access, threads);
+  gpu::GPUFuncOp func = b.createKernel(module, name, argTypes, access, threads);
   unsigned arg = 0;
   Value q = func.getArgument(arg++);
   Value kCache = func.getArgument(arg++);
@@ -199,8 +196,7 @@ kiln::codegen::buildFlashPrefillKernel(OpBuilder &builder,
       Value at = b.add(b.add(b.mul(block, cache.blockStride), headBase),
                        b.add(b.mul(offset, cache.tokenStride), col));
       copy(kTile, {stage, r, col}, kCache, {at});
-      copy(vTile, {stage, r, col}, vCache,
-           {vOffset ? b.add(at, vOffset) : at});
+      copy(vTile, {stage, r, col}, vCache, {vOffset ? b.add(at, vOffset) : at});
     }
   };
   auto commit = [&] { NVVM::CpAsyncCommitGroupOp::create(b); };
@@ -266,11 +262,10 @@ kiln::codegen::buildFlashPrefillKernel(OpBuilder &builder,
         for (int64_t nt = 0; nt < keyTiles8; ++nt) {
           Value acc = zeroAccumulator(b);
           for (int64_t c = 0; c < dim / 16; ++c)
-            acc = mmaM16N8K16(
-                b, qFrags[c],
-                loadBFragmentNK(b, kTile, stage, lane, b.index(nt * 8),
-                                b.index(c * 16)),
-                acc);
+            acc = mmaM16N8K16(b, qFrags[c],
+                              loadBFragmentNK(b, kTile, stage, lane,
+                                              b.index(nt * 8), b.index(c * 16)),
+                              acc);
           for (int64_t i = 0; i < 2; ++i)
             for (int64_t jj = 0; jj < 2; ++jj) {
               Value score = mulF(
@@ -318,8 +313,7 @@ kiln::codegen::buildFlashPrefillKernel(OpBuilder &builder,
           for (int64_t c = 0; c < keyChunks; ++c)
             acc = mmaM16N8K16(b, pFrags[c],
                               loadBFragmentKN(b, vTile, stage, lane,
-                                              b.index(c * 16),
-                                              b.index(dn * 8)),
+                                              b.index(c * 16), b.index(dn * 8)),
                               acc);
           yield.push_back(acc);
         }

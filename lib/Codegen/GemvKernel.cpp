@@ -32,14 +32,14 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   for (int64_t more : options.moreN)
     allN += "_" + std::to_string(more);
   std::string name = llvm::formatv(
-      "gemv_{6}{0}_n{1}_k{2}{3}{4}{5}", stringifyDType(options.dtype),
-      allN, options.k, options.bias ? "_bias" : "",
+      "gemv_{6}{0}_n{1}_k{2}{3}{4}{5}", stringifyDType(options.dtype), allN,
+      options.k, options.bias ? "_bias" : "",
       options.outputDType && *options.outputDType != options.dtype
           ? "_o" + stringifyDType(*options.outputDType).str()
           : std::string(),
       options.tokens > 1 ? "_t" + std::to_string(options.tokens)
                          : std::string(),
-      options.gatedUp          ? "gateup_silu_"
+      options.gatedUp         ? "gateup_silu_"
       : options.moreN.empty() ? ""
                               : "multi_");
   Location loc = NameLoc::get(StringAttr::get(context, name));
@@ -172,158 +172,158 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   // The rows of one matrix W [n, K] -> y [n] that CTA `block` (counted
   // from the matrix's first CTA) owns.
   auto emitRows = [&](Value w, Value y, int64_t n, Value block) {
-  bool rowsOvershoot = ceilDiv(n, rowsPerBlock) * rowsPerBlock != n;
-  Value firstRow = arith::AddIOp::create(
-      b, arith::MulIOp::create(b, block, b.index(rowsPerBlock)),
-      arith::MulIOp::create(b, warp, b.index(options.rowsPerWarp)));
-  Value laneColumn = arith::MulIOp::create(b, lane, b.index(width));
+    bool rowsOvershoot = ceilDiv(n, rowsPerBlock) * rowsPerBlock != n;
+    Value firstRow = arith::AddIOp::create(
+        b, arith::MulIOp::create(b, block, b.index(rowsPerBlock)),
+        arith::MulIOp::create(b, warp, b.index(options.rowsPerWarp)));
+    Value laneColumn = arith::MulIOp::create(b, lane, b.index(width));
 
-  // Rows past N (last block only) read row N-1 and skip the store, so every
-  // lane stays in the shuffles and no load needs a guard.
-  auto warpRows =
-      b.clampedRows(firstRow, options.rowsPerWarp,
-                    rowsOvershoot ? b.index(n - 1) : Value());
-  SmallVector<Value> rows = warpRows.rows, loadRows = warpRows.loadRows;
+    // Rows past N (last block only) read row N-1 and skip the store, so every
+    // lane stays in the shuffles and no load needs a guard.
+    auto warpRows = b.clampedRows(firstRow, options.rowsPerWarp,
+                                  rowsOvershoot ? b.index(n - 1) : Value());
+    SmallVector<Value> rows = warpRows.rows, loadRows = warpRows.loadRows;
 
-  // The weight rows a warp streams: its rows of W, then (gated) the same
-  // rows of W_up. Accumulators: [stream r][token t] at r * R + t.
-  SmallVector<std::pair<Value, Value>> streams; // (matrix, row)
-  for (Value row : loadRows)
-    streams.push_back({w, row});
-  if (gated)
+    // The weight rows a warp streams: its rows of W, then (gated) the same
+    // rows of W_up. Accumulators: [stream r][token t] at r * R + t.
+    SmallVector<std::pair<Value, Value>> streams; // (matrix, row)
     for (Value row : loadRows)
-      streams.push_back({wUp, row});
-  // Before waiting for the previous kernel (whose output is x), start
-  // pulling this warp's first group of weight vectors into L2: the weights
-  // are constant, so with programmatic dependent launch their reads overlap
-  // the previous kernel's tail.
-  int64_t prefetchSteps = std::min<int64_t>(fullSteps, options.unroll);
-  for (auto &stream : streams)
-    for (int64_t s = 0; s < prefetchSteps; ++s)
-      b.prefetchL2(stream.first,
-                   b.add(b.mul(stream.second, options.k),
-                         b.add(laneColumn, s * stride)));
-  b.waitForPriorGrids();
+      streams.push_back({w, row});
+    if (gated)
+      for (Value row : loadRows)
+        streams.push_back({wUp, row});
+    // Before waiting for the previous kernel (whose output is x), start
+    // pulling this warp's first group of weight vectors into L2: the weights
+    // are constant, so with programmatic dependent launch their reads overlap
+    // the previous kernel's tail.
+    int64_t prefetchSteps = std::min<int64_t>(fullSteps, options.unroll);
+    for (auto &stream : streams)
+      for (int64_t s = 0; s < prefetchSteps; ++s)
+        b.prefetchL2(stream.first, b.add(b.mul(stream.second, options.k),
+                                         b.add(laneColumn, s * stride)));
+    b.waitForPriorGrids();
 
-  // One group of K steps at the given columns: all loads, then the FMAs.
-  auto accumulate = [&](ArrayRef<Value> columns, SmallVector<Value> accs) {
-    SmallVector<SmallVector<Value>> xs(R);
-    SmallVector<SmallVector<Value>> ws(streams.size());
-    for (Value column : columns) {
-      for (int64_t t = 0; t < R; ++t)
-        xs[t].push_back(loadX(t, column));
-      for (auto [r, stream] : llvm::enumerate(streams))
-        ws[r].push_back(
-            b.loadF32(stream.first, {stream.second, column}, width));
-    }
-    for (size_t s = 0; s < columns.size(); ++s)
-      for (size_t r = 0; r < streams.size(); ++r)
+    // One group of K steps at the given columns: all loads, then the FMAs.
+    auto accumulate = [&](ArrayRef<Value> columns, SmallVector<Value> accs) {
+      SmallVector<SmallVector<Value>> xs(R);
+      SmallVector<SmallVector<Value>> ws(streams.size());
+      for (Value column : columns) {
         for (int64_t t = 0; t < R; ++t)
-          accs[r * R + t] =
-              vector::FMAOp::create(b, xs[t][s], ws[r][s], accs[r * R + t]);
-    return accs;
-  };
-  auto columnsFrom = [&](Value base, int64_t count) {
-    SmallVector<Value> columns;
-    for (int64_t s = 0; s < count; ++s)
-      columns.push_back(
-          arith::AddIOp::create(b, base, b.index(s * stride)).getResult());
-    return columns;
-  };
+          xs[t].push_back(loadX(t, column));
+        for (auto [r, stream] : llvm::enumerate(streams))
+          ws[r].push_back(
+              b.loadF32(stream.first, {stream.second, column}, width));
+      }
+      for (size_t s = 0; s < columns.size(); ++s)
+        for (size_t r = 0; r < streams.size(); ++r)
+          for (int64_t t = 0; t < R; ++t)
+            accs[r * R + t] =
+                vector::FMAOp::create(b, xs[t][s], ws[r][s], accs[r * R + t]);
+      return accs;
+    };
+    auto columnsFrom = [&](Value base, int64_t count) {
+      SmallVector<Value> columns;
+      for (int64_t s = 0; s < count; ++s)
+        columns.push_back(
+            arith::AddIOp::create(b, base, b.index(s * stride)).getResult());
+      return columns;
+    };
 
-  SmallVector<Value> accs(streams.size() * R, b.f32Splat(0.0, width));
-  int64_t chunks = fullSteps > options.unroll ? fullSteps / options.unroll : 0;
-  int64_t doneSteps = 0;
-  if (chunks > 0) {
-    // scf.for over chunks of `unroll` steps; the accumulators are carried.
-    int64_t chunkElements = options.unroll * stride;
-    auto loop = scf::ForOp::create(
-        b, b.index(0), b.index(chunks * chunkElements), b.index(chunkElements),
-        accs, [&](OpBuilder &, Location, Value offset, ValueRange carried) {
-          Value base = arith::AddIOp::create(b, laneColumn, offset);
-          SmallVector<Value> next =
-              accumulate(columnsFrom(base, options.unroll),
-                         SmallVector<Value>(carried.begin(), carried.end()));
-          scf::YieldOp::create(b, next);
-        });
-    accs.assign(loop.getResults().begin(), loop.getResults().end());
-    doneSteps = chunks * options.unroll;
-  }
-  if (fullSteps > doneSteps) {
-    Value base =
-        arith::AddIOp::create(b, laneColumn, b.index(doneSteps * stride));
-    accs = accumulate(columnsFrom(base, fullSteps - doneSteps), accs);
-  }
-  if (tailLanes > 0) {
-    Value inRow = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, lane,
-                                        b.index(tailLanes));
-    Value column =
-        arith::AddIOp::create(b, laneColumn, b.index(fullSteps * stride));
-    for (size_t i = 0; i < accs.size(); ++i) {
-      Value before = accs[i];
+    SmallVector<Value> accs(streams.size() * R, b.f32Splat(0.0, width));
+    int64_t chunks =
+        fullSteps > options.unroll ? fullSteps / options.unroll : 0;
+    int64_t doneSteps = 0;
+    if (chunks > 0) {
+      // scf.for over chunks of `unroll` steps; the accumulators are carried.
+      int64_t chunkElements = options.unroll * stride;
+      auto loop = scf::ForOp::create(
+          b, b.index(0), b.index(chunks * chunkElements),
+          b.index(chunkElements), accs,
+          [&](OpBuilder &, Location, Value offset, ValueRange carried) {
+            Value base = arith::AddIOp::create(b, laneColumn, offset);
+            SmallVector<Value> next =
+                accumulate(columnsFrom(base, options.unroll),
+                           SmallVector<Value>(carried.begin(), carried.end()));
+            scf::YieldOp::create(b, next);
+          });
+      accs.assign(loop.getResults().begin(), loop.getResults().end());
+      doneSteps = chunks * options.unroll;
+    }
+    if (fullSteps > doneSteps) {
+      Value base =
+          arith::AddIOp::create(b, laneColumn, b.index(doneSteps * stride));
+      accs = accumulate(columnsFrom(base, fullSteps - doneSteps), accs);
+    }
+    if (tailLanes > 0) {
+      Value inRow = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, lane,
+                                          b.index(tailLanes));
+      Value column =
+          arith::AddIOp::create(b, laneColumn, b.index(fullSteps * stride));
+      for (size_t i = 0; i < accs.size(); ++i) {
+        Value before = accs[i];
+        size_t r = i / R;
+        int64_t t = static_cast<int64_t>(i % R);
+        accs[i] = b.ifElse(
+            inRow,
+            [&] {
+              Value xv = loadX(t, column);
+              Value wv = b.loadF32(streams[r].first,
+                                   {streams[r].second, column}, width);
+              return vector::FMAOp::create(b, xv, wv, before).getResult();
+            },
+            [&] { return before; });
+      }
+    }
+
+    // Lane sum, warp sum, and lane 0 writes each row it owns.
+    Value isLeader =
+        arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane, b.index(0));
+    SmallVector<Value> sums;
+    for (Value acc : accs)
+      sums.push_back(b.warpSum(
+          vector::ReductionOp::create(b, vector::CombiningKind::ADD, acc)));
+    // The stored type, back in fp32 (the gated path's gate and up round as
+    // the unfused gemvs' outputs would).
+    auto roundTrip = [&](Value v) {
+      Value narrowed = arith::TruncFOp::create(b, elementType, v);
+      return arith::ExtFOp::create(b, b.getF32Type(), narrowed).getResult();
+    };
+    size_t outputs = gated ? accs.size() / 2 : accs.size();
+    for (size_t i = 0; i < outputs; ++i) {
       size_t r = i / R;
       int64_t t = static_cast<int64_t>(i % R);
-      accs[i] = b.ifElse(
-          inRow,
-          [&] {
-            Value xv = loadX(t, column);
-            Value wv =
-                b.loadF32(streams[r].first, {streams[r].second, column}, width);
-            return vector::FMAOp::create(b, xv, wv, before).getResult();
-          },
-          [&] { return before; });
-    }
-  }
-
-  // Lane sum, warp sum, and lane 0 writes each row it owns.
-  Value isLeader =
-      arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane, b.index(0));
-  SmallVector<Value> sums;
-  for (Value acc : accs)
-    sums.push_back(b.warpSum(
-        vector::ReductionOp::create(b, vector::CombiningKind::ADD, acc)));
-  // The stored type, back in fp32 (the gated path's gate and up round as
-  // the unfused gemvs' outputs would).
-  auto roundTrip = [&](Value v) {
-    Value narrowed = arith::TruncFOp::create(b, elementType, v);
-    return arith::ExtFOp::create(b, b.getF32Type(), narrowed).getResult();
-  };
-  size_t outputs = gated ? accs.size() / 2 : accs.size();
-  for (size_t i = 0; i < outputs; ++i) {
-    size_t r = i / R;
-    int64_t t = static_cast<int64_t>(i % R);
-    Value sum = sums[i];
-    if (gated)
-      sum = b.siluMul(roundTrip(sum), roundTrip(sums[outputs + i]));
-    Value writes = isLeader;
-    if (rowsOvershoot)
-      writes = arith::AndIOp::create(
-          b, writes,
-          arith::CmpIOp::create(b, arith::CmpIPredicate::ult, rows[r],
-                                b.index(n)));
-    if (chunked)
-      writes = arith::AndIOp::create(
-          b, writes,
-          arith::CmpIOp::create(b, arith::CmpIPredicate::ult, tokenRows[t],
-                                numTokens));
-    b.ifThen(writes, [&] {
-      Value total = sum;
-      if (biasArg) {
-        Value bv = memref::LoadOp::create(b, biasArg, rows[r]);
-        total = arith::AddFOp::create(
-            b, sum, arith::ExtFOp::create(b, b.getF32Type(), bv));
-      }
-      Value narrowed =
-          outElementType == total.getType()
-              ? total
-              : arith::TruncFOp::create(b, outElementType, total).getResult();
+      Value sum = sums[i];
+      if (gated)
+        sum = b.siluMul(roundTrip(sum), roundTrip(sums[outputs + i]));
+      Value writes = isLeader;
+      if (rowsOvershoot)
+        writes = arith::AndIOp::create(
+            b, writes,
+            arith::CmpIOp::create(b, arith::CmpIPredicate::ult, rows[r],
+                                  b.index(n)));
       if (chunked)
-        memref::StoreOp::create(b, narrowed, y,
-                                ValueRange{tokenRows[t], rows[r]});
-      else
-        memref::StoreOp::create(b, narrowed, y, rows[r]);
-    });
-  }
+        writes = arith::AndIOp::create(
+            b, writes,
+            arith::CmpIOp::create(b, arith::CmpIPredicate::ult, tokenRows[t],
+                                  numTokens));
+      b.ifThen(writes, [&] {
+        Value total = sum;
+        if (biasArg) {
+          Value bv = memref::LoadOp::create(b, biasArg, rows[r]);
+          total = arith::AddFOp::create(
+              b, sum, arith::ExtFOp::create(b, b.getF32Type(), bv));
+        }
+        Value narrowed =
+            outElementType == total.getType()
+                ? total
+                : arith::TruncFOp::create(b, outElementType, total).getResult();
+        if (chunked)
+          memref::StoreOp::create(b, narrowed, y,
+                                  ValueRange{tokenRows[t], rows[r]});
+        else
+          memref::StoreOp::create(b, narrowed, y, rows[r]);
+      });
+    }
   };
   if (!multi) {
     emitRows(w, y, options.n, b.blockIdX());

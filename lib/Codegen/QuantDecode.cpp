@@ -38,3 +38,24 @@ SmallVector<Value> kiln::codegen::decodeCodes(KernelBuilder &b, Value codes,
   }
   return decoded;
 }
+
+FailureOr<int64_t> kiln::codegen::checkPackedLayout(
+    Location loc, StringRef family, KernelDType dtype, KernelDType scaleDType,
+    int64_t n, int64_t k, int64_t bits, int64_t groupSize) {
+  if (dtype != KernelDType::F16 && dtype != KernelDType::BF16)
+    return emitError(loc) << family << " takes f16 or bf16 activations";
+  if (scaleDType != KernelDType::F16 && scaleDType != KernelDType::BF16 &&
+      scaleDType != KernelDType::F32)
+    return emitError(loc) << family << " takes f16, bf16 or f32 scales";
+  if (bits != 4 && bits != 8)
+    return emitError(loc) << "bits=" << bits << ": " << family
+                          << " decodes 4 or 8";
+  int64_t perLoad = kCodeLoadBytes * 8 / bits;
+  if (n <= 0 || k <= 0 || k % perLoad || groupSize <= 0 ||
+      groupSize % perLoad || k % groupSize)
+    return emitError(loc) << "k=" << k << " and group_size=" << groupSize
+                          << " must be multiples of the " << perLoad
+                          << " weights a 16-byte load covers (and the group "
+                             "divide k)";
+  return perLoad;
+}

@@ -1,4 +1,4 @@
-//===- QuantDecode.h - Packed low-bit codes to fp32, one formula -*- C++ -*-===//
+//===- QuantDecode.h - Packed low-bit codes to fp32 ----------*- C++ -*-===//
 //
 // Private to lib/Codegen. The decode of 16 bytes of packed codes that the
 // quantized GEMV and the dequantize kernel share (so both compute the same
@@ -17,6 +17,18 @@
 
 namespace kiln {
 namespace codegen {
+
+/// Bytes of codes one 16-byte load (one decodeCodes call) covers.
+constexpr int64_t kCodeLoadBytes = 16;
+
+/// Checks what a packed layout must be for the decode (`family` names the
+/// kernel in the errors): f16/bf16 activations, f16/bf16/f32 scales, 4 or 8
+/// bits, k and the group size multiples of the weights one load covers, the
+/// group dividing k. Returns the weights per load.
+mlir::FailureOr<int64_t>
+checkPackedLayout(mlir::Location loc, llvm::StringRef family, KernelDType dtype,
+                  KernelDType scaleDType, int64_t n, int64_t k, int64_t bits,
+                  int64_t groupSize);
 
 /// 2^23: the float whose mantissa holds a code.
 constexpr float kCodeMagic = 8388608.0f;

@@ -22,35 +22,22 @@
 using namespace mlir;
 using namespace kiln::codegen;
 
-/// Bytes of codes one thread decodes.
-static constexpr int64_t kLoadBytes = 16;
 static constexpr int64_t kThreads = 256;
 
-FailureOr<KernelSpec>
-kiln::codegen::buildQuantDequantKernel(OpBuilder &builder,
-                                       gpu::GPUModuleOp module,
-                                       const QuantGemvOptions &o) {
+FailureOr<KernelSpec> kiln::codegen::buildQuantDequantKernel(
+    OpBuilder &builder, gpu::GPUModuleOp module, const QuantGemvOptions &o) {
   MLIRContext *context = builder.getContext();
   std::string name = llvm::formatv("qdequant_{0}_n{1}_k{2}_b{3}_g{4}{5}",
                                    stringifyDType(o.dtype), o.n, o.k, o.bits,
                                    o.groupSize, o.zeroPoint ? "_zp" : "");
   Location loc = NameLoc::get(StringAttr::get(context, name));
-  if (o.dtype != KernelDType::F16 && o.dtype != KernelDType::BF16)
-    return emitError(loc) << "qdequant writes f16 or bf16 weights";
-  if (o.scaleDType != KernelDType::F16 && o.scaleDType != KernelDType::BF16 &&
-      o.scaleDType != KernelDType::F32)
-    return emitError(loc) << "qdequant takes f16, bf16 or f32 scales";
-  if (o.bits != 4 && o.bits != 8)
-    return emitError(loc) << "bits=" << o.bits << ": qdequant decodes 4 or 8";
-  int64_t perLoad = kLoadBytes * 8 / o.bits;
-  if (o.n <= 0 || o.k <= 0 || o.k % perLoad || o.groupSize <= 0 ||
-      o.groupSize % perLoad || o.k % o.groupSize)
-    return emitError(loc) << "k=" << o.k << " and group_size=" << o.groupSize
-                          << " must be multiples of the " << perLoad
-                          << " weights a 16-byte load covers (and the group "
-                             "divide k)";
+  FailureOr<int64_t> checked = checkPackedLayout(
+      loc, "qdequant", o.dtype, o.scaleDType, o.n, o.k, o.bits, o.groupSize);
+  if (failed(checked))
+    return failure();
+  int64_t perLoad = *checked;
   int64_t rowBytes = o.k * o.bits / 8;
-  int64_t loadsPerRow = rowBytes / kLoadBytes;
+  int64_t loadsPerRow = rowBytes / kCodeLoadBytes;
   int64_t loads = o.n * loadsPerRow;
   int64_t blocks = ceilDiv(loads, kThreads);
   if (blocks > 2147483647)
@@ -86,7 +73,7 @@ kiln::codegen::buildQuantDequantKernel(OpBuilder &builder,
     Value column = b.mul(v, perLoad);
     Value group = b.divU(column, o.groupSize);
     Value codes =
-        b.loadVector(packed, {row, b.mul(v, kLoadBytes)}, kLoadBytes);
+        b.loadVector(packed, {row, b.mul(v, kCodeLoadBytes)}, kCodeLoadBytes);
     Value scale = memref::LoadOp::create(b, scales, ValueRange{row, group});
     if (scale.getType() != f32)
       scale = arith::ExtFOp::create(b, f32, scale);
@@ -102,8 +89,7 @@ kiln::codegen::buildQuantDequantKernel(OpBuilder &builder,
     for (int64_t i = 0; i < codesPerWord; ++i)
       for (int64_t j = 0; j < 4; ++j)
         weights[j * codesPerWord + i] = arith::MulFOp::create(
-            b,
-            vector::ExtractOp::create(b, decoded[i], ArrayRef<int64_t>{j}),
+            b, vector::ExtractOp::create(b, decoded[i], ArrayRef<int64_t>{j}),
             scale);
     Value dense = vector::FromElementsOp::create(
         b, VectorType::get({perLoad}, f32), weights);

@@ -26,9 +26,6 @@
 using namespace mlir;
 using namespace kiln::codegen;
 
-/// Bytes of codes one lane loads per step.
-static constexpr int64_t kLoadBytes = 16;
-
 FailureOr<KernelSpec>
 kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                                     const QuantGemvOptions &o) {
@@ -40,27 +37,18 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       o.k, o.bits, o.groupSize, o.zeroPoint ? "_zp" : "", o.bias ? "_bias" : "",
       chunked ? "_t" + std::to_string(R) : "");
   Location loc = NameLoc::get(StringAttr::get(context, name));
-  if (o.dtype != KernelDType::F16 && o.dtype != KernelDType::BF16)
-    return emitError(loc) << "qgemv takes f16 or bf16 activations";
-  if (o.scaleDType != KernelDType::F16 && o.scaleDType != KernelDType::BF16 &&
-      o.scaleDType != KernelDType::F32)
-    return emitError(loc) << "qgemv takes f16, bf16 or f32 scales";
-  if (o.bits != 4 && o.bits != 8)
-    return emitError(loc) << "bits=" << o.bits << ": qgemv decodes 4 or 8";
-  int64_t perLoad = kLoadBytes * 8 / o.bits; // weights one load covers
-  if (o.n <= 0 || o.k <= 0 || o.k % perLoad || o.groupSize <= 0 ||
-      o.groupSize % perLoad || o.k % o.groupSize)
-    return emitError(loc) << "k=" << o.k << " and group_size=" << o.groupSize
-                          << " must be multiples of the " << perLoad
-                          << " weights a 16-byte load covers (and the group "
-                             "divide k)";
+  FailureOr<int64_t> checked = checkPackedLayout(
+      loc, "qgemv", o.dtype, o.scaleDType, o.n, o.k, o.bits, o.groupSize);
+  if (failed(checked))
+    return failure();
+  int64_t perLoad = *checked; // weights one load covers
   if (o.rowsPerWarp < 1 || o.rowsPerWarp > 4 || o.warpsPerBlock < 1 ||
       o.warpsPerBlock > 32 || o.unroll < 1 || o.unroll > 16 || R < 1 || R > 16)
     return emitError(loc) << "rows_per_warp in [1, 4], warps in [1, 32], "
                              "unroll in [1, 16] and tokens in [1, 16]";
 
   int64_t rowBytes = o.k * o.bits / 8;
-  int64_t vectorsPerRow = rowBytes / kLoadBytes;
+  int64_t vectorsPerRow = rowBytes / kCodeLoadBytes;
   int64_t fullSteps = vectorsPerRow / kWarpSize;
   int64_t tailLanes = vectorsPerRow % kWarpSize;
   int64_t groups = o.k / o.groupSize;
@@ -150,7 +138,8 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       Value group = b.divU(column, o.groupSize);
       for (auto [r, row] : llvm::enumerate(loadRows)) {
         Loaded l;
-        l.codes = b.loadVector(packed, {row, b.mul(v, kLoadBytes)}, kLoadBytes);
+        l.codes = b.loadVector(packed, {row, b.mul(v, kCodeLoadBytes)},
+                               kCodeLoadBytes);
         Value s = memref::LoadOp::create(b, scales, ValueRange{row, group});
         l.scale = s.getType() == f32
                       ? s
@@ -168,8 +157,8 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     for (size_t s = 0; s < vectors.size(); ++s)
       for (size_t r = 0; r < loadRows.size(); ++r) {
         const Loaded &l = w[r][s];
-        SmallVector<Value> decoded = decodeCodes(
-            b, l.codes, codeOffset(b, l.zero, o.bits), o.bits);
+        SmallVector<Value> decoded =
+            decodeCodes(b, l.codes, codeOffset(b, l.zero, o.bits), o.bits);
         Value scale = vector::BroadcastOp::create(b, vec4F32, l.scale);
         for (int64_t t = 0; t < R; ++t) {
           Value dot;
@@ -197,8 +186,9 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   // waiting for the previous kernel (programmatic dependent launch).
   for (Value row : loadRows)
     for (int64_t s = 0; s < std::min<int64_t>(fullSteps, o.unroll); ++s)
-      b.prefetchL2(packed, b.add(b.mul(row, rowBytes),
-                                 b.mul(b.add(lane, s * kWarpSize), kLoadBytes)));
+      b.prefetchL2(packed,
+                   b.add(b.mul(row, rowBytes),
+                         b.mul(b.add(lane, s * kWarpSize), kCodeLoadBytes)));
   b.waitForPriorGrids();
 
   SmallVector<Value> accs(loadRows.size() * R, b.f32Splat(0.0, 4));

@@ -142,8 +142,8 @@ kiln::codegen::buildRMSNormKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       b.storeFromF32(h, sumOut, {row, column});
       auto narrow = VectorType::get({width}, elementType);
       Value rounded = arith::TruncFOp::create(b, narrow, h);
-      return arith::ExtFOp::create(
-                 b, VectorType::get({width}, b.getF32Type()), rounded)
+      return arith::ExtFOp::create(b, VectorType::get({width}, b.getF32Type()),
+                                   rounded)
           .getResult();
     };
     Value value;

@@ -44,10 +44,10 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   bool pair = options.secondHeads > 0;
   std::string heads = std::to_string(options.numHeads) +
                       (pair ? "_" + std::to_string(options.secondHeads) : "");
-  std::string name = llvm::formatv(
-      "rope_{5}{0}{1}_h{2}_d{3}_r{4}", stringifyDType(options.dtype),
-      tableSuffix, heads, options.headDim, options.rotaryDim,
-      pair ? "pair_" : "");
+  std::string name =
+      llvm::formatv("rope_{5}{0}{1}_h{2}_d{3}_r{4}",
+                    stringifyDType(options.dtype), tableSuffix, heads,
+                    options.headDim, options.rotaryDim, pair ? "pair_" : "");
   Location loc = NameLoc::get(StringAttr::get(context, name));
 
   if (!isStorage(options.dtype))
@@ -88,20 +88,18 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   auto rowsType =
       MemRefType::get({options.numTokens, options.numHeads, D}, elementType);
   auto tableType = MemRefType::get({options.numTokens, rot}, tableElement);
-  auto secondType = MemRefType::get(
-      {options.numTokens, options.secondHeads, D}, elementType);
+  auto secondType =
+      MemRefType::get({options.numTokens, options.secondHeads, D}, elementType);
   SmallVector<Type> argTypes = {rowsType, tableType, tableType, rowsType};
   SmallVector<ArgAccess> access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly,
                                    ArgAccess::ReadOnly, ArgAccess::WriteOnly};
   if (pair) {
-    argTypes = {rowsType, secondType, tableType, tableType, rowsType,
-                secondType};
-    access = {ArgAccess::ReadOnly,  ArgAccess::ReadOnly, ArgAccess::ReadOnly,
-              ArgAccess::ReadOnly,  ArgAccess::WriteOnly,
-              ArgAccess::WriteOnly};
+    argTypes = {rowsType,  secondType, tableType,
+                tableType, rowsType,   secondType};
+    access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly,  ArgAccess::ReadOnly,
+              ArgAccess::ReadOnly, ArgAccess::WriteOnly, ArgAccess::WriteOnly};
   }
-  gpu::GPUFuncOp func =
-      b.createKernel(module, name, argTypes, access, threads);
+  gpu::GPUFuncOp func = b.createKernel(module, name, argTypes, access, threads);
   unsigned next = 0;
   Value firstX = func.getArgument(next++);
   Value secondX = pair ? func.getArgument(next++) : Value();
@@ -124,33 +122,33 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   };
   // Rotates the heads of one input x -> out.
   auto rotate = [&](Value x, Value out, int64_t numHeads) {
-  int64_t pairs = numHeads * pairsPerHead;
-  int64_t copies = numHeads * tailPerHead;
-  forItems(pairs, [&](Value pair) {
-    Value head = pairsPerHead > 1 ? b.divU(pair, pairsPerHead) : pair;
-    Value c1 = pairsPerHead > 1 ? b.mul(b.remU(pair, pairsPerHead), width)
-                                : b.index(0);
-    Value c2 = b.add(c1, half);
-    Value x1 = b.loadF32(x, {token, head, c1}, width);
-    Value x2 = b.loadF32(x, {token, head, c2}, width);
-    Value cos1 = b.loadF32(cosT, {token, c1}, width);
-    Value cos2 = b.loadF32(cosT, {token, c2}, width);
-    Value sin1 = b.loadF32(sinT, {token, c1}, width);
-    Value sin2 = b.loadF32(sinT, {token, c2}, width);
-    Value o1 = arith::SubFOp::create(b, arith::MulFOp::create(b, x1, cos1),
-                                     arith::MulFOp::create(b, x2, sin1));
-    Value o2 = arith::AddFOp::create(b, arith::MulFOp::create(b, x2, cos2),
-                                     arith::MulFOp::create(b, x1, sin2));
-    b.storeFromF32(o1, out, {token, head, c1});
-    b.storeFromF32(o2, out, {token, head, c2});
-  });
-  if (copies > 0)
-    forItems(copies, [&](Value item) {
-      Value head = b.divU(item, tailPerHead);
-      Value column = b.add(b.mul(b.remU(item, tailPerHead), width), rot);
-      b.storeVector(b.loadVector(x, {token, head, column}, width), out,
-                    {token, head, column});
+    int64_t pairs = numHeads * pairsPerHead;
+    int64_t copies = numHeads * tailPerHead;
+    forItems(pairs, [&](Value pair) {
+      Value head = pairsPerHead > 1 ? b.divU(pair, pairsPerHead) : pair;
+      Value c1 = pairsPerHead > 1 ? b.mul(b.remU(pair, pairsPerHead), width)
+                                  : b.index(0);
+      Value c2 = b.add(c1, half);
+      Value x1 = b.loadF32(x, {token, head, c1}, width);
+      Value x2 = b.loadF32(x, {token, head, c2}, width);
+      Value cos1 = b.loadF32(cosT, {token, c1}, width);
+      Value cos2 = b.loadF32(cosT, {token, c2}, width);
+      Value sin1 = b.loadF32(sinT, {token, c1}, width);
+      Value sin2 = b.loadF32(sinT, {token, c2}, width);
+      Value o1 = arith::SubFOp::create(b, arith::MulFOp::create(b, x1, cos1),
+                                       arith::MulFOp::create(b, x2, sin1));
+      Value o2 = arith::AddFOp::create(b, arith::MulFOp::create(b, x2, cos2),
+                                       arith::MulFOp::create(b, x1, sin2));
+      b.storeFromF32(o1, out, {token, head, c1});
+      b.storeFromF32(o2, out, {token, head, c2});
     });
+    if (copies > 0)
+      forItems(copies, [&](Value item) {
+        Value head = b.divU(item, tailPerHead);
+        Value column = b.add(b.mul(b.remU(item, tailPerHead), width), rot);
+        b.storeVector(b.loadVector(x, {token, head, column}, width), out,
+                      {token, head, column});
+      });
   };
   rotate(firstX, firstOut, options.numHeads);
   if (pair)
@@ -176,13 +174,15 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       {"out", options.dtype, {options.numTokens, options.numHeads, D}, true}};
   if (pair) {
     spec.addParam("second_heads", options.secondHeads);
-    spec.args.insert(
-        spec.args.begin() + 1,
-        {"x2", options.dtype, {options.numTokens, options.secondHeads, D},
-         false});
-    spec.args.push_back(
-        {"out2", options.dtype, {options.numTokens, options.secondHeads, D},
-         true});
+    spec.args.insert(spec.args.begin() + 1,
+                     {"x2",
+                      options.dtype,
+                      {options.numTokens, options.secondHeads, D},
+                      false});
+    spec.args.push_back({"out2",
+                         options.dtype,
+                         {options.numTokens, options.secondHeads, D},
+                         true});
   }
   return spec;
 }

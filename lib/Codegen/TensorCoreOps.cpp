@@ -38,8 +38,7 @@ Value kiln::codegen::mmaM16N8K16(KernelBuilder &b, Value a, Value bFrag,
   Value d = NVVM::MmaOp::create(
       b, resultType, packFragment(b, a), packFragment(b, bFrag), c,
       ArrayRef<int64_t>{16, 8, 16}, std::nullopt, std::nullopt,
-      std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::bf16,
-                                    NVVM::MMATypes::bf16},
+      std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::bf16, NVVM::MMATypes::bf16},
       std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
                                      NVVM::MMALayout::col});
   SmallVector<Value> out;

@@ -1,4 +1,4 @@
-//===- TensorCoreOps.h - mma.sync m16n8k16 pieces the kernels share -*- C++ -*-===//
+//===- TensorCoreOps.h - Shared mma.sync m16n8k16 pieces ----*- C++ -*-===//
 //
 // Private to lib/Codegen. The warp-level tensor-core operations of the GEMM
 // and flash-attention kernels: one m16n8k16 mma with fp32 accumulators on

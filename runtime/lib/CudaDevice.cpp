@@ -6,8 +6,10 @@
 #include "kiln/runtime/StepFusion.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <set>
 
 namespace kiln::runtime {
@@ -738,38 +740,64 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     }
   }
 
+  // The fused kernels are looked up by family and shape parameters, and
+  // their arguments bound by name to the fused steps' buffers.
+  using Params = std::vector<std::pair<const char *, std::string>>;
+  auto findFused = [&](const char *family,
+                       const Params &params) -> const KernelInfo * {
+    const KernelInfo *found = nullptr;
+    for (const KernelInfo &k : table.kernels) {
+      bool match = k.status == KernelStatus::Generated && k.family == family;
+      for (const auto &[key, value] : params)
+        match = match && k.param(key) == value;
+      if (match)
+        found = &k;
+    }
+    return found;
+  };
+  auto bindByName = [&](const KernelInfo &k,
+                        const std::function<uint32_t(const std::string &)> &of,
+                        std::vector<ArgRef> &out) -> Status {
+    for (const KernelArgInfo &arg : k.args) {
+      uint32_t id = of(arg.name);
+      if (id == kNoBuffer)
+        return makeError(StatusCode::FailedPrecondition, "kernel '", k.name,
+                         "' has an argument '", arg.name,
+                         "' the CUDA device does not know");
+      out.push_back(buffer(id));
+    }
+    return Status::ok();
+  };
+
   // Residual add + RMSNorm pairs with an add_rms_norm kernel of their
   // shape: one launch, for steps of any number of rows.
   for (const AddNorm &pair : findAddNorms(entry)) {
     const Step &add = entry.steps[pair.add];
     const Step &norm = entry.steps[pair.norm];
-    std::string dtype = dtypeName(entry.buffers[norm.results[0]].dtype);
-    float eps = norm.getFloat(AttrKey::Epsilon);
-    const KernelInfo *fused = nullptr;
-    for (const KernelInfo &k : table.kernels)
-      if (k.status == KernelStatus::Generated && k.family == "add_rms_norm" &&
-          k.param("hidden") == std::to_string(pair.hidden) &&
-          k.param("dtype") == dtype && !k.param("eps").empty() &&
-          static_cast<float>(std::stod(k.param("eps"))) == eps)
-        fused = &k;
+    char eps[32];
+    std::snprintf(eps, sizeof(eps), "%.9g",
+                  double(norm.getFloat(AttrKey::Epsilon)));
+    const KernelInfo *fused = findFused(
+        "add_rms_norm",
+        {{"hidden", std::to_string(pair.hidden)},
+         {"dtype", dtypeName(entry.buffers[norm.results[0]].dtype)},
+         {"eps", eps}});
     if (!fused)
       continue;
     StepProgram &head = p.steps[pair.add];
     head.addNormKernel = static_cast<int32_t>(fused - table.kernels.data());
     head.addNormRows = entry.buffers[add.results[0]].shape[0].sym;
-    for (const KernelArgInfo &arg : fused->args) {
-      uint32_t id = arg.name == "x"          ? add.operands[0]
-                    : arg.name == "residual" ? add.operands[1]
-                    : arg.name == "weight"   ? norm.operands[1]
-                    : arg.name == "sum"      ? add.results[0]
-                    : arg.name == "out"      ? norm.results[0]
-                                             : kNoBuffer;
-      if (id == kNoBuffer)
-        return makeError(StatusCode::FailedPrecondition, "kernel '",
-                         fused->name, "' has an argument '", arg.name,
-                         "' the CUDA device does not know");
-      head.addNormArgs.push_back(buffer(id));
-    }
+    KILN_RETURN_IF_ERROR(bindByName(
+        *fused,
+        [&](const std::string &name) {
+          return name == "x"          ? add.operands[0]
+                 : name == "residual" ? add.operands[1]
+                 : name == "weight"   ? norm.operands[1]
+                 : name == "sum"      ? add.results[0]
+                 : name == "out"      ? norm.results[0]
+                                      : kNoBuffer;
+        },
+        head.addNormArgs));
     p.steps[pair.norm].fusedInto = static_cast<int64_t>(pair.add);
   }
 
@@ -779,37 +807,31 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     const Step &second = entry.steps[pair.second];
     const Buffer &x = entry.buffers[first.operands[0]];
     const Buffer &x2 = entry.buffers[second.operands[0]];
-    const KernelInfo *fused = nullptr;
-    for (const KernelInfo &k : table.kernels)
-      if (k.status == KernelStatus::Generated && k.family == "rope_pair" &&
-          k.param("dtype") == dtypeName(x.dtype) &&
-          k.param("table_dtype") ==
-              dtypeName(entry.buffers[first.operands[1]].dtype) &&
-          k.param("heads") == std::to_string(x.shape[1].value) &&
-          k.param("second_heads") == std::to_string(x2.shape[1].value) &&
-          k.param("head_dim") == std::to_string(x.shape[2].value) &&
-          k.param("rotary_dim") ==
-              std::to_string(first.getInt(AttrKey::RotaryDim)))
-        fused = &k;
+    const KernelInfo *fused = findFused(
+        "rope_pair",
+        {{"dtype", dtypeName(x.dtype)},
+         {"table_dtype", dtypeName(entry.buffers[first.operands[1]].dtype)},
+         {"heads", std::to_string(x.shape[1].value)},
+         {"second_heads", std::to_string(x2.shape[1].value)},
+         {"head_dim", std::to_string(x.shape[2].value)},
+         {"rotary_dim", std::to_string(first.getInt(AttrKey::RotaryDim))}});
     if (!fused)
       continue;
     StepProgram &head = p.steps[pair.first];
     head.ropePairKernel = static_cast<int32_t>(fused - table.kernels.data());
     head.ropePairRows = x.shape[0].sym;
-    for (const KernelArgInfo &arg : fused->args) {
-      uint32_t id = arg.name == "x"      ? first.operands[0]
-                    : arg.name == "x2"   ? second.operands[0]
-                    : arg.name == "cos"  ? first.operands[1]
-                    : arg.name == "sin"  ? first.operands[2]
-                    : arg.name == "out"  ? first.results[0]
-                    : arg.name == "out2" ? second.results[0]
-                                         : kNoBuffer;
-      if (id == kNoBuffer)
-        return makeError(StatusCode::FailedPrecondition, "kernel '",
-                         fused->name, "' has an argument '", arg.name,
-                         "' the CUDA device does not know");
-      head.ropePairArgs.push_back(buffer(id));
-    }
+    KILN_RETURN_IF_ERROR(bindByName(
+        *fused,
+        [&](const std::string &name) {
+          return name == "x"      ? first.operands[0]
+                 : name == "x2"   ? second.operands[0]
+                 : name == "cos"  ? first.operands[1]
+                 : name == "sin"  ? first.operands[2]
+                 : name == "out"  ? first.results[0]
+                 : name == "out2" ? second.results[0]
+                                  : kNoBuffer;
+        },
+        head.ropePairArgs));
     p.steps[pair.second].fusedInto = static_cast<int64_t>(pair.first);
   }
 
@@ -820,12 +842,11 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     std::string rows;
     for (int64_t n : group.rows)
       rows += (rows.empty() ? "" : "_") + std::to_string(n);
-    const KernelInfo *multi = nullptr;
-    for (const KernelInfo &k : table.kernels)
-      if (k.status == KernelStatus::Generated && k.family == "gemv_multi" &&
-          k.param("n") == rows && k.param("k") == std::to_string(group.k) &&
-          k.param("dtype") == dtypeName(entry.buffers[first.operands[1]].dtype))
-        multi = &k;
+    const KernelInfo *multi = findFused(
+        "gemv_multi",
+        {{"n", rows},
+         {"k", std::to_string(group.k)},
+         {"dtype", dtypeName(entry.buffers[first.operands[1]].dtype)}});
     if (!multi)
       continue;
     StepProgram &head = p.steps[group.steps.front()];

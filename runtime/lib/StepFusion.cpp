@@ -26,6 +26,13 @@ std::pair<int64_t, int64_t> plainLinearShape(const EntryPoint &entry,
   return {rows, k};
 }
 
+/// The first step at or after `i` that is not a View (steps.size() if none).
+size_t skipViews(const std::vector<Step> &steps, size_t i) {
+  while (i < steps.size() && steps[i].kind == OpKind::View)
+    ++i;
+  return i;
+}
+
 } // namespace
 
 std::vector<SharedInputLinears>
@@ -83,9 +90,7 @@ std::vector<AddNorm> findAddNorms(const EntryPoint &entry) {
     if (hidden <= 0 || rowsOf(add.operands[0], dtype) != hidden ||
         rowsOf(add.operands[1], dtype) != hidden)
       continue;
-    size_t j = i + 1;
-    while (j < steps.size() && steps[j].kind == OpKind::View)
-      ++j;
+    size_t j = skipViews(steps, i + 1);
     if (j == steps.size())
       continue;
     const Step &norm = steps[j];
@@ -120,9 +125,7 @@ std::vector<RopePair> findRopePairs(const EntryPoint &entry) {
     const Buffer *x = rows(steps[i]);
     if (!x)
       continue;
-    size_t j = i + 1;
-    while (j < steps.size() && steps[j].kind == OpKind::View)
-      ++j;
+    size_t j = skipViews(steps, i + 1);
     if (j == steps.size())
       continue;
     const Buffer *x2 = rows(steps[j]);

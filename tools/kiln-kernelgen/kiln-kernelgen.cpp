@@ -398,6 +398,19 @@ static PagedCacheLayout cacheLayoutFromFlags(KVCacheKind kind) {
   return layout;
 }
 
+/// The packed layout of qgemv and qdequant (scales of the activation type).
+static QuantGemvOptions quantFromFlags(KernelDType dtype) {
+  QuantGemvOptions options;
+  options.dtype = dtype;
+  options.scaleDType = dtype;
+  options.n = gemvN;
+  options.k = gemvK;
+  options.bits = quantBits;
+  options.groupSize = quantGroup;
+  options.zeroPoint = quantZeroPoint;
+  return options;
+}
+
 static PagedAttentionOptions attentionFromFlags(KernelDType dtype,
                                                 KVCacheKind kind) {
   PagedAttentionOptions options;
@@ -474,29 +487,14 @@ int main(int argc, char **argv) {
     options.vocab = gemvN;
     spec = buildArgmaxKernel(builder, kernels, options);
   } else if (kernel == "qgemv") {
-    QuantGemvOptions options;
-    options.dtype = *dtype;
-    options.scaleDType = *dtype;
-    options.n = gemvN;
-    options.k = gemvK;
-    options.bits = quantBits;
-    options.groupSize = quantGroup;
-    options.zeroPoint = quantZeroPoint;
+    QuantGemvOptions options = quantFromFlags(*dtype);
     options.rowsPerWarp = rowsPerWarp;
     options.warpsPerBlock = warpsPerBlock;
     options.unroll = unroll;
     options.tokens = tokens;
     spec = buildQuantGemvKernel(builder, kernels, options);
   } else if (kernel == "qdequant") {
-    QuantGemvOptions options;
-    options.dtype = *dtype;
-    options.scaleDType = *dtype;
-    options.n = gemvN;
-    options.k = gemvK;
-    options.bits = quantBits;
-    options.groupSize = quantGroup;
-    options.zeroPoint = quantZeroPoint;
-    spec = buildQuantDequantKernel(builder, kernels, options);
+    spec = buildQuantDequantKernel(builder, kernels, quantFromFlags(*dtype));
   } else if (kernel == "matmul") {
     MatmulOptions options;
     options.dtype = *dtype;

@@ -1,4 +1,4 @@
-//===- FlashPrefillKernel.h - Tensor-core paged prefill attention -*- C++ -*-===//
+//===- FlashPrefillKernel.h - Tensor-core prefill attention -*- C++ -*-===//
 
 #ifndef KILN_CODEGEN_FLASHPREFILLKERNEL_H
 #define KILN_CODEGEN_FLASHPREFILLKERNEL_H

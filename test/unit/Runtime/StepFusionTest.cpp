@@ -33,8 +33,8 @@ struct Fragment {
     uint32_t y = activation(n);
     Step s{OpKind::Linear, {x, w}, {y}, {}};
     if (bias)
-      s.operands.push_back(buffer(BufferKind::Weight, weightType,
-                                  {Dim::constant(n)}));
+      s.operands.push_back(
+          buffer(BufferKind::Weight, weightType, {Dim::constant(n)}));
     s.attrs.push_back(Attr::ofInt(AttrKey::TransposeWeight, 1));
     entry.steps.push_back(std::move(s));
     return y;
@@ -47,9 +47,9 @@ struct Fragment {
 TEST(StepFusionTest, GroupsQKVOfOneInputAcrossViews) {
   Fragment f;
   uint32_t x = f.activation(64);
-  f.view(f.linear(x, 64, 64));  // q, then a View
-  f.view(f.linear(x, 16, 64));  // k
-  f.linear(x, 16, 64);          // v
+  f.view(f.linear(x, 64, 64));        // q, then a View
+  f.view(f.linear(x, 16, 64));        // k
+  f.linear(x, 16, 64);                // v
   f.linear(f.activation(64), 64, 64); // another input: not in the group
   std::vector<SharedInputLinears> groups = findSharedInputLinears(f.entry);
   ASSERT_EQ(groups.size(), 1u);
@@ -111,10 +111,12 @@ TEST(StepFusionTest, PairsAnAddWithTheNormOfItsResult) {
   uint32_t a = g.activation(64), bb = g.activation(64), s = g.activation(64);
   g.entry.steps.push_back(Step{OpKind::Add, {a, bb}, {s}, {}});
   uint32_t w2 = g.buffer(BufferKind::Weight, DType::F16, {Dim::constant(64)});
-  g.entry.steps.push_back(Step{OpKind::RMSNorm, {a, w2}, {g.activation(64)}, {}});
+  g.entry.steps.push_back(
+      Step{OpKind::RMSNorm, {a, w2}, {g.activation(64)}, {}});
   EXPECT_TRUE(findAddNorms(g.entry).empty());
   Fragment h32;
-  uint32_t p = h32.activation(64, DType::F32), q = h32.activation(64, DType::F32),
+  uint32_t p = h32.activation(64, DType::F32),
+           q = h32.activation(64, DType::F32),
            t = h32.activation(64, DType::F32);
   h32.entry.steps.push_back(Step{OpKind::Add, {p, q}, {t}, {}});
   uint32_t w3 = h32.buffer(BufferKind::Weight, DType::F32, {Dim::constant(64)});
@@ -129,8 +131,7 @@ TEST(StepFusionTest, PairsRopesOfTheSameTables) {
   Fragment f;
   auto heads = [&](int64_t h) {
     return f.buffer(BufferKind::Activation, DType::BF16,
-                    {Dim::symbol(Sym::T), Dim::constant(h),
-                     Dim::constant(64)});
+                    {Dim::symbol(Sym::T), Dim::constant(h), Dim::constant(64)});
   };
   uint32_t cosT = f.activation(64, DType::BF16);
   uint32_t sinT = f.activation(64, DType::BF16);

@@ -42,8 +42,7 @@ struct SharedInputLinears {
 
 constexpr size_t kMaxSharedInputLinears = 3;
 
-std::vector<SharedInputLinears>
-findSharedInputLinears(const EntryPoint &entry);
+std::vector<SharedInputLinears> findSharedInputLinears(const EntryPoint &entry);
 
 /// An Add step and the RMSNorm step of its result right after it (Views
 /// between allowed): f16/bf16 [rows, hidden] of one type, both Add
