@@ -1,7 +1,7 @@
 //===- KernelTableTest.cpp - The Kernels section round trip and checks ----===//
 
-#include "kiln/runtime/Artifact.h"
 #include "kiln/runtime/KernelTable.h"
+#include "kiln/runtime/Artifact.h"
 
 #include <gtest/gtest.h>
 
@@ -68,8 +68,7 @@ TEST(KernelTable, RoundTrip) {
   EXPECT_EQ(back->kernels[1].reason, "no embedding generator");
   const EntryKernels *decode = back->bindingsFor("decode");
   ASSERT_NE(decode, nullptr);
-  EXPECT_EQ(decode->steps,
-            (std::vector<std::vector<uint32_t>>{{}, {0}, {1}}));
+  EXPECT_EQ(decode->steps, (std::vector<std::vector<uint32_t>>{{}, {0}, {1}}));
   EXPECT_EQ(back->bindingsFor("prefill"), nullptr);
   EXPECT_EQ(back->serialize(), bytes);
   std::string listing = describeKernelTable(*back);
@@ -161,13 +160,54 @@ TEST(KernelTable, Errors) {
             std::string::npos);
   bytes = makeTable().serialize();
   bytes[0] = 'X';
-  EXPECT_EQ(KernelTable::deserialize(Span<const uint8_t>(bytes))
-                .status()
-                .code(),
-            StatusCode::DataLoss);
+  EXPECT_EQ(
+      KernelTable::deserialize(Span<const uint8_t>(bytes)).status().code(),
+      StatusCode::DataLoss);
   bytes = makeTable().serialize();
   bytes.push_back(0);
   auto trailing = KernelTable::deserialize(Span<const uint8_t>(bytes));
   ASSERT_FALSE(trailing.isOk());
   EXPECT_NE(trailing.status().message().find("trailing"), std::string::npos);
+}
+
+// Variant parameters name kernels of the right kind: `flash` a row-chunked
+// (TokenChunks) kernel, `dequant` a qdequant kernel that comes with a
+// `tiled` GEMM; a corrupt name is data loss, not a launch of the wrong code.
+TEST(KernelTable, VariantNamesAreChecked) {
+  auto withVariant = [](const std::string &key, const std::string &family,
+                        LaunchScale scale) {
+    KernelTable t = makeTable();
+    KernelInfo v = t.kernels[0];
+    v.name = "variant_kernel";
+    v.family = family;
+    v.gridScale = scale;
+    v.params = {{"tokens", "64"}};
+    v.ptx = ".version 8.0\n.target sm_90a\n.visible .entry variant_kernel(\n";
+    t.kernels.push_back(v);
+    t.kernels[0].params.emplace_back(key, "variant_kernel");
+    return t;
+  };
+  auto validate = [](const KernelTable &t) {
+    std::vector<uint8_t> bytes = t.serialize();
+    return KernelTable::deserialize(Span<const uint8_t>(bytes)).status();
+  };
+  EXPECT_TRUE(
+      validate(withVariant("flash", "flash_prefill", LaunchScale::TokenChunks))
+          .isOk());
+  Status flash =
+      validate(withVariant("flash", "flash_prefill", LaunchScale::Tokens));
+  EXPECT_EQ(flash.code(), StatusCode::DataLoss);
+  EXPECT_NE(flash.message().find("'flash' names 'variant_kernel'"),
+            std::string::npos)
+      << flash.message();
+
+  // dequant without a tiled GEMM, or naming another family.
+  Status alone =
+      validate(withVariant("dequant", "qdequant", LaunchScale::None));
+  EXPECT_EQ(alone.code(), StatusCode::DataLoss);
+  EXPECT_NE(alone.message().find("without a 'tiled' GEMM"), std::string::npos)
+      << alone.message();
+  KernelTable other = withVariant("dequant", "gemv", LaunchScale::None);
+  other.kernels[0].params.emplace_back("tiled", "variant_kernel");
+  EXPECT_EQ(validate(other).code(), StatusCode::DataLoss);
 }
