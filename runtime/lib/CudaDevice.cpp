@@ -156,11 +156,15 @@ struct StepProgram {
 /// steps run eagerly).
 constexpr size_t kMaxSplitGraphs = 256;
 
+/// Whether the environment leaves an on-by-default path on: any value of
+/// `name` but "0" (the KILN_* switches for measuring and bisecting).
+bool envSwitchOn(const char *name) {
+  const char *v = std::getenv(name);
+  return !v || std::string(v) != "0";
+}
+
 bool skinnyEnabled() {
-  static const bool enabled = [] {
-    const char *v = std::getenv("KILN_SKINNY_GEMM");
-    return !v || std::string(v) != "0";
-  }();
+  static const bool enabled = envSwitchOn("KILN_SKINNY_GEMM");
   return enabled;
 }
 
@@ -227,8 +231,7 @@ struct CudaDevice::Program {
 
 CudaDevice::CudaDevice(const Driver *driver, int ordinal)
     : d_(driver), ordinal_(ordinal) {
-  const char *graphs = std::getenv("KILN_CUDA_GRAPHS");
-  graphsEnabled_ = !graphs || std::string(graphs) != "0";
+  graphsEnabled_ = envSwitchOn("KILN_CUDA_GRAPHS");
 }
 
 CudaDevice::~CudaDevice() {
@@ -269,9 +272,8 @@ StatusOr<std::unique_ptr<Device>> CudaDevice::open(int ordinal) {
       d->check(d->cuDeviceGetAttribute(
                    &dev->ccMinor_, kAttrComputeCapabilityMinor, dev->device_),
                "compute capability"));
-  const char *pdl = std::getenv("KILN_PDL");
   dev->pdl_ = dev->ccMajor_ >= 9 && d->cuLaunchKernelEx &&
-              (!pdl || std::string(pdl) != "0");
+             envSwitchOn("KILN_PDL");
   KILN_RETURN_IF_ERROR(
       d->check(d->cuDevicePrimaryCtxRetain(&dev->context_, dev->device_),
                "creating the CUDA context"));
@@ -914,28 +916,19 @@ int64_t align(int64_t v) { return (v + 255) / 256 * 256; }
 /// KILN_MULTI_GEMV=0: shared-input linears run one gemv each (measuring,
 /// bisecting).
 bool multiGemvEnabled() {
-  static const bool enabled = [] {
-    const char *v = std::getenv("KILN_MULTI_GEMV");
-    return !v || std::string(v) != "0";
-  }();
+  static const bool enabled = envSwitchOn("KILN_MULTI_GEMV");
   return enabled;
 }
 
 /// KILN_ROPE_PAIR=0: q and k rotate in two launches.
 bool ropePairEnabled() {
-  static const bool enabled = [] {
-    const char *v = std::getenv("KILN_ROPE_PAIR");
-    return !v || std::string(v) != "0";
-  }();
+  static const bool enabled = envSwitchOn("KILN_ROPE_PAIR");
   return enabled;
 }
 
 /// KILN_ADD_NORM=0: residual adds and their RMSNorms run as two kernels.
 bool addNormEnabled() {
-  static const bool enabled = [] {
-    const char *v = std::getenv("KILN_ADD_NORM");
-    return !v || std::string(v) != "0";
-  }();
+  static const bool enabled = envSwitchOn("KILN_ADD_NORM");
   return enabled;
 }
 
