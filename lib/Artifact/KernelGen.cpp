@@ -903,13 +903,18 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
       int64_t headDim = x.shape[2].value;
       if (!dt || !tableDt || rot <= 0 || rot % 2 || rot > headDim)
         continue;
+      // With the keys' cache write after it (and a cache of the keys'
+      // type): the rope_pair_kv kernel.
+      bool kv = pair.hasKVWrite() && cache && cache->dtype == x.dtype;
       Request &r = c.add(
-          "rope_pair" + std::string(rt::dtypeName(x.dtype)) +
-              rt::dtypeName(cosT.dtype) + "_" + str(x.shape[1].value) + "_" +
-              str(x2.shape[1].value) + "_" + str(headDim) + "_" + str(rot),
-          e.name + " step #" + std::to_string(pair.first) + " (Rope, Rope)",
+          std::string(kv ? "rope_pair_kv" : "rope_pair") +
+              rt::dtypeName(x.dtype) + rt::dtypeName(cosT.dtype) + "_" +
+              str(x.shape[1].value) + "_" + str(x2.shape[1].value) + "_" +
+              str(headDim) + "_" + str(rot),
+          e.name + " step #" + std::to_string(pair.first) +
+              (kv ? " (Rope, Rope, KVCacheWrite)" : " (Rope, Rope)"),
           [&](Request &r) {
-            r.family = "rope_pair";
+            r.family = kv ? "rope_pair_kv" : "rope_pair";
             r.scale = rt::LaunchScale::Tokens;
             cg::RopeOptions o;
             o.dtype = *dt;
@@ -918,6 +923,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
             o.secondHeads = x2.shape[1].value;
             o.headDim = headDim;
             o.rotaryDim = rot;
+            o.kvWrite = kv;
+            o.kvBlockSize = blockSize;
             r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildRopeKernel(b, m, o);
             };

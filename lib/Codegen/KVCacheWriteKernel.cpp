@@ -11,6 +11,7 @@
 #include "kiln/Codegen/KVCacheWriteKernel.h"
 
 #include "KernelBuilder.h"
+#include "KVCacheWriteEmitter.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -57,7 +58,6 @@ kiln::codegen::buildKVCacheWriteKernel(OpBuilder &builder,
   int64_t vectorsPerRow = options.headDim / width;
   int64_t vectorsPerToken = options.kvHeads * vectorsPerRow;
   int64_t threads = std::min(kMaxThreads, roundUp(vectorsPerToken, kWarpSize));
-  int64_t steps = ceilDiv(vectorsPerToken, threads);
 
   KernelBuilder b(loc, builder);
   Type elementType = getElementType(context, options.dtype);
@@ -76,35 +76,10 @@ kiln::codegen::buildKVCacheWriteKernel(OpBuilder &builder,
   Value key = func.getArgument(0), value = func.getArgument(1),
         slots = func.getArgument(2), kCache = func.getArgument(3),
         vCache = separate ? func.getArgument(4) : kCache;
-  int64_t vOffset = separate ? 0 : layout->vOffset;
 
-  Value token = b.blockIdX();
-  Value tid = b.threadIdX();
-  Value slot = b.loadIndex(slots, {token});
-  b.ifThen(b.cmp(arith::CmpIPredicate::sge, slot, 0), [&] {
-    // Slots are non-negative here, so unsigned division is exact.
-    Value block = b.divU(slot, options.blockSize);
-    Value offset = b.remU(slot, options.blockSize);
-    Value base = b.add(b.mul(block, layout->blockStride),
-                       b.mul(offset, layout->tokenStride));
-    for (int64_t s = 0; s < steps; ++s) {
-      Value vector = b.add(tid, s * threads);
-      auto copy = [&] {
-        Value head = b.divU(vector, vectorsPerRow);
-        Value column = b.mul(b.remU(vector, vectorsPerRow), width);
-        Value k = b.loadVector(key, {token, head, column}, width);
-        Value v = b.loadVector(value, {token, head, column}, width);
-        Value dst = b.add(b.add(base, b.mul(head, layout->headStride)), column);
-        b.storeVector(k, kCache, {dst});
-        b.storeVector(v, vCache, {vOffset ? b.add(dst, vOffset) : dst});
-      };
-      if ((s + 1) * threads > vectorsPerToken)
-        b.ifThen(b.cmp(arith::CmpIPredicate::ult, vector, vectorsPerToken),
-                 copy);
-      else
-        copy();
-    }
-  });
+  emitKVCacheWrite(b, *layout, options.kvHeads, options.headDim,
+                   options.blockSize, threads, b.blockIdX(), key, value, slots,
+                   kCache, vCache);
   gpu::ReturnOp::create(b);
 
   KernelSpec spec;
@@ -130,4 +105,43 @@ kiln::codegen::buildKVCacheWriteKernel(OpBuilder &builder,
                {"slot_mapping", KernelDType::I64, {options.numTokens}, false}};
   addCacheArgs(spec, *layout, options.dtype, /*isOutput=*/true);
   return spec;
+}
+
+void kiln::codegen::emitKVCacheWrite(KernelBuilder &b,
+                                     const ResolvedCacheLayout &layout,
+                                     int64_t kvHeads, int64_t headDim,
+                                     int64_t blockSize, int64_t threads,
+                                     Value token, Value key, Value value,
+                                     Value slots, Value kCache, Value vCache) {
+  int64_t width = layout.vectorWidth;
+  int64_t vectorsPerRow = headDim / width;
+  int64_t vectorsPerToken = kvHeads * vectorsPerRow;
+  int64_t steps = ceilDiv(vectorsPerToken, threads);
+  int64_t vOffset = layout.separate() ? 0 : layout.vOffset;
+  Value tid = b.threadIdX();
+  Value slot = b.loadIndex(slots, {token});
+  b.ifThen(b.cmp(arith::CmpIPredicate::sge, slot, 0), [&] {
+    // Slots are non-negative here, so unsigned division is exact.
+    Value block = b.divU(slot, blockSize);
+    Value offset = b.remU(slot, blockSize);
+    Value base = b.add(b.mul(block, layout.blockStride),
+                       b.mul(offset, layout.tokenStride));
+    for (int64_t s = 0; s < steps; ++s) {
+      Value vector = b.add(tid, s * threads);
+      auto copy = [&] {
+        Value head = b.divU(vector, vectorsPerRow);
+        Value column = b.mul(b.remU(vector, vectorsPerRow), width);
+        Value k = b.loadVector(key, {token, head, column}, width);
+        Value v = b.loadVector(value, {token, head, column}, width);
+        Value dst = b.add(b.add(base, b.mul(head, layout.headStride)), column);
+        b.storeVector(k, kCache, {dst});
+        b.storeVector(v, vCache, {vOffset ? b.add(dst, vOffset) : dst});
+      };
+      if ((s + 1) * threads > vectorsPerToken)
+        b.ifThen(b.cmp(arith::CmpIPredicate::ult, vector, vectorsPerToken),
+                 copy);
+      else
+        copy();
+    }
+  });
 }

@@ -15,6 +15,7 @@
 
 #include "kiln/Codegen/RopeKernel.h"
 
+#include "KVCacheWriteEmitter.h"
 #include "KernelBuilder.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -44,10 +45,18 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   bool pair = options.secondHeads > 0;
   std::string heads = std::to_string(options.numHeads) +
                       (pair ? "_" + std::to_string(options.secondHeads) : "");
-  std::string name =
-      llvm::formatv("rope_{5}{0}{1}_h{2}_d{3}_r{4}",
-                    stringifyDType(options.dtype), tableSuffix, heads,
-                    options.headDim, options.rotaryDim, pair ? "pair_" : "");
+  bool kv = pair && options.kvWrite;
+  bool separate = kv && options.cache.kind == KVCacheKind::Separate;
+  std::string name = llvm::formatv(
+      "rope_{5}{0}{1}_h{2}_d{3}_r{4}{6}", stringifyDType(options.dtype),
+      tableSuffix, heads, options.headDim, options.rotaryDim,
+      kv     ? "pair_kv_"
+      : pair ? "pair_"
+             : "",
+      kv ? llvm::formatv("_b{0}{1}", options.kvBlockSize,
+                         separate ? "_sep" : "")
+               .str()
+         : std::string());
   Location loc = NameLoc::get(StringAttr::get(context, name));
 
   if (!isStorage(options.dtype))
@@ -68,6 +77,9 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   if (options.secondHeads < 0)
     return emitError(loc) << "rope's second input needs heads >= 0, got "
                           << options.secondHeads;
+  if (options.kvWrite && !pair)
+    return emitError(loc) << "rope's cache write needs a second input (the "
+                             "keys)";
   if (options.numTokens > 2147483647)
     return emitError(loc) << "tokens=" << options.numTokens
                           << " exceeds the grid's x dimension";
@@ -99,6 +111,24 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly,  ArgAccess::ReadOnly,
               ArgAccess::ReadOnly, ArgAccess::WriteOnly, ArgAccess::WriteOnly};
   }
+  FailureOr<ResolvedCacheLayout> layout;
+  if (kv) {
+    layout = resolvePagedCacheLayout(loc, options.cache, options.dtype,
+                                     options.secondHeads, options.kvBlockSize,
+                                     D, options.numTokens);
+    if (failed(layout))
+      return failure();
+    auto cacheType = MemRefType::get({layout->bufferElements}, elementType);
+    argTypes.append({secondType,
+                     MemRefType::get({options.numTokens}, b.getI64Type()),
+                     cacheType});
+    access.append(
+        {ArgAccess::ReadOnly, ArgAccess::ReadOnly, ArgAccess::WriteOnly});
+    if (separate) {
+      argTypes.push_back(cacheType);
+      access.push_back(ArgAccess::WriteOnly);
+    }
+  }
   gpu::GPUFuncOp func = b.createKernel(module, name, argTypes, access, threads);
   unsigned next = 0;
   Value firstX = func.getArgument(next++);
@@ -106,6 +136,10 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   Value cosT = func.getArgument(next++), sinT = func.getArgument(next++);
   Value firstOut = func.getArgument(next++);
   Value secondOut = pair ? func.getArgument(next++) : Value();
+  Value value = kv ? func.getArgument(next++) : Value();
+  Value slots = kv ? func.getArgument(next++) : Value();
+  Value kCache = kv ? func.getArgument(next++) : Value();
+  Value vCache = separate ? func.getArgument(next++) : kCache;
 
   Value token = b.blockIdX();
   Value tid = b.threadIdX();
@@ -153,10 +187,17 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   rotate(firstX, firstOut, options.numHeads);
   if (pair)
     rotate(secondX, secondOut, options.secondHeads);
+  if (kv) {
+    // The rotated keys this CTA just stored are visible to all its threads
+    // after the barrier; kv_write's copy follows.
+    gpu::BarrierOp::create(b);
+    emitKVCacheWrite(b, *layout, options.secondHeads, D, options.kvBlockSize,
+                     threads, token, secondOut, value, slots, kCache, vCache);
+  }
   gpu::ReturnOp::create(b);
 
   KernelSpec spec;
-  spec.family = pair ? "rope_pair" : "rope";
+  spec.family = kv ? "rope_pair_kv" : pair ? "rope_pair" : "rope";
   spec.name = name;
   spec.grid = {options.numTokens, 1, 1};
   spec.block = {threads, 1, 1};
@@ -183,6 +224,17 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                          options.dtype,
                          {options.numTokens, options.secondHeads, D},
                          true});
+  }
+  if (kv) {
+    spec.addParam("block_size", options.kvBlockSize);
+    addCacheParams(spec, *layout);
+    spec.args.push_back({"value",
+                         options.dtype,
+                         {options.numTokens, options.secondHeads, D},
+                         false});
+    spec.args.push_back(
+        {"slot_mapping", KernelDType::I64, {options.numTokens}, false});
+    addCacheArgs(spec, *layout, options.dtype, /*isOutput=*/true);
   }
   return spec;
 }

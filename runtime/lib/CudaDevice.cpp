@@ -57,16 +57,16 @@ namespace {
 
 /// Where a kernel argument points.
 enum class Source : uint8_t {
-  Buffer,      ///< A plan buffer of the entry point (views resolved).
-  Weight,      ///< Weight `id` as stored.
-  WeightNK,    ///< Weight `id` transposed to [N, K].
-  CacheLayer,  ///< The KV cache at layer `id`.
-  Scratch,     ///< GatedMLP temporary `id` (0 gate, 1 up, 2 activation).
-  BlockTables, ///< The batch's block tables padded to the kernels' width.
-  SeqStarts,   ///< [N, 2] i32 {0, append length}: one sequence's qsl.
-  Partials,    ///< Split-K workspace of paged_decode.
-  Counters,    ///< Split-K arrival counters (kept zero by the kernel).
-  StepInfo,    ///< i32 [4] {rows, N, M, P}: id 0 with rows = T, 1 with N.
+  Buffer,         ///< A plan buffer of the entry point (views resolved).
+  Weight,         ///< Weight `id` as stored.
+  WeightNK,       ///< Weight `id` transposed to [N, K].
+  CacheLayer,     ///< The KV cache at layer `id`.
+  Scratch,        ///< GatedMLP temporary `id` (0 gate, 1 up, 2 activation).
+  BlockTables,    ///< The batch's block tables padded to the kernels' width.
+  SeqStarts,      ///< [N, 2] i32 {0, append length}: one sequence's qsl.
+  Partials,       ///< Split-K workspace of paged_decode.
+  Counters,       ///< Split-K arrival counters (kept zero by the kernel).
+  StepInfo,       ///< i32 [4] {rows, N, M, P}: id 0 with rows = T, 1 with N.
   DequantScratch, ///< Dense W decoded by qdequant for the tiled GEMM.
 };
 
@@ -272,8 +272,8 @@ StatusOr<std::unique_ptr<Device>> CudaDevice::open(int ordinal) {
       d->check(d->cuDeviceGetAttribute(
                    &dev->ccMinor_, kAttrComputeCapabilityMinor, dev->device_),
                "compute capability"));
-  dev->pdl_ = dev->ccMajor_ >= 9 && d->cuLaunchKernelEx &&
-             envSwitchOn("KILN_PDL");
+  dev->pdl_ =
+      dev->ccMajor_ >= 9 && d->cuLaunchKernelEx && envSwitchOn("KILN_PDL");
   KILN_RETURN_IF_ERROR(
       d->check(d->cuDevicePrimaryCtxRetain(&dev->context_, dev->device_),
                "creating the CUDA context"));
@@ -602,9 +602,9 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
             // The dense W in scratch: written by qdequant, read by the GEMM.
             if (nm == "w") {
               a.source = Source::DequantScratch;
-              p.dequantBytes = std::max(
-                  p.dequantBytes, arg.shape[0] * arg.shape[1] *
-                                      int64_t(dtypeBytes(arg.dtype)));
+              p.dequantBytes =
+                  std::max(p.dequantBytes, arg.shape[0] * arg.shape[1] *
+                                               int64_t(dtypeBytes(arg.dtype)));
             } else {
               a = nm == "x"        ? op(0)
                   : nm == "packed" ? op(1)
@@ -717,8 +717,8 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
       KILN_RETURN_IF_ERROR(variant("skinny", launch.skinnyKernel,
                                    launch.skinnyRows, launch.skinnyArgs));
       int64_t dequantRows = 0;
-      KILN_RETURN_IF_ERROR(variant("dequant", launch.dequantKernel,
-                                   dequantRows, launch.dequantArgs));
+      KILN_RETURN_IF_ERROR(variant("dequant", launch.dequantKernel, dequantRows,
+                                   launch.dequantArgs));
       if (std::string name = k.param("flash"); !name.empty()) {
         const KernelInfo *v = table.find(name);
         if (!v || v->status != KernelStatus::Generated)
@@ -779,11 +779,11 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     char eps[32];
     std::snprintf(eps, sizeof(eps), "%.9g",
                   double(norm.getFloat(AttrKey::Epsilon)));
-    const KernelInfo *fused = findFused(
-        "add_rms_norm",
-        {{"hidden", std::to_string(pair.hidden)},
-         {"dtype", dtypeName(entry.buffers[norm.results[0]].dtype)},
-         {"eps", eps}});
+    const KernelInfo *fused =
+        findFused("add_rms_norm",
+                  {{"hidden", std::to_string(pair.hidden)},
+                   {"dtype", dtypeName(entry.buffers[norm.results[0]].dtype)},
+                   {"eps", eps}});
     if (!fused)
       continue;
     StepProgram &head = p.steps[pair.add];
@@ -809,32 +809,56 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     const Step &second = entry.steps[pair.second];
     const Buffer &x = entry.buffers[first.operands[0]];
     const Buffer &x2 = entry.buffers[second.operands[0]];
-    const KernelInfo *fused = findFused(
-        "rope_pair",
-        {{"dtype", dtypeName(x.dtype)},
-         {"table_dtype", dtypeName(entry.buffers[first.operands[1]].dtype)},
-         {"heads", std::to_string(x.shape[1].value)},
-         {"second_heads", std::to_string(x2.shape[1].value)},
-         {"head_dim", std::to_string(x.shape[2].value)},
-         {"rotary_dim", std::to_string(first.getInt(AttrKey::RotaryDim))}});
+    // rope_pair_kv when the keys' cache write follows and the artifact has
+    // one, else rope_pair.
+    Params ropeParams = {
+        {"dtype", dtypeName(x.dtype)},
+        {"table_dtype", dtypeName(entry.buffers[first.operands[1]].dtype)},
+        {"heads", std::to_string(x.shape[1].value)},
+        {"second_heads", std::to_string(x2.shape[1].value)},
+        {"head_dim", std::to_string(x.shape[2].value)},
+        {"rotary_dim", std::to_string(first.getInt(AttrKey::RotaryDim))}};
+    const KernelInfo *fused = nullptr;
+    if (pair.hasKVWrite()) {
+      Params kvParams = ropeParams;
+      kvParams.push_back({"block_size", std::to_string(cache_.blockSize)});
+      fused = findFused("rope_pair_kv", kvParams);
+    }
+    if (!fused)
+      fused = findFused("rope_pair", ropeParams);
     if (!fused)
       continue;
+    bool withKV = fused->family == "rope_pair_kv";
     StepProgram &head = p.steps[pair.first];
     head.ropePairKernel = static_cast<int32_t>(fused - table.kernels.data());
     head.ropePairRows = x.shape[0].sym;
-    KILN_RETURN_IF_ERROR(bindByName(
-        *fused,
-        [&](const std::string &name) {
-          return name == "x"      ? first.operands[0]
-                 : name == "x2"   ? second.operands[0]
-                 : name == "cos"  ? first.operands[1]
-                 : name == "sin"  ? first.operands[2]
-                 : name == "out"  ? first.results[0]
-                 : name == "out2" ? second.results[0]
-                                  : kNoBuffer;
-        },
-        head.ropePairArgs));
+    const Step *write = withKV ? &entry.steps[pair.kvWrite] : nullptr;
+    for (const KernelArgInfo &arg : fused->args) {
+      if (write && arg.name == "cache") {
+        ArgRef a;
+        a.source = Source::CacheLayer;
+        a.id = static_cast<uint32_t>(write->getInt(AttrKey::Layer));
+        head.ropePairArgs.push_back(a);
+        continue;
+      }
+      uint32_t id = arg.name == "x"                       ? first.operands[0]
+                    : arg.name == "x2"                    ? second.operands[0]
+                    : arg.name == "cos"                   ? first.operands[1]
+                    : arg.name == "sin"                   ? first.operands[2]
+                    : arg.name == "out"                   ? first.results[0]
+                    : arg.name == "out2"                  ? second.results[0]
+                    : write && arg.name == "value"        ? write->operands[2]
+                    : write && arg.name == "slot_mapping" ? write->operands[3]
+                                                          : kNoBuffer;
+      if (id == kNoBuffer)
+        return makeError(StatusCode::FailedPrecondition, "kernel '",
+                         fused->name, "' has an argument '", arg.name,
+                         "' the CUDA device does not know");
+      head.ropePairArgs.push_back(buffer(id));
+    }
     p.steps[pair.second].fusedInto = static_cast<int64_t>(pair.first);
+    if (withKV)
+      p.steps[pair.kvWrite].fusedInto = static_cast<int64_t>(pair.first);
   }
 
   // Shared-input linears (q, k, v) with a gemv_multi kernel of their
@@ -1089,9 +1113,9 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
         d_->cuMemsetD8Async(p.counters->ptr, 0, bytes, stream_), "counters"));
   }
   if (p.dequantBytes > 0 && !p.dequant && T >= tiledMinRows()) {
-    KILN_ASSIGN_OR_RETURN(p.dequant,
-                          Memory::allocate(d_, p.dequantBytes,
-                                           "the dequantized-weight scratch"));
+    KILN_ASSIGN_OR_RETURN(
+        p.dequant,
+        Memory::allocate(d_, p.dequantBytes, "the dequantized-weight scratch"));
   }
   CUdeviceptr base = p.arena->ptr;
   p.ptr.assign(nb, 0);
@@ -1242,9 +1266,8 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
         CUdeviceptr at = kvCache_->ptr + layer * layerBytes;
         void *args[2] = {&row, &at};
         const KernelInfo &k = table.kernels[copyKernel];
-        KILN_RETURN_IF_ERROR(launchOnStream(copyKernel, k.grid.data(),
-                                            k.block.data(), 0, args,
-                                            "kv_copy"));
+        KILN_RETURN_IF_ERROR(launchOnStream(
+            copyKernel, k.grid.data(), k.block.data(), 0, args, "kv_copy"));
       }
   }
 
@@ -1262,8 +1285,8 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
       }
       if (sp.ropePairKernel >= 0 && ropePairEnabled()) {
         fusedGroup = static_cast<int64_t>(stepIndex);
-        KILN_RETURN_IF_ERROR(launchKernel(sp.ropePairKernel, sp.ropePairArgs,
-                                          0, 0, sym.get(sp.ropePairRows)));
+        KILN_RETURN_IF_ERROR(launchKernel(sp.ropePairKernel, sp.ropePairArgs, 0,
+                                          0, sym.get(sp.ropePairRows)));
         continue;
       }
       if (sp.multiKernel >= 0 && T == 1 && multiGemvEnabled()) {
@@ -1303,8 +1326,7 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
                   l.flashKernel, l.flashArgs, batch.queryStartLoc[i], i,
                   (rows + l.flashRows - 1) / l.flashRows));
             else
-              KILN_RETURN_IF_ERROR(
-                  launch(l, batch.queryStartLoc[i], i, rows));
+              KILN_RETURN_IF_ERROR(launch(l, batch.queryStartLoc[i], i, rows));
           }
         } else if (k.repeat == LaunchRepeat::PerToken && l.tiledKernel >= 0 &&
                    sym.get(l.rows) >= tiledMinRows()) {
@@ -1474,17 +1496,21 @@ Status CudaDevice::launchOnStream(uint32_t kernel, const int64_t grid[3],
     cuda::LaunchAttribute attribute;
     attribute.id = cuda::kLaunchAttrProgrammaticStreamSerialization;
     attribute.value.programmaticStreamSerializationAllowed = 1;
-    cuda::LaunchConfig config = {
-        static_cast<unsigned>(grid[0]),  static_cast<unsigned>(grid[1]),
-        static_cast<unsigned>(grid[2]),  static_cast<unsigned>(block[0]),
-        static_cast<unsigned>(block[1]), static_cast<unsigned>(block[2]),
-        static_cast<unsigned>(sharedBytes), stream_, &attribute, 1};
+    cuda::LaunchConfig config = {static_cast<unsigned>(grid[0]),
+                                 static_cast<unsigned>(grid[1]),
+                                 static_cast<unsigned>(grid[2]),
+                                 static_cast<unsigned>(block[0]),
+                                 static_cast<unsigned>(block[1]),
+                                 static_cast<unsigned>(block[2]),
+                                 static_cast<unsigned>(sharedBytes),
+                                 stream_,
+                                 &attribute,
+                                 1};
     r = d_->cuLaunchKernelEx(&config, functions_[kernel], params, nullptr);
   } else {
-    r = d_->cuLaunchKernel(functions_[kernel], grid[0], grid[1], grid[2],
-                           block[0], block[1], block[2],
-                           static_cast<unsigned>(sharedBytes), stream_, params,
-                           nullptr);
+    r = d_->cuLaunchKernel(
+        functions_[kernel], grid[0], grid[1], grid[2], block[0], block[1],
+        block[2], static_cast<unsigned>(sharedBytes), stream_, params, nullptr);
   }
   if (r != CUDA_SUCCESS)
     return makeError(StatusCode::Internal, "launching '", what,

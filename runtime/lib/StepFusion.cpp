@@ -136,7 +136,17 @@ std::vector<RopePair> findRopePairs(const EntryPoint &entry) {
         steps[j].getInt(AttrKey::RotaryDim) !=
             steps[i].getInt(AttrKey::RotaryDim))
       continue;
-    pairs.push_back({i, j});
+    RopePair pair{i, j};
+    size_t w = j + 1;
+    while (w < steps.size() && steps[w].kind == OpKind::View)
+      ++w;
+    if (w < steps.size() && steps[w].kind == OpKind::KVCacheWrite &&
+        steps[w].operands.size() == 4 &&
+        steps[w].operands[1] == steps[j].results[0] &&
+        entry.buffers[steps[w].operands[2]].dtype == x->dtype &&
+        entry.buffers[steps[w].operands[2]].shape == x2->shape)
+      pair.kvWrite = w;
+    pairs.push_back(pair);
     i = j;
   }
   return pairs;

@@ -191,6 +191,11 @@ static cl::opt<bool> dynamicWeights(
     cl::desc("matmul: W is written by the previous kernel (no W copies "
              "before the grid dependency wait)"));
 static cl::opt<bool>
+    ropeKVWrite("kv-write", cl::cat(category),
+                cl::desc("rope with --second-heads: also write the rotated "
+                         "keys and the values to the paged cache "
+                         "(rope_pair_kv; the cache flags give the layout)"));
+static cl::opt<bool>
     residualAdd("residual", cl::cat(category),
                 cl::desc("rms_norm: add a residual row first (add_rms_norm: "
                          "x + residual stored as `sum`, then normalized)"));
@@ -292,7 +297,8 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
   else if (family == "rotary_table")
     add({&tokens, &rotaryDim, &ropeTheta, &attentionScaling, &tableDType});
   else if (family == "rope")
-    add({&tokens, &heads, &headDim, &rotaryDim, &tableDType, &secondHeads});
+    add({&tokens, &heads, &headDim, &rotaryDim, &tableDType, &secondHeads,
+         &ropeKVWrite, &kvBlockSize, &cacheLayout});
   else if (family == "cast")
     add({&rows, &hidden, &castFrom, &castTo});
   else if (family == "gemv")
@@ -589,6 +595,8 @@ int main(int argc, char **argv) {
     options.headDim = headDim;
     options.rotaryDim = rotaryDim;
     options.secondHeads = secondHeads;
+    options.kvWrite = ropeKVWrite;
+    options.kvBlockSize = kvBlockSize;
     spec = buildRopeKernel(builder, kernels, options);
   } else if (kernel == "cast") {
     CastOptions options;

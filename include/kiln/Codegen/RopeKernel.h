@@ -4,6 +4,7 @@
 #define KILN_CODEGEN_ROPEKERNEL_H
 
 #include "kiln/Codegen/KernelSpec.h"
+#include "kiln/Codegen/PagedCacheLayout.h"
 
 #include "mlir/Support/LLVM.h"
 
@@ -34,6 +35,13 @@ struct RopeOptions {
   /// same launch (a layer's q and k): arguments (x, x2, cos, sin, out,
   /// out2); 0 for none.
   int64_t secondHeads = 0;
+  /// With a second input: also write the rotated second rows (a layer's
+  /// keys) and a `value` [T, H2, D] to the paged cache at slot_mapping[t]
+  /// (kv_write's work, after a barrier): arguments (x, x2, cos, sin, out,
+  /// out2, value, slot_mapping, cache | k_cache, v_cache).
+  bool kvWrite = false;
+  int64_t kvBlockSize = 16;
+  PagedCacheLayout cache;
 };
 
 /// Appends `gpu.func @rope_<dtype>[_t<table dtype>]_h<H>_d<D>_r<rot>(x, cos,

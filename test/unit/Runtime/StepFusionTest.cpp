@@ -149,6 +149,33 @@ TEST(StepFusionTest, PairsRopesOfTheSameTables) {
   ASSERT_EQ(pairs.size(), 1u);
   EXPECT_EQ(pairs[0].first, 0u);
   EXPECT_EQ(pairs[0].second, 2u);
+  EXPECT_FALSE(pairs[0].hasKVWrite());
+
+  // KVCacheWrite(cache, rotated k, v, slots) right after: part of the pair;
+  // one that writes other keys is not.
+  Fragment g;
+  auto headsOf = [&](int64_t h) {
+    return g.buffer(BufferKind::Activation, DType::BF16,
+                    {Dim::symbol(Sym::T), Dim::constant(h),
+                     Dim::constant(64)});
+  };
+  uint32_t c = g.activation(64, DType::BF16), sn = g.activation(64, DType::BF16);
+  uint32_t qRot = headsOf(8), kRot = headsOf(2), v = headsOf(2);
+  for (auto [x, out] : {std::pair{headsOf(8), qRot}, std::pair{headsOf(2), kRot}}) {
+    Step step{OpKind::Rope, {x, c, sn}, {out}, {}};
+    step.attrs.push_back(Attr::ofInt(AttrKey::RotaryDim, 64));
+    g.entry.steps.push_back(step);
+  }
+  uint32_t cacheBuf = g.buffer(BufferKind::KVCache, DType::BF16, {});
+  uint32_t slots = g.buffer(BufferKind::Input, DType::I64, {Dim::symbol(Sym::T)});
+  g.entry.steps.push_back(
+      Step{OpKind::KVCacheWrite, {cacheBuf, kRot, v, slots}, {}, {}});
+  pairs = findRopePairs(g.entry);
+  ASSERT_EQ(pairs.size(), 1u);
+  EXPECT_TRUE(pairs[0].hasKVWrite());
+  EXPECT_EQ(pairs[0].kvWrite, 2u);
+  g.entry.steps.back().operands[1] = qRot; // not the rotated keys
+  EXPECT_FALSE(findRopePairs(g.entry)[0].hasKVWrite());
 }
 
 } // namespace

@@ -15,7 +15,9 @@
 // of any number of rows.
 //
 // Rope pairs: two Rope steps in a row (a layer's q and k) with the same cos
-// and sin tables and rotary width: one rope_pair launch rotates both.
+// and sin tables and rotary width: one rope_pair launch rotates both, and
+// when the next step writes the rotated keys to the KV cache, the
+// rope_pair_kv kernel does that too.
 //
 //===----------------------------------------------------------------------===//
 
@@ -61,6 +63,11 @@ std::vector<AddNorm> findAddNorms(const EntryPoint &entry);
 struct RopePair {
   size_t first = 0;
   size_t second = 0;
+  /// The KVCacheWrite step right after (Views aside) that stores the
+  /// second Rope's result as keys: the fused kernel does its work too.
+  /// npos when there is none.
+  size_t kvWrite = static_cast<size_t>(-1);
+  bool hasKVWrite() const { return kvWrite != static_cast<size_t>(-1); }
 };
 
 std::vector<RopePair> findRopePairs(const EntryPoint &entry);
