@@ -15,13 +15,13 @@
 
 #include "KernelBuilder.h"
 #include "QuantDecode.h"
+#include "QuantGemvSignature.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
-#include "llvm/Support/FormatVariadic.h"
 
 using namespace mlir;
 using namespace kiln::codegen;
@@ -32,10 +32,7 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   MLIRContext *context = builder.getContext();
   int64_t R = o.tokens;
   bool chunked = R > 1;
-  std::string name = llvm::formatv(
-      "qgemv_{0}_n{1}_k{2}_b{3}_g{4}{5}{6}{7}", stringifyDType(o.dtype), o.n,
-      o.k, o.bits, o.groupSize, o.zeroPoint ? "_zp" : "", o.bias ? "_bias" : "",
-      chunked ? "_t" + std::to_string(R) : "");
+  std::string name = quantGemvName(o, "");
   Location loc = NameLoc::get(StringAttr::get(context, name));
   FailureOr<int64_t> checked = checkPackedLayout(
       loc, "qgemv", o.dtype, o.scaleDType, o.n, o.k, o.bits, o.groupSize);
@@ -51,7 +48,6 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   int64_t vectorsPerRow = rowBytes / kCodeLoadBytes;
   int64_t fullSteps = vectorsPerRow / kWarpSize;
   int64_t tailLanes = vectorsPerRow % kWarpSize;
-  int64_t groups = o.k / o.groupSize;
   int64_t threads = o.warpsPerBlock * kWarpSize;
   int64_t rowsPerBlock = o.warpsPerBlock * o.rowsPerWarp;
   int64_t blocks = ceilDiv(o.n, rowsPerBlock);
@@ -60,36 +56,10 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   KernelBuilder b(loc, builder);
   Type elementType = getElementType(context, o.dtype);
   Type f32 = b.getF32Type();
-  Type i8 = b.getI8Type();
-  auto xType = chunked ? MemRefType::get({kGemvMaxRows, o.k}, elementType)
-                       : MemRefType::get({o.k}, elementType);
-  auto packedType = MemRefType::get({o.n, rowBytes}, i8);
-  auto scalesType =
-      MemRefType::get({o.n, groups}, getElementType(context, o.scaleDType));
-  auto zerosType = MemRefType::get({o.n, groups}, i8);
-  auto biasType = MemRefType::get({o.n}, elementType);
-  auto yType = chunked ? MemRefType::get({kGemvMaxRows, o.n}, elementType)
-                       : MemRefType::get({o.n}, elementType);
-  SmallVector<Type> argTypes = {xType, packedType, scalesType};
-  if (o.zeroPoint)
-    argTypes.push_back(zerosType);
-  if (o.bias)
-    argTypes.push_back(biasType);
-  argTypes.push_back(yType);
-  SmallVector<ArgAccess> access(argTypes.size(), ArgAccess::ReadOnly);
-  access.back() = ArgAccess::WriteOnly;
-  if (chunked) {
-    argTypes.push_back(MemRefType::get({4}, b.getI32Type()));
-    access.push_back(ArgAccess::ReadOnly);
-  }
-  gpu::GPUFuncOp func = b.createKernel(module, name, argTypes, access, threads);
-  unsigned next = 0;
-  Value x = func.getArgument(next++), packed = func.getArgument(next++),
-        scales = func.getArgument(next++);
-  Value zeros = o.zeroPoint ? func.getArgument(next++) : Value();
-  Value biasArg = o.bias ? func.getArgument(next++) : Value();
-  Value y = func.getArgument(next++);
-  Value stepArg = chunked ? func.getArgument(next++) : Value();
+  QuantGemvArgs args = createQuantGemvKernel(b, module, name, o, threads);
+  Value x = args.x, packed = args.packed, scales = args.scales,
+        zeros = args.zeros, biasArg = args.bias, y = args.y,
+        stepArg = args.step;
 
   SmallVector<Value> tokenRows, loadTokenRows;
   Value numTokens;
@@ -261,40 +231,5 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   }
   gpu::ReturnOp::create(b);
 
-  KernelSpec spec;
-  spec.family = "qgemv";
-  spec.name = name;
-  spec.grid = {blocks, 1, 1};
-  spec.block = {threads, 1, 1};
-  spec.addParam("dtype", stringifyDType(o.dtype));
-  spec.addParam("n", o.n);
-  spec.addParam("k", o.k);
-  spec.addParam("bits", o.bits);
-  spec.addParam("group_size", o.groupSize);
-  spec.addParam("scale_dtype", stringifyDType(o.scaleDType));
-  spec.addParam("rows_per_warp", o.rowsPerWarp);
-  spec.addParam("unroll", o.unroll);
-  if (o.zeroPoint)
-    spec.addParam("zero_point", 1);
-  if (o.bias)
-    spec.addParam("bias", 1);
-  if (chunked)
-    spec.addParam("tokens", R);
-  spec.args = {
-      {"x", o.dtype,
-       chunked ? SmallVector<int64_t>{R, o.k} : SmallVector<int64_t>{o.k},
-       false},
-      {"packed", KernelDType::U8, {o.n, rowBytes}, false},
-      {"scales", o.scaleDType, {o.n, groups}, false}};
-  if (o.zeroPoint)
-    spec.args.push_back({"zeros", KernelDType::U8, {o.n, groups}, false});
-  if (o.bias)
-    spec.args.push_back({"bias", o.dtype, {o.n}, false});
-  spec.args.push_back(
-      {"y", o.dtype,
-       chunked ? SmallVector<int64_t>{R, o.n} : SmallVector<int64_t>{o.n},
-       true});
-  if (chunked)
-    spec.args.push_back({"step", KernelDType::I32, {4}, false});
-  return spec;
+  return describeQuantGemv(o, name, blocks, threads);
 }

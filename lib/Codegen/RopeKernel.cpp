@@ -89,7 +89,6 @@ kiln::codegen::buildRopeKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   int64_t width = pickVectorWidth(std::gcd(half, D), options.dtype);
   int64_t pairsPerHead = half / width, tailPerHead = tail / width;
   int64_t pairs = options.numHeads * pairsPerHead;
-  int64_t copies = options.numHeads * tailPerHead;
   int64_t threads = std::min(
       kMaxThreads,
       roundUp(std::max(pairs, options.secondHeads * pairsPerHead), kWarpSize));

@@ -210,6 +210,12 @@ static cl::opt<int64_t>
                cl::desc("qgemv: K elements per scale (k: per channel)"));
 static cl::opt<bool> quantZeroPoint("zero-point", cl::cat(category),
                                     cl::desc("qgemv: u8 zero points"));
+static cl::opt<bool>
+    quantMma("mma", cl::cat(category),
+             cl::desc("qgemv: the tensor-core variant (16 rows a warp)"));
+static cl::opt<int64_t>
+    quantKSplit("k-split", cl::init(1), cl::cat(category),
+                cl::desc("qgemv --mma: warps of a CTA splitting K"));
 static cl::opt<int64_t> tileM("tile-m", cl::init(128), cl::cat(category),
                               cl::desc("matmul: token rows per CTA tile"));
 static cl::opt<int64_t> tileN("tile-n", cl::init(128), cl::cat(category),
@@ -498,7 +504,9 @@ int main(int argc, char **argv) {
     options.warpsPerBlock = warpsPerBlock;
     options.unroll = unroll;
     options.tokens = tokens;
-    spec = buildQuantGemvKernel(builder, kernels, options);
+    options.kSplit = quantKSplit;
+    spec = quantMma ? buildQuantMmaGemvKernel(builder, kernels, options)
+                    : buildQuantGemvKernel(builder, kernels, options);
   } else if (kernel == "qdequant") {
     spec = buildQuantDequantKernel(builder, kernels, quantFromFlags(*dtype));
   } else if (kernel == "matmul") {

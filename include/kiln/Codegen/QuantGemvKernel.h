@@ -45,7 +45,21 @@ struct QuantGemvOptions {
   /// `step` argument, grid.y = ceil(T / tokens)); each decoded weight
   /// vector feeds every row.
   int64_t tokens = 1;
+  /// The tensor-core variant (buildQuantMmaGemvKernel): 16 output rows a
+  /// warp, tokens up to 16; `kSplit` warps of a CTA share the rows, each
+  /// taking a slice of K (summed through workgroup memory). `unroll`
+  /// counts chunks (4 lanes x 16 bytes) per loop step; rowsPerWarp and
+  /// warpsPerBlock are ignored.
+  bool tensorCores = false;
+  int64_t kSplit = 1;
 };
+
+/// Weights one chunk of the tensor-core qgemv covers: the 4 lanes that
+/// share a row in an mma fragment, 16 bytes each (128 int4, 64 int8).
+/// Groups must be whole chunks.
+constexpr int64_t quantMmaChunkWeights(int64_t bits) {
+  return 4 * 16 * 8 / bits;
+}
 
 /// Appends `gpu.func @qgemv_<dtype>_n<N>_k<K>_b<bits>_g<group>[_zp][_bias]
 /// [_t<R>](x, packed, scales, [zeros,] [bias,] y[, step]) kernel`: one warp
@@ -57,6 +71,15 @@ struct QuantGemvOptions {
 mlir::FailureOr<KernelSpec>
 buildQuantGemvKernel(mlir::OpBuilder &builder, mlir::gpu::GPUModuleOp module,
                      const QuantGemvOptions &options);
+
+/// The same GEMV (same arguments, family and parameters, plus mma=1 and
+/// k_split) with the products on the tensor cores: `qgemv_..._mma_s<S>`.
+/// A warp owns 16 rows as the A operand of mma.m16n8k16 and the tokens as
+/// B (one n8 tile per 8); codes become A fragments by bit operations.
+/// Fails for layouts it cannot serve (groups not whole chunks).
+mlir::FailureOr<KernelSpec>
+buildQuantMmaGemvKernel(mlir::OpBuilder &builder, mlir::gpu::GPUModuleOp module,
+                        const QuantGemvOptions &options);
 
 /// Appends `gpu.func @qdequant_<dtype>_n<N>_k<K>_b<bits>_g<group>[_zp]
 /// (packed, scales, [zeros,] w) kernel`: the dense W [N, K] in `dtype`,

@@ -1,0 +1,44 @@
+//===- QuantGemvSignature.h - The qgemv kernels' one contract -*- C++ -*-===//
+//
+// Private to lib/Codegen. The CUDA-core and the tensor-core qgemv compute
+// the same thing for the same runtime binding: this is their shared
+// signature (argument types and access, the spec's parameters and
+// arguments), so the two cannot drift apart.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_LIB_CODEGEN_QUANTGEMVSIGNATURE_H
+#define KILN_LIB_CODEGEN_QUANTGEMVSIGNATURE_H
+
+#include "KernelBuilder.h"
+#include "kiln/Codegen/QuantGemvKernel.h"
+
+namespace kiln {
+namespace codegen {
+
+/// The qgemv arguments, in order: x, packed, scales, [zeros,] [bias,] y
+/// [, step]; absent ones are null.
+struct QuantGemvArgs {
+  mlir::Value x, packed, scales, zeros, bias, y, step;
+};
+
+/// `qgemv_<dtype>_n<N>_k<K>_b<bits>_g<group>[_zp][_bias][_t<R>]<suffix>`.
+std::string quantGemvName(const QuantGemvOptions &o, llvm::StringRef suffix);
+
+/// Creates the kernel `name` with qgemv's arguments (x and y [R, K] / [R, N]
+/// with a `step` argument when o.tokens > 1) and returns them.
+QuantGemvArgs createQuantGemvKernel(KernelBuilder &b,
+                                    mlir::gpu::GPUModuleOp module,
+                                    llvm::StringRef name,
+                                    const QuantGemvOptions &o, int64_t threads,
+                                    llvm::ArrayRef<mlir::Type> workgroup = {});
+
+/// The spec both variants publish: family qgemv, the layout parameters,
+/// and the arguments the CUDA device binds by name.
+KernelSpec describeQuantGemv(const QuantGemvOptions &o, llvm::StringRef name,
+                             int64_t gridX, int64_t threads);
+
+} // namespace codegen
+} // namespace kiln
+
+#endif // KILN_LIB_CODEGEN_QUANTGEMVSIGNATURE_H

@@ -1,0 +1,458 @@
+//===- QuantMmaGemvKernel.cpp - Quantized GEMV on the tensor cores --------===//
+//
+// The CUDA-core qgemv turns every code into an fp32 and meets x in a scalar
+// FMA chain: about six instructions a weight, which at int4 keeps it near a
+// third of the HBM bandwidth. Here the products run on the tensor cores
+// (mma.m16n8k16, fp32 accumulators) and a weight costs about one integer
+// and half a packed-half instruction:
+//
+// - A warp owns 16 output rows, the A operand; the tokens are B's n columns
+//   (one n8 tile per 8 tokens, so 16 decode rows cost about what 1 does).
+//   Lane (g, q) = (lane / 4, lane % 4) holds rows g and g + 8.
+// - The 4 lanes of a row load 64 contiguous bytes of it (a "chunk": 128
+//   int4 or 64 int8 weights), 16 each, and build their A fragments from
+//   their own 16 bytes. mma sums over k, so k may be permuted as long as A
+//   and B agree: lane q's fragment slots hold codes (i, i + P) of one word
+//   of its load (P = half the codes a word holds) and its B slots the
+//   matching x, picked from x's 16-byte loads by shuffles.
+// - A pair of codes becomes a packed pair of halves without a conversion:
+//   (word >> bits * i) & (mask, mask) | (magic, magic) is the pair of halves
+//   magic + u (f16 1024, bf16 128: the code lands in the mantissa), and one
+//   packed subtraction of magic + z leaves u - z exactly. int8 with bf16
+//   (whose 8-bit mantissa cannot hold magic + u) goes through fp32: 2^23 + u
+//   as bits, minus 2^23 + z, packed by one cvt.rn.bf16x2.f32 (exact: |u - z|
+//   < 256).
+// - (u - z) * x is exact in the fp32 accumulators; a group's partial sums
+//   are scaled once, in fp32, so the result matches the CUDA-core qgemv up
+//   to summation order.
+// - kSplit warps of a CTA take slices of K for the same 16 rows and add
+//   their results through workgroup memory: an 8B model's 1024-row k/v
+//   projections would otherwise occupy 64 warps of a 132-SM GPU.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Codegen/GemvKernel.h"
+#include "kiln/Codegen/QuantGemvKernel.h"
+
+#include "KernelBuilder.h"
+#include "QuantDecode.h"
+#include "QuantGemvSignature.h"
+#include "TensorCoreOps.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+using namespace mlir;
+using namespace kiln::codegen;
+
+namespace {
+
+constexpr int64_t kTileRows = 16;  // mma M
+constexpr int64_t kTileTokens = 8; // mma N
+constexpr int64_t kMaxTokens = 16;
+
+/// Chunks per loop step: the largest count up to `wanted` that divides the
+/// row's chunks and either divides a group's chunks or is made of whole
+/// groups, so a step's partial sums fold into whole groups.
+int64_t pickUnroll(int64_t wanted, int64_t chunks, int64_t chunksPerGroup) {
+  for (int64_t u = wanted; u > 1; --u)
+    if (chunks % u == 0 && (chunksPerGroup % u == 0 || u % chunksPerGroup == 0))
+      return u;
+  return 1;
+}
+
+/// How codes become packed halves for one (activation type, bits).
+struct PairDecoder {
+  KernelBuilder &b;
+  Type half;     // f16 or bf16
+  int64_t bits;  // 4 or 8
+  bool viaFloat; // int8 with bf16: through fp32
+
+  int64_t codesPerWord() const { return 32 / bits; }
+  /// Pair distance: register i holds codes i and i + P of a word.
+  int64_t pairDistance() const { return codesPerWord() / 2; }
+
+  Value i32(int64_t v) {
+    return arith::ConstantIntOp::create(b, b.getI32Type(), v);
+  }
+
+  /// The magic whose mantissa holds a code: 2^23 (fp32 route), 1024 (f16),
+  /// 128 (bf16 with 4-bit codes).
+  double magic() const {
+    return viaFloat ? double(kCodeMagic) : half.isF16() ? 1024.0 : 128.0;
+  }
+
+  /// What a group subtracts: magic + z (zero point `zero`, an f32), else
+  /// magic + 2^(bits-1). A vector<2 x half> splat, or an f32 for viaFloat.
+  Value offset(Value zero) {
+    Value value =
+        zero ? arith::AddFOp::create(b, zero, b.f32(magic())).getResult()
+             : b.f32(magic() + double(int64_t(1) << (bits - 1)));
+    if (viaFloat)
+      return value;
+    Value narrowed = arith::TruncFOp::create(b, half, value);
+    return vector::BroadcastOp::create(b, VectorType::get({2}, half), narrowed);
+  }
+
+  /// The P packed pairs (u - z of codes i, i + P) of the i32 `word`.
+  SmallVector<Value> decodeWord(Value word, Value offset) {
+    auto pairType = VectorType::get({2}, half);
+    SmallVector<Value> pairs;
+    int64_t mask = (int64_t(1) << bits) - 1;
+    for (int64_t i = 0; i < pairDistance(); ++i) {
+      if (viaFloat) {
+        auto code = [&](int64_t position) {
+          Value shifted = arith::ShRUIOp::create(b, word, i32(bits * position));
+          Value bitsOf = arith::OrIOp::create(
+              b, arith::AndIOp::create(b, shifted, i32(mask)), i32(0x4B000000));
+          return arith::SubFOp::create(
+                     b, arith::BitcastOp::create(b, b.getF32Type(), bitsOf),
+                     offset)
+              .getResult();
+        };
+        Value both = vector::FromElementsOp::create(
+            b, VectorType::get({2}, b.getF32Type()),
+            ValueRange{code(i), code(i + pairDistance())});
+        pairs.push_back(arith::TruncFOp::create(b, pairType, both));
+        continue;
+      }
+      int64_t halfMagic = half.isF16() ? 0x6400 : 0x4300;
+      Value shifted =
+          i ? arith::ShRUIOp::create(b, word, i32(bits * i)).getResult() : word;
+      Value bitsOf = arith::OrIOp::create(
+          b, arith::AndIOp::create(b, shifted, i32(mask * 0x00010001)),
+          i32(halfMagic * 0x00010001));
+      Value pair = vector::BitCastOp::create(
+          b, pairType,
+          vector::BroadcastOp::create(b, VectorType::get({1}, b.getI32Type()),
+                                      bitsOf));
+      pairs.push_back(arith::SubFOp::create(b, pair, offset));
+    }
+    return pairs;
+  }
+};
+
+/// vector<N x 2 x T> of N vector<2 x T> pairs (an mma fragment).
+Value stackPairs(KernelBuilder &b, ArrayRef<Value> pairs) {
+  auto pairType = cast<VectorType>(pairs.front().getType());
+  auto type =
+      VectorType::get({int64_t(pairs.size()), 2}, pairType.getElementType());
+  Value out = arith::ConstantOp::create(b, type, b.getZeroAttr(type));
+  for (auto [i, pair] : llvm::enumerate(pairs))
+    out = vector::InsertOp::create(b, pair, out, ArrayRef<int64_t>{int64_t(i)});
+  return out;
+}
+
+} // namespace
+
+FailureOr<KernelSpec>
+kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
+                                       gpu::GPUModuleOp module,
+                                       const QuantGemvOptions &options) {
+  MLIRContext *context = builder.getContext();
+  QuantGemvOptions o = options;
+  o.tensorCores = true;
+  int64_t R = o.tokens;
+  bool chunked = R > 1;
+  Location loc = NameLoc::get(StringAttr::get(
+      context, quantGemvName(o, "_mma_s" + std::to_string(o.kSplit))));
+  FailureOr<int64_t> checked = checkPackedLayout(
+      loc, "qgemv", o.dtype, o.scaleDType, o.n, o.k, o.bits, o.groupSize);
+  if (failed(checked))
+    return failure();
+  int64_t perLoad = *checked;
+  int64_t chunkWeights = quantMmaChunkWeights(o.bits);
+  if (o.groupSize % chunkWeights)
+    return emitError(loc) << "group_size=" << o.groupSize
+                          << ": qgemv on the tensor cores needs groups of "
+                             "whole "
+                          << chunkWeights << "-weight chunks (4 lanes x 16 "
+                          << "bytes of " << o.bits << "-bit codes)";
+  if (R < 1 || R > kMaxTokens || o.kSplit < 1 || o.kSplit > 16 ||
+      o.unroll < 1 || o.unroll > 8)
+    return emitError(loc) << "qgemv on the tensor cores takes tokens in [1, "
+                          << kMaxTokens
+                          << "], k_split in [1, 16] and unroll in [1, 8]";
+
+  int64_t chunks = o.k / chunkWeights;
+  int64_t chunksPerGroup = o.groupSize / chunkWeights;
+  o.unroll = pickUnroll(o.unroll, chunks, chunksPerGroup);
+  int64_t U = o.unroll;
+  int64_t steps = chunks / U;
+  // Every warp gets at least one step.
+  o.kSplit = std::min(o.kSplit, steps);
+  int64_t S = o.kSplit;
+  std::string name = quantGemvName(o, "_mma_s" + std::to_string(S));
+  loc = NameLoc::get(StringAttr::get(context, name));
+
+  int64_t nTiles = ceilDiv(R, kTileTokens);
+  int64_t columns = nTiles * kTileTokens;
+  int64_t rowTiles = ceilDiv(o.n, kTileRows);
+  int64_t threads = S * kWarpSize;
+  bool rowsOvershoot = rowTiles * kTileRows != o.n;
+  int64_t rowBytes = o.k * o.bits / 8;
+  int64_t chunkBytes = 4 * kCodeLoadBytes;
+
+  KernelBuilder b(loc, builder);
+  Type half = getElementType(context, o.dtype);
+  Type f32 = b.getF32Type();
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
+  SmallVector<Type> workgroupTypes;
+  if (S > 1)
+    workgroupTypes.push_back(MemRefType::get({S * kTileRows * columns}, f32,
+                                             MemRefLayoutAttrInterface(),
+                                             workgroup));
+  QuantGemvArgs args =
+      createQuantGemvKernel(b, module, name, o, threads, workgroupTypes);
+  auto func = cast<gpu::GPUFuncOp>(b.getInsertionBlock()->getParentOp());
+
+  Value tid = b.threadIdX();
+  Value lane = b.remU(tid, kWarpSize);
+  Value warp = b.divU(tid, kWarpSize);
+  Value laneRow = b.divU(lane, 4); // g
+  Value quad = b.remU(lane, 4);    // q
+  Value tileRow0 = b.mul(b.blockIdX(), kTileRows);
+  // Rows g and g + 8 of the tile; loads of rows past N read row N - 1.
+  SmallVector<Value> rows = {b.add(tileRow0, laneRow),
+                             b.add(b.add(tileRow0, laneRow), 8)};
+  SmallVector<Value> loadRows = rows;
+  if (rowsOvershoot)
+    for (Value &r : loadRows)
+      r = arith::MinUIOp::create(b, r, b.index(o.n - 1));
+
+  // B columns: lane g supplies token g of each n8 tile.
+  Value numTokens, chunkStart;
+  SmallVector<Value> xRows; // per n tile, this lane's token row (clamped)
+  if (chunked) {
+    numTokens = b.stepRows(args.step);
+    chunkStart = b.mul(b.blockIdY(), R);
+    for (int64_t nt = 0; nt < nTiles; ++nt)
+      xRows.push_back(arith::MinUIOp::create(
+          b, b.add(b.add(chunkStart, laneRow), nt * kTileTokens),
+          b.sub(numTokens, b.index(1))));
+  }
+
+  // This warp's loop steps: [first, last) of the row's `steps`.
+  Value firstStep = b.divU(b.mul(warp, steps), S);
+  Value lastStep = b.divU(b.mul(b.add(warp, 1), steps), S);
+
+  // The constant codes of the first step go to L2 before waiting for the
+  // previous kernel (programmatic dependent launch).
+  for (Value row : loadRows)
+    for (int64_t u = 0; u < U; ++u)
+      b.prefetchL2(args.packed,
+                   b.add(b.mul(row, rowBytes),
+                         b.add(b.mul(b.add(b.mul(firstStep, U), u), chunkBytes),
+                               b.mul(quad, kCodeLoadBytes))));
+  b.waitForPriorGrids();
+
+  PairDecoder decoder{b, half, o.bits, o.bits == 8 && half.isBF16()};
+  int64_t codesPerWord = decoder.codesPerWord();
+  int64_t P = decoder.pairDistance();
+  auto pairF32 = VectorType::get({2}, f32);
+
+  // The codes of one loop step: [row][chunk] 16-byte vectors, rows g and
+  // g + 8, chunks [step * U, + U).
+  auto loadCodes = [&](Value step) {
+    SmallVector<Value> codes;
+    for (int64_t r = 0; r < 2; ++r)
+      for (int64_t u = 0; u < U; ++u) {
+        Value byte = b.add(b.mul(b.add(b.mul(step, U), u), chunkBytes),
+                           b.mul(quad, kCodeLoadBytes));
+        codes.push_back(
+            b.loadVector(args.packed, {loadRows[r], byte}, kCodeLoadBytes));
+      }
+    return codes;
+  };
+
+  // One loop step on its codes (loaded a step ahead): chunks [step * U,
+  // + U) of rows g, g + 8 against every n tile; each group's partial sums
+  // scaled once into `accs`.
+  auto stepBody = [&](Value step, ValueRange stepCodes,
+                      SmallVector<Value> accs) {
+    Value firstChunk = b.mul(step, U);
+    SmallVector<SmallVector<Value>> codes(2), xs(nTiles);
+    for (int64_t r = 0; r < 2; ++r)
+      codes[r].assign(stepCodes.begin() + r * U,
+                      stepCodes.begin() + (r + 1) * U);
+    for (int64_t u = 0; u < U; ++u) {
+      Value chunk = b.add(firstChunk, u);
+      Value column = b.add(b.mul(chunk, chunkWeights), b.mul(quad, perLoad));
+      for (int64_t nt = 0; nt < nTiles; ++nt)
+        xs[nt].push_back(
+            chunked ? b.loadVector(args.x, {xRows[nt], column}, perLoad)
+                    : b.loadVector(args.x, {column}, perLoad));
+    }
+    int64_t chunksPerFold = std::min(U, chunksPerGroup);
+    for (int64_t first = 0; first < U; first += chunksPerFold) {
+      Value group = b.divU(b.add(firstChunk, first), chunksPerGroup);
+      SmallVector<Value> scale(2), offset(2);
+      for (int64_t r = 0; r < 2; ++r) {
+        Value s = memref::LoadOp::create(b, args.scales,
+                                         ValueRange{loadRows[r], group});
+        scale[r] = s.getType() == f32
+                       ? s
+                       : arith::ExtFOp::create(b, f32, s).getResult();
+        Value zero;
+        if (args.zeros)
+          zero = arith::UIToFPOp::create(
+              b, f32,
+              memref::LoadOp::create(b, args.zeros,
+                                     ValueRange{loadRows[r], group}));
+        offset[r] = decoder.offset(zero);
+      }
+      SmallVector<Value> partial(nTiles, zeroAccumulator(b));
+      for (int64_t u = first; u < first + chunksPerFold; ++u) {
+        SmallVector<Value> words[2];
+        for (int64_t r = 0; r < 2; ++r) {
+          Value w = vector::BitCastOp::create(
+              b, VectorType::get({4}, b.getI32Type()), codes[r][u]);
+          for (int64_t j = 0; j < 4; ++j)
+            words[r].push_back(
+                vector::ExtractOp::create(b, w, ArrayRef<int64_t>{j}));
+        }
+        for (int64_t j = 0; j < 4; ++j) {
+          SmallVector<Value> a0 = decoder.decodeWord(words[0][j], offset[0]);
+          SmallVector<Value> a1 = decoder.decodeWord(words[1][j], offset[1]);
+          for (int64_t h = 0; h < P / 2; ++h) {
+            Value aFrag = stackPairs(
+                b, {a0[2 * h], a1[2 * h], a0[2 * h + 1], a1[2 * h + 1]});
+            for (int64_t nt = 0; nt < nTiles; ++nt) {
+              auto xPair = [&](int64_t i) {
+                int64_t at = j * codesPerWord + i;
+                return vector::ShuffleOp::create(b, xs[nt][u], xs[nt][u],
+                                                 ArrayRef<int64_t>{at, at + P})
+                    .getResult();
+              };
+              Value bFrag = stackPairs(b, {xPair(2 * h), xPair(2 * h + 1)});
+              partial[nt] = mmaM16N8K16(b, aFrag, bFrag, partial[nt]);
+            }
+          }
+        }
+      }
+      // Row g's scale on accumulator row 0, row g + 8's on row 1 (1-D
+      // FMAs: vector.fma does not lower on 2-D vectors).
+      for (int64_t nt = 0; nt < nTiles; ++nt)
+        for (int64_t r = 0; r < 2; ++r) {
+          auto row = [&](Value v) {
+            return vector::ExtractOp::create(b, v, ArrayRef<int64_t>{r})
+                .getResult();
+          };
+          Value s = vector::BroadcastOp::create(b, pairF32, scale[r]);
+          accs[nt] = vector::InsertOp::create(
+              b, vector::FMAOp::create(b, s, row(partial[nt]), row(accs[nt])),
+              accs[nt], ArrayRef<int64_t>{r});
+        }
+    }
+    return accs;
+  };
+
+  // The loop carries the next step's codes: their loads are issued before
+  // this step's decoding and mma, so HBM reads stay in flight while the
+  // warp computes (the last step reloads its own codes, in bounds).
+  SmallVector<Value> init(nTiles, zeroAccumulator(b));
+  llvm::append_range(init, loadCodes(firstStep));
+  Value finalStep = b.sub(lastStep, b.index(1));
+  auto loop = scf::ForOp::create(
+      b, firstStep, lastStep, b.index(1), init,
+      [&](OpBuilder &, Location, Value step, ValueRange carried) {
+        SmallVector<Value> next =
+            loadCodes(arith::MinUIOp::create(b, b.add(step, 1), finalStep));
+        SmallVector<Value> results = stepBody(
+            step, carried.drop_front(nTiles),
+            SmallVector<Value>(carried.begin(), carried.begin() + nTiles));
+        llvm::append_range(results, next);
+        scf::YieldOp::create(b, results);
+      });
+  SmallVector<Value> accs(loop.getResults().begin(),
+                          loop.getResults().begin() + nTiles);
+
+  // Stores y[token][row] = total + bias, for real rows and tokens only.
+  auto storeOutput = [&](Value total, Value row, Value token) {
+    Value writes;
+    auto require = [&](Value cond) {
+      writes = writes ? b.andI(writes, cond) : cond;
+    };
+    if (rowsOvershoot)
+      require(b.cmp(arith::CmpIPredicate::ult, row, b.index(o.n)));
+    if (chunked) {
+      require(b.cmp(arith::CmpIPredicate::ult, token, b.index(R)));
+      require(b.cmp(arith::CmpIPredicate::ult, b.add(chunkStart, token),
+                    numTokens));
+    } else {
+      require(b.cmp(arith::CmpIPredicate::eq, token, b.index(0)));
+    }
+    b.ifThen(writes, [&] {
+      Value sum = total;
+      if (args.bias)
+        sum = arith::AddFOp::create(
+            b, sum,
+            arith::ExtFOp::create(
+                b, f32,
+                memref::LoadOp::create(b, args.bias, ValueRange{row})
+                    .getResult()));
+      Value narrowed = arith::TruncFOp::create(b, half, sum);
+      if (chunked)
+        memref::StoreOp::create(b, narrowed, args.y,
+                                ValueRange{b.add(chunkStart, token), row});
+      else
+        memref::StoreOp::create(b, narrowed, args.y, ValueRange{row});
+    });
+  };
+  // Accumulator element [i][e] of n tile nt: row g + 8 i, token nt * 8 +
+  // 2 q + e.
+  auto forEachElement =
+      [&](const std::function<void(Value, int64_t, int64_t, Value)> &fn) {
+        for (int64_t nt = 0; nt < nTiles; ++nt)
+          for (int64_t i = 0; i < 2; ++i)
+            for (int64_t e = 0; e < 2; ++e) {
+              Value token = b.add(b.mul(quad, 2), nt * kTileTokens + e);
+              fn(vector::ExtractOp::create(b, accs[nt],
+                                           ArrayRef<int64_t>{i, e}),
+                 i, nt, token);
+            }
+      };
+  if (S == 1) {
+    forEachElement([&](Value v, int64_t i, int64_t, Value token) {
+      storeOutput(v, rows[i], token);
+    });
+  } else {
+    // Each warp's 16 x columns results to workgroup memory; then thread t
+    // sums output t (and t + threads, ...) over the warps.
+    Value partials = func.getWorkgroupAttributions()[0];
+    Value warpBase = b.mul(warp, kTileRows * columns);
+    forEachElement([&](Value v, int64_t i, int64_t, Value token) {
+      Value r = b.add(laneRow, 8 * i);
+      memref::StoreOp::create(
+          b, v, partials,
+          ValueRange{b.add(warpBase, b.add(b.mul(r, columns), token))});
+    });
+    gpu::BarrierOp::create(b);
+    int64_t outputs = kTileRows * R;
+    for (int64_t first = 0; first < outputs; first += threads) {
+      Value out = b.add(tid, first);
+      auto body = [&] {
+        Value r = b.divU(out, R), token = b.remU(out, R);
+        Value at = b.add(b.mul(r, columns), token);
+        Value sum;
+        for (int64_t w = 0; w < S; ++w) {
+          Value v = memref::LoadOp::create(
+              b, partials, ValueRange{b.add(at, w * kTileRows * columns)});
+          sum = sum ? arith::AddFOp::create(b, sum, v).getResult() : v;
+        }
+        storeOutput(sum, b.add(tileRow0, r), token);
+      };
+      if (first + threads <= outputs)
+        body();
+      else
+        b.ifThen(b.cmp(arith::CmpIPredicate::ult, out, b.index(outputs)), body);
+    }
+  }
+  gpu::ReturnOp::create(b);
+
+  return describeQuantGemv(o, name, rowTiles, threads);
+}
