@@ -473,16 +473,16 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         bool fp8 = s.getInt(rt::AttrKey::QuantFormat) ==
                    static_cast<int64_t>(rt::QuantFormat::FP8E4M3);
         int64_t perLoad = 16 * 8 / std::max<int64_t>(bits, 1);
-        if (!dt || !st || fp8 || (bits != 4 && bits != 8) || k <= 0 ||
-            group <= 0 || k % perLoad || group % perLoad ||
+        if (!dt || !st || (bits != 4 && bits != 8) || (fp8 && bits != 8) ||
+            k <= 0 || group <= 0 || k % perLoad || group % perLoad ||
             (bias != rt::kNoBuffer && buf(bias).dtype != act)) {
           c.missing("qgemv",
                     {{"dtype", actName},
                      {"bits", str(bits)},
                      {"group", str(group)},
                      {"format", fp8 ? "fp8e4m3" : "int"}},
-                    "qgemv decodes int8/int4 codes whose groups cover whole "
-                    "16-byte loads, for f16/bf16 activations",
+                    "qgemv decodes int8/int4/fp8 codes whose groups cover "
+                    "whole 16-byte loads, for f16/bf16 activations",
                     use);
           break;
         }
@@ -494,6 +494,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         o.bits = bits;
         o.groupSize = group;
         o.zeroPoint = zeros != rt::kNoBuffer;
+        o.fp8 = fp8;
         o.bias = bias != rt::kNoBuffer;
         // int4 rows are short (K / 2 bytes): two per warp keep enough
         // loads in flight.
@@ -509,7 +510,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         // warps of a CTA until there are about 8 warps per SM of the
         // target's SMs (1024-row projections have only 64 row tiles).
         cg::QuantGemvOptions mma = o;
-        mma.tensorCores = group % cg::quantMmaChunkWeights(bits) == 0 &&
+        mma.tensorCores = !fp8 &&
+                          group % cg::quantMmaChunkWeights(bits) == 0 &&
                           envSwitchOn("KILN_QGEMV_MMA");
         if (mma.tensorCores) {
           mma.unroll = envOr("KILN_QMMA_UNROLL", 4);
@@ -523,7 +525,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         std::string key = "qgemv_" + str(n) + "_" + str(k) + actName + "_b" +
                           str(bits) + "_g" + str(group) +
                           rt::dtypeName(scales.dtype) +
-                          (o.zeroPoint ? "_zp" : "") + (o.bias ? "_bias" : "");
+                          (o.zeroPoint ? "_zp" : "") + (fp8 ? "_fp8" : "") +
+                          (o.bias ? "_bias" : "");
         c.add(key, use, [&](Request &r) {
           r.family = "qgemv";
           r.repeat = rt::LaunchRepeat::PerToken;

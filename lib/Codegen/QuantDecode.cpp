@@ -39,6 +39,44 @@ SmallVector<Value> kiln::codegen::decodeCodes(KernelBuilder &b, Value codes,
   return decoded;
 }
 
+SmallVector<Value> kiln::codegen::decodeFp8Codes(KernelBuilder &b,
+                                                 Value codes) {
+  auto vec4I32 = VectorType::get({4}, b.getI32Type());
+  auto splatI32 = [&](int64_t v) {
+    return arith::ConstantOp::create(
+        b, vec4I32, DenseElementsAttr::get(vec4I32, b.getI32IntegerAttr(v)));
+  };
+  Value words = vector::BitCastOp::create(b, vec4I32, codes);
+  SmallVector<Value> decoded;
+  for (int64_t i = 0; i < 4; ++i) {
+    Value byte =
+        i ? arith::ShRUIOp::create(b, words, splatI32(8 * i)).getResult()
+          : words;
+    Value magnitude = arith::ShLIOp::create(
+        b, arith::AndIOp::create(b, byte, splatI32(0x7f)), splatI32(7));
+    Value sign = arith::ShLIOp::create(
+        b, arith::AndIOp::create(b, byte, splatI32(0x80)), splatI32(8));
+    Value halfBits =
+        arith::TruncIOp::create(b, VectorType::get({4}, b.getI16Type()),
+                                arith::OrIOp::create(b, magnitude, sign));
+    Value half = vector::BitCastOp::create(
+        b, VectorType::get({4}, b.getF16Type()), halfBits);
+    decoded.push_back(
+        arith::ExtFOp::create(b, VectorType::get({4}, b.getF32Type()), half,
+                              arith::FastMathFlagsAttr()));
+  }
+  return decoded;
+}
+
+LogicalResult kiln::codegen::checkFp8Layout(Location loc, StringRef family,
+                                            bool fp8, int64_t bits,
+                                            bool zeroPoint) {
+  if (fp8 && (bits != 8 || zeroPoint))
+    return emitError(loc) << family
+                          << ": fp8 e4m3 codes are 8 bits without zero points";
+  return success();
+}
+
 FailureOr<int64_t> kiln::codegen::checkPackedLayout(
     Location loc, StringRef family, KernelDType dtype, KernelDType scaleDType,
     int64_t n, int64_t k, int64_t bits, int64_t groupSize) {

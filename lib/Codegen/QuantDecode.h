@@ -30,6 +30,10 @@ checkPackedLayout(mlir::Location loc, llvm::StringRef family, KernelDType dtype,
                   KernelDType scaleDType, int64_t n, int64_t k, int64_t bits,
                   int64_t groupSize);
 
+/// fp8 codes are 8 bits without zero points.
+mlir::LogicalResult checkFp8Layout(mlir::Location loc, llvm::StringRef family,
+                                   bool fp8, int64_t bits, bool zeroPoint);
+
 /// 2^23: the float whose mantissa holds a code.
 constexpr float kCodeMagic = 8388608.0f;
 
@@ -42,6 +46,19 @@ mlir::Value codeOffset(KernelBuilder &b, mlir::Value zero, int64_t bits);
 /// (32 / bits) * j + i for j = 0..3).
 llvm::SmallVector<mlir::Value> decodeCodes(KernelBuilder &b, mlir::Value codes,
                                            mlir::Value offset, int64_t bits);
+
+/// What fp8 values decodeFp8Codes returns must be multiplied by.
+constexpr float kFp8DecodeScale = 256.0f;
+
+/// The fp8 e4m3 bytes of `codes` (vector<16xi8>), laid out as decodeCodes'
+/// 8-bit result, each divided by kFp8DecodeScale: byte b becomes the f16
+/// bit pattern (b & 0x7f) << 7 | (b & 0x80) << 8 -- e4m3's exponent and
+/// mantissa in f16's fields, whose exponent bias is 8 larger, so normals
+/// and subnormals alike come out exactly 2^-8 times their value -- and is
+/// widened to fp32 (exact). Code 0x7f (NaN, which the quantizer writes only
+/// for a NaN weight) reads as 480.
+llvm::SmallVector<mlir::Value> decodeFp8Codes(KernelBuilder &b,
+                                              mlir::Value codes);
 
 } // namespace codegen
 } // namespace kiln

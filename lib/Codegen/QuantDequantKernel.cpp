@@ -27,13 +27,17 @@ static constexpr int64_t kThreads = 256;
 FailureOr<KernelSpec> kiln::codegen::buildQuantDequantKernel(
     OpBuilder &builder, gpu::GPUModuleOp module, const QuantGemvOptions &o) {
   MLIRContext *context = builder.getContext();
-  std::string name = llvm::formatv("qdequant_{0}_n{1}_k{2}_b{3}_g{4}{5}",
-                                   stringifyDType(o.dtype), o.n, o.k, o.bits,
-                                   o.groupSize, o.zeroPoint ? "_zp" : "");
+  std::string name =
+      llvm::formatv("qdequant_{0}_n{1}_k{2}_b{3}_g{4}{5}",
+                    stringifyDType(o.dtype), o.n, o.k, o.bits, o.groupSize,
+                    o.fp8         ? "_fp8"
+                    : o.zeroPoint ? "_zp"
+                                  : "");
   Location loc = NameLoc::get(StringAttr::get(context, name));
   FailureOr<int64_t> checked = checkPackedLayout(
       loc, "qdequant", o.dtype, o.scaleDType, o.n, o.k, o.bits, o.groupSize);
-  if (failed(checked))
+  if (failed(checked) ||
+      failed(checkFp8Layout(loc, "qdequant", o.fp8, o.bits, o.zeroPoint)))
     return failure();
   int64_t perLoad = *checked;
   int64_t rowBytes = o.k * o.bits / 8;
@@ -82,7 +86,11 @@ FailureOr<KernelSpec> kiln::codegen::buildQuantDequantKernel(
       zero = arith::UIToFPOp::create(
           b, f32, memref::LoadOp::create(b, zeros, ValueRange{row, group}));
     SmallVector<Value> decoded =
-        decodeCodes(b, codes, codeOffset(b, zero, o.bits), o.bits);
+        o.fp8 ? decodeFp8Codes(b, codes)
+              : decodeCodes(b, codes, codeOffset(b, zero, o.bits), o.bits);
+    // fp8 codes decode 2^-8 times their value (QuantDecode.h).
+    if (o.fp8)
+      scale = arith::MulFOp::create(b, scale, b.f32(kFp8DecodeScale));
     // Back to weight order: weight j * codesPerWord + i is lane j of code
     // position i.
     SmallVector<Value> weights(perLoad);
@@ -110,6 +118,8 @@ FailureOr<KernelSpec> kiln::codegen::buildQuantDequantKernel(
   spec.addParam("scale_dtype", stringifyDType(o.scaleDType));
   if (o.zeroPoint)
     spec.addParam("zero_point", 1);
+  if (o.fp8)
+    spec.addParam("format", "fp8e4m3");
   spec.args = {{"packed", KernelDType::U8, {o.n, rowBytes}, false},
                {"scales", o.scaleDType, {o.n, groups}, false}};
   if (o.zeroPoint)

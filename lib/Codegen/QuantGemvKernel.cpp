@@ -36,7 +36,8 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   Location loc = NameLoc::get(StringAttr::get(context, name));
   FailureOr<int64_t> checked = checkPackedLayout(
       loc, "qgemv", o.dtype, o.scaleDType, o.n, o.k, o.bits, o.groupSize);
-  if (failed(checked))
+  if (failed(checked) ||
+      failed(checkFp8Layout(loc, "qgemv", o.fp8, o.bits, o.zeroPoint)))
     return failure();
   int64_t perLoad = *checked; // weights one load covers
   if (o.rowsPerWarp < 1 || o.rowsPerWarp > 4 || o.warpsPerBlock < 1 ||
@@ -128,7 +129,9 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       for (size_t r = 0; r < loadRows.size(); ++r) {
         const Loaded &l = w[r][s];
         SmallVector<Value> decoded =
-            decodeCodes(b, l.codes, codeOffset(b, l.zero, o.bits), o.bits);
+            o.fp8 ? decodeFp8Codes(b, l.codes)
+                  : decodeCodes(b, l.codes, codeOffset(b, l.zero, o.bits),
+                                o.bits);
         Value scale = vector::BroadcastOp::create(b, vec4F32, l.scale);
         for (int64_t t = 0; t < R; ++t) {
           Value dot;
@@ -213,7 +216,11 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       writes = b.andI(
           writes, b.cmp(arith::CmpIPredicate::ult, tokenRows[t], numTokens));
     b.ifThen(writes, [&] {
-      Value total = sum;
+      // fp8 codes decode 2^-8 times their value (QuantDecode.h).
+      Value total = o.fp8
+                        ? arith::MulFOp::create(b, sum, b.f32(kFp8DecodeScale))
+                              .getResult()
+                        : sum;
       if (biasArg)
         total = arith::AddFOp::create(
             b, total,

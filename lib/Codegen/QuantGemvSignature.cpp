@@ -12,10 +12,14 @@ using namespace kiln::codegen;
 
 std::string kiln::codegen::quantGemvName(const QuantGemvOptions &o,
                                          StringRef suffix) {
-  return llvm::formatv(
-      "qgemv_{0}_n{1}_k{2}_b{3}_g{4}{5}{6}{7}{8}", stringifyDType(o.dtype), o.n,
-      o.k, o.bits, o.groupSize, o.zeroPoint ? "_zp" : "", o.bias ? "_bias" : "",
-      o.tokens > 1 ? "_t" + std::to_string(o.tokens) : "", suffix);
+  return llvm::formatv("qgemv_{0}_n{1}_k{2}_b{3}_g{4}{5}{6}{7}{8}",
+                       stringifyDType(o.dtype), o.n, o.k, o.bits, o.groupSize,
+                       o.fp8         ? "_fp8"
+                       : o.zeroPoint ? "_zp"
+                                     : "",
+                       o.bias ? "_bias" : "",
+                       o.tokens > 1 ? "_t" + std::to_string(o.tokens) : "",
+                       suffix);
 }
 
 QuantGemvArgs kiln::codegen::createQuantGemvKernel(
@@ -86,6 +90,8 @@ KernelSpec kiln::codegen::describeQuantGemv(const QuantGemvOptions &o,
   spec.addParam("unroll", o.unroll);
   if (o.zeroPoint)
     spec.addParam("zero_point", 1);
+  if (o.fp8)
+    spec.addParam("format", "fp8e4m3");
   if (o.bias)
     spec.addParam("bias", 1);
   if (chunked)

@@ -163,6 +163,9 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
       loc, "qgemv", o.dtype, o.scaleDType, o.n, o.k, o.bits, o.groupSize);
   if (failed(checked))
     return failure();
+  if (o.fp8)
+    return emitError(loc) << "qgemv on the tensor cores decodes integer "
+                             "codes, not fp8 (the CUDA-core qgemv does)";
   int64_t perLoad = *checked;
   int64_t chunkWeights = quantMmaChunkWeights(o.bits);
   if (o.groupSize % chunkWeights)

@@ -211,6 +211,9 @@ static cl::opt<int64_t>
 static cl::opt<bool> quantZeroPoint("zero-point", cl::cat(category),
                                     cl::desc("qgemv: u8 zero points"));
 static cl::opt<bool>
+    quantFp8("fp8", cl::cat(category),
+             cl::desc("qgemv, qdequant: fp8 e4m3 codes (bits 8)"));
+static cl::opt<bool>
     quantMma("mma", cl::cat(category),
              cl::desc("qgemv: the tensor-core variant (16 rows a warp)"));
 static cl::opt<int64_t>
@@ -420,6 +423,7 @@ static QuantGemvOptions quantFromFlags(KernelDType dtype) {
   options.bits = quantBits;
   options.groupSize = quantGroup;
   options.zeroPoint = quantZeroPoint;
+  options.fp8 = quantFp8;
   return options;
 }
 

@@ -35,6 +35,10 @@ struct QuantGemvOptions {
   int64_t groupSize = 128;
   /// A u8 zero point per group; else the symmetric 2^(bits-1).
   bool zeroPoint = false;
+  /// Codes are fp8 e4m3 bytes (bits 8, no zero points): w = scale * fp8.
+  /// The CUDA-core qgemv and qdequant decode them; the tensor-core variant
+  /// does not.
+  bool fp8 = false;
   bool bias = false;
   /// Output rows per warp (each streams its own packed row).
   int64_t rowsPerWarp = 1;
