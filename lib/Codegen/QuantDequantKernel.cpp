@@ -12,6 +12,7 @@
 
 #include "KernelBuilder.h"
 #include "QuantDecode.h"
+#include "QuantGemvSignature.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -110,20 +111,12 @@ FailureOr<KernelSpec> kiln::codegen::buildQuantDequantKernel(
   spec.name = name;
   spec.grid = {blocks, 1, 1};
   spec.block = {kThreads, 1, 1};
-  spec.addParam("dtype", stringifyDType(o.dtype));
-  spec.addParam("n", o.n);
-  spec.addParam("k", o.k);
-  spec.addParam("bits", o.bits);
-  spec.addParam("group_size", o.groupSize);
-  spec.addParam("scale_dtype", stringifyDType(o.scaleDType));
+  addPackedLayoutParams(spec, o);
   if (o.zeroPoint)
     spec.addParam("zero_point", 1);
   if (o.fp8)
     spec.addParam("format", "fp8e4m3");
-  spec.args = {{"packed", KernelDType::U8, {o.n, rowBytes}, false},
-               {"scales", o.scaleDType, {o.n, groups}, false}};
-  if (o.zeroPoint)
-    spec.args.push_back({"zeros", KernelDType::U8, {o.n, groups}, false});
+  addPackedWeightArgs(spec, o);
   spec.args.push_back({"w", o.dtype, {o.n, o.k}, true});
   return spec;
 }

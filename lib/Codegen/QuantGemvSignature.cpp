@@ -65,6 +65,26 @@ QuantGemvArgs kiln::codegen::createQuantGemvKernel(
   return args;
 }
 
+void kiln::codegen::addPackedLayoutParams(KernelSpec &spec,
+                                          const QuantGemvOptions &o) {
+  spec.addParam("dtype", stringifyDType(o.dtype));
+  spec.addParam("n", o.n);
+  spec.addParam("k", o.k);
+  spec.addParam("bits", o.bits);
+  spec.addParam("group_size", o.groupSize);
+  spec.addParam("scale_dtype", stringifyDType(o.scaleDType));
+}
+
+void kiln::codegen::addPackedWeightArgs(KernelSpec &spec,
+                                        const QuantGemvOptions &o) {
+  int64_t groups = o.k / o.groupSize;
+  spec.args.push_back(
+      {"packed", KernelDType::U8, {o.n, o.k * o.bits / 8}, false});
+  spec.args.push_back({"scales", o.scaleDType, {o.n, groups}, false});
+  if (o.zeroPoint)
+    spec.args.push_back({"zeros", KernelDType::U8, {o.n, groups}, false});
+}
+
 KernelSpec kiln::codegen::describeQuantGemv(const QuantGemvOptions &o,
                                             StringRef name, int64_t gridX,
                                             int64_t threads) {
@@ -75,12 +95,7 @@ KernelSpec kiln::codegen::describeQuantGemv(const QuantGemvOptions &o,
   spec.name = name.str();
   spec.grid = {gridX, 1, 1};
   spec.block = {threads, 1, 1};
-  spec.addParam("dtype", stringifyDType(o.dtype));
-  spec.addParam("n", o.n);
-  spec.addParam("k", o.k);
-  spec.addParam("bits", o.bits);
-  spec.addParam("group_size", o.groupSize);
-  spec.addParam("scale_dtype", stringifyDType(o.scaleDType));
+  addPackedLayoutParams(spec, o);
   if (o.tensorCores) {
     spec.addParam("mma", 1);
     spec.addParam("k_split", o.kSplit);
@@ -96,15 +111,11 @@ KernelSpec kiln::codegen::describeQuantGemv(const QuantGemvOptions &o,
     spec.addParam("bias", 1);
   if (chunked)
     spec.addParam("tokens", R);
-  int64_t groups = o.k / o.groupSize;
   spec.args = {
       {"x", o.dtype,
        chunked ? SmallVector<int64_t>{R, o.k} : SmallVector<int64_t>{o.k},
-       false},
-      {"packed", KernelDType::U8, {o.n, o.k * o.bits / 8}, false},
-      {"scales", o.scaleDType, {o.n, groups}, false}};
-  if (o.zeroPoint)
-    spec.args.push_back({"zeros", KernelDType::U8, {o.n, groups}, false});
+       false}};
+  addPackedWeightArgs(spec, o);
   if (o.bias)
     spec.args.push_back({"bias", o.dtype, {o.n}, false});
   spec.args.push_back(

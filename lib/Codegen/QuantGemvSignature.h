@@ -33,6 +33,13 @@ QuantGemvArgs createQuantGemvKernel(KernelBuilder &b,
                                     const QuantGemvOptions &o, int64_t threads,
                                     llvm::ArrayRef<mlir::Type> workgroup = {});
 
+/// The packed layout's parameters (dtype, n, k, bits, group_size,
+/// scale_dtype), which qgemv and qdequant publish first.
+void addPackedLayoutParams(KernelSpec &spec, const QuantGemvOptions &o);
+
+/// The packed weight's arguments: packed, scales[, zeros].
+void addPackedWeightArgs(KernelSpec &spec, const QuantGemvOptions &o);
+
 /// The spec both variants publish: family qgemv, the layout parameters,
 /// and the arguments the CUDA device binds by name.
 KernelSpec describeQuantGemv(const QuantGemvOptions &o, llvm::StringRef name,
