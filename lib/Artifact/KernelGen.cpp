@@ -166,21 +166,8 @@ constexpr int64_t kGemvChunkRows = 8;
 /// wave of CTAs.
 constexpr int64_t kTargetSMs = 132;
 
-/// A positive integer from the environment, else `dflt` (compile-time
-/// tuning knobs of the GEMM variants).
-int64_t envOr(const char *name, int64_t dflt) {
-  const char *v = std::getenv(name);
-  return v && std::atoll(v) > 0 ? std::atoll(v) : dflt;
-}
-
-/// False when the variable is "0" (a compile-time switch, for measuring).
-bool envSwitchOn(const char *name) {
-  const char *v = std::getenv(name);
-  return !v || std::string(v) != "0";
-}
-
 /// Smallest weight (bytes, 16-bit) that gets the split-K few-row GEMM
-/// (KILN_SKINNY_MIN_BYTES overrides it at compile time).
+/// (knob skinny-min-bytes overrides it).
 constexpr int64_t kSkinnyMinWeightBytes = 2 << 20;
 /// The same for a head writing fp32 logits: they feed argmax, where the
 /// split-K sum order would let a near-tie depend on the batch, so small
@@ -189,8 +176,10 @@ constexpr int64_t kSkinnyMinLogitsBytes = 4 << 20;
 
 /// Most K splits of the few-row GEMM: the last CTA of a tile reads all
 /// splitK fp32 partial tiles alone, so more splits cost more than the SMs
-/// they fill. KILN_SKINNY_MAX_SPLIT overrides it at compile time (tuning).
-int64_t skinnyMaxSplit() { return envOr("KILN_SKINNY_MAX_SPLIT", 4); }
+/// they fill (knob skinny-max-split overrides it).
+int64_t skinnyMaxSplit(const KernelTuning &t) {
+  return t.count("skinny-max-split", 4);
+}
 
 /// The tensor-core GEMM for a few rows (batched decode): 32-row tiles over
 /// 4 warps, 64 of K per stage, 4 stages in flight (~90 KB), 128 or 64
@@ -202,9 +191,9 @@ int64_t skinnyMaxSplit() { return envOr("KILN_SKINNY_MAX_SPLIT", 4); }
 /// 18.0 ms for a 2048-token 1B prefill on the H100; 128 x 256 was as fast
 /// there but leaves SMs idle for 512-token prompts of the 8B shape), else
 /// 128 x 128 x 32 in 4 stages.
-/// KILN_TILED_TILE="tileM,tileN,tileK,warpsM,warpsN,stages" overrides it at
-/// compile time (tuning; the generator checks the shape).
-cg::MatmulOptions tiledMatmul(cg::MatmulOptions mm) {
+/// Knob tiled-tile ("tileM,tileN,tileK,warpsM,warpsN,stages") overrides it
+/// (the generator checks the shape).
+cg::MatmulOptions tiledMatmul(cg::MatmulOptions mm, const KernelTuning &t) {
   mm.tileM = 128;
   mm.warpsM = 2;
   mm.warpsN = 4;
@@ -212,38 +201,36 @@ cg::MatmulOptions tiledMatmul(cg::MatmulOptions mm) {
     mm.tileK = 64;
     mm.stages = 3;
   }
-  const char *v = std::getenv("KILN_TILED_TILE");
-  int64_t f[6];
-  if (v && std::sscanf(v, "%ld,%ld,%ld,%ld,%ld,%ld", &f[0], &f[1], &f[2],
-                       &f[3], &f[4], &f[5]) == 6) {
-    mm.tileM = f[0];
-    mm.tileN = f[1];
-    mm.tileK = f[2];
-    mm.warpsM = f[3];
-    mm.warpsN = f[4];
-    mm.stages = f[5];
+  if (std::optional<std::array<int64_t, 6>> f = t.tile("tiled-tile")) {
+    mm.tileM = (*f)[0];
+    mm.tileN = (*f)[1];
+    mm.tileK = (*f)[2];
+    mm.warpsM = (*f)[3];
+    mm.warpsN = (*f)[4];
+    mm.stages = (*f)[5];
   }
   return mm;
 }
 
-std::optional<cg::MatmulOptions> skinnyMatmul(cg::MatmulOptions mm) {
+std::optional<cg::MatmulOptions> skinnyMatmul(cg::MatmulOptions mm,
+                                              const KernelTuning &t) {
   // Small matrices stay on the row-chunked gemv: reading W once per 32
   // rows instead of per 8 does not repay the split-K reduction there
   // (pycoder's 0.1-1 MB weights served 5% faster without it), and the gemv
   // family computes a row the same way at every batch size.
-  int64_t minBytes = envOr("KILN_SKINNY_MIN_BYTES",
-                           mm.outputDType == cg::KernelDType::F32
-                               ? kSkinnyMinLogitsBytes
-                               : kSkinnyMinWeightBytes);
+  int64_t minBytes = t.count("skinny-min-bytes",
+                             mm.outputDType == cg::KernelDType::F32
+                                 ? kSkinnyMinLogitsBytes
+                                 : kSkinnyMinWeightBytes);
   if (mm.n * mm.k * 2 < minBytes)
     return std::nullopt;
   mm.tileM = 32;
   mm.tileK = 64;
   mm.warpsM = 1;
   mm.warpsN = 4;
-  mm.stages = envOr("KILN_SKINNY_STAGES", 4);
-  int64_t maxSplit = skinnyMaxSplit();
-  int64_t targetCtas = envOr("KILN_SKINNY_TARGET_CTAS", kTargetSMs);
+  mm.stages = t.count("skinny-stages", 4);
+  int64_t maxSplit = skinnyMaxSplit(t);
+  int64_t targetCtas = t.count("skinny-target-ctas", kTargetSMs);
   auto splitFor = [&](int64_t tileN) -> int64_t {
     int64_t tiles = mm.n / tileN, split = 1;
     while (tiles * split * 2 <= targetCtas && split * 2 <= maxSplit &&
@@ -270,6 +257,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
                                  const KernelOptions &options, Location loc,
                                  rt::KernelTable &table, KernelStats &stats) {
   table.target = options.chip;
+  const KernelTuning &tuning = options.tuning;
   const rt::EntryPoint *decode = model.plan.find("decode");
   if (!decode) {
     emitError(loc) << "codegen: the plan has no decode entry point";
@@ -337,9 +325,9 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           // Compile-time tuning knobs of the one-row gemv.
           // 16 K steps in flight: the 1B down projection (K = 8192) in 2
           // chunks instead of 4 (1B batch 1: 1.376 -> 1.349 ms a step).
-          o.unroll = envOr("KILN_GEMV_UNROLL", 16);
-          o.rowsPerWarp = envOr("KILN_GEMV_ROWS_PER_WARP", o.rowsPerWarp);
-          o.warpsPerBlock = envOr("KILN_GEMV_WARPS", o.warpsPerBlock);
+          o.unroll = tuning.count("gemv-unroll", 16);
+          o.rowsPerWarp = tuning.count("gemv-rows-per-warp", o.rowsPerWarp);
+          o.warpsPerBlock = tuning.count("gemv-warps", o.warpsPerBlock);
           if (f32Out)
             o.outputDType = cg::KernelDType::F32;
           r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
@@ -363,12 +351,12 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           mm.k = k;
           mm.bias = hasBias;
           mm.outputDType = o.outputDType;
-          cg::MatmulOptions tiled = tiledMatmul(mm);
+          cg::MatmulOptions tiled = tiledMatmul(mm, tuning);
           if (n % tiled.tileN == 0 && k % tiled.tileK == 0)
             r.tiledBuild = [tiled](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildMatmulKernel(b, m, tiled);
             };
-          if (std::optional<cg::MatmulOptions> skinny = skinnyMatmul(mm))
+          if (std::optional<cg::MatmulOptions> skinny = skinnyMatmul(mm, tuning))
             r.skinnyBuild = [s = *skinny](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildMatmulKernel(b, m, s);
             };
@@ -498,11 +486,11 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         o.bias = bias != rt::kNoBuffer;
         // int4 rows are short (K / 2 bytes): two per warp keep enough
         // loads in flight.
-        o.rowsPerWarp = envOr("KILN_QGEMV_ROWS_PER_WARP", bits == 4 ? 2 : 1);
-        o.unroll = envOr("KILN_QGEMV_UNROLL", 4);
-        o.warpsPerBlock = envOr("KILN_QGEMV_WARPS", o.warpsPerBlock);
+        o.rowsPerWarp = tuning.count("qgemv-rows-per-warp", bits == 4 ? 2 : 1);
+        o.unroll = tuning.count("qgemv-unroll", 4);
+        o.warpsPerBlock = tuning.count("qgemv-warps", o.warpsPerBlock);
         // The tensor-core variant wherever groups are whole chunks
-        // (KILN_QGEMV_MMA=0: the CUDA-core one, for measuring) for steps of
+        // (knob qgemv-mma=0: the CUDA-core one, for measuring) for steps of
         // several rows, and for single rows of int4. Single rows of int8
         // stay on the CUDA-core kernel: on an H100 (8B shape, per channel)
         // it ran a decode step in 4.26 ms against 5.25 on the tensor cores,
@@ -512,13 +500,13 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         cg::QuantGemvOptions mma = o;
         mma.tensorCores = !fp8 &&
                           group % cg::quantMmaChunkWeights(bits) == 0 &&
-                          envSwitchOn("KILN_QGEMV_MMA");
+                          tuning.switchOn("qgemv-mma");
         if (mma.tensorCores) {
-          mma.unroll = envOr("KILN_QMMA_UNROLL", 4);
+          mma.unroll = tuning.count("qmma-unroll", 4);
           int64_t split = 1;
           while (split < 8 && (n + 15) / 16 * split < 8 * kTargetSMs)
             split *= 2;
-          mma.kSplit = envOr("KILN_QMMA_SPLIT", split);
+          mma.kSplit = tuning.count("qmma-split", split);
           if (bits == 4)
             o = mma;
         }
@@ -543,7 +531,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           chunked.tokens = mma.tensorCores ? 16 : kGemvChunkRows;
           chunked.rowsPerWarp = 1;
           chunked.unroll =
-              mma.tensorCores ? envOr("KILN_QMMA_CHUNK_UNROLL", 2) : 2;
+              mma.tensorCores ? tuning.count("qmma-chunk-unroll", 2) : 2;
           r.chunkedBuild = build(chunked);
           // Many rows (prefill): W decoded once into dense scratch, then
           // the tensor-core GEMM over it.
@@ -553,7 +541,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           mm.k = k;
           mm.bias = o.bias;
           mm.constantWeights = false; // the scratch qdequant just wrote
-          cg::MatmulOptions tiled = tiledMatmul(mm);
+          cg::MatmulOptions tiled = tiledMatmul(mm, tuning);
           if (n % tiled.tileN == 0 && k % tiled.tileK == 0) {
             r.tiledBuild = [tiled](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildMatmulKernel(b, m, tiled);
@@ -586,8 +574,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           fused.k = constDim(gate.shape[t ? 1 : 0]);
           fused.gatedUp = true;
           fused.rowsPerWarp =
-              envOr("KILN_GATED_ROWS_PER_WARP", fused.rowsPerWarp);
-          fused.warpsPerBlock = envOr("KILN_GATED_WARPS", fused.warpsPerBlock);
+              tuning.count("gated-rows-per-warp", fused.rowsPerWarp);
+          fused.warpsPerBlock = tuning.count("gated-warps", fused.warpsPerBlock);
           gateGemv->gatedBuild = [fused](OpBuilder &b, gpu::GPUModuleOp m) {
             return cg::buildGemvKernel(b, m, fused);
           };

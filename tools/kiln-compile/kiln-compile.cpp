@@ -10,6 +10,7 @@
 //                 [--quant-method rtn|gptq|awq]] [--sparsify 2:4
 //                 [--sparsify-method magnitude|wanda|sparsegpt]]
 //                [--compress-skip lm_head,...] [--calibration-text FILE]
+//                [--kernel-option NAME=VALUE ...] [--list-kernel-options]
 //
 // Stages, each reported on stderr with its time:
 //   import   the ONNX graph into the llm dialect
@@ -79,6 +80,15 @@ using namespace kiln;
 namespace rt = kiln::runtime;
 
 static cl::opt<std::string> inputPath(cl::Positional, cl::desc("<model.onnx>"));
+static cl::list<std::string> kernelOptionList(
+    "kernel-option",
+    cl::desc("Override a generated kernel's default shape (sweeps): "
+             "NAME=VALUE; --list-kernel-options names them (the environment "
+             "variable KILN_<NAME> also sets one)"),
+    cl::value_desc("NAME=VALUE"));
+static cl::opt<bool> listKernelOptions(
+    "list-kernel-options",
+    cl::desc("Print the --kernel-option names and what they set, then exit"));
 static cl::opt<std::string> outputPath("o", cl::desc("Output artifact"),
                                        cl::value_desc("path"));
 static cl::opt<std::string>
@@ -441,6 +451,17 @@ LogicalResult buildParts(mlir::ModuleOp module, const std::string &tokenizer,
   if (StringRef(target).starts_with("sm_")) {
     KernelOptions kernelOptions;
     kernelOptions.chip = target;
+    for (const std::string &assignment : kernelOptionList)
+      if (Error error = kernelOptions.tuning.set(assignment)) {
+        emitError(module->getLoc()) << toString(std::move(error));
+        return failure();
+      }
+    if (Error error = kernelOptions.tuning.addEnvironment()) {
+      emitError(module->getLoc()) << toString(std::move(error));
+      return failure();
+    }
+    if (std::string knobs = kernelOptions.tuning.describe(); !knobs.empty())
+      errs() << "kiln-compile: kernel options: " << knobs << "\n";
     KernelStats kstats;
     if (mlir::failed(buildKernels(model, kernelOptions, module->getLoc(),
                                   model.kernels, kstats)))
@@ -514,6 +535,12 @@ LogicalResult checkDraftTokens(const CompiledModel &model,
 int main(int argc, char **argv) {
   InitLLVM init(argc, argv);
   cl::ParseCommandLineOptions(argc, argv, "Kiln ahead-of-time compiler\n");
+  if (listKernelOptions) {
+    for (const KernelKnob &knob : KernelTuning::knobs())
+      outs() << "  " << knob.name << " (" << knobEnvironmentName(knob.name)
+             << "): " << knob.help << "\n";
+    return 0;
+  }
   if (inputPath.empty()) {
     errs() << "kiln-compile: no input model given\n";
     return 2;

@@ -14,6 +14,7 @@
 #ifndef KILN_ARTIFACT_ARTIFACTCOMPILER_H
 #define KILN_ARTIFACT_ARTIFACTCOMPILER_H
 
+#include "kiln/Artifact/KernelTuning.h"
 #include "kiln/runtime/KernelTable.h"
 #include "kiln/runtime/LaunchPlan.h"
 #include "kiln/runtime/ModelConfig.h"
@@ -165,6 +166,8 @@ struct KernelOptions {
   std::string chip = "sm_90a";
   /// Assemble cubins with ptxas when one is found (findPtxas).
   bool assemble = true;
+  /// Overrides of the kernels' measured default shapes (sweeps).
+  KernelTuning tuning;
 };
 
 struct KernelStats {
