@@ -315,9 +315,11 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
          &gatedUp, static_cast<const cl::Option *>(std::addressof(moreN))});
   else if (family == "qgemv")
     add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint,
-         &rowsPerWarp, &warpsPerBlock, &unroll, &tokens});
+         &quantFp8, &quantMma, &quantKSplit, &rowsPerWarp, &warpsPerBlock,
+         &unroll, &tokens});
   else if (family == "qdequant")
-    add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint});
+    add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint,
+         &quantFp8});
   else if (family == "matmul")
     add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages,
          &splitK, &dynamicWeights});
@@ -386,7 +388,13 @@ static std::optional<std::string> misplacedFlag(StringRef family) {
                                                  &attentionScaling,
                                                  &tableDType,
                                                  &castFrom,
-                                                 &castTo})
+                                                 &castTo,
+                                                 &quantBits,
+                                                 &quantGroup,
+                                                 &quantZeroPoint,
+                                                 &quantFp8,
+                                                 &quantMma,
+                                                 &quantKSplit})
     if (option->getNumOccurrences() > 0 &&
         llvm::find(allowed, option) == allowed.end())
       return option->ArgStr.str();
