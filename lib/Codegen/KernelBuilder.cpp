@@ -188,6 +188,55 @@ void KernelBuilder::storeVector(Value value, Value memref, ValueRange indices,
 // Control flow
 //===----------------------------------------------------------------------===//
 
+SmallVector<Value> KernelBuilder::walkLaneVectors(Value lane, int64_t count,
+                                                  int64_t unroll,
+                                                  SmallVector<Value> accs,
+                                                  const LaneStep &step) {
+  int64_t fullSteps = count / kWarpSize;
+  int64_t tailLanes = count % kWarpSize;
+  auto vectorsFrom = [&](Value base, int64_t steps) {
+    SmallVector<Value> vectors;
+    for (int64_t s = 0; s < steps; ++s)
+      vectors.push_back(add(base, s * kWarpSize));
+    return vectors;
+  };
+  int64_t chunks = fullSteps > unroll ? fullSteps / unroll : 0;
+  int64_t done = 0;
+  if (chunks > 0) {
+    int64_t chunkVectors = unroll * kWarpSize;
+    auto loop = scf::ForOp::create(
+        *this, index(0), index(chunks * chunkVectors), index(chunkVectors),
+        accs, [&](OpBuilder &, Location, Value offset, ValueRange carried) {
+          scf::YieldOp::create(
+              *this, step(vectorsFrom(add(lane, offset), unroll),
+                          SmallVector<Value>(carried.begin(), carried.end())));
+        });
+    accs.assign(loop.getResults().begin(), loop.getResults().end());
+    done = chunks * unroll;
+  }
+  if (fullSteps > done)
+    accs =
+        step(vectorsFrom(add(lane, done * kWarpSize), fullSteps - done), accs);
+  if (tailLanes > 0) {
+    SmallVector<Type> types;
+    for (Value acc : accs)
+      types.push_back(acc.getType());
+    auto ifOp = scf::IfOp::create(
+        *this, types, cmp(arith::CmpIPredicate::ult, lane, index(tailLanes)),
+        /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(*this);
+      setInsertionPointToStart(&ifOp.getThenRegion().front());
+      scf::YieldOp::create(
+          *this, step(vectorsFrom(add(lane, fullSteps * kWarpSize), 1), accs));
+      setInsertionPointToStart(&ifOp.getElseRegion().front());
+      scf::YieldOp::create(*this, accs);
+    }
+    accs.assign(ifOp.getResults().begin(), ifOp.getResults().end());
+  }
+  return accs;
+}
+
 void KernelBuilder::ifThen(Value cond, const std::function<void()> &then) {
   auto ifOp = scf::IfOp::create(*this, TypeRange{}, cond,
                                 /*withElseRegion=*/false);
@@ -363,10 +412,11 @@ void KernelBuilder::prefetchL2(Value memref, Value linearIndex) {
   Value pointer = LLVM::IntToPtrOp::create(
       *this, LLVM::LLVMPointerType::get(getContext(), /*addressSpace=*/1),
       address64);
-  NVVM::PrefetchOp::create(
-      *this, NVVM::PrefetchCacheLevelAttr::get(getContext(),
-                                               NVVM::PrefetchCacheLevel::L2),
-      /*evictPriority=*/nullptr, pointer, /*predicate=*/Value());
+  NVVM::PrefetchOp::create(*this,
+                           NVVM::PrefetchCacheLevelAttr::get(
+                               getContext(), NVVM::PrefetchCacheLevel::L2),
+                           /*evictPriority=*/nullptr, pointer,
+                           /*predicate=*/Value());
 }
 
 void KernelBuilder::waitForPriorGrids() {

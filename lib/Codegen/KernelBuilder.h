@@ -121,6 +121,17 @@ public:
   };
   TokenChunk tokenChunk(mlir::Value step, int64_t count);
 
+  /// A warp's lane-strided walk over the `count` vectors of a row (lane l
+  /// takes vectors l, l + 32, ...): `unroll` steps per scf.for iteration,
+  /// the remaining whole steps after the loop, then one more step for the
+  /// lanes below count % 32. `step` gets this lane's vector indices and the
+  /// accumulators and returns them updated (loads first, then math).
+  using LaneStep = std::function<llvm::SmallVector<mlir::Value>(
+      llvm::ArrayRef<mlir::Value>, llvm::SmallVector<mlir::Value>)>;
+  llvm::SmallVector<mlir::Value>
+  walkLaneVectors(mlir::Value lane, int64_t count, int64_t unroll,
+                  llvm::SmallVector<mlir::Value> accs, const LaneStep &step);
+
   /// `then()` under `cond`, with no results.
   void ifThen(mlir::Value cond, const std::function<void()> &then);
   /// `cond ? then() : otherwise()` as an scf.if yielding one value.

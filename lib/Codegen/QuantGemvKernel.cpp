@@ -48,7 +48,6 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   int64_t rowBytes = o.k * o.bits / 8;
   int64_t vectorsPerRow = rowBytes / kCodeLoadBytes;
   int64_t fullSteps = vectorsPerRow / kWarpSize;
-  int64_t tailLanes = vectorsPerRow % kWarpSize;
   int64_t threads = o.warpsPerBlock * kWarpSize;
   int64_t rowsPerBlock = o.warpsPerBlock * o.rowsPerWarp;
   int64_t blocks = ceilDiv(o.n, rowsPerBlock);
@@ -148,13 +147,6 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       }
     return accs;
   };
-  auto vectorsFrom = [&](Value base, int64_t count) {
-    SmallVector<Value> vectors;
-    for (int64_t s = 0; s < count; ++s)
-      vectors.push_back(b.add(base, s * kWarpSize));
-    return vectors;
-  };
-
   // The constant codes of this warp's first group of steps go to L2 before
   // waiting for the previous kernel (programmatic dependent launch).
   for (Value row : loadRows)
@@ -164,42 +156,9 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                          b.mul(b.add(lane, s * kWarpSize), kCodeLoadBytes)));
   b.waitForPriorGrids();
 
-  SmallVector<Value> accs(loadRows.size() * R, b.f32Splat(0.0, 4));
-  int64_t chunks = fullSteps > o.unroll ? fullSteps / o.unroll : 0;
-  int64_t done = 0;
-  if (chunks > 0) {
-    int64_t chunkVectors = o.unroll * kWarpSize;
-    auto loop = scf::ForOp::create(
-        b, b.index(0), b.index(chunks * chunkVectors), b.index(chunkVectors),
-        accs, [&](OpBuilder &, Location, Value offset, ValueRange carried) {
-          SmallVector<Value> nextAccs =
-              accumulate(vectorsFrom(b.add(lane, offset), o.unroll),
-                         SmallVector<Value>(carried.begin(), carried.end()));
-          scf::YieldOp::create(b, nextAccs);
-        });
-    accs.assign(loop.getResults().begin(), loop.getResults().end());
-    done = chunks * o.unroll;
-  }
-  if (fullSteps > done)
-    accs = accumulate(
-        vectorsFrom(b.add(lane, done * kWarpSize), fullSteps - done), accs);
-  if (tailLanes > 0) {
-    // The row's last vectors: lanes below tailLanes take one more step.
-    SmallVector<Type> types(accs.size(), vec4F32);
-    auto ifOp = scf::IfOp::create(
-        b, types, b.cmp(arith::CmpIPredicate::ult, lane, b.index(tailLanes)),
-        /*withElseRegion=*/true);
-    {
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-      SmallVector<Value> more =
-          accumulate(vectorsFrom(b.add(lane, fullSteps * kWarpSize), 1), accs);
-      scf::YieldOp::create(b, more);
-      b.setInsertionPointToStart(&ifOp.getElseRegion().front());
-      scf::YieldOp::create(b, accs);
-    }
-    accs.assign(ifOp.getResults().begin(), ifOp.getResults().end());
-  }
+  SmallVector<Value> accs = b.walkLaneVectors(
+      lane, vectorsPerRow, o.unroll,
+      SmallVector<Value>(loadRows.size() * R, b.f32Splat(0.0, 4)), accumulate);
 
   // Lane sum, warp sum; lane 0 adds the bias and stores each row it owns.
   Value isLeader = b.cmp(arith::CmpIPredicate::eq, lane, b.index(0));
