@@ -73,6 +73,32 @@ void Sparsify2to4::runOnOperation() {
   if (failed(writer.open(module, dataFile, "llm-sparsify-2to4")))
     return signalPassFailure();
 
+  if (module->hasAttr(kDummyWeightsAttr)) {
+    // kiln-compile --dummy-weights: no values to prune (graph-only exports
+    // benchmarked at scale); only the compressed types and byte ranges
+    // matter, and the runtime draws values and valid metadata at load.
+    if (calibrated) {
+      module.emitError() << "method=" << StringRef(method)
+                         << " reads the weights' values; dummy weights take "
+                            "method=magnitude";
+      return signalPassFailure();
+    }
+    llvm::StringMap<std::pair<Type, int64_t>> planned;
+    int64_t offset = 0;
+    for (MatrixWeight &w : *weights) {
+      auto [it, fresh] = planned.try_emplace(w.op.getName());
+      Type elem = cast<RankedTensorType>(w.op.getType()).getElementType();
+      auto type = SparseWeightType::get(&getContext(), w.k, w.n, elem);
+      if (fresh) {
+        it->second = {type, offset};
+        offset += (getSparseLayout(type).total + 63) / 64 * 64;
+      }
+      replaceWithPacked(w, type, writer.path(), it->second.second,
+                        getSparseLayout(type).total);
+    }
+    return;
+  }
+
   llvm::StringMap<std::pair<Type, std::pair<int64_t, int64_t>>> done;
   llvm::DenseMap<const q::InputStats *, std::vector<double>> factors;
   for (MatrixWeight &w : *weights) {

@@ -25,6 +25,9 @@ static std::string dirName(const std::string &path) {
   return path.substr(0, slash);
 }
 
+/// The 2:4 metadata nibbles (first | second << 2) with first < second.
+constexpr uint8_t kOrderedPairs[6] = {0x4, 0x8, 0xC, 0x9, 0xD, 0xE};
+
 std::vector<uint8_t> dummyWeightBytes(const WeightInfo &info) {
   // Uniform in center +- 0.05 (1 for vectors: norm scales), drawn from a
   // table of 256 values with one random byte each: an 8B model's 16 GB
@@ -39,8 +42,12 @@ std::vector<uint8_t> dummyWeightBytes(const WeightInfo &info) {
     uint16_t h = info.dtype == DType::F16 ? floatToHalf(x) : floatToBf16(x);
     if (info.dtype == DType::U8)
       // Packed low-bit data: any byte is a valid integer pair, but fp8's
-      // NaN patterns (0x7f, 0xff) must not appear; 0x77 masks them out.
-      table[v][0] = static_cast<uint8_t>(v & 0x77);
+      // NaN patterns (0x7f, 0xff) must not appear, and 2:4 metadata needs
+      // each nibble to hold two distinct positions in increasing order
+      // (the sparse tensor cores' form): both nibbles are one of the six
+      // such patterns, which never makes 0x7f or 0xff.
+      table[v][0] = static_cast<uint8_t>(kOrderedPairs[v % 6] |
+                                         kOrderedPairs[(v / 6) % 6] << 4);
     else if (width == 2)
       std::memcpy(table[v], &h, 2);
     else

@@ -622,12 +622,12 @@ int main(int argc, char **argv) {
            << "' (expected packed or dequantize)\n";
     return 2;
   }
-  // Dummy weights have no values: RTN quantization plans the packed types
-  // alone (benchmarks at scale); pruning and calibration need the values.
-  if (dummyWeights &&
-      (!compression.sparsify.empty() || needsCalibration(compression))) {
-    errs() << "kiln-compile: --dummy-weights with --sparsify or a calibrated "
-              "method: they read the weights' values\n";
+  // Dummy weights have no values: RTN quantization and magnitude pruning
+  // plan the packed types alone (benchmarks at scale); calibration needs
+  // the values.
+  if (dummyWeights && needsCalibration(compression)) {
+    errs() << "kiln-compile: --dummy-weights with a calibrated method: it "
+              "reads the weights' values\n";
     return 2;
   }
   if (std::string bad = checkCompressionOptions(compression); !bad.empty()) {
