@@ -23,6 +23,10 @@
 // default max_blocks * block_size / 4 .. max_blocks * block_size),
 // --device=0, --verbose=1 (the driver's JIT log when it compiles PTX).
 //
+// qgemv (int8, int4, fp8; CUDA-core and tensor-core variants) runs on
+// random codes, scales and zero points against the fp64 product of the
+// decoded W.
+//
 // embedding must copy rows bit for bit (and write zeros for ids outside
 // [-V, V)), cast must round exactly as the host does; rotary_table and rope
 // are compared with the tolerance (rotary_table at positions up to 1e6).
@@ -1424,6 +1428,72 @@ Result Checker::runDecodeStep() {
     }
     movedBytes = 2.0 * 2 * tokens * heads * dim +
                  2.0 * tokens * rot * args.descs[1].elementBytes();
+  } else if (family == "qgemv") {
+    // Packed W (docs/Quantization.md): code i of a row is byte i (8 bits)
+    // or nibble i % 2 of byte i / 2, low first (4 bits); w = scale * (u -
+    // z), z the group's zero point or 2^(bits - 1); fp8: w = scale *
+    // e4m3(u). Both the CUDA-core and the tensor-core (mma=1) variants.
+    int64_t n = spec.integer("n"), k = spec.integer("k");
+    int64_t bits = spec.integer("bits"), group = spec.integer("group_size");
+    bool fp8 = spec.has("format") && spec.get("format") == "fp8e4m3";
+    int64_t R = spec.has("tokens") ? spec.integer("tokens") : 1;
+    int64_t groups = k / group, rowBytes = k * bits / 8;
+    std::uniform_int_distribution<int> byteDist(0, 255);
+    std::vector<uint8_t> packed(n * rowBytes);
+    for (uint8_t &b : packed) {
+      b = static_cast<uint8_t>(byteDist(rng));
+      if (fp8 && (b & 0x7f) == 0x7f)
+        b &= 0xfe; // no NaN codes
+    }
+    put(args["packed"], packed);
+    std::vector<float> scales = uniform(n * groups, 0.01f, 0.05f);
+    upload("scales", scales);
+    std::vector<uint8_t> zeros;
+    if (args.has("zeros")) {
+      zeros.resize(n * groups);
+      for (uint8_t &z : zeros)
+        z = static_cast<uint8_t>(byteDist(rng) % (1 << bits));
+      put(args["zeros"], zeros);
+    }
+    std::vector<float> bias;
+    if (args.has("bias")) {
+      bias = uniform(n, -1.f, 1.f);
+      upload("bias", bias);
+    }
+    std::vector<float> x = uniform(R * k, -1.f, 1.f);
+    upload("x", x);
+    if (args.has("step"))
+      put(args["step"], std::vector<int32_t>{int32_t(R), 0, 0, 0});
+    auto e4m3 = [](uint8_t v) {
+      int exponent = (v >> 3) & 15, mantissa = v & 7;
+      double magnitude = exponent == 0
+                             ? std::ldexp(double(mantissa), -9)
+                             : std::ldexp(double(8 + mantissa), exponent - 10);
+      return (v & 0x80) ? -magnitude : magnitude;
+    };
+    std::vector<double> ref(R * n, 0.0);
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t i = 0; i < k; ++i) {
+        int64_t g = i / group;
+        uint8_t byte = packed[r * rowBytes + (bits == 8 ? i : i / 2)];
+        unsigned u = bits == 8 ? byte : (byte >> (4 * (i % 2))) & 15;
+        double z = zeros.empty() ? double(1 << (bits - 1))
+                                 : double(zeros[r * groups + g]);
+        double w = scales[r * groups + g] * (fp8 ? e4m3(byte) : double(u) - z);
+        for (int64_t t = 0; t < R; ++t)
+          ref[t * n + r] += double(x[t * k + i]) * w;
+      }
+    if (!bias.empty())
+      for (int64_t t = 0; t < R; ++t)
+        for (int64_t r = 0; r < n; ++r)
+          ref[t * n + r] += bias[r];
+    std::vector<CUdeviceptr> pointers = args.pointers();
+    launchOnce(pointers);
+    compare(fetch("y"), ref,
+            "qgemv b" + std::to_string(bits) + (fp8 ? " fp8" : "") +
+                (spec.has("mma") ? " mma" : "") + " R=" + std::to_string(R),
+            &result.relErr);
+    movedBytes = double(n * rowBytes);
   } else if (family == "cast") {
     int64_t size = spec.integer("size");
     std::vector<float> x = uniform(size, -300.f, 300.f);
@@ -1457,7 +1527,7 @@ Result Checker::run() {
   if (family == "paged_prefill")
     return runPagedPrefill();
   if (family == "embedding" || family == "rotary_table" || family == "rope" ||
-      family == "cast")
+      family == "cast" || family == "qgemv")
     return runDecodeStep();
   return runClassic();
 }
