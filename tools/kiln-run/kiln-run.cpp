@@ -7,7 +7,7 @@
 //            [--no-echo] [--quiet]
 //   kiln-run m.kiln --prompt ... --speculate [--k K] [--ngram]
 //   kiln-run m.kiln --check DIR [--tolerance 1e-3] [--min-agreement 99]
-//   kiln-run m.kiln --info
+//   kiln-run m.kiln --info [--memory-gb 80 [--reserve-gb 4]]
 //   kiln-run m.kiln --list-kernels
 //
 // Generation streams the text of the sampled tokens to stdout (after the
@@ -21,7 +21,10 @@
 // rows whose argmax agrees) and, for present.N.key/value outputs, the
 // cache read back afterwards (relative to each tensor's max |ref|), then
 // "N passed, N failed". Test data are matched by their TensorProto names.
-// --info lists the config, sections, weights and the steps of each entry point.
+// --info lists the config, sections, weights and the steps of each entry point;
+// with --memory-gb, also how many tokens of KV cache (and sequences of the
+// context, and of 2048 tokens) fit on a card of that many GB (10^9 bytes)
+// beside the weights and --reserve-gb for the runtime (4).
 // --speculate generates through the SpeculativeEngine (docs/Speculative.md)
 // with the draft the artifact carries (kiln-compile --draft), or n-gram prompt
 // lookup (--ngram, or an artifact compiled with --speculate-ngram); K from --k,
@@ -61,7 +64,7 @@ int usage(const std::string &error) {
       "S] [--greedy] [--speculate [--k K] [--ngram]]\n"
       "       kiln-run m.kiln --check DIR [--tolerance 1e-3] "
       "[--min-agreement 99]\n"
-      "       kiln-run m.kiln --info\n"
+      "       kiln-run m.kiln --info [--memory-gb 80 [--reserve-gb 4]]\n"
       "       kiln-run m.kiln --list-kernels\n");
   return 2;
 }
@@ -457,6 +460,22 @@ void printInfo(const std::string &path, const Model &model) {
     std::printf("%s", describeEntryPoint(e).c_str());
 }
 
+/// What fits beside the weights on a card of `memoryGB` (10^9 bytes) with
+/// `reserveGB` kept for the runtime: the KV cache's tokens and sequences.
+void printCapacity(const Model &model, double memoryGB, double reserveGB) {
+  int64_t perToken = kvCacheConfigFor(model, 1).kvBytesPerToken();
+  int64_t weights = model.totalWeightBytes();
+  double room = memoryGB * 1e9 - reserveGB * 1e9 - double(weights);
+  int64_t tokens = room > 0 ? int64_t(room / double(perToken)) : 0;
+  int64_t context = model.config().contextLength;
+  std::printf("memory: %.3g GB card, %.3g GB reserved, weights %lld bytes, "
+              "KV %lld bytes a token: %lld tokens, %lld sequences of %lld "
+              "(the context), %lld of 2048\n",
+              memoryGB, reserveGB, (long long)weights, (long long)perToken,
+              (long long)tokens, (long long)(tokens / context),
+              (long long)context, (long long)(tokens / 2048));
+}
+
 /// "1,2,3" -> ids.
 bool parseIds(const std::string &text, std::vector<int32_t> &ids) {
   size_t pos = 0;
@@ -483,7 +502,7 @@ int main(int argc, char **argv) {
   tools::Args args(argc, argv,
                    {"prompt", "prompt-ids", "n", "device", "temperature",
                     "top-k", "top-p", "seed", "kv-blocks", "check", "tolerance",
-                    "min-agreement", "k"},
+                    "min-agreement", "k", "memory-gb", "reserve-gb"},
                    {"greedy", "info", "list-kernels", "no-bos", "no-echo",
                     "quiet", "no-verify", "speculate", "ngram"});
   if (!args.error.empty())
@@ -533,7 +552,17 @@ int main(int argc, char **argv) {
   if (!model.isOk())
     return fail(model.status());
   if (args.has("info")) {
+    double memoryGB = args.number("memory-gb", 0.0);
+    double reserveGB = args.number("reserve-gb", 4.0);
+    if (!args.error.empty() ||
+        (args.has("memory-gb") && !(memoryGB > 0)) || !(reserveGB >= 0))
+      return usage(args.error.empty()
+                       ? "--memory-gb must be positive, --reserve-gb not "
+                         "negative"
+                       : args.error);
     printInfo(path, **model);
+    if (args.has("memory-gb"))
+      printCapacity(**model, memoryGB, reserveGB);
     return 0;
   }
 
