@@ -68,18 +68,11 @@ SmallVector<Value> kiln::codegen::decodeFp8Codes(KernelBuilder &b,
   return decoded;
 }
 
-LogicalResult kiln::codegen::checkFp8Layout(Location loc, StringRef family,
-                                            bool fp8, int64_t bits,
-                                            bool zeroPoint) {
-  if (fp8 && (bits != 8 || zeroPoint))
-    return emitError(loc) << family
-                          << ": fp8 e4m3 codes are 8 bits without zero points";
-  return success();
-}
-
-FailureOr<int64_t> kiln::codegen::checkPackedLayout(
-    Location loc, StringRef family, KernelDType dtype, KernelDType scaleDType,
-    int64_t n, int64_t k, int64_t bits, int64_t groupSize) {
+FailureOr<int64_t> kiln::codegen::checkPackedLayout(Location loc,
+                                                    StringRef family,
+                                                    const QuantGemvOptions &o) {
+  KernelDType dtype = o.dtype, scaleDType = o.scaleDType;
+  int64_t n = o.n, k = o.k, bits = o.bits, groupSize = o.groupSize;
   if (dtype != KernelDType::F16 && dtype != KernelDType::BF16)
     return emitError(loc) << family << " takes f16 or bf16 activations";
   if (scaleDType != KernelDType::F16 && scaleDType != KernelDType::BF16 &&
@@ -95,5 +88,8 @@ FailureOr<int64_t> kiln::codegen::checkPackedLayout(
                           << " must be multiples of the " << perLoad
                           << " weights a 16-byte load covers (and the group "
                              "divide k)";
+  if (o.fp8 && (bits != 8 || o.zeroPoint))
+    return emitError(loc) << family
+                          << ": fp8 e4m3 codes are 8 bits without zero points";
   return perLoad;
 }

@@ -14,6 +14,7 @@
 #define KILN_LIB_CODEGEN_QUANTDECODE_H
 
 #include "KernelBuilder.h"
+#include "kiln/Codegen/QuantGemvKernel.h"
 
 namespace kiln {
 namespace codegen {
@@ -24,15 +25,11 @@ constexpr int64_t kCodeLoadBytes = 16;
 /// Checks what a packed layout must be for the decode (`family` names the
 /// kernel in the errors): f16/bf16 activations, f16/bf16/f32 scales, 4 or 8
 /// bits, k and the group size multiples of the weights one load covers, the
-/// group dividing k. Returns the weights per load.
-mlir::FailureOr<int64_t>
-checkPackedLayout(mlir::Location loc, llvm::StringRef family, KernelDType dtype,
-                  KernelDType scaleDType, int64_t n, int64_t k, int64_t bits,
-                  int64_t groupSize);
-
-/// fp8 codes are 8 bits without zero points.
-mlir::LogicalResult checkFp8Layout(mlir::Location loc, llvm::StringRef family,
-                                   bool fp8, int64_t bits, bool zeroPoint);
+/// group dividing k, and fp8 codes 8 bits without zero points. Returns the
+/// weights per load.
+mlir::FailureOr<int64_t> checkPackedLayout(mlir::Location loc,
+                                           llvm::StringRef family,
+                                           const QuantGemvOptions &o);
 
 /// 2^23: the float whose mantissa holds a code.
 constexpr float kCodeMagic = 8388608.0f;

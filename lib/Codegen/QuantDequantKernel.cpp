@@ -35,10 +35,8 @@ FailureOr<KernelSpec> kiln::codegen::buildQuantDequantKernel(
                     : o.zeroPoint ? "_zp"
                                   : "");
   Location loc = NameLoc::get(StringAttr::get(context, name));
-  FailureOr<int64_t> checked = checkPackedLayout(
-      loc, "qdequant", o.dtype, o.scaleDType, o.n, o.k, o.bits, o.groupSize);
-  if (failed(checked) ||
-      failed(checkFp8Layout(loc, "qdequant", o.fp8, o.bits, o.zeroPoint)))
+  FailureOr<int64_t> checked = checkPackedLayout(loc, "qdequant", o);
+  if (failed(checked))
     return failure();
   int64_t perLoad = *checked;
   int64_t rowBytes = o.k * o.bits / 8;

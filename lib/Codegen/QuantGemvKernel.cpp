@@ -34,10 +34,8 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   bool chunked = R > 1;
   std::string name = quantGemvName(o, "");
   Location loc = NameLoc::get(StringAttr::get(context, name));
-  FailureOr<int64_t> checked = checkPackedLayout(
-      loc, "qgemv", o.dtype, o.scaleDType, o.n, o.k, o.bits, o.groupSize);
-  if (failed(checked) ||
-      failed(checkFp8Layout(loc, "qgemv", o.fp8, o.bits, o.zeroPoint)))
+  FailureOr<int64_t> checked = checkPackedLayout(loc, "qgemv", o);
+  if (failed(checked))
     return failure();
   int64_t perLoad = *checked; // weights one load covers
   if (o.rowsPerWarp < 1 || o.rowsPerWarp > 4 || o.warpsPerBlock < 1 ||

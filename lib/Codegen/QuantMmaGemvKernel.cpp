@@ -159,8 +159,7 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
   bool chunked = R > 1;
   Location loc = NameLoc::get(StringAttr::get(
       context, quantGemvName(o, "_mma_s" + std::to_string(o.kSplit))));
-  FailureOr<int64_t> checked = checkPackedLayout(
-      loc, "qgemv", o.dtype, o.scaleDType, o.n, o.k, o.bits, o.groupSize);
+  FailureOr<int64_t> checked = checkPackedLayout(loc, "qgemv", o);
   if (failed(checked))
     return failure();
   if (o.fp8)
