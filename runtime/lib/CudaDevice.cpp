@@ -581,6 +581,16 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
           const std::string &nm = arg.name;
           auto op = [&](size_t idx) { return buffer(s.operands[idx]); };
           auto res = [&](size_t idx) { return buffer(s.results[idx]); };
+          // A QuantLinear step's (x, packed, scales, [zero points], [bias])
+          // -> y, as qgemv, qdequant and the GEMM over its scratch name them.
+          auto quantOperand = [&](const std::string &name) {
+            return name == "x"        ? op(0)
+                   : name == "packed" ? op(1)
+                   : name == "scales" ? op(2)
+                   : name == "zeros"  ? op(3)
+                   : name == "bias"   ? op(4)
+                                      : res(0);
+          };
           ArgRef a;
           bool known = true;
           if (nm == "step") {
@@ -606,12 +616,7 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
                   std::max(p.dequantBytes, arg.shape[0] * arg.shape[1] *
                                                int64_t(dtypeBytes(arg.dtype)));
             } else {
-              a = nm == "x"        ? op(0)
-                  : nm == "packed" ? op(1)
-                  : nm == "scales" ? op(2)
-                  : nm == "zeros"  ? op(3)
-                  : nm == "bias"   ? op(4)
-                                   : res(0);
+              a = quantOperand(nm);
             }
           } else if (kk.family == "gemv_gated" && s.kind == OpKind::GatedMLP) {
             a = nm == "x"      ? op(0)
@@ -629,13 +634,7 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
                   : nm == "w" ? weight(s.operands[1 + j])
                               : scratch(static_cast<uint32_t>(j), inter);
           } else if (kk.family == "qgemv") {
-            // (x, packed, scales, [zero points], [bias]) -> y
-            a = nm == "x"        ? op(0)
-                : nm == "packed" ? op(1)
-                : nm == "scales" ? op(2)
-                : nm == "zeros"  ? op(3)
-                : nm == "bias"   ? op(4)
-                                 : res(0);
+            a = quantOperand(nm);
           } else if (k.family == "silu_mul") {
             a = scratch(nm == "gate" ? 0 : nm == "up" ? 1 : 2, arg.shape[0]);
           } else if (k.family == "gemv") {
