@@ -35,6 +35,7 @@
 #include "kiln/Codegen/Lowering.h"
 #include "kiln/Codegen/MatmulKernel.h"
 #include "kiln/Codegen/QuantGemvKernel.h"
+#include "kiln/Codegen/SparseMatmulKernel.h"
 #include "kiln/Codegen/PagedAttentionDecodeKernel.h"
 #include "kiln/Codegen/PagedAttentionPrefillKernel.h"
 #include "kiln/Codegen/FlashPrefillKernel.h"
@@ -323,6 +324,8 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
   else if (family == "matmul")
     add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages,
          &splitK, &dynamicWeights});
+  else if (family == "smatmul")
+    add({&gemvN, &gemvK});
   else if (family == "argmax")
     add({&gemvN});
   else if (family == "kv_write")
@@ -521,6 +524,12 @@ int main(int argc, char **argv) {
                     : buildQuantGemvKernel(builder, kernels, options);
   } else if (kernel == "qdequant") {
     spec = buildQuantDequantKernel(builder, kernels, quantFromFlags(*dtype));
+  } else if (kernel == "smatmul") {
+    SparseMatmulOptions options;
+    options.dtype = *dtype;
+    options.n = gemvN;
+    options.k = gemvK;
+    spec = buildSparseMatmulKernel(builder, kernels, options);
   } else if (kernel == "matmul") {
     MatmulOptions options;
     options.dtype = *dtype;
@@ -632,7 +641,7 @@ int main(int argc, char **argv) {
     spec = buildCastKernel(builder, kernels, options);
   } else {
     return fail("unknown --kernel '" + kernel +
-                "' (expected rms_norm, gemv, qgemv, qdequant, matmul, argmax, "
+                "' (expected rms_norm, gemv, qgemv, qdequant, matmul, smatmul, argmax, "
                 "silu_mul, "
                 "residual_add, kv_write, kv_copy, paged_decode, paged_prefill, "
                 "flash_prefill, embedding, rotary_table, rope or cast)");
