@@ -216,6 +216,29 @@ cg::MatmulOptions tiledMatmul(cg::MatmulOptions mm, const KernelTuning &t) {
   return mm;
 }
 
+/// The 2:4 prefill GEMM's tile: 128 x 128 outputs, 128 of K a step (the
+/// whole warp tile's fragments between barriers: one 128-token tile of the
+/// 8B gate projection took 58 us against 65 us with 64 of K, H100), 3
+/// stages; 64 of K where K is not a multiple of 128. Knob sparse-tile
+/// ("tileM,tileN,tileK,warpsM,warpsN,stages", tokens before features as
+/// for tiled-tile) overrides it.
+cg::SparseMatmulOptions sparseMatmul(int64_t n, int64_t k,
+                                     const KernelTuning &t) {
+  cg::SparseMatmulOptions mm;
+  mm.n = n;
+  mm.k = k;
+  mm.tileK = k % 128 == 0 ? 128 : 64;
+  if (std::optional<std::array<int64_t, 6>> f = t.tile("sparse-tile")) {
+    mm.tileTokens = (*f)[0];
+    mm.tileFeatures = (*f)[1];
+    mm.tileK = (*f)[2];
+    mm.warpsN = (*f)[3];
+    mm.warpsM = (*f)[4];
+    mm.stages = (*f)[5];
+  }
+  return mm;
+}
+
 std::optional<cg::MatmulOptions> skinnyMatmul(cg::MatmulOptions mm,
                                               const KernelTuning &t) {
   // Small matrices stay on the row-chunked gemv: reading W once per 32
@@ -903,10 +926,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
             return cg::buildSparseGemvKernel(b, m, chunked);
           };
           // Many rows (prefill): the sparse tensor cores (mma.sp).
-          cg::SparseMatmulOptions mm;
+          cg::SparseMatmulOptions mm = sparseMatmul(n, k, tuning);
           mm.dtype = *dt;
-          mm.n = n;
-          mm.k = k;
           mm.bias = o.bias;
           if (n % mm.tileFeatures == 0 && k % mm.tileK == 0) {
             r.tiledFamily = "smatmul";

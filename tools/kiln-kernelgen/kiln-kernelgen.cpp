@@ -325,7 +325,7 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
     add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages,
          &splitK, &dynamicWeights});
   else if (family == "smatmul")
-    add({&gemvN, &gemvK});
+    add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages});
   else if (family == "sgemv")
     add({&gemvN, &gemvK, &warpsPerBlock, &unroll, &tokens});
   else if (family == "argmax")
@@ -540,6 +540,20 @@ int main(int argc, char **argv) {
     options.dtype = *dtype;
     options.n = gemvN;
     options.k = gemvK;
+    // The dense GEMM's tile flags mean the same here: -m counts tokens, -n
+    // features (SparseMatmulOptions names its axes after W's rows instead).
+    if (tileM.getNumOccurrences())
+      options.tileTokens = tileM;
+    if (tileN.getNumOccurrences())
+      options.tileFeatures = tileN;
+    if (tileK.getNumOccurrences())
+      options.tileK = tileK;
+    if (warpsM.getNumOccurrences())
+      options.warpsN = warpsM;
+    if (warpsN.getNumOccurrences())
+      options.warpsM = warpsN;
+    if (stages.getNumOccurrences())
+      options.stages = stages;
     spec = buildSparseMatmulKernel(builder, kernels, options);
   } else if (kernel == "matmul") {
     MatmulOptions options;

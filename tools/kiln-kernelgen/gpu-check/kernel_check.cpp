@@ -269,6 +269,8 @@ struct ArgDesc {
   bool out = false, scratch = false, zeroed = false;
 
   size_t elementBytes() const {
+    if (type == "u8")
+      return 1;
     if (type == "f16" || type == "bf16")
       return 2;
     if (type == "f32" || type == "i32")
