@@ -25,6 +25,8 @@
 #include "kiln/Codegen/FlashPrefillKernel.h"
 #include "kiln/runtime/StepFusion.h"
 #include "kiln/Codegen/QuantGemvKernel.h"
+#include "kiln/Codegen/SparseGemvKernel.h"
+#include "kiln/Codegen/SparseMatmulKernel.h"
 #include "kiln/Codegen/RMSNormKernel.h"
 #include "kiln/Codegen/RopeKernel.h"
 #include "kiln/Codegen/RotaryTableKernel.h"
@@ -97,6 +99,8 @@ struct Request {
   Builder chunkedBuild;
   /// gemv: the tensor-core GEMM a device launches for many rows.
   Builder tiledBuild;
+  /// Its family: matmul, or smatmul for 2:4 weights.
+  std::string tiledFamily = "matmul";
   /// gemv: the split-K tensor-core GEMM for a few rows (batched decode).
   Builder skinnyBuild;
   /// gemv of a gated MLP's gate: the fused gate/up + silu gemv a device
@@ -207,6 +211,29 @@ cg::MatmulOptions tiledMatmul(cg::MatmulOptions mm, const KernelTuning &t) {
     mm.tileK = (*f)[2];
     mm.warpsM = (*f)[3];
     mm.warpsN = (*f)[4];
+    mm.stages = (*f)[5];
+  }
+  return mm;
+}
+
+/// The 2:4 prefill GEMM's tile: 128 x 128 outputs, 128 of K a step (the
+/// whole warp tile's fragments between barriers: one 128-token tile of the
+/// 8B gate projection took 58 us against 65 us with 64 of K, H100), 3
+/// stages; 64 of K where K is not a multiple of 128. Knob sparse-tile
+/// ("tileM,tileN,tileK,warpsM,warpsN,stages", tokens before features as
+/// for tiled-tile) overrides it.
+cg::SparseMatmulOptions sparseMatmul(int64_t n, int64_t k,
+                                     const KernelTuning &t) {
+  cg::SparseMatmulOptions mm;
+  mm.n = n;
+  mm.k = k;
+  mm.tileK = k % 128 == 0 ? 128 : 64;
+  if (std::optional<std::array<int64_t, 6>> f = t.tile("sparse-tile")) {
+    mm.tileTokens = (*f)[0];
+    mm.tileFeatures = (*f)[1];
+    mm.tileK = (*f)[2];
+    mm.warpsN = (*f)[3];
+    mm.warpsM = (*f)[4];
     mm.stages = (*f)[5];
   }
   return mm;
@@ -863,6 +890,54 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
               });
         break;
       }
+      case rt::OpKind::SparseLinear: {
+        // docs/Quantization.md: (x, values [N, K/2], metadata [N, K/8],
+        // [bias]).
+        uint32_t bias = s.operands.size() > 3 ? s.operands[3] : rt::kNoBuffer;
+        const rt::Buffer &values = buf(s.operands[1]);
+        int64_t n = constDim(values.shape[0]);
+        int64_t k = lastDim(s.operands[0]);
+        std::optional<cg::KernelDType> dt = storageType(act);
+        if (!dt || values.dtype != act || n <= 0 || k <= 0 || k % 16 ||
+            (bias != rt::kNoBuffer && buf(bias).dtype != act)) {
+          c.missing("sgemv", {{"dtype", actName}, {"k", str(k)}},
+                    "sgemv reads 2:4 values of the activation type (f16 or "
+                    "bf16), K a multiple of 16",
+                    use);
+          break;
+        }
+        cg::SparseGemvOptions o;
+        o.dtype = *dt;
+        o.n = n;
+        o.k = k;
+        o.bias = bias != rt::kNoBuffer;
+        std::string key = "sgemv_" + str(n) + "_" + str(k) + actName +
+                          (o.bias ? "_bias" : "");
+        c.add(key, use, [&](Request &r) {
+          r.family = "sgemv";
+          r.repeat = rt::LaunchRepeat::PerToken;
+          r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+            return cg::buildSparseGemvKernel(b, m, o);
+          };
+          cg::SparseGemvOptions chunked = o;
+          chunked.tokens = kGemvChunkRows;
+          chunked.unroll = 2;
+          r.chunkedBuild = [chunked](OpBuilder &b, gpu::GPUModuleOp m) {
+            return cg::buildSparseGemvKernel(b, m, chunked);
+          };
+          // Many rows (prefill): the sparse tensor cores (mma.sp).
+          cg::SparseMatmulOptions mm = sparseMatmul(n, k, tuning);
+          mm.dtype = *dt;
+          mm.bias = o.bias;
+          if (n % mm.tileFeatures == 0 && k % mm.tileK == 0) {
+            r.tiledFamily = "smatmul";
+            r.tiledBuild = [mm](OpBuilder &b, gpu::GPUModuleOp m) {
+              return cg::buildSparseMatmulKernel(b, m, mm);
+            };
+          }
+        });
+        break;
+      }
       default: {
         std::string family = rt::opKindName(s.kind);
         for (char &ch : family)
@@ -1168,7 +1243,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
       continue;
     for (auto [build, key, family] :
          {std::make_tuple(r.chunkedBuild, "chunked", r.family),
-          std::make_tuple(r.tiledBuild, "tiled", std::string("matmul")),
+          std::make_tuple(r.tiledBuild, "tiled", r.tiledFamily),
           std::make_tuple(r.skinnyBuild, "skinny", std::string("matmul")),
           std::make_tuple(r.gatedBuild, "gated", std::string("gemv_gated")),
           std::make_tuple(r.flashBuild, "flash",

@@ -38,6 +38,9 @@ llvm::ArrayRef<KernelKnob> KernelTuning::knobs() {
       {"skinny-stages", K::Count, "few-row GEMM: pipeline stages (4)"},
       {"skinny-target-ctas", K::Count,
        "few-row GEMM: CTAs the K split aims for (132)"},
+      {"sparse-tile", K::Tile,
+       "2:4 prefill GEMM (mma.sp): tileM,tileN,tileK,warpsM,warpsN,stages "
+       "(128,128,128,4,2,3)"},
       {"tiled-tile", K::Tile,
        "prefill GEMM: tileM,tileN,tileK,warpsM,warpsN,stages "
        "(128,128,64,2,4,3)"},

@@ -47,6 +47,43 @@ Value kiln::codegen::mmaM16N8K16(KernelBuilder &b, Value a, Value bFrag,
   return vector::FromElementsOp::create(b, acc.getType(), out);
 }
 
+Value kiln::codegen::mmaSpM16N8K32(KernelBuilder &b, Value a, Value bFrag,
+                                   Value acc, Value meta) {
+  Type element = cast<VectorType>(a.getType()).getElementType();
+  bool bf16 = element.isBF16();
+  // bf16 fragments travel as i32 registers, f16 ones as vector<2xf16>.
+  auto registers = [&](Value frag) {
+    if (bf16)
+      return packFragment(b, frag);
+    SmallVector<Value> regs;
+    for (int64_t i = 0; i < cast<VectorType>(frag.getType()).getDimSize(0); ++i)
+      regs.push_back(vector::ExtractOp::create(b, frag, ArrayRef<int64_t>{i}));
+    return regs;
+  };
+  Type f32 = b.getF32Type();
+  SmallVector<Value> c;
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 2; ++j)
+      c.push_back(vector::ExtractOp::create(b, acc, ArrayRef<int64_t>{i, j}));
+  Type resultType =
+      LLVM::LLVMStructType::getLiteral(b.getContext(), {f32, f32, f32, f32});
+  NVVM::MMATypes type = bf16 ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16;
+  Value selector = arith::ConstantIntOp::create(b, b.getI32Type(), 0);
+  auto op = NVVM::MmaSpOp::create(b, resultType, registers(a), registers(bFrag),
+                                  c, meta, selector,
+                                  ArrayRef<int64_t>{16, 8, 32}, std::nullopt,
+                                  std::array<NVVM::MMATypes, 2>{type, type});
+  // The plain form: mma.sp::ordered_metadata (which sm_90 prefers) needs
+  // PTX ISA 8.5 and Kiln lowers for 8.0. Kiln's packer writes a group's two
+  // kept positions in increasing order, which both forms accept.
+  op.setOrderedMetadata(false);
+  SmallVector<Value> out;
+  for (int64_t i = 0; i < 4; ++i)
+    out.push_back(
+        LLVM::ExtractValueOp::create(b, op.getResult(), ArrayRef<int64_t>{i}));
+  return vector::FromElementsOp::create(b, acc.getType(), out);
+}
+
 Value kiln::codegen::zeroAccumulator(KernelBuilder &b) {
   auto type = VectorType::get({2, 2}, b.getF32Type());
   return arith::ConstantOp::create(

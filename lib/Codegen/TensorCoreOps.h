@@ -25,6 +25,17 @@ namespace codegen {
 mlir::Value mmaM16N8K16(KernelBuilder &b, mlir::Value a, mlir::Value bFrag,
                         mlir::Value acc);
 
+/// acc + sparse(a, meta) * b (mma.sp.sync.m16n8k32 with
+/// fp32 accumulators): `a` is the compressed 16 x 16 half of a 2:4 sparse
+/// 16 x 32 A in the dense A fragment layout (vector<4x2xT>), `bFrag` the
+/// 32 x 8 B as vector<4x2xT> (K 0-7, 8-15, 16-23, 24-31 of one n column per
+/// lane group: two m16n8k16 B fragments), `meta` the i32 of 2-bit kept
+/// positions: lanes with lane % 4 == 0 give K 0-15 and lanes with
+/// lane % 4 == 1 K 16-31, of row lane / 4 in the low 16 bits and of row
+/// lane / 4 + 8 in the high 16 (sparsity selector 0).
+mlir::Value mmaSpM16N8K32(KernelBuilder &b, mlir::Value a, mlir::Value bFrag,
+                          mlir::Value acc, mlir::Value meta);
+
 /// A zero accumulator fragment (vector<2x2xf32>).
 mlir::Value zeroAccumulator(KernelBuilder &b);
 

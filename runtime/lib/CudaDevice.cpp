@@ -443,6 +443,8 @@ static std::vector<std::string> expectedFamilies(const Step &s, bool decode) {
     return {"gemv"};
   case OpKind::QuantLinear:
     return {"qgemv"};
+  case OpKind::SparseLinear:
+    return {"sgemv"};
   case OpKind::Rope:
     return {"rope"};
   case OpKind::KVCacheWrite:
@@ -633,6 +635,13 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
               a = nm == "x"   ? op(0)
                   : nm == "w" ? weight(s.operands[1 + j])
                               : scratch(static_cast<uint32_t>(j), inter);
+          } else if (kk.family == "sgemv" || kk.family == "smatmul") {
+            // (x, values, metadata, [bias]) -> y
+            a = nm == "x"        ? op(0)
+                : nm == "values" ? op(1)
+                : nm == "meta"   ? op(2)
+                : nm == "bias"   ? op(3)
+                                 : res(0);
           } else if (kk.family == "qgemv") {
             a = quantOperand(nm);
           } else if (k.family == "silu_mul") {

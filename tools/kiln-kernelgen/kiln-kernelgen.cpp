@@ -29,18 +29,20 @@
 #include "kiln/Codegen/CastKernel.h"
 #include "kiln/Codegen/ElementwiseKernel.h"
 #include "kiln/Codegen/EmbeddingKernel.h"
+#include "kiln/Codegen/FlashPrefillKernel.h"
 #include "kiln/Codegen/GemvKernel.h"
 #include "kiln/Codegen/KVBlockCopyKernel.h"
 #include "kiln/Codegen/KVCacheWriteKernel.h"
 #include "kiln/Codegen/Lowering.h"
 #include "kiln/Codegen/MatmulKernel.h"
-#include "kiln/Codegen/QuantGemvKernel.h"
 #include "kiln/Codegen/PagedAttentionDecodeKernel.h"
 #include "kiln/Codegen/PagedAttentionPrefillKernel.h"
-#include "kiln/Codegen/FlashPrefillKernel.h"
+#include "kiln/Codegen/QuantGemvKernel.h"
 #include "kiln/Codegen/RMSNormKernel.h"
 #include "kiln/Codegen/RopeKernel.h"
 #include "kiln/Codegen/RotaryTableKernel.h"
+#include "kiln/Codegen/SparseGemvKernel.h"
+#include "kiln/Codegen/SparseMatmulKernel.h"
 #include "kiln/Support/ToolDiagnostics.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -58,12 +60,12 @@ using namespace kiln::codegen;
 
 static cl::OptionCategory category("kiln-kernelgen options");
 
-static cl::opt<std::string>
-    kernel("kernel", cl::Required, cl::cat(category),
-           cl::desc("Kernel family: rms_norm, gemv, qgemv, matmul, argmax, silu_mul, "
-                    "residual_add, "
-                    "kv_write, kv_copy, paged_decode, paged_prefill, "
-                    "flash_prefill, embedding, rotary_table, rope, cast"));
+static cl::opt<std::string> kernel(
+    "kernel", cl::Required, cl::cat(category),
+    cl::desc("Kernel family: rms_norm, gemv, qgemv, qdequant, sgemv, matmul, "
+             "smatmul, argmax, silu_mul, residual_add, kv_write, kv_copy, "
+             "paged_decode, paged_prefill, flash_prefill, embedding, "
+             "rotary_table, rope, cast"));
 static cl::opt<std::string> dtypeName("dtype", cl::init("f16"),
                                       cl::cat(category),
                                       cl::desc("Storage type: f16 or bf16"));
@@ -204,7 +206,7 @@ static cl::list<int64_t>
           cl::desc("gemv: row counts of further weights that read the same x "
                    "(a multi-weight gemv, e.g. q, k and v)"));
 static cl::opt<int64_t> quantBits("bits", cl::init(4), cl::cat(category),
-                                 cl::desc("qgemv: bits per weight (4 or 8)"));
+                                  cl::desc("qgemv: bits per weight (4 or 8)"));
 static cl::opt<int64_t>
     quantGroup("group-size", cl::init(128), cl::cat(category),
                cl::desc("qgemv: K elements per scale (k: per channel)"));
@@ -314,15 +316,18 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
     add({&gemvN, &gemvK, &warpsPerBlock, &rowsPerWarp, &unroll, &tokens,
          &gatedUp, static_cast<const cl::Option *>(std::addressof(moreN))});
   else if (family == "qgemv")
-    add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint,
-         &quantFp8, &quantMma, &quantKSplit, &rowsPerWarp, &warpsPerBlock,
-         &unroll, &tokens});
+    add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint, &quantFp8,
+         &quantMma, &quantKSplit, &rowsPerWarp, &warpsPerBlock, &unroll,
+         &tokens});
   else if (family == "qdequant")
-    add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint,
-         &quantFp8});
+    add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint, &quantFp8});
   else if (family == "matmul")
     add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages,
          &splitK, &dynamicWeights});
+  else if (family == "smatmul")
+    add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages});
+  else if (family == "sgemv")
+    add({&gemvN, &gemvK, &warpsPerBlock, &unroll, &tokens});
   else if (family == "argmax")
     add({&gemvN});
   else if (family == "kv_write")
@@ -521,6 +526,35 @@ int main(int argc, char **argv) {
                     : buildQuantGemvKernel(builder, kernels, options);
   } else if (kernel == "qdequant") {
     spec = buildQuantDequantKernel(builder, kernels, quantFromFlags(*dtype));
+  } else if (kernel == "sgemv") {
+    SparseGemvOptions options;
+    options.dtype = *dtype;
+    options.n = gemvN;
+    options.k = gemvK;
+    options.warpsPerBlock = warpsPerBlock;
+    options.unroll = unroll;
+    options.tokens = tokens;
+    spec = buildSparseGemvKernel(builder, kernels, options);
+  } else if (kernel == "smatmul") {
+    SparseMatmulOptions options;
+    options.dtype = *dtype;
+    options.n = gemvN;
+    options.k = gemvK;
+    // The dense GEMM's tile flags mean the same here: -m counts tokens, -n
+    // features (SparseMatmulOptions names its axes after W's rows instead).
+    if (tileM.getNumOccurrences())
+      options.tileTokens = tileM;
+    if (tileN.getNumOccurrences())
+      options.tileFeatures = tileN;
+    if (tileK.getNumOccurrences())
+      options.tileK = tileK;
+    if (warpsM.getNumOccurrences())
+      options.warpsN = warpsM;
+    if (warpsN.getNumOccurrences())
+      options.warpsM = warpsN;
+    if (stages.getNumOccurrences())
+      options.stages = stages;
+    spec = buildSparseMatmulKernel(builder, kernels, options);
   } else if (kernel == "matmul") {
     MatmulOptions options;
     options.dtype = *dtype;
@@ -632,7 +666,8 @@ int main(int argc, char **argv) {
     spec = buildCastKernel(builder, kernels, options);
   } else {
     return fail("unknown --kernel '" + kernel +
-                "' (expected rms_norm, gemv, qgemv, qdequant, matmul, argmax, "
+                "' (expected rms_norm, gemv, qgemv, qdequant, sgemv, matmul, "
+                "smatmul, argmax, "
                 "silu_mul, "
                 "residual_add, kv_write, kv_copy, paged_decode, paged_prefill, "
                 "flash_prefill, embedding, rotary_table, rope or cast)");

@@ -27,6 +27,10 @@
 // random codes, scales and zero points against the fp64 product of the
 // decoded W.
 //
+// sgemv and smatmul (2:4 weights) run on random values with valid
+// metadata and are compared with the dense product of the expanded W
+// (smatmul on a ragged tile: rows past T must stay NaN).
+//
 // embedding must copy rows bit for bit (and write zeros for ids outside
 // [-V, V)), cast must round exactly as the host does; rotary_table and rope
 // are compared with the tolerance (rotary_table at positions up to 1e6).
@@ -265,6 +269,8 @@ struct ArgDesc {
   bool out = false, scratch = false, zeroed = false;
 
   size_t elementBytes() const {
+    if (type == "u8")
+      return 1;
     if (type == "f16" || type == "bf16")
       return 2;
     if (type == "f32" || type == "i32")
@@ -1494,6 +1500,65 @@ Result Checker::runDecodeStep() {
                 (spec.has("mma") ? " mma" : "") + " R=" + std::to_string(R),
             &result.relErr);
     movedBytes = double(n * rowBytes);
+  } else if (family == "sgemv" || family == "smatmul") {
+    // 2:4 W [N, K]: values [N, K/2] (a group's two kept entries in order),
+    // metadata [N, K/8] (nibble g % 2 of byte g / 2: first | second << 2,
+    // first < second, as Kiln's packer writes them). The reference is the
+    // dense product with W expanded.
+    int64_t n = spec.integer("n"), k = spec.integer("k");
+    bool tiled = family == "smatmul";
+    int64_t rowsCap = tiled || spec.has("tokens")
+                          ? spec.integer("tokens")
+                          : 1;
+    // A ragged last tile: fewer rows than the launch's tile when tiled.
+    int64_t T = tiled ? std::max<int64_t>(1, rowsCap - 3) : rowsCap;
+    static const uint8_t pairs[6] = {0x4, 0x8, 0xC, 0x9, 0xD, 0xE};
+    std::uniform_int_distribution<int> pick(0, 5);
+    std::vector<uint8_t> meta(n * k / 8);
+    for (uint8_t &byte : meta)
+      byte = static_cast<uint8_t>(pairs[pick(rng)] | pairs[pick(rng)] << 4);
+    std::vector<float> values = uniform(n * k / 2, -1.f, 1.f);
+    std::vector<float> x = uniform(rowsCap * k, -1.f, 1.f);
+    upload("values", values);
+    upload("x", x);
+    put(args["meta"], meta);
+    if (spec.has("bias") || args.has("bias")) {
+      std::vector<float> bias = uniform(n, -1.f, 1.f);
+      upload("bias", bias);
+    }
+    if (args.has("step"))
+      put(args["step"], std::vector<int32_t>{int32_t(T), 0, 0, 0});
+    std::vector<double> dense(n * k, 0.0);
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t g = 0; g < k / 4; ++g) {
+        int nibble = (meta[r * (k / 8) + g / 2] >> (4 * (g % 2))) & 15;
+        dense[r * k + 4 * g + (nibble & 3)] = values[r * (k / 2) + 2 * g];
+        dense[r * k + 4 * g + (nibble >> 2)] = values[r * (k / 2) + 2 * g + 1];
+      }
+    std::vector<CUdeviceptr> pointers = args.pointers();
+    // smatmul covers grid.y = ceil(T / tokens) tiles: one here.
+    launchOnce(pointers);
+    std::vector<float> out = fetch("y");
+    std::vector<double> ref(T * n, 0.0);
+    std::vector<float> got(T * n);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t r = 0; r < n; ++r) {
+        double sum = 0;
+        for (int64_t i = 0; i < k; ++i)
+          sum += double(x[t * k + i]) * dense[r * k + i];
+        ref[t * n + r] = sum;
+        got[t * n + r] = out[t * n + r];
+      }
+    compare(got, ref, family + " T=" + std::to_string(T), &result.relErr);
+    // Rows past T must stay untouched (NaN).
+    for (int64_t i = T * n; i < static_cast<int64_t>(out.size()); ++i)
+      if (!std::isnan(out[i])) {
+        std::printf("  BAD %s wrote row %lld past T=%lld\n", family.c_str(),
+                    (long long)(i / n), (long long)T);
+        result.pass = false;
+        break;
+      }
+    movedBytes = double(n * k / 2 * 2 + n * k / 8);
   } else if (family == "cast") {
     int64_t size = spec.integer("size");
     std::vector<float> x = uniform(size, -300.f, 300.f);
@@ -1527,7 +1592,8 @@ Result Checker::run() {
   if (family == "paged_prefill")
     return runPagedPrefill();
   if (family == "embedding" || family == "rotary_table" || family == "rope" ||
-      family == "cast" || family == "qgemv")
+      family == "cast" || family == "qgemv" || family == "sgemv" ||
+      family == "smatmul")
     return runDecodeStep();
   return runClassic();
 }
@@ -1635,6 +1701,13 @@ int main(int argc, char **argv) {
     CUfunction function;
     check(cuModuleGetFunction(&function, module, spec.get("name").c_str()),
           ("cuModuleGetFunction " + spec.get("name")).c_str());
+    // Dynamic workgroup memory beyond 48 KB (the GEMMs' pipelines) must be
+    // opted into, as the runtime's CUDA device does.
+    if (spec.has("smem") && std::stoul(spec.get("smem")) > 48 * 1024)
+      check(cuFuncSetAttribute(function,
+                               CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                               static_cast<int>(std::stoul(spec.get("smem")))),
+            "cuFuncSetAttribute(max dynamic shared memory)");
     int registers = 0, localBytes = 0;
     cuFuncGetAttribute(&registers, CU_FUNC_ATTRIBUTE_NUM_REGS, function);
     cuFuncGetAttribute(&localBytes, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES,
