@@ -163,12 +163,22 @@ public:
 
 std::string str(int64_t v) { return std::to_string(v); }
 
+
 /// Token rows per CTA of the row-chunked gemv variants.
 constexpr int64_t kGemvChunkRows = 8;
 
 /// SMs of the sm_90 parts (H100/H200 SXM): the split-K GEMMs aim for one
 /// wave of CTAs.
 constexpr int64_t kTargetSMs = 132;
+
+/// Warps of the tensor-core qgemv splitting K for `rowTiles` 16-row tiles:
+/// doubled up to 8 until there are about 8 warps per SM of the target.
+int64_t mmaKSplit(int64_t rowTiles) {
+  int64_t split = 1;
+  while (split < 8 && rowTiles * split < 8 * kTargetSMs)
+    split *= 2;
+  return split;
+}
 
 /// Smallest weight (bytes, 16-bit) that gets the split-K few-row GEMM
 /// (knob skinny-min-bytes overrides it).
@@ -530,10 +540,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
                           tuning.switchOn("qgemv-mma");
         if (mma.tensorCores) {
           mma.unroll = tuning.count("qmma-unroll", 4);
-          int64_t split = 1;
-          while (split < 8 && (n + 15) / 16 * split < 8 * kTargetSMs)
-            split *= 2;
-          mma.kSplit = tuning.count("qmma-split", split);
+          mma.kSplit = tuning.count("qmma-split", mmaKSplit((n + 15) / 16));
           if (bits == 4)
             o = mma;
         }
@@ -1032,6 +1039,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
   // One launch for the decode step's shared-input linears (q, k, v): not
   // bound to a step; the device finds the group with the same rule
   // (rt::findSharedInputLinears) and looks the kernel up by its shapes.
+  entry = decode;
   for (const rt::SharedInputLinears &group :
        rt::findSharedInputLinears(*decode)) {
     const rt::Step &first = decode->steps[group.steps.front()];
@@ -1058,6 +1066,63 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           o.k = group.k;
           r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
             return cg::buildGemvKernel(b, m, o);
+          };
+        });
+    r.uses = 0;
+  }
+
+  // The same for quantized linears (q, k, v; gate and up) whose decode rows
+  // take the tensor-core qgemv: one qgemv_multi launch over all of their
+  // row tiles (the 8B shape's 1024-row k and v alone leave most SMs idle).
+  for (const rt::SharedInputLinears &group :
+       rt::findSharedInputQuantLinears(*decode)) {
+    const rt::Step &first = decode->steps[group.steps.front()];
+    const rt::Buffer &scales = buf(first.operands[2]);
+    rt::DType act = buf(first.results[0]).dtype;
+    std::optional<cg::KernelDType> dt = storageType(act);
+    std::optional<cg::KernelDType> st =
+        scales.dtype == rt::DType::F32 ? std::optional(cg::KernelDType::F32)
+                                       : storageType(scales.dtype);
+    int64_t bits = first.getInt(rt::AttrKey::Bits);
+    int64_t groupSize = first.getInt(rt::AttrKey::GroupSize);
+    bool fp8 = first.getInt(rt::AttrKey::QuantFormat) ==
+               static_cast<int64_t>(rt::QuantFormat::FP8E4M3);
+    // Only where QuantLinear's own decode row is the tensor-core kernel.
+    if (!dt || !st || bits != 4 || fp8 || groupSize <= 0 ||
+        group.k % groupSize || groupSize % cg::quantMmaChunkWeights(bits) ||
+        !tuning.switchOn("qgemv-mma"))
+      continue;
+    cg::QuantGemvOptions o;
+    o.dtype = *dt;
+    o.scaleDType = *st;
+    o.n = group.rows.front();
+    o.moreN.assign(group.rows.begin() + 1, group.rows.end());
+    o.k = group.k;
+    o.bits = bits;
+    o.groupSize = groupSize;
+    o.zeroPoint = first.operands.size() > 3 && first.operands[3] != rt::kNoBuffer;
+    o.tensorCores = true;
+    o.unroll = tuning.count("qmma-unroll", 4);
+    // Each weight's tiles as its own qgemv would split them, so the fused
+    // launch computes every output exactly as the separate ones.
+    int64_t split = 1;
+    for (int64_t n : group.rows)
+      split = std::max(split, mmaKSplit((n + 15) / 16));
+    o.kSplit = tuning.count("qmma-split", split);
+    std::string rows;
+    for (int64_t n : group.rows)
+      rows += "_" + str(n);
+    Request &r = c.add(
+        "qgemv_multi" + rows + "_" + str(group.k) + rt::dtypeName(act) + "_b" +
+            str(bits) + "_g" + str(groupSize) + rt::dtypeName(scales.dtype) +
+            (o.zeroPoint ? "_zp" : ""),
+        "decode step #" + std::to_string(group.steps.front()) +
+            " (QuantLinear, with the next " +
+            std::to_string(group.steps.size() - 1) + ")",
+        [&](Request &r) {
+          r.family = "qgemv_multi";
+          r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+            return cg::buildQuantMmaGemvKernel(b, m, o);
           };
         });
     r.uses = 0;

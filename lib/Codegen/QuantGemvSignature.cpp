@@ -12,8 +12,12 @@ using namespace kiln::codegen;
 
 std::string kiln::codegen::quantGemvName(const QuantGemvOptions &o,
                                          StringRef suffix) {
-  return llvm::formatv("qgemv_{0}_n{1}_k{2}_b{3}_g{4}{5}{6}{7}{8}",
-                       stringifyDType(o.dtype), o.n, o.k, o.bits, o.groupSize,
+  std::string rows = std::to_string(o.n);
+  for (int64_t more : o.moreN)
+    rows += "_" + std::to_string(more);
+  return llvm::formatv("qgemv_{0}{1}_n{2}_k{3}_b{4}_g{5}{6}{7}{8}{9}",
+                       o.moreN.empty() ? "" : "multi_", stringifyDType(o.dtype),
+                       rows, o.k, o.bits, o.groupSize,
                        o.fp8         ? "_fp8"
                        : o.zeroPoint ? "_zp"
                                      : "",
@@ -44,6 +48,16 @@ QuantGemvArgs kiln::codegen::createQuantGemvKernel(
   argTypes.push_back(yType);
   SmallVector<ArgAccess> access(argTypes.size(), ArgAccess::ReadOnly);
   access.back() = ArgAccess::WriteOnly;
+  for (int64_t n : o.moreN) {
+    argTypes.push_back(MemRefType::get({n, rowBytes}, b.getI8Type()));
+    argTypes.push_back(
+        MemRefType::get({n, groups}, getElementType(context, o.scaleDType)));
+    if (o.zeroPoint)
+      argTypes.push_back(MemRefType::get({n, groups}, b.getI8Type()));
+    argTypes.push_back(MemRefType::get({n}, elementType));
+    access.resize(argTypes.size(), ArgAccess::ReadOnly);
+    access.back() = ArgAccess::WriteOnly;
+  }
   if (chunked) {
     argTypes.push_back(MemRefType::get({4}, b.getI32Type()));
     access.push_back(ArgAccess::ReadOnly);
@@ -60,6 +74,16 @@ QuantGemvArgs kiln::codegen::createQuantGemvKernel(
   if (o.bias)
     args.bias = func.getArgument(next++);
   args.y = func.getArgument(next++);
+  for (size_t i = 0; i < o.moreN.size(); ++i) {
+    QuantGemvArgs more;
+    more.x = args.x;
+    more.packed = func.getArgument(next++);
+    more.scales = func.getArgument(next++);
+    if (o.zeroPoint)
+      more.zeros = func.getArgument(next++);
+    more.y = func.getArgument(next++);
+    args.more.push_back(more);
+  }
   if (chunked)
     args.step = func.getArgument(next++);
   return args;
@@ -68,7 +92,15 @@ QuantGemvArgs kiln::codegen::createQuantGemvKernel(
 void kiln::codegen::addPackedLayoutParams(KernelSpec &spec,
                                           const QuantGemvOptions &o) {
   spec.addParam("dtype", stringifyDType(o.dtype));
-  spec.addParam("n", o.n);
+  if (o.moreN.empty()) {
+    spec.addParam("n", o.n);
+  } else {
+    // qgemv_multi: every weight's rows, as the device looks the kernel up.
+    std::string rows = std::to_string(o.n);
+    for (int64_t more : o.moreN)
+      rows += "_" + std::to_string(more);
+    spec.addParam("n", rows);
+  }
   spec.addParam("k", o.k);
   spec.addParam("bits", o.bits);
   spec.addParam("group_size", o.groupSize);
@@ -91,7 +123,7 @@ KernelSpec kiln::codegen::describeQuantGemv(const QuantGemvOptions &o,
   bool chunked = o.tokens > 1;
   int64_t R = o.tokens;
   KernelSpec spec;
-  spec.family = "qgemv";
+  spec.family = o.moreN.empty() ? "qgemv" : "qgemv_multi";
   spec.name = name.str();
   spec.grid = {gridX, 1, 1};
   spec.block = {threads, 1, 1};
@@ -122,6 +154,17 @@ KernelSpec kiln::codegen::describeQuantGemv(const QuantGemvOptions &o,
       {"y", o.dtype,
        chunked ? SmallVector<int64_t>{R, o.n} : SmallVector<int64_t>{o.n},
        true});
+  // qgemv_multi: weight i's arguments carry the suffix i (packed1, ...).
+  for (auto [i, n] : llvm::enumerate(o.moreN)) {
+    std::string suffix = std::to_string(i + 1);
+    QuantGemvOptions member = o;
+    member.n = n;
+    size_t first = spec.args.size();
+    addPackedWeightArgs(spec, member);
+    for (size_t a = first; a < spec.args.size(); ++a)
+      spec.args[a].name += suffix;
+    spec.args.push_back({"y" + suffix, o.dtype, {n}, true});
+  }
   if (chunked)
     spec.args.push_back({"step", KernelDType::I32, {4}, false});
   return spec;

@@ -13,6 +13,8 @@
 #include "KernelBuilder.h"
 #include "kiln/Codegen/QuantGemvKernel.h"
 
+#include <vector>
+
 namespace kiln {
 namespace codegen {
 
@@ -20,9 +22,13 @@ namespace codegen {
 /// [, step]; absent ones are null.
 struct QuantGemvArgs {
   mlir::Value x, packed, scales, zeros, bias, y, step;
+  /// qgemv_multi (o.moreN): each further weight's packed, scales, [zeros]
+  /// and y, after the first weight's y; x is shared.
+  std::vector<QuantGemvArgs> more;
 };
 
-/// `qgemv_<dtype>_n<N>_k<K>_b<bits>_g<group>[_zp][_bias][_t<R>]<suffix>`.
+/// `qgemv_<dtype>_n<N>_k<K>_b<bits>_g<group>[_zp][_bias][_t<R>]<suffix>`;
+/// qgemv_multi: `qgemv_multi_<dtype>_n<N>_<N1>.._k<K>...`.
 std::string quantGemvName(const QuantGemvOptions &o, llvm::StringRef suffix);
 
 /// Creates the kernel `name` with qgemv's arguments (x and y [R, K] / [R, N]

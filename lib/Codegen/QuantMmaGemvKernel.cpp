@@ -178,6 +178,12 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
     return emitError(loc) << "qgemv on the tensor cores takes tokens in [1, "
                           << kMaxTokens
                           << "], k_split in [1, 16] and unroll in [1, 8]";
+  if (!o.moreN.empty() && (chunked || o.bias || o.moreN.size() > 3))
+    return emitError(loc) << "qgemv_multi takes one row, at most 4 weights "
+                             "and no bias";
+  for (int64_t more : o.moreN)
+    if (more <= 0)
+      return emitError(loc) << "qgemv_multi needs every n > 0, got " << more;
 
   int64_t chunks = o.k / chunkWeights;
   int64_t chunksPerGroup = o.groupSize / chunkWeights;
@@ -192,9 +198,13 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
 
   int64_t nTiles = ceilDiv(R, kTileTokens);
   int64_t columns = nTiles * kTileTokens;
-  int64_t rowTiles = ceilDiv(o.n, kTileRows);
+  // Row tiles of each weight, consecutive along grid x.
+  SmallVector<int64_t> allRows = {o.n};
+  allRows.append(o.moreN.begin(), o.moreN.end());
+  int64_t rowTiles = 0;
+  for (int64_t n : allRows)
+    rowTiles += ceilDiv(n, kTileRows);
   int64_t threads = S * kWarpSize;
-  bool rowsOvershoot = rowTiles * kTileRows != o.n;
   int64_t rowBytes = o.k * o.bits / 8;
   int64_t chunkBytes = 4 * kCodeLoadBytes;
 
@@ -208,7 +218,7 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
     workgroupTypes.push_back(MemRefType::get({S * kTileRows * columns}, f32,
                                              MemRefLayoutAttrInterface(),
                                              workgroup));
-  QuantGemvArgs args =
+  QuantGemvArgs all =
       createQuantGemvKernel(b, module, name, o, threads, workgroupTypes);
   auto func = cast<gpu::GPUFuncOp>(b.getInsertionBlock()->getParentOp());
 
@@ -217,241 +227,269 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
   Value warp = b.divU(tid, kWarpSize);
   Value laneRow = b.divU(lane, 4); // g
   Value quad = b.remU(lane, 4);    // q
-  Value tileRow0 = b.mul(b.blockIdX(), kTileRows);
-  // Rows g and g + 8 of the tile; loads of rows past N read row N - 1.
-  SmallVector<Value> rows = {b.add(tileRow0, laneRow),
-                             b.add(b.add(tileRow0, laneRow), 8)};
-  SmallVector<Value> loadRows = rows;
-  if (rowsOvershoot)
-    for (Value &r : loadRows)
-      r = arith::MinUIOp::create(b, r, b.index(o.n - 1));
 
-  // B columns: lane g supplies token g of each n8 tile.
-  Value numTokens, chunkStart;
-  SmallVector<Value> xRows; // per n tile, this lane's token row (clamped)
-  if (chunked) {
-    numTokens = b.stepRows(args.step);
-    chunkStart = b.mul(b.blockIdY(), R);
-    for (int64_t nt = 0; nt < nTiles; ++nt)
-      xRows.push_back(arith::MinUIOp::create(
-          b, b.add(b.add(chunkStart, laneRow), nt * kTileTokens),
-          b.sub(numTokens, b.index(1))));
-  }
+  // Row tile `tile` of the weight W [n, K] whose arguments are `args`.
+  auto emitTile = [&](const QuantGemvArgs &args, int64_t n, Value tile) {
+    bool rowsOvershoot = ceilDiv(n, kTileRows) * kTileRows != n;
+    Value tileRow0 = b.mul(tile, kTileRows);
+    // Rows g and g + 8 of the tile; loads of rows past N read row N - 1.
+    SmallVector<Value> rows = {b.add(tileRow0, laneRow),
+                               b.add(b.add(tileRow0, laneRow), 8)};
+    SmallVector<Value> loadRows = rows;
+    if (rowsOvershoot)
+      for (Value &r : loadRows)
+        r = arith::MinUIOp::create(b, r, b.index(n - 1));
 
-  // This warp's loop steps: [first, last) of the row's `steps`.
-  Value firstStep = b.divU(b.mul(warp, steps), S);
-  Value lastStep = b.divU(b.mul(b.add(warp, 1), steps), S);
-
-  // The constant codes of the first step go to L2 before waiting for the
-  // previous kernel (programmatic dependent launch).
-  for (Value row : loadRows)
-    for (int64_t u = 0; u < U; ++u)
-      b.prefetchL2(args.packed,
-                   b.add(b.mul(row, rowBytes),
-                         b.add(b.mul(b.add(b.mul(firstStep, U), u), chunkBytes),
-                               b.mul(quad, kCodeLoadBytes))));
-  b.waitForPriorGrids();
-
-  PairDecoder decoder{b, half, o.bits, o.bits == 8 && half.isBF16()};
-  int64_t codesPerWord = decoder.codesPerWord();
-  int64_t P = decoder.pairDistance();
-  auto pairF32 = VectorType::get({2}, f32);
-
-  // The codes of one loop step: [row][chunk] 16-byte vectors, rows g and
-  // g + 8, chunks [step * U, + U).
-  auto loadCodes = [&](Value step) {
-    SmallVector<Value> codes;
-    for (int64_t r = 0; r < 2; ++r)
-      for (int64_t u = 0; u < U; ++u) {
-        Value byte = b.add(b.mul(b.add(b.mul(step, U), u), chunkBytes),
-                           b.mul(quad, kCodeLoadBytes));
-        codes.push_back(
-            b.loadVector(args.packed, {loadRows[r], byte}, kCodeLoadBytes));
-      }
-    return codes;
-  };
-
-  // One loop step on its codes (loaded a step ahead): chunks [step * U,
-  // + U) of rows g, g + 8 against every n tile; each group's partial sums
-  // scaled once into `accs`.
-  auto stepBody = [&](Value step, ValueRange stepCodes,
-                      SmallVector<Value> accs) {
-    Value firstChunk = b.mul(step, U);
-    SmallVector<SmallVector<Value>> codes(2), xs(nTiles);
-    for (int64_t r = 0; r < 2; ++r)
-      codes[r].assign(stepCodes.begin() + r * U,
-                      stepCodes.begin() + (r + 1) * U);
-    for (int64_t u = 0; u < U; ++u) {
-      Value chunk = b.add(firstChunk, u);
-      Value column = b.add(b.mul(chunk, chunkWeights), b.mul(quad, perLoad));
+    // B columns: lane g supplies token g of each n8 tile.
+    Value numTokens, chunkStart;
+    SmallVector<Value> xRows; // per n tile, this lane's token row (clamped)
+    if (chunked) {
+      numTokens = b.stepRows(args.step);
+      chunkStart = b.mul(b.blockIdY(), R);
       for (int64_t nt = 0; nt < nTiles; ++nt)
-        xs[nt].push_back(
-            chunked ? b.loadVector(args.x, {xRows[nt], column}, perLoad)
-                    : b.loadVector(args.x, {column}, perLoad));
+        xRows.push_back(arith::MinUIOp::create(
+            b, b.add(b.add(chunkStart, laneRow), nt * kTileTokens),
+            b.sub(numTokens, b.index(1))));
     }
-    int64_t chunksPerFold = std::min(U, chunksPerGroup);
-    for (int64_t first = 0; first < U; first += chunksPerFold) {
-      Value group = b.divU(b.add(firstChunk, first), chunksPerGroup);
-      SmallVector<Value> scale(2), offset(2);
-      for (int64_t r = 0; r < 2; ++r) {
-        Value s = memref::LoadOp::create(b, args.scales,
-                                         ValueRange{loadRows[r], group});
-        scale[r] = s.getType() == f32
-                       ? s
-                       : arith::ExtFOp::create(b, f32, s).getResult();
-        Value zero;
-        if (args.zeros)
-          zero = arith::UIToFPOp::create(
-              b, f32,
-              memref::LoadOp::create(b, args.zeros,
-                                     ValueRange{loadRows[r], group}));
-        offset[r] = decoder.offset(zero);
-      }
-      SmallVector<Value> partial(nTiles, zeroAccumulator(b));
-      for (int64_t u = first; u < first + chunksPerFold; ++u) {
-        SmallVector<Value> words[2];
-        for (int64_t r = 0; r < 2; ++r) {
-          Value w = vector::BitCastOp::create(
-              b, VectorType::get({4}, b.getI32Type()), codes[r][u]);
-          for (int64_t j = 0; j < 4; ++j)
-            words[r].push_back(
-                vector::ExtractOp::create(b, w, ArrayRef<int64_t>{j}));
+
+    // This warp's loop steps: [first, last) of the row's `steps`.
+    Value firstStep = b.divU(b.mul(warp, steps), S);
+    Value lastStep = b.divU(b.mul(b.add(warp, 1), steps), S);
+
+    // The constant codes of the first step go to L2 before waiting for the
+    // previous kernel (programmatic dependent launch).
+    for (Value row : loadRows)
+      for (int64_t u = 0; u < U; ++u)
+        b.prefetchL2(
+            args.packed,
+            b.add(b.mul(row, rowBytes),
+                  b.add(b.mul(b.add(b.mul(firstStep, U), u), chunkBytes),
+                        b.mul(quad, kCodeLoadBytes))));
+    b.waitForPriorGrids();
+
+    PairDecoder decoder{b, half, o.bits, o.bits == 8 && half.isBF16()};
+    int64_t codesPerWord = decoder.codesPerWord();
+    int64_t P = decoder.pairDistance();
+    auto pairF32 = VectorType::get({2}, f32);
+
+    // The codes of one loop step: [row][chunk] 16-byte vectors, rows g and
+    // g + 8, chunks [step * U, + U).
+    auto loadCodes = [&](Value step) {
+      SmallVector<Value> codes;
+      for (int64_t r = 0; r < 2; ++r)
+        for (int64_t u = 0; u < U; ++u) {
+          Value byte = b.add(b.mul(b.add(b.mul(step, U), u), chunkBytes),
+                             b.mul(quad, kCodeLoadBytes));
+          codes.push_back(
+              b.loadVector(args.packed, {loadRows[r], byte}, kCodeLoadBytes));
         }
-        for (int64_t j = 0; j < 4; ++j) {
-          SmallVector<Value> a0 = decoder.decodeWord(words[0][j], offset[0]);
-          SmallVector<Value> a1 = decoder.decodeWord(words[1][j], offset[1]);
-          for (int64_t h = 0; h < P / 2; ++h) {
-            Value aFrag = stackPairs(
-                b, {a0[2 * h], a1[2 * h], a0[2 * h + 1], a1[2 * h + 1]});
-            for (int64_t nt = 0; nt < nTiles; ++nt) {
-              auto xPair = [&](int64_t i) {
-                int64_t at = j * codesPerWord + i;
-                return vector::ShuffleOp::create(b, xs[nt][u], xs[nt][u],
-                                                 ArrayRef<int64_t>{at, at + P})
-                    .getResult();
-              };
-              Value bFrag = stackPairs(b, {xPair(2 * h), xPair(2 * h + 1)});
-              partial[nt] = mmaM16N8K16(b, aFrag, bFrag, partial[nt]);
+      return codes;
+    };
+
+    // One loop step on its codes (loaded a step ahead): chunks [step * U,
+    // + U) of rows g, g + 8 against every n tile; each group's partial sums
+    // scaled once into `accs`.
+    auto stepBody = [&](Value step, ValueRange stepCodes,
+                        SmallVector<Value> accs) {
+      Value firstChunk = b.mul(step, U);
+      SmallVector<SmallVector<Value>> codes(2), xs(nTiles);
+      for (int64_t r = 0; r < 2; ++r)
+        codes[r].assign(stepCodes.begin() + r * U,
+                        stepCodes.begin() + (r + 1) * U);
+      for (int64_t u = 0; u < U; ++u) {
+        Value chunk = b.add(firstChunk, u);
+        Value column = b.add(b.mul(chunk, chunkWeights), b.mul(quad, perLoad));
+        for (int64_t nt = 0; nt < nTiles; ++nt)
+          xs[nt].push_back(
+              chunked ? b.loadVector(args.x, {xRows[nt], column}, perLoad)
+                      : b.loadVector(args.x, {column}, perLoad));
+      }
+      int64_t chunksPerFold = std::min(U, chunksPerGroup);
+      for (int64_t first = 0; first < U; first += chunksPerFold) {
+        Value group = b.divU(b.add(firstChunk, first), chunksPerGroup);
+        SmallVector<Value> scale(2), offset(2);
+        for (int64_t r = 0; r < 2; ++r) {
+          Value s = memref::LoadOp::create(b, args.scales,
+                                           ValueRange{loadRows[r], group});
+          scale[r] = s.getType() == f32
+                         ? s
+                         : arith::ExtFOp::create(b, f32, s).getResult();
+          Value zero;
+          if (args.zeros)
+            zero = arith::UIToFPOp::create(
+                b, f32,
+                memref::LoadOp::create(b, args.zeros,
+                                       ValueRange{loadRows[r], group}));
+          offset[r] = decoder.offset(zero);
+        }
+        SmallVector<Value> partial(nTiles, zeroAccumulator(b));
+        for (int64_t u = first; u < first + chunksPerFold; ++u) {
+          SmallVector<Value> words[2];
+          for (int64_t r = 0; r < 2; ++r) {
+            Value w = vector::BitCastOp::create(
+                b, VectorType::get({4}, b.getI32Type()), codes[r][u]);
+            for (int64_t j = 0; j < 4; ++j)
+              words[r].push_back(
+                  vector::ExtractOp::create(b, w, ArrayRef<int64_t>{j}));
+          }
+          for (int64_t j = 0; j < 4; ++j) {
+            SmallVector<Value> a0 = decoder.decodeWord(words[0][j], offset[0]);
+            SmallVector<Value> a1 = decoder.decodeWord(words[1][j], offset[1]);
+            for (int64_t h = 0; h < P / 2; ++h) {
+              Value aFrag = stackPairs(
+                  b, {a0[2 * h], a1[2 * h], a0[2 * h + 1], a1[2 * h + 1]});
+              for (int64_t nt = 0; nt < nTiles; ++nt) {
+                auto xPair = [&](int64_t i) {
+                  int64_t at = j * codesPerWord + i;
+                  return vector::ShuffleOp::create(
+                             b, xs[nt][u], xs[nt][u],
+                             ArrayRef<int64_t>{at, at + P})
+                      .getResult();
+                };
+                Value bFrag = stackPairs(b, {xPair(2 * h), xPair(2 * h + 1)});
+                partial[nt] = mmaM16N8K16(b, aFrag, bFrag, partial[nt]);
+              }
             }
           }
         }
-      }
-      // Row g's scale on accumulator row 0, row g + 8's on row 1 (1-D
-      // FMAs: vector.fma does not lower on 2-D vectors).
-      for (int64_t nt = 0; nt < nTiles; ++nt)
-        for (int64_t r = 0; r < 2; ++r) {
-          auto row = [&](Value v) {
-            return vector::ExtractOp::create(b, v, ArrayRef<int64_t>{r})
-                .getResult();
-          };
-          Value s = vector::BroadcastOp::create(b, pairF32, scale[r]);
-          accs[nt] = vector::InsertOp::create(
-              b, vector::FMAOp::create(b, s, row(partial[nt]), row(accs[nt])),
-              accs[nt], ArrayRef<int64_t>{r});
-        }
-    }
-    return accs;
-  };
-
-  // The loop carries the next step's codes: their loads are issued before
-  // this step's decoding and mma, so HBM reads stay in flight while the
-  // warp computes (the last step reloads its own codes, in bounds).
-  SmallVector<Value> init(nTiles, zeroAccumulator(b));
-  llvm::append_range(init, loadCodes(firstStep));
-  Value finalStep = b.sub(lastStep, b.index(1));
-  auto loop = scf::ForOp::create(
-      b, firstStep, lastStep, b.index(1), init,
-      [&](OpBuilder &, Location, Value step, ValueRange carried) {
-        SmallVector<Value> next =
-            loadCodes(arith::MinUIOp::create(b, b.add(step, 1), finalStep));
-        SmallVector<Value> results = stepBody(
-            step, carried.drop_front(nTiles),
-            SmallVector<Value>(carried.begin(), carried.begin() + nTiles));
-        llvm::append_range(results, next);
-        scf::YieldOp::create(b, results);
-      });
-  SmallVector<Value> accs(loop.getResults().begin(),
-                          loop.getResults().begin() + nTiles);
-
-  // Stores y[token][row] = total + bias, for real rows and tokens only.
-  auto storeOutput = [&](Value total, Value row, Value token) {
-    Value writes;
-    auto require = [&](Value cond) {
-      writes = writes ? b.andI(writes, cond) : cond;
-    };
-    if (rowsOvershoot)
-      require(b.cmp(arith::CmpIPredicate::ult, row, b.index(o.n)));
-    if (chunked) {
-      require(b.cmp(arith::CmpIPredicate::ult, token, b.index(R)));
-      require(b.cmp(arith::CmpIPredicate::ult, b.add(chunkStart, token),
-                    numTokens));
-    } else {
-      require(b.cmp(arith::CmpIPredicate::eq, token, b.index(0)));
-    }
-    b.ifThen(writes, [&] {
-      Value sum = total;
-      if (args.bias)
-        sum = arith::AddFOp::create(
-            b, sum,
-            arith::ExtFOp::create(
-                b, f32,
-                memref::LoadOp::create(b, args.bias, ValueRange{row})
-                    .getResult()));
-      Value narrowed = arith::TruncFOp::create(b, half, sum);
-      if (chunked)
-        memref::StoreOp::create(b, narrowed, args.y,
-                                ValueRange{b.add(chunkStart, token), row});
-      else
-        memref::StoreOp::create(b, narrowed, args.y, ValueRange{row});
-    });
-  };
-  // Accumulator element [i][e] of n tile nt: row g + 8 i, token nt * 8 +
-  // 2 q + e.
-  auto forEachElement =
-      [&](const std::function<void(Value, int64_t, int64_t, Value)> &fn) {
+        // Row g's scale on accumulator row 0, row g + 8's on row 1 (1-D
+        // FMAs: vector.fma does not lower on 2-D vectors).
         for (int64_t nt = 0; nt < nTiles; ++nt)
-          for (int64_t i = 0; i < 2; ++i)
-            for (int64_t e = 0; e < 2; ++e) {
-              Value token = b.add(b.mul(quad, 2), nt * kTileTokens + e);
-              fn(vector::ExtractOp::create(b, accs[nt],
-                                           ArrayRef<int64_t>{i, e}),
-                 i, nt, token);
-            }
+          for (int64_t r = 0; r < 2; ++r) {
+            auto row = [&](Value v) {
+              return vector::ExtractOp::create(b, v, ArrayRef<int64_t>{r})
+                  .getResult();
+            };
+            Value s = vector::BroadcastOp::create(b, pairF32, scale[r]);
+            accs[nt] = vector::InsertOp::create(
+                b, vector::FMAOp::create(b, s, row(partial[nt]), row(accs[nt])),
+                accs[nt], ArrayRef<int64_t>{r});
+          }
+      }
+      return accs;
+    };
+
+    // The loop carries the next step's codes: their loads are issued before
+    // this step's decoding and mma, so HBM reads stay in flight while the
+    // warp computes (the last step reloads its own codes, in bounds).
+    SmallVector<Value> init(nTiles, zeroAccumulator(b));
+    llvm::append_range(init, loadCodes(firstStep));
+    Value finalStep = b.sub(lastStep, b.index(1));
+    auto loop = scf::ForOp::create(
+        b, firstStep, lastStep, b.index(1), init,
+        [&](OpBuilder &, Location, Value step, ValueRange carried) {
+          SmallVector<Value> next =
+              loadCodes(arith::MinUIOp::create(b, b.add(step, 1), finalStep));
+          SmallVector<Value> results = stepBody(
+              step, carried.drop_front(nTiles),
+              SmallVector<Value>(carried.begin(), carried.begin() + nTiles));
+          llvm::append_range(results, next);
+          scf::YieldOp::create(b, results);
+        });
+    SmallVector<Value> accs(loop.getResults().begin(),
+                            loop.getResults().begin() + nTiles);
+
+    // Stores y[token][row] = total + bias, for real rows and tokens only.
+    auto storeOutput = [&](Value total, Value row, Value token) {
+      Value writes;
+      auto require = [&](Value cond) {
+        writes = writes ? b.andI(writes, cond) : cond;
       };
-  if (S == 1) {
-    forEachElement([&](Value v, int64_t i, int64_t, Value token) {
-      storeOutput(v, rows[i], token);
-    });
+      if (rowsOvershoot)
+        require(b.cmp(arith::CmpIPredicate::ult, row, b.index(n)));
+      if (chunked) {
+        require(b.cmp(arith::CmpIPredicate::ult, token, b.index(R)));
+        require(b.cmp(arith::CmpIPredicate::ult, b.add(chunkStart, token),
+                      numTokens));
+      } else {
+        require(b.cmp(arith::CmpIPredicate::eq, token, b.index(0)));
+      }
+      b.ifThen(writes, [&] {
+        Value sum = total;
+        if (args.bias)
+          sum = arith::AddFOp::create(
+              b, sum,
+              arith::ExtFOp::create(
+                  b, f32,
+                  memref::LoadOp::create(b, args.bias, ValueRange{row})
+                      .getResult()));
+        Value narrowed = arith::TruncFOp::create(b, half, sum);
+        if (chunked)
+          memref::StoreOp::create(b, narrowed, args.y,
+                                  ValueRange{b.add(chunkStart, token), row});
+        else
+          memref::StoreOp::create(b, narrowed, args.y, ValueRange{row});
+      });
+    };
+    // Accumulator element [i][e] of n tile nt: row g + 8 i, token nt * 8 +
+    // 2 q + e.
+    auto forEachElement =
+        [&](const std::function<void(Value, int64_t, int64_t, Value)> &fn) {
+          for (int64_t nt = 0; nt < nTiles; ++nt)
+            for (int64_t i = 0; i < 2; ++i)
+              for (int64_t e = 0; e < 2; ++e) {
+                Value token = b.add(b.mul(quad, 2), nt * kTileTokens + e);
+                fn(vector::ExtractOp::create(b, accs[nt],
+                                             ArrayRef<int64_t>{i, e}),
+                   i, nt, token);
+              }
+        };
+    if (S == 1) {
+      forEachElement([&](Value v, int64_t i, int64_t, Value token) {
+        storeOutput(v, rows[i], token);
+      });
+    } else {
+      // Each warp's 16 x columns results to workgroup memory; then thread t
+      // sums output t (and t + threads, ...) over the warps.
+      Value partials = func.getWorkgroupAttributions()[0];
+      Value warpBase = b.mul(warp, kTileRows * columns);
+      forEachElement([&](Value v, int64_t i, int64_t, Value token) {
+        Value r = b.add(laneRow, 8 * i);
+        memref::StoreOp::create(
+            b, v, partials,
+            ValueRange{b.add(warpBase, b.add(b.mul(r, columns), token))});
+      });
+      gpu::BarrierOp::create(b);
+      int64_t outputs = kTileRows * R;
+      for (int64_t first = 0; first < outputs; first += threads) {
+        Value out = b.add(tid, first);
+        auto body = [&] {
+          Value r = b.divU(out, R), token = b.remU(out, R);
+          Value at = b.add(b.mul(r, columns), token);
+          Value sum;
+          for (int64_t w = 0; w < S; ++w) {
+            Value v = memref::LoadOp::create(
+                b, partials, ValueRange{b.add(at, w * kTileRows * columns)});
+            sum = sum ? arith::AddFOp::create(b, sum, v).getResult() : v;
+          }
+          storeOutput(sum, b.add(tileRow0, r), token);
+        };
+        if (first + threads <= outputs)
+          body();
+        else
+          b.ifThen(b.cmp(arith::CmpIPredicate::ult, out, b.index(outputs)),
+                   body);
+      }
+    }
+  };
+
+  if (o.moreN.empty()) {
+    emitTile(all, o.n, b.blockIdX());
   } else {
-    // Each warp's 16 x columns results to workgroup memory; then thread t
-    // sums output t (and t + threads, ...) over the warps.
-    Value partials = func.getWorkgroupAttributions()[0];
-    Value warpBase = b.mul(warp, kTileRows * columns);
-    forEachElement([&](Value v, int64_t i, int64_t, Value token) {
-      Value r = b.add(laneRow, 8 * i);
-      memref::StoreOp::create(
-          b, v, partials,
-          ValueRange{b.add(warpBase, b.add(b.mul(r, columns), token))});
-    });
-    gpu::BarrierOp::create(b);
-    int64_t outputs = kTileRows * R;
-    for (int64_t first = 0; first < outputs; first += threads) {
-      Value out = b.add(tid, first);
-      auto body = [&] {
-        Value r = b.divU(out, R), token = b.remU(out, R);
-        Value at = b.add(b.mul(r, columns), token);
-        Value sum;
-        for (int64_t w = 0; w < S; ++w) {
-          Value v = memref::LoadOp::create(
-              b, partials, ValueRange{b.add(at, w * kTileRows * columns)});
-          sum = sum ? arith::AddFOp::create(b, sum, v).getResult() : v;
-        }
-        storeOutput(sum, b.add(tileRow0, r), token);
-      };
-      if (first + threads <= outputs)
-        body();
-      else
-        b.ifThen(b.cmp(arith::CmpIPredicate::ult, out, b.index(outputs)), body);
+    // qgemv_multi: the CTA's weight by its range of grid x.
+    SmallVector<QuantGemvArgs> members = {all};
+    members.append(all.more.begin(), all.more.end());
+    Value block = b.blockIdX();
+    int64_t first = 0;
+    for (auto [member, n] : llvm::zip(members, allRows)) {
+      int64_t tiles = ceilDiv(n, kTileRows);
+      Value inRange = b.andI(
+          b.cmp(arith::CmpIPredicate::uge, block, b.index(first)),
+          b.cmp(arith::CmpIPredicate::ult, block, b.index(first + tiles)));
+      b.ifThen(inRange, [&, first = first, n = n, &member = member] {
+        emitTile(member, n, b.sub(block, b.index(first)));
+      });
+      first += tiles;
     }
   }
   gpu::ReturnOp::create(b);

@@ -913,6 +913,52 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
       p.steps[group.steps[m]].fusedInto =
           static_cast<int64_t>(group.steps.front());
   }
+
+  // Shared-input quantized linears with a qgemv_multi kernel: the same,
+  // arguments named packed, scales, [zeros], y with the member's index
+  // after the first (packed1, y2, ...).
+  for (const SharedInputLinears &group : findSharedInputQuantLinears(entry)) {
+    const Step &first = entry.steps[group.steps.front()];
+    std::string rows;
+    for (int64_t n : group.rows)
+      rows += (rows.empty() ? "" : "_") + std::to_string(n);
+    bool zeroPoints =
+        first.operands.size() > 3 && first.operands[3] != kNoBuffer;
+    const KernelInfo *multi = findFused(
+        "qgemv_multi",
+        {{"n", rows},
+         {"k", std::to_string(group.k)},
+         {"dtype", dtypeName(entry.buffers[first.results[0]].dtype)},
+         {"bits", std::to_string(first.getInt(AttrKey::Bits))},
+         {"group_size", std::to_string(first.getInt(AttrKey::GroupSize))},
+         {"scale_dtype", dtypeName(entry.buffers[first.operands[2]].dtype)},
+         {"zero_point", zeroPoints ? "1" : ""}});
+    if (!multi)
+      continue;
+    StepProgram &head = p.steps[group.steps.front()];
+    head.multiKernel = static_cast<int32_t>(multi - table.kernels.data());
+    auto operandOf = [&](const std::string &name) -> uint32_t {
+      size_t digits = name.find_first_of("0123456789");
+      std::string base = name.substr(0, digits);
+      size_t member =
+          digits == std::string::npos ? 0 : std::stoul(name.substr(digits));
+      if (member >= group.steps.size())
+        return kNoBuffer;
+      const Step &s = entry.steps[group.steps[member]];
+      size_t index = base == "x"        ? 0
+                     : base == "packed" ? 1
+                     : base == "scales" ? 2
+                     : base == "zeros"  ? 3
+                                        : s.operands.size();
+      if (base == "y")
+        return s.results[0];
+      return index < s.operands.size() ? s.operands[index] : kNoBuffer;
+    };
+    KILN_RETURN_IF_ERROR(bindByName(*multi, operandOf, head.multiArgs));
+    for (size_t m = 1; m < group.steps.size(); ++m)
+      p.steps[group.steps[m]].fusedInto =
+          static_cast<int64_t>(group.steps.front());
+  }
   return Status::ok();
 }
 

@@ -26,6 +26,44 @@ std::pair<int64_t, int64_t> plainLinearShape(const EntryPoint &entry,
   return {rows, k};
 }
 
+/// The packed weight's (rows, K) when `step` is a bias-free QuantLinear
+/// (x, packed, scales, [zero points]) of constant weights; (0, 0)
+/// otherwise.
+std::pair<int64_t, int64_t> plainQuantLinearShape(const EntryPoint &entry,
+                                                  const Step &step) {
+  if (step.kind != OpKind::QuantLinear || step.operands.size() < 3 ||
+      step.results.size() != 1 ||
+      (step.operands.size() > 4 && step.operands[4] != kNoBuffer))
+    return {0, 0};
+  const Buffer &x = entry.buffers[step.operands[0]];
+  const Buffer &packed = entry.buffers[step.operands[1]];
+  const Buffer &y = entry.buffers[step.results[0]];
+  if (packed.kind != BufferKind::Weight || packed.shape.size() != 2 ||
+      !packed.shape[0].isConstant() || x.shape.empty() ||
+      !x.shape.back().isConstant() || y.dtype != x.dtype)
+    return {0, 0};
+  return {packed.shape[0].value, x.shape.back().value};
+}
+
+bool hasZeroPoints(const Step &step) {
+  return step.operands.size() > 3 && step.operands[3] != kNoBuffer;
+}
+
+/// Whether two linears of the kind the group holds read their weights the
+/// same way: orientation for Linear; bits, group, format, scale type and
+/// zero points for QuantLinear.
+bool sameWeightFormat(const EntryPoint &entry, const Step &a, const Step &b) {
+  if (a.kind == OpKind::Linear)
+    return a.getInt(AttrKey::TransposeWeight) ==
+           b.getInt(AttrKey::TransposeWeight);
+  return a.getInt(AttrKey::Bits) == b.getInt(AttrKey::Bits) &&
+         a.getInt(AttrKey::GroupSize) == b.getInt(AttrKey::GroupSize) &&
+         a.getInt(AttrKey::QuantFormat) == b.getInt(AttrKey::QuantFormat) &&
+         entry.buffers[a.operands[2]].dtype ==
+             entry.buffers[b.operands[2]].dtype &&
+         hasZeroPoints(a) == hasZeroPoints(b);
+}
+
 /// The first step at or after `i` that is not a View (steps.size() if none).
 size_t skipViews(const std::vector<Step> &steps, size_t i) {
   while (i < steps.size() && steps[i].kind == OpKind::View)
@@ -33,14 +71,16 @@ size_t skipViews(const std::vector<Step> &steps, size_t i) {
   return i;
 }
 
-} // namespace
-
-std::vector<SharedInputLinears>
-findSharedInputLinears(const EntryPoint &entry) {
+std::vector<SharedInputLinears> findSharedInputs(const EntryPoint &entry,
+                                                 OpKind kind) {
+  auto shapeOf = [&](const Step &step) {
+    return kind == OpKind::Linear ? plainLinearShape(entry, step)
+                                  : plainQuantLinearShape(entry, step);
+  };
   std::vector<SharedInputLinears> groups;
   const std::vector<Step> &steps = entry.steps;
   for (size_t i = 0; i < steps.size(); ++i) {
-    auto [rows, k] = plainLinearShape(entry, steps[i]);
+    auto [rows, k] = shapeOf(steps[i]);
     if (rows <= 0)
       continue;
     SharedInputLinears group;
@@ -52,11 +92,10 @@ findSharedInputLinears(const EntryPoint &entry) {
          ++j) {
       if (steps[j].kind == OpKind::View)
         continue;
-      auto [moreRows, moreK] = plainLinearShape(entry, steps[j]);
+      auto [moreRows, moreK] = shapeOf(steps[j]);
       if (moreRows <= 0 || moreK != k ||
           steps[j].operands[0] != steps[i].operands[0] ||
-          steps[j].getInt(AttrKey::TransposeWeight) !=
-              steps[i].getInt(AttrKey::TransposeWeight))
+          !sameWeightFormat(entry, steps[i], steps[j]))
         break;
       group.steps.push_back(j);
       group.rows.push_back(moreRows);
@@ -67,6 +106,18 @@ findSharedInputLinears(const EntryPoint &entry) {
     }
   }
   return groups;
+}
+
+} // namespace
+
+std::vector<SharedInputLinears>
+findSharedInputLinears(const EntryPoint &entry) {
+  return findSharedInputs(entry, OpKind::Linear);
+}
+
+std::vector<SharedInputLinears>
+findSharedInputQuantLinears(const EntryPoint &entry) {
+  return findSharedInputs(entry, OpKind::QuantLinear);
 }
 
 std::vector<AddNorm> findAddNorms(const EntryPoint &entry) {

@@ -11,6 +11,7 @@
 
 #include "kiln/Codegen/KernelSpec.h"
 
+#include "llvm/ADT/SmallVector.h"
 #include "mlir/Support/LLVM.h"
 
 namespace mlir {
@@ -56,6 +57,10 @@ struct QuantGemvOptions {
   /// warpsPerBlock are ignored.
   bool tensorCores = false;
   int64_t kSplit = 1;
+  /// Row counts of further packed weights of the same format and K that
+  /// read the same x (a layer's q, k, v): one launch over all of their
+  /// row tiles (`qgemv_multi`), tensor cores, one row, no bias.
+  llvm::SmallVector<int64_t, 3> moreN;
 };
 
 /// Weights one chunk of the tensor-core qgemv covers: the 4 lanes that

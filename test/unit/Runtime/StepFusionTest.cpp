@@ -39,6 +39,31 @@ struct Fragment {
     entry.steps.push_back(std::move(s));
     return y;
   }
+  /// QuantLinear(x, packed [n, k * bits / 8], scales [n, k / group],
+  /// [zeros]) -> [T, n].
+  uint32_t quantLinear(uint32_t x, int64_t n, int64_t k, int64_t bits = 4,
+                       int64_t group = 32, bool zeros = false,
+                       bool bias = false) {
+    uint32_t packed = buffer(BufferKind::Weight, DType::U8,
+                             {Dim::constant(n), Dim::constant(k * bits / 8)});
+    uint32_t scales = buffer(BufferKind::Weight, DType::F16,
+                             {Dim::constant(n), Dim::constant(k / group)});
+    uint32_t y = activation(n);
+    Step s{OpKind::QuantLinear, {x, packed, scales}, {y}, {}};
+    if (zeros || bias)
+      s.operands.push_back(
+          zeros ? buffer(BufferKind::Weight, DType::U8,
+                         {Dim::constant(n), Dim::constant(k / group)})
+                : kNoBuffer);
+    if (bias)
+      s.operands.push_back(
+          buffer(BufferKind::Weight, DType::F16, {Dim::constant(n)}));
+    s.attrs.push_back(Attr::ofInt(AttrKey::Bits, bits));
+    s.attrs.push_back(Attr::ofInt(AttrKey::GroupSize, group));
+    s.attrs.push_back(Attr::ofInt(AttrKey::QuantFormat, 1));
+    entry.steps.push_back(std::move(s));
+    return y;
+  }
   void view(uint32_t of) {
     entry.steps.push_back(Step{OpKind::View, {of}, {activation(1)}, {}});
   }
@@ -156,18 +181,20 @@ TEST(StepFusionTest, PairsRopesOfTheSameTables) {
   Fragment g;
   auto headsOf = [&](int64_t h) {
     return g.buffer(BufferKind::Activation, DType::BF16,
-                    {Dim::symbol(Sym::T), Dim::constant(h),
-                     Dim::constant(64)});
+                    {Dim::symbol(Sym::T), Dim::constant(h), Dim::constant(64)});
   };
-  uint32_t c = g.activation(64, DType::BF16), sn = g.activation(64, DType::BF16);
+  uint32_t c = g.activation(64, DType::BF16),
+           sn = g.activation(64, DType::BF16);
   uint32_t qRot = headsOf(8), kRot = headsOf(2), v = headsOf(2);
-  for (auto [x, out] : {std::pair{headsOf(8), qRot}, std::pair{headsOf(2), kRot}}) {
+  for (auto [x, out] :
+       {std::pair{headsOf(8), qRot}, std::pair{headsOf(2), kRot}}) {
     Step step{OpKind::Rope, {x, c, sn}, {out}, {}};
     step.attrs.push_back(Attr::ofInt(AttrKey::RotaryDim, 64));
     g.entry.steps.push_back(step);
   }
   uint32_t cacheBuf = g.buffer(BufferKind::KVCache, DType::BF16, {});
-  uint32_t slots = g.buffer(BufferKind::Input, DType::I64, {Dim::symbol(Sym::T)});
+  uint32_t slots =
+      g.buffer(BufferKind::Input, DType::I64, {Dim::symbol(Sym::T)});
   g.entry.steps.push_back(
       Step{OpKind::KVCacheWrite, {cacheBuf, kRot, v, slots}, {}, {}});
   pairs = findRopePairs(g.entry);
@@ -179,3 +206,43 @@ TEST(StepFusionTest, PairsRopesOfTheSameTables) {
 }
 
 } // namespace
+
+TEST(StepFusionTest, GroupsQuantizedLinearsOfOneFormat) {
+  Fragment f;
+  uint32_t x = f.activation(64);
+  f.view(f.quantLinear(x, 64, 64)); // q, k, v of one input and format
+  f.quantLinear(x, 16, 64);
+  f.quantLinear(x, 16, 64);
+  f.linear(x, 64, 64); // a plain Linear: not in the quantized group
+  std::vector<SharedInputLinears> groups = findSharedInputQuantLinears(f.entry);
+  ASSERT_EQ(groups.size(), 1u);
+  EXPECT_EQ(groups[0].steps, (std::vector<size_t>{0, 2, 3}));
+  EXPECT_EQ(groups[0].rows, (std::vector<int64_t>{64, 16, 16}));
+  EXPECT_EQ(groups[0].k, 64);
+  EXPECT_TRUE(findSharedInputLinears(f.entry).empty());
+}
+
+TEST(StepFusionTest, QuantizedGroupsNeedOneFormatAndNoBias) {
+  auto pair = [](auto second) {
+    Fragment f;
+    uint32_t x = f.activation(64);
+    f.quantLinear(x, 64, 64);
+    second(f, x);
+    return findSharedInputQuantLinears(f.entry).size();
+  };
+  EXPECT_EQ(pair([](Fragment &f, uint32_t x) { f.quantLinear(x, 64, 64); }),
+            1u);
+  EXPECT_EQ(pair([](Fragment &f, uint32_t x) { f.quantLinear(x, 64, 64, 8); }),
+            0u); // other bits
+  EXPECT_EQ(
+      pair([](Fragment &f, uint32_t x) { f.quantLinear(x, 64, 64, 4, 64); }),
+      0u); // other group size
+  EXPECT_EQ(pair([](Fragment &f, uint32_t x) {
+              f.quantLinear(x, 64, 64, 4, 32, /*zeros=*/true);
+            }),
+            0u); // zero points on one only
+  EXPECT_EQ(pair([](Fragment &f, uint32_t x) {
+              f.quantLinear(x, 64, 64, 4, 32, false, /*bias=*/true);
+            }),
+            0u); // a bias
+}

@@ -8,6 +8,7 @@
 // steps of the same input with only Views between them. One gemv launch can
 // stream all three weights (the gemv_multi kernel); it serves steps of one
 // row (decode), which are bound by launch latency more than by bandwidth.
+// Quantized linears group the same way (qgemv_multi).
 //
 // Residual add + norm: an Add step whose result the next step (Views
 // aside) normalizes with RMSNorm. One add_rms_norm launch per row computes
@@ -45,6 +46,13 @@ struct SharedInputLinears {
 constexpr size_t kMaxSharedInputLinears = 3;
 
 std::vector<SharedInputLinears> findSharedInputLinears(const EntryPoint &entry);
+
+/// The same for QuantLinear steps without bias whose packed weights share
+/// bits, group size, format, scale type and zero points (a quantized
+/// layer's q, k, v, or gate and up): one qgemv_multi launch (the
+/// tensor-core qgemv over every weight's row tiles) serves a decode row.
+std::vector<SharedInputLinears>
+findSharedInputQuantLinears(const EntryPoint &entry);
 
 /// An Add step and the RMSNorm step of its result right after it (Views
 /// between allowed): f16/bf16 [rows, hidden] of one type, both Add
