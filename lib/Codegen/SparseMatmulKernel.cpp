@@ -225,20 +225,7 @@ FailureOr<KernelSpec> kiln::codegen::buildSparseMatmulKernel(
       }
       for (int64_t nt = 0; nt < fragsN; ++nt) {
         Value n0 = b.add(warpCol, nt * 8);
-        Value low = loadBFragmentNK(b, xTile, stage, lane, n0, b.index(kk));
-        Value high =
-            loadBFragmentNK(b, xTile, stage, lane, n0, b.index(kk + 16));
-        Value frag = arith::ConstantOp::create(
-            b, VectorType::get({4, 2}, elementType),
-            b.getZeroAttr(VectorType::get({4, 2}, elementType)));
-        for (int64_t i = 0; i < 2; ++i) {
-          frag = vector::InsertOp::create(
-              b, vector::ExtractOp::create(b, low, ArrayRef<int64_t>{i}), frag,
-              ArrayRef<int64_t>{i});
-          frag = vector::InsertOp::create(
-              b, vector::ExtractOp::create(b, high, ArrayRef<int64_t>{i}), frag,
-              ArrayRef<int64_t>{i + 2});
-        }
+        Value frag = loadBFragmentNK32(b, xTile, stage, lane, n0, b.index(kk));
         bFrags.push_back(frag);
       }
       for (int64_t mt = 0; mt < fragsM; ++mt)

@@ -125,6 +125,19 @@ Value kiln::codegen::loadBFragmentNK(KernelBuilder &b, Value tile,
       withPrefix(prefix, row, col), /*transpose=*/false, /*numTiles=*/2);
 }
 
+// ldmatrix.x4: lane group i = lane / 8 addresses n rows n0 + lane % 8 at K
+// column k0 + 8 i, so register i holds K [k0 + 8 i, + 8) as mma.sp's B
+// operand orders it.
+Value kiln::codegen::loadBFragmentNK32(KernelBuilder &b, Value tile,
+                                       ValueRange prefix, Value lane, Value n0,
+                                       Value k0) {
+  Value row = b.add(n0, b.remU(lane, 8));
+  Value col = b.add(k0, b.mul(b.divU(lane, 8), 8));
+  return nvgpu::LdMatrixOp::create(
+      b, VectorType::get({4, 2}, tileElement(tile)), tile,
+      withPrefix(prefix, row, col), /*transpose=*/false, /*numTiles=*/4);
+}
+
 // ldmatrix.x2.trans: lanes 0-15 address K rows k0 + lane % 16 at n column
 // n0; the transpose hands each lane K rows 2 * (lane % 4) + {0, 1} of n
 // column lane / 4, the B fragment's layout.

@@ -52,6 +52,12 @@ mlir::Value loadBFragmentNK(KernelBuilder &b, mlir::Value tile,
                             mlir::ValueRange prefix, mlir::Value lane,
                             mlir::Value n0, mlir::Value k0);
 
+/// The m16n8k32 B fragment (mma.sp's): n columns [n0, n0 + 8) and K rows
+/// [k0, k0 + 32) from an n-major tile in one ldmatrix.x4, vector<4x2>.
+mlir::Value loadBFragmentNK32(KernelBuilder &b, mlir::Value tile,
+                              mlir::ValueRange prefix, mlir::Value lane,
+                              mlir::Value n0, mlir::Value k0);
+
 /// The same fragment from a tile stored k-major ([k][n], e.g. V of
 /// attention): ldmatrix.x2.trans.
 mlir::Value loadBFragmentKN(KernelBuilder &b, mlir::Value tile,

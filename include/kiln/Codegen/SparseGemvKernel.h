@@ -40,7 +40,7 @@ struct SparseGemvOptions {
 /// meta, [bias,] y[, step]) kernel`: one warp per output row; a lane step
 /// covers 4 groups (16 bytes of values, 2 of metadata, 16 x entries) and
 /// picks each kept value's x by its 2-bit position with selects; fp32
-/// accumulation, a shuffle butterfly, lane 0 stores. Not yet run on a GPU.
+/// accumulation, a shuffle butterfly, lane 0 stores.
 mlir::FailureOr<KernelSpec>
 buildSparseGemvKernel(mlir::OpBuilder &builder, mlir::gpu::GPUModuleOp module,
                       const SparseGemvOptions &options);

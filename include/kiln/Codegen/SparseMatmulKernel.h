@@ -52,8 +52,8 @@ struct SparseMatmulOptions {
 /// metadata tile [tileFeatures, tileK/8] and the x tile [tileTokens,
 /// tileK] into workgroup memory with cp.async, `stages - 1` steps ahead;
 /// A fragments come from ldmatrix.x4 on the compressed values (the dense
-/// A layout of the compressed 16 x 16), B fragments from two ldmatrix.x2
-/// on x, the metadata word from workgroup memory. Not yet run on a GPU.
+/// A layout of the compressed 16 x 16), B fragments (8 tokens x 32 of K)
+/// from one ldmatrix.x4 on x, the metadata word from workgroup memory.
 mlir::FailureOr<KernelSpec>
 buildSparseMatmulKernel(mlir::OpBuilder &builder, mlir::gpu::GPUModuleOp module,
                         const SparseMatmulOptions &options);
