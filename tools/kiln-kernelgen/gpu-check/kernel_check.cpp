@@ -23,9 +23,9 @@
 // default max_blocks * block_size / 4 .. max_blocks * block_size),
 // --device=0, --verbose=1 (the driver's JIT log when it compiles PTX).
 //
-// qgemv (int8, int4, fp8; CUDA-core and tensor-core variants) runs on
-// random codes, scales and zero points against the fp64 product of the
-// decoded W.
+// qgemv (int8, int4, fp8; CUDA-core and tensor-core variants) and
+// qgemv_multi (each of its weights) run on random codes, scales and zero
+// points against the fp64 product of the decoded W.
 //
 // sgemv and smatmul (2:4 weights) run on random values with valid
 // metadata and are compared with the dense product of the expanded W
@@ -1434,38 +1434,23 @@ Result Checker::runDecodeStep() {
     }
     movedBytes = 2.0 * 2 * tokens * heads * dim +
                  2.0 * tokens * rot * args.descs[1].elementBytes();
-  } else if (family == "qgemv") {
+  } else if (family == "qgemv" || family == "qgemv_multi") {
     // Packed W (docs/Quantization.md): code i of a row is byte i (8 bits)
     // or nibble i % 2 of byte i / 2, low first (4 bits); w = scale * (u -
     // z), z the group's zero point or 2^(bits - 1); fp8: w = scale *
-    // e4m3(u). Both the CUDA-core and the tensor-core (mma=1) variants.
-    int64_t n = spec.integer("n"), k = spec.integer("k");
+    // e4m3(u). Both the CUDA-core and the tensor-core (mma=1) variants;
+    // qgemv_multi: n lists each weight's rows ("4096_1024_1024"), weight i
+    // > 0 has arguments packed<i>, scales<i>, [zeros<i>,] y<i>.
+    std::vector<int64_t> rowsOf;
+    std::stringstream rowList(spec.get("n"));
+    for (std::string part; std::getline(rowList, part, '_');)
+      rowsOf.push_back(std::stoll(part));
+    int64_t k = spec.integer("k");
     int64_t bits = spec.integer("bits"), group = spec.integer("group_size");
     bool fp8 = spec.has("format") && spec.get("format") == "fp8e4m3";
     int64_t R = spec.has("tokens") ? spec.integer("tokens") : 1;
     int64_t groups = k / group, rowBytes = k * bits / 8;
     std::uniform_int_distribution<int> byteDist(0, 255);
-    std::vector<uint8_t> packed(n * rowBytes);
-    for (uint8_t &b : packed) {
-      b = static_cast<uint8_t>(byteDist(rng));
-      if (fp8 && (b & 0x7f) == 0x7f)
-        b &= 0xfe; // no NaN codes
-    }
-    put(args["packed"], packed);
-    std::vector<float> scales = uniform(n * groups, 0.01f, 0.05f);
-    upload("scales", scales);
-    std::vector<uint8_t> zeros;
-    if (args.has("zeros")) {
-      zeros.resize(n * groups);
-      for (uint8_t &z : zeros)
-        z = static_cast<uint8_t>(byteDist(rng) % (1 << bits));
-      put(args["zeros"], zeros);
-    }
-    std::vector<float> bias;
-    if (args.has("bias")) {
-      bias = uniform(n, -1.f, 1.f);
-      upload("bias", bias);
-    }
     std::vector<float> x = uniform(R * k, -1.f, 1.f);
     upload("x", x);
     if (args.has("step"))
@@ -1477,29 +1462,67 @@ Result Checker::runDecodeStep() {
                              : std::ldexp(double(8 + mantissa), exponent - 10);
       return (v & 0x80) ? -magnitude : magnitude;
     };
-    std::vector<double> ref(R * n, 0.0);
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t i = 0; i < k; ++i) {
-        int64_t g = i / group;
-        uint8_t byte = packed[r * rowBytes + (bits == 8 ? i : i / 2)];
-        unsigned u = bits == 8 ? byte : (byte >> (4 * (i % 2))) & 15;
-        double z = zeros.empty() ? double(1 << (bits - 1))
-                                 : double(zeros[r * groups + g]);
-        double w = scales[r * groups + g] * (fp8 ? e4m3(byte) : double(u) - z);
-        for (int64_t t = 0; t < R; ++t)
-          ref[t * n + r] += double(x[t * k + i]) * w;
+    struct Member {
+      int64_t n;
+      std::string suffix;
+      std::vector<uint8_t> packed, zeros;
+      std::vector<float> scales, bias;
+    };
+    std::vector<Member> members;
+    for (size_t m = 0; m < rowsOf.size(); ++m) {
+      Member w{rowsOf[m], m ? std::to_string(m) : "", {}, {}, {}, {}};
+      w.packed.resize(w.n * rowBytes);
+      for (uint8_t &b : w.packed) {
+        b = static_cast<uint8_t>(byteDist(rng));
+        if (fp8 && (b & 0x7f) == 0x7f)
+          b &= 0xfe; // no NaN codes
       }
-    if (!bias.empty())
-      for (int64_t t = 0; t < R; ++t)
-        for (int64_t r = 0; r < n; ++r)
-          ref[t * n + r] += bias[r];
+      put(args["packed" + w.suffix], w.packed);
+      w.scales = uniform(w.n * groups, 0.01f, 0.05f);
+      upload("scales" + w.suffix, w.scales);
+      if (args.has("zeros" + w.suffix)) {
+        w.zeros.resize(w.n * groups);
+        for (uint8_t &z : w.zeros)
+          z = static_cast<uint8_t>(byteDist(rng) % (1 << bits));
+        put(args["zeros" + w.suffix], w.zeros);
+      }
+      if (args.has("bias")) {
+        w.bias = uniform(w.n, -1.f, 1.f);
+        upload("bias", w.bias);
+      }
+      members.push_back(std::move(w));
+    }
     std::vector<CUdeviceptr> pointers = args.pointers();
     launchOnce(pointers);
-    compare(fetch("y"), ref,
-            "qgemv b" + std::to_string(bits) + (fp8 ? " fp8" : "") +
-                (spec.has("mma") ? " mma" : "") + " R=" + std::to_string(R),
-            &result.relErr);
-    movedBytes = double(n * rowBytes);
+    movedBytes = 0;
+    for (const Member &w : members) {
+      int64_t n = w.n;
+      std::vector<double> ref(R * n, 0.0);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t i = 0; i < k; ++i) {
+          int64_t g = i / group;
+          uint8_t byte = w.packed[r * rowBytes + (bits == 8 ? i : i / 2)];
+          unsigned u = bits == 8 ? byte : (byte >> (4 * (i % 2))) & 15;
+          double z = w.zeros.empty() ? double(1 << (bits - 1))
+                                     : double(w.zeros[r * groups + g]);
+          double v =
+              w.scales[r * groups + g] * (fp8 ? e4m3(byte) : double(u) - z);
+          for (int64_t t = 0; t < R; ++t)
+            ref[t * n + r] += double(x[t * k + i]) * v;
+        }
+      if (!w.bias.empty())
+        for (int64_t t = 0; t < R; ++t)
+          for (int64_t r = 0; r < n; ++r)
+            ref[t * n + r] += w.bias[r];
+      double relErr = 0;
+      compare(fetch("y" + w.suffix), ref,
+              "qgemv" + w.suffix + " b" + std::to_string(bits) +
+                  (fp8 ? " fp8" : "") + (spec.has("mma") ? " mma" : "") +
+                  " R=" + std::to_string(R),
+              &relErr);
+      result.relErr = std::max(result.relErr, relErr);
+      movedBytes += double(n * rowBytes);
+    }
   } else if (family == "sgemv" || family == "smatmul") {
     // 2:4 W [N, K]: values [N, K/2] (a group's two kept entries in order),
     // metadata [N, K/8] (nibble g % 2 of byte g / 2: first | second << 2,
@@ -1592,8 +1615,8 @@ Result Checker::run() {
   if (family == "paged_prefill")
     return runPagedPrefill();
   if (family == "embedding" || family == "rotary_table" || family == "rope" ||
-      family == "cast" || family == "qgemv" || family == "sgemv" ||
-      family == "smatmul")
+      family == "cast" || family == "qgemv" || family == "qgemv_multi" ||
+      family == "sgemv" || family == "smatmul")
     return runDecodeStep();
   return runClassic();
 }
