@@ -13,6 +13,9 @@ peer measures (bf16 8192^3) is passed to kiln-bench as its prefill floor's
 denominator. Stdlib only; the peer needs torch."""
 import argparse, json, os, re, subprocess, sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kiln_bench_output  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -38,15 +41,7 @@ def kiln(bench, artifact, batches, prompt_len, gen_len, tflops, device):
     text = run([bench, artifact, "--batch", ",".join(map(str, batches)), "--prompt-len",
                 str(prompt_len), "--gen-len", str(gen_len), "--matmul-tflops", f"{tflops:.0f}",
                 "--device", device, "--repeats", "2"])
-    rows = {}
-    for line in text.splitlines():
-        f = line.split()
-        if len(f) == 8 and f[0].isdigit():
-            num = lambda v: float(v.rstrip("%")) if v != "-" else 0.0
-            rows[int(f[0])] = dict(prefill_ms=num(f[2]), prefill_pct=num(f[3]),
-                                   ms_step=num(f[4]), tok_s=num(f[5]),
-                                   decode_pct=num(f[6]))
-    return rows
+    return kiln_bench_output.parse(text)["rows"]
 
 
 def main():

@@ -68,12 +68,28 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-/// Elements of the weights that matrix products read (Linear, GatedMLP).
+/// Elements of the weights that matrix products read (Linear, GatedMLP;
+/// QuantLinear and SparseLinear as their dense N x K).
 int64_t matmulParams(const Model &model) {
   const EntryPoint *decode = model.entry("decode");
   std::vector<bool> seen(model.weights().size(), false);
   int64_t n = 0;
   for (const Step &s : decode->steps) {
+    // Packed weights (QuantLinear's codes, SparseLinear's kept values)
+    // count as the dense N x K they stand for: the prefill floor is the
+    // dense model's matmul work at the dense rate.
+    if ((s.kind == OpKind::QuantLinear || s.kind == OpKind::SparseLinear) &&
+        s.operands.size() > 1) {
+      const Buffer &x = decode->buffers[s.operands[0]];
+      const Buffer &w = decode->buffers[s.operands[1]];
+      if (w.kind == BufferKind::Weight && !seen[w.weightIndex] &&
+          !w.shape.empty() && w.shape[0].isConstant() && !x.shape.empty() &&
+          x.shape.back().isConstant()) {
+        seen[w.weightIndex] = true;
+        n += w.shape[0].value * x.shape.back().value;
+      }
+      continue;
+    }
     std::vector<uint32_t> ids;
     if (s.kind == OpKind::Linear)
       ids = {s.operands[1]};
