@@ -215,13 +215,13 @@ cg::MatmulOptions tiledMatmul(cg::MatmulOptions mm, const KernelTuning &t) {
     mm.tileK = 64;
     mm.stages = 3;
   }
-  if (std::optional<std::array<int64_t, 6>> f = t.tile("tiled-tile")) {
-    mm.tileM = (*f)[0];
-    mm.tileN = (*f)[1];
-    mm.tileK = (*f)[2];
-    mm.warpsM = (*f)[3];
-    mm.warpsN = (*f)[4];
-    mm.stages = (*f)[5];
+  if (std::optional<GemmTile> f = t.tile("tiled-tile")) {
+    mm.tileM = f->tokens;
+    mm.tileN = f->features;
+    mm.tileK = f->k;
+    mm.warpsM = f->warpsTokens;
+    mm.warpsN = f->warpsFeatures;
+    mm.stages = f->stages;
   }
   return mm;
 }
@@ -230,21 +230,20 @@ cg::MatmulOptions tiledMatmul(cg::MatmulOptions mm, const KernelTuning &t) {
 /// whole warp tile's fragments between barriers: one 128-token tile of the
 /// 8B gate projection took 58 us against 65 us with 64 of K, H100), 3
 /// stages; 64 of K where K is not a multiple of 128. Knob sparse-tile
-/// ("tileM,tileN,tileK,warpsM,warpsN,stages", tokens before features as
-/// for tiled-tile) overrides it.
+/// (a GemmTile, tokens before features as for tiled-tile) overrides it.
 cg::SparseMatmulOptions sparseMatmul(int64_t n, int64_t k,
                                      const KernelTuning &t) {
   cg::SparseMatmulOptions mm;
   mm.n = n;
   mm.k = k;
   mm.tileK = k % 128 == 0 ? 128 : 64;
-  if (std::optional<std::array<int64_t, 6>> f = t.tile("sparse-tile")) {
-    mm.tileTokens = (*f)[0];
-    mm.tileFeatures = (*f)[1];
-    mm.tileK = (*f)[2];
-    mm.warpsN = (*f)[3];
-    mm.warpsM = (*f)[4];
-    mm.stages = (*f)[5];
+  if (std::optional<GemmTile> f = t.tile("sparse-tile")) {
+    mm.tileTokens = f->tokens;
+    mm.tileFeatures = f->features;
+    mm.tileK = f->k;
+    mm.warpsN = f->warpsTokens;
+    mm.warpsM = f->warpsFeatures;
+    mm.stages = f->stages;
   }
   return mm;
 }

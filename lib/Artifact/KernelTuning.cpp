@@ -40,7 +40,7 @@ llvm::ArrayRef<KernelKnob> KernelTuning::knobs() {
        "few-row GEMM: CTAs the K split aims for (132)"},
       {"sparse-tile", K::Tile,
        "2:4 prefill GEMM (mma.sp): tileM,tileN,tileK,warpsM,warpsN,stages "
-       "(128,128,128,4,2,3)"},
+       "(tokens before features; 128,128,128,4,2,3)"},
       {"tiled-tile", K::Tile,
        "prefill GEMM: tileM,tileN,tileK,warpsM,warpsN,stages "
        "(128,128,64,2,4,3)"},
@@ -144,12 +144,12 @@ bool KernelTuning::switchOn(StringRef name) const {
   return it == values_.end() || it->second != "0";
 }
 
-std::optional<std::array<int64_t, 6>> KernelTuning::tile(StringRef name) const {
+std::optional<GemmTile> KernelTuning::tile(StringRef name) const {
   auto it = values_.find(name);
-  std::array<int64_t, 6> fields;
-  if (it == values_.end() || !parseTile(it->second, fields))
+  std::array<int64_t, 6> f;
+  if (it == values_.end() || !parseTile(it->second, f))
     return std::nullopt;
-  return fields;
+  return GemmTile{f[0], f[1], f[2], f[3], f[4], f[5]};
 }
 
 std::string KernelTuning::describe() const {

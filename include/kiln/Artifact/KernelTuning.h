@@ -38,6 +38,17 @@ struct KernelKnob {
   const char *help;
 };
 
+/// A Tile knob's value: a GEMM's CTA tile along the tokens (rows of x) and
+/// the output features (rows of W), K a pipeline stage, the warps along
+/// each of the two, and the stages in flight ("tokens,features,k,
+/// warpsTokens,warpsFeatures,stages"). The generators name these axes
+/// differently (MatmulOptions: M tokens, N features; SparseMatmulOptions:
+/// M features, N tokens), hence names here.
+struct GemmTile {
+  int64_t tokens = 0, features = 0, k = 0;
+  int64_t warpsTokens = 0, warpsFeatures = 0, stages = 0;
+};
+
 class KernelTuning {
 public:
   /// Every knob, with what it sets (kiln-compile --help-kernel-options).
@@ -52,8 +63,8 @@ public:
   int64_t count(llvm::StringRef name, int64_t dflt) const;
   /// A Switch knob: on unless set to 0.
   bool switchOn(llvm::StringRef name) const;
-  /// A Tile knob's six values.
-  std::optional<std::array<int64_t, 6>> tile(llvm::StringRef name) const;
+  /// A Tile knob's value.
+  std::optional<GemmTile> tile(llvm::StringRef name) const;
 
   /// "name=value ..." of the knobs given, in table order ("" for none).
   std::string describe() const;
