@@ -312,6 +312,21 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     return d.isConstant() ? d.value : int64_t(-1);
   };
   auto lastDim = [&](uint32_t id) { return constDim(buf(id).shape.back()); };
+  // Whether W [n, k] splits into a prefill GEMM's tiles; when it does not
+  // and the tile came from `knob` (kiln-compile --kernel-option), the
+  // knob did not apply to this shape: a warning says so rather than the
+  // prefill quietly keeping the row kernels.
+  auto fitsTile = [&](int64_t n, int64_t k, int64_t tileN, int64_t tileK,
+                      StringRef knob, const std::string &use) {
+    if (n % tileN == 0 && k % tileK == 0)
+      return true;
+    if (tuning.tile(knob))
+      emitWarning(loc) << "--kernel-option " << knob << ": " << use << " (N="
+                       << n << ", K=" << k << ") does not split into tiles of "
+                       << tileN << " features x " << tileK
+                       << " of K; its prefill keeps the row-chunked kernel";
+    return false;
+  };
 
   // gemv for W of plan shape `shape` ([K, N], or [N, K] when transposed).
   // `bias`: a [N] bias buffer fused into the epilogue (kNoBuffer: none).
@@ -388,7 +403,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           mm.bias = hasBias;
           mm.outputDType = o.outputDType;
           cg::MatmulOptions tiled = tiledMatmul(mm, tuning);
-          if (n % tiled.tileN == 0 && k % tiled.tileK == 0)
+          if (fitsTile(n, k, tiled.tileN, tiled.tileK, "tiled-tile", use))
             r.tiledBuild = [tiled](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildMatmulKernel(b, m, tiled);
             };
@@ -575,7 +590,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           mm.bias = o.bias;
           mm.constantWeights = false; // the scratch qdequant just wrote
           cg::MatmulOptions tiled = tiledMatmul(mm, tuning);
-          if (n % tiled.tileN == 0 && k % tiled.tileK == 0) {
+          if (fitsTile(n, k, tiled.tileN, tiled.tileK, "tiled-tile", use)) {
             r.tiledBuild = [tiled](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildMatmulKernel(b, m, tiled);
             };
@@ -935,7 +950,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           cg::SparseMatmulOptions mm = sparseMatmul(n, k, tuning);
           mm.dtype = *dt;
           mm.bias = o.bias;
-          if (n % mm.tileFeatures == 0 && k % mm.tileK == 0) {
+          if (fitsTile(n, k, mm.tileFeatures, mm.tileK, "sparse-tile", use)) {
             r.tiledFamily = "smatmul";
             r.tiledBuild = [mm](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildSparseMatmulKernel(b, m, mm);
