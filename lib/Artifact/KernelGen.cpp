@@ -15,6 +15,7 @@
 #include "kiln/Codegen/CastKernel.h"
 #include "kiln/Codegen/ElementwiseKernel.h"
 #include "kiln/Codegen/EmbeddingKernel.h"
+#include "kiln/Codegen/FlashPrefillKernel.h"
 #include "kiln/Codegen/GemvKernel.h"
 #include "kiln/Codegen/KVBlockCopyKernel.h"
 #include "kiln/Codegen/KVCacheWriteKernel.h"
@@ -22,14 +23,13 @@
 #include "kiln/Codegen/MatmulKernel.h"
 #include "kiln/Codegen/PagedAttentionDecodeKernel.h"
 #include "kiln/Codegen/PagedAttentionPrefillKernel.h"
-#include "kiln/Codegen/FlashPrefillKernel.h"
-#include "kiln/runtime/StepFusion.h"
 #include "kiln/Codegen/QuantGemvKernel.h"
-#include "kiln/Codegen/SparseGemvKernel.h"
-#include "kiln/Codegen/SparseMatmulKernel.h"
 #include "kiln/Codegen/RMSNormKernel.h"
 #include "kiln/Codegen/RopeKernel.h"
 #include "kiln/Codegen/RotaryTableKernel.h"
+#include "kiln/Codegen/SparseGemvKernel.h"
+#include "kiln/Codegen/SparseMatmulKernel.h"
+#include "kiln/runtime/StepFusion.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/Builders.h"
@@ -163,7 +163,6 @@ public:
 
 std::string str(int64_t v) { return std::to_string(v); }
 
-
 /// Token rows per CTA of the row-chunked gemv variants.
 constexpr int64_t kGemvChunkRows = 8;
 
@@ -254,10 +253,10 @@ std::optional<cg::MatmulOptions> skinnyMatmul(cg::MatmulOptions mm,
   // rows instead of per 8 does not repay the split-K reduction there
   // (pycoder's 0.1-1 MB weights served 5% faster without it), and the gemv
   // family computes a row the same way at every batch size.
-  int64_t minBytes = t.count("skinny-min-bytes",
-                             mm.outputDType == cg::KernelDType::F32
-                                 ? kSkinnyMinLogitsBytes
-                                 : kSkinnyMinWeightBytes);
+  int64_t minBytes =
+      t.count("skinny-min-bytes", mm.outputDType == cg::KernelDType::F32
+                                      ? kSkinnyMinLogitsBytes
+                                      : kSkinnyMinWeightBytes);
   if (mm.n * mm.k * 2 < minBytes)
     return std::nullopt;
   mm.tileM = 32;
@@ -321,9 +320,10 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     if (n % tileN == 0 && k % tileK == 0)
       return true;
     if (tuning.tile(knob))
-      emitWarning(loc) << "--kernel-option " << knob << ": " << use << " (N="
-                       << n << ", K=" << k << ") does not split into tiles of "
-                       << tileN << " features x " << tileK
+      emitWarning(loc) << "--kernel-option " << knob << ": " << use
+                       << " (N=" << n << ", K=" << k
+                       << ") does not split into tiles of " << tileN
+                       << " features x " << tileK
                        << " of K; its prefill keeps the row-chunked kernel";
     return false;
   };
@@ -407,7 +407,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
             r.tiledBuild = [tiled](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildMatmulKernel(b, m, tiled);
             };
-          if (std::optional<cg::MatmulOptions> skinny = skinnyMatmul(mm, tuning))
+          if (std::optional<cg::MatmulOptions> skinny =
+                  skinnyMatmul(mm, tuning))
             r.skinnyBuild = [s = *skinny](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildMatmulKernel(b, m, s);
             };
@@ -549,8 +550,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         // warps of a CTA until there are about 8 warps per SM of the
         // target's SMs (1024-row projections have only 64 row tiles).
         cg::QuantGemvOptions mma = o;
-        mma.tensorCores = !fp8 &&
-                          group % cg::quantMmaChunkWeights(bits) == 0 &&
+        mma.tensorCores = !fp8 && group % cg::quantMmaChunkWeights(bits) == 0 &&
                           tuning.switchOn("qgemv-mma");
         if (mma.tensorCores) {
           mma.unroll = tuning.count("qmma-unroll", 4);
@@ -623,7 +623,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           fused.gatedUp = true;
           fused.rowsPerWarp =
               tuning.count("gated-rows-per-warp", fused.rowsPerWarp);
-          fused.warpsPerBlock = tuning.count("gated-warps", fused.warpsPerBlock);
+          fused.warpsPerBlock =
+              tuning.count("gated-warps", fused.warpsPerBlock);
           gateGemv->gatedBuild = [fused](OpBuilder &b, gpu::GPUModuleOp m) {
             return cg::buildGemvKernel(b, m, fused);
           };
@@ -988,22 +989,22 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
       float eps = norm.getFloat(rt::AttrKey::Epsilon);
       if (!dt)
         continue;
-      Request &r = c.add(
-          "add_rms_norm" + str(pair.hidden) + rt::dtypeName(dtype) +
-              std::to_string(eps),
-          e.name + " step #" + std::to_string(pair.add) + " (Add, RMSNorm)",
-          [&](Request &r) {
-            r.family = "add_rms_norm";
-            r.scale = rt::LaunchScale::Tokens;
-            cg::RMSNormOptions o;
-            o.dtype = *dt;
-            o.hidden = pair.hidden;
-            o.epsilon = eps;
-            o.residual = true;
-            r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-              return cg::buildRMSNormKernel(b, m, o);
-            };
-          });
+      Request &r = c.add("add_rms_norm" + str(pair.hidden) +
+                             rt::dtypeName(dtype) + std::to_string(eps),
+                         e.name + " step #" + std::to_string(pair.add) +
+                             " (Add, RMSNorm)",
+                         [&](Request &r) {
+                           r.family = "add_rms_norm";
+                           r.scale = rt::LaunchScale::Tokens;
+                           cg::RMSNormOptions o;
+                           o.dtype = *dt;
+                           o.hidden = pair.hidden;
+                           o.epsilon = eps;
+                           o.residual = true;
+                           r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                             return cg::buildRMSNormKernel(b, m, o);
+                           };
+                         });
       r.uses = 0;
     }
 
@@ -1024,29 +1025,29 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
       // With the keys' cache write after it (and a cache of the keys'
       // type): the rope_pair_kv kernel.
       bool kv = pair.hasKVWrite() && cache && cache->dtype == x.dtype;
-      Request &r = c.add(
-          std::string(kv ? "rope_pair_kv" : "rope_pair") +
-              rt::dtypeName(x.dtype) + rt::dtypeName(cosT.dtype) + "_" +
-              str(x.shape[1].value) + "_" + str(x2.shape[1].value) + "_" +
-              str(headDim) + "_" + str(rot),
-          e.name + " step #" + std::to_string(pair.first) +
-              (kv ? " (Rope, Rope, KVCacheWrite)" : " (Rope, Rope)"),
-          [&](Request &r) {
-            r.family = kv ? "rope_pair_kv" : "rope_pair";
-            r.scale = rt::LaunchScale::Tokens;
-            cg::RopeOptions o;
-            o.dtype = *dt;
-            o.tableDType = *tableDt;
-            o.numHeads = x.shape[1].value;
-            o.secondHeads = x2.shape[1].value;
-            o.headDim = headDim;
-            o.rotaryDim = rot;
-            o.kvWrite = kv;
-            o.kvBlockSize = blockSize;
-            r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-              return cg::buildRopeKernel(b, m, o);
-            };
-          });
+      Request &r =
+          c.add(std::string(kv ? "rope_pair_kv" : "rope_pair") +
+                    rt::dtypeName(x.dtype) + rt::dtypeName(cosT.dtype) + "_" +
+                    str(x.shape[1].value) + "_" + str(x2.shape[1].value) + "_" +
+                    str(headDim) + "_" + str(rot),
+                e.name + " step #" + std::to_string(pair.first) +
+                    (kv ? " (Rope, Rope, KVCacheWrite)" : " (Rope, Rope)"),
+                [&](Request &r) {
+                  r.family = kv ? "rope_pair_kv" : "rope_pair";
+                  r.scale = rt::LaunchScale::Tokens;
+                  cg::RopeOptions o;
+                  o.dtype = *dt;
+                  o.tableDType = *tableDt;
+                  o.numHeads = x.shape[1].value;
+                  o.secondHeads = x2.shape[1].value;
+                  o.headDim = headDim;
+                  o.rotaryDim = rot;
+                  o.kvWrite = kv;
+                  o.kvBlockSize = blockSize;
+                  r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                    return cg::buildRopeKernel(b, m, o);
+                  };
+                });
       r.uses = 0;
     }
 
@@ -1064,24 +1065,24 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     std::string rows;
     for (int64_t n : group.rows)
       rows += "_" + str(n);
-    Request &r = c.add(
-        "gemv_multi" + rows + "_" + str(group.k) +
-            rt::dtypeName(buf(first.operands[1]).dtype),
-        "decode step #" + std::to_string(group.steps.front()) +
-            " (Linear, with the next " +
-            std::to_string(group.steps.size() - 1) + ")",
-        [&](Request &r) {
-          r.family = "gemv_multi";
-          r.weightLayout = rt::WeightLayout::NK;
-          cg::GemvOptions o;
-          o.dtype = *dt;
-          o.n = group.rows.front();
-          o.moreN.assign(group.rows.begin() + 1, group.rows.end());
-          o.k = group.k;
-          r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-            return cg::buildGemvKernel(b, m, o);
-          };
-        });
+    Request &r =
+        c.add("gemv_multi" + rows + "_" + str(group.k) +
+                  rt::dtypeName(buf(first.operands[1]).dtype),
+              "decode step #" + std::to_string(group.steps.front()) +
+                  " (Linear, with the next " +
+                  std::to_string(group.steps.size() - 1) + ")",
+              [&](Request &r) {
+                r.family = "gemv_multi";
+                r.weightLayout = rt::WeightLayout::NK;
+                cg::GemvOptions o;
+                o.dtype = *dt;
+                o.n = group.rows.front();
+                o.moreN.assign(group.rows.begin() + 1, group.rows.end());
+                o.k = group.k;
+                r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                  return cg::buildGemvKernel(b, m, o);
+                };
+              });
     r.uses = 0;
   }
 
@@ -1114,7 +1115,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     o.k = group.k;
     o.bits = bits;
     o.groupSize = groupSize;
-    o.zeroPoint = first.operands.size() > 3 && first.operands[3] != rt::kNoBuffer;
+    o.zeroPoint =
+        first.operands.size() > 3 && first.operands[3] != rt::kNoBuffer;
     o.tensorCores = true;
     o.unroll = tuning.count("qmma-unroll", 4);
     // Each weight's tiles as its own qgemv would split them, so the fused
@@ -1126,19 +1128,19 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     std::string rows;
     for (int64_t n : group.rows)
       rows += "_" + str(n);
-    Request &r = c.add(
-        "qgemv_multi" + rows + "_" + str(group.k) + rt::dtypeName(act) + "_b" +
-            str(bits) + "_g" + str(groupSize) + rt::dtypeName(scales.dtype) +
-            (o.zeroPoint ? "_zp" : ""),
-        "decode step #" + std::to_string(group.steps.front()) +
-            " (QuantLinear, with the next " +
-            std::to_string(group.steps.size() - 1) + ")",
-        [&](Request &r) {
-          r.family = "qgemv_multi";
-          r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-            return cg::buildQuantMmaGemvKernel(b, m, o);
-          };
-        });
+    Request &r =
+        c.add("qgemv_multi" + rows + "_" + str(group.k) + rt::dtypeName(act) +
+                  "_b" + str(bits) + "_g" + str(groupSize) +
+                  rt::dtypeName(scales.dtype) + (o.zeroPoint ? "_zp" : ""),
+              "decode step #" + std::to_string(group.steps.front()) +
+                  " (QuantLinear, with the next " +
+                  std::to_string(group.steps.size() - 1) + ")",
+              [&](Request &r) {
+                r.family = "qgemv_multi";
+                r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                  return cg::buildQuantMmaGemvKernel(b, m, o);
+                };
+              });
     r.uses = 0;
   }
 
@@ -1325,8 +1327,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           std::make_tuple(r.tiledBuild, "tiled", r.tiledFamily),
           std::make_tuple(r.skinnyBuild, "skinny", std::string("matmul")),
           std::make_tuple(r.gatedBuild, "gated", std::string("gemv_gated")),
-          std::make_tuple(r.flashBuild, "flash",
-                          std::string("flash_prefill")),
+          std::make_tuple(r.flashBuild, "flash", std::string("flash_prefill")),
           std::make_tuple(r.dequantBuild, "dequant",
                           std::string("qdequant"))}) {
       if (!build)
