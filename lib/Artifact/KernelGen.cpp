@@ -328,6 +328,46 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     return false;
   };
 
+  // The packed layout a QuantLinear step of the current entry point reads
+  // (docs/Quantization.md: x, packed, scales, [zero points], [bias] -> y),
+  // as qgemv options; nullopt where no qgemv serves it (activations not
+  // f16/bf16, bits other than 8 or 4, fp8 not 8 bits, groups or K that do
+  // not cover whole 16-byte loads, a bias of another type).
+  auto quantGemvOptions =
+      [&](const rt::Step &s) -> std::optional<cg::QuantGemvOptions> {
+    auto operand = [&](size_t i) {
+      return s.operands.size() > i ? s.operands[i] : rt::kNoBuffer;
+    };
+    uint32_t zeros = operand(3), bias = operand(4);
+    rt::DType act = buf(s.results[0]).dtype;
+    const rt::Buffer &scales = buf(s.operands[2]);
+    int64_t bits = s.getInt(rt::AttrKey::Bits);
+    int64_t group = s.getInt(rt::AttrKey::GroupSize);
+    int64_t k = lastDim(s.operands[0]);
+    std::optional<cg::KernelDType> dt = storageType(act);
+    std::optional<cg::KernelDType> st =
+        scales.dtype == rt::DType::F32 ? std::optional(cg::KernelDType::F32)
+                                       : storageType(scales.dtype);
+    bool fp8 = s.getInt(rt::AttrKey::QuantFormat) ==
+               static_cast<int64_t>(rt::QuantFormat::FP8E4M3);
+    int64_t perLoad = 16 * 8 / std::max<int64_t>(bits, 1);
+    if (!dt || !st || (bits != 4 && bits != 8) || (fp8 && bits != 8) ||
+        k <= 0 || group <= 0 || k % perLoad || group % perLoad ||
+        (bias != rt::kNoBuffer && buf(bias).dtype != act))
+      return std::nullopt;
+    cg::QuantGemvOptions o;
+    o.dtype = *dt;
+    o.scaleDType = *st;
+    o.n = constDim(buf(s.operands[1]).shape[0]);
+    o.k = k;
+    o.bits = bits;
+    o.groupSize = group;
+    o.zeroPoint = zeros != rt::kNoBuffer;
+    o.fp8 = fp8;
+    o.bias = bias != rt::kNoBuffer;
+    return o;
+  };
+
   // gemv for W of plan shape `shape` ([K, N], or [N, K] when transposed).
   // `bias`: a [N] bias buffer fused into the epilogue (kNoBuffer: none).
   // `act` is the input's type; `out` the result's (the weight's type, or
@@ -495,27 +535,13 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         break;
       }
       case rt::OpKind::QuantLinear: {
-        // docs/Quantization.md: (x, packed, scales, [zero points], [bias]).
-        auto operand = [&](size_t i) {
-          return s.operands.size() > i ? s.operands[i] : rt::kNoBuffer;
-        };
-        uint32_t zeros = operand(3), bias = operand(4);
-        const rt::Buffer &packed = buf(s.operands[1]);
         const rt::Buffer &scales = buf(s.operands[2]);
         int64_t bits = s.getInt(rt::AttrKey::Bits);
         int64_t group = s.getInt(rt::AttrKey::GroupSize);
-        int64_t n = constDim(packed.shape[0]);
-        int64_t k = lastDim(s.operands[0]);
-        std::optional<cg::KernelDType> dt = storageType(act);
-        std::optional<cg::KernelDType> st =
-            scales.dtype == rt::DType::F32 ? std::optional(cg::KernelDType::F32)
-                                           : storageType(scales.dtype);
         bool fp8 = s.getInt(rt::AttrKey::QuantFormat) ==
                    static_cast<int64_t>(rt::QuantFormat::FP8E4M3);
-        int64_t perLoad = 16 * 8 / std::max<int64_t>(bits, 1);
-        if (!dt || !st || (bits != 4 && bits != 8) || (fp8 && bits != 8) ||
-            k <= 0 || group <= 0 || k % perLoad || group % perLoad ||
-            (bias != rt::kNoBuffer && buf(bias).dtype != act)) {
+        std::optional<cg::QuantGemvOptions> layout = quantGemvOptions(s);
+        if (!layout) {
           c.missing("qgemv",
                     {{"dtype", actName},
                      {"bits", str(bits)},
@@ -526,16 +552,9 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
                     use);
           break;
         }
-        cg::QuantGemvOptions o;
-        o.dtype = *dt;
-        o.scaleDType = *st;
-        o.n = n;
-        o.k = k;
-        o.bits = bits;
-        o.groupSize = group;
-        o.zeroPoint = zeros != rt::kNoBuffer;
-        o.fp8 = fp8;
-        o.bias = bias != rt::kNoBuffer;
+        cg::QuantGemvOptions o = *layout;
+        int64_t n = o.n, k = o.k;
+        std::optional<cg::KernelDType> dt = o.dtype;
         // int4 rows are short (K / 2 bytes): two per warp keep enough
         // loads in flight.
         o.rowsPerWarp = tuning.count("qgemv-rows-per-warp", bits == 4 ? 2 : 1);
@@ -1092,31 +1111,15 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
   for (const rt::SharedInputLinears &group :
        rt::findSharedInputQuantLinears(*decode)) {
     const rt::Step &first = decode->steps[group.steps.front()];
-    const rt::Buffer &scales = buf(first.operands[2]);
-    rt::DType act = buf(first.results[0]).dtype;
-    std::optional<cg::KernelDType> dt = storageType(act);
-    std::optional<cg::KernelDType> st =
-        scales.dtype == rt::DType::F32 ? std::optional(cg::KernelDType::F32)
-                                       : storageType(scales.dtype);
-    int64_t bits = first.getInt(rt::AttrKey::Bits);
-    int64_t groupSize = first.getInt(rt::AttrKey::GroupSize);
-    bool fp8 = first.getInt(rt::AttrKey::QuantFormat) ==
-               static_cast<int64_t>(rt::QuantFormat::FP8E4M3);
+    std::optional<cg::QuantGemvOptions> layout = quantGemvOptions(first);
     // Only where QuantLinear's own decode row is the tensor-core kernel.
-    if (!dt || !st || bits != 4 || fp8 || groupSize <= 0 ||
-        group.k % groupSize || groupSize % cg::quantMmaChunkWeights(bits) ||
+    if (!layout || layout->bits != 4 || layout->fp8 ||
+        group.k % layout->groupSize ||
+        layout->groupSize % cg::quantMmaChunkWeights(layout->bits) ||
         !tuning.switchOn("qgemv-mma"))
       continue;
-    cg::QuantGemvOptions o;
-    o.dtype = *dt;
-    o.scaleDType = *st;
-    o.n = group.rows.front();
+    cg::QuantGemvOptions o = *layout;
     o.moreN.assign(group.rows.begin() + 1, group.rows.end());
-    o.k = group.k;
-    o.bits = bits;
-    o.groupSize = groupSize;
-    o.zeroPoint =
-        first.operands.size() > 3 && first.operands[3] != rt::kNoBuffer;
     o.tensorCores = true;
     o.unroll = tuning.count("qmma-unroll", 4);
     // Each weight's tiles as its own qgemv would split them, so the fused
@@ -1128,19 +1131,20 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     std::string rows;
     for (int64_t n : group.rows)
       rows += "_" + str(n);
-    Request &r =
-        c.add("qgemv_multi" + rows + "_" + str(group.k) + rt::dtypeName(act) +
-                  "_b" + str(bits) + "_g" + str(groupSize) +
-                  rt::dtypeName(scales.dtype) + (o.zeroPoint ? "_zp" : ""),
-              "decode step #" + std::to_string(group.steps.front()) +
-                  " (QuantLinear, with the next " +
-                  std::to_string(group.steps.size() - 1) + ")",
-              [&](Request &r) {
-                r.family = "qgemv_multi";
-                r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-                  return cg::buildQuantMmaGemvKernel(b, m, o);
-                };
-              });
+    Request &r = c.add("qgemv_multi" + rows + "_" + str(group.k) +
+                           rt::dtypeName(buf(first.results[0]).dtype) + "_b" +
+                           str(o.bits) + "_g" + str(o.groupSize) +
+                           rt::dtypeName(buf(first.operands[2]).dtype) +
+                           (o.zeroPoint ? "_zp" : ""),
+                       "decode step #" + std::to_string(group.steps.front()) +
+                           " (QuantLinear, with the next " +
+                           std::to_string(group.steps.size() - 1) + ")",
+                       [&](Request &r) {
+                         r.family = "qgemv_multi";
+                         r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                           return cg::buildQuantMmaGemvKernel(b, m, o);
+                         };
+                       });
     r.uses = 0;
   }
 

@@ -55,6 +55,22 @@ struct CudaDevice::Memory {
 
 namespace {
 
+/// The buffer of a QuantLinear step (x, packed, scales, [zero points],
+/// [bias]) -> y that the argument `name` of qgemv, qgemv_multi, qdequant or
+/// the GEMM over qdequant's scratch stands for; kNoBuffer for another name
+/// or an operand the step does not have.
+uint32_t quantLinearBuffer(const Step &s, const std::string &name) {
+  if (name == "y")
+    return s.results[0];
+  size_t index = name == "x"        ? 0
+                 : name == "packed" ? 1
+                 : name == "scales" ? 2
+                 : name == "zeros"  ? 3
+                 : name == "bias"   ? 4
+                                    : s.operands.size();
+  return index < s.operands.size() ? s.operands[index] : kNoBuffer;
+}
+
 /// Where a kernel argument points.
 enum class Source : uint8_t {
   Buffer,         ///< A plan buffer of the entry point (views resolved).
@@ -583,18 +599,14 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
           const std::string &nm = arg.name;
           auto op = [&](size_t idx) { return buffer(s.operands[idx]); };
           auto res = [&](size_t idx) { return buffer(s.results[idx]); };
-          // A QuantLinear step's (x, packed, scales, [zero points], [bias])
-          // -> y, as qgemv, qdequant and the GEMM over its scratch name them.
-          auto quantOperand = [&](const std::string &name) {
-            return name == "x"        ? op(0)
-                   : name == "packed" ? op(1)
-                   : name == "scales" ? op(2)
-                   : name == "zeros"  ? op(3)
-                   : name == "bias"   ? op(4)
-                                      : res(0);
-          };
           ArgRef a;
           bool known = true;
+          // A QuantLinear step's argument; unknown when the step lacks it.
+          auto quantOperand = [&](const std::string &name) {
+            uint32_t id = quantLinearBuffer(s, name);
+            known = id != kNoBuffer;
+            return known ? buffer(id) : ArgRef();
+          };
           if (nm == "step") {
             a.source = Source::StepInfo;
             a.id = rows == Sym::N ? 1 : 0;
@@ -939,20 +951,12 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     head.multiKernel = static_cast<int32_t>(multi - table.kernels.data());
     auto operandOf = [&](const std::string &name) -> uint32_t {
       size_t digits = name.find_first_of("0123456789");
-      std::string base = name.substr(0, digits);
       size_t member =
           digits == std::string::npos ? 0 : std::stoul(name.substr(digits));
       if (member >= group.steps.size())
         return kNoBuffer;
-      const Step &s = entry.steps[group.steps[member]];
-      size_t index = base == "x"        ? 0
-                     : base == "packed" ? 1
-                     : base == "scales" ? 2
-                     : base == "zeros"  ? 3
-                                        : s.operands.size();
-      if (base == "y")
-        return s.results[0];
-      return index < s.operands.size() ? s.operands[index] : kNoBuffer;
+      return quantLinearBuffer(entry.steps[group.steps[member]],
+                               name.substr(0, digits));
     };
     KILN_RETURN_IF_ERROR(bindByName(*multi, operandOf, head.multiArgs));
     for (size_t m = 1; m < group.steps.size(); ++m)
