@@ -1105,46 +1105,54 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     r.uses = 0;
   }
 
-  // The same for quantized linears (q, k, v; gate and up) whose decode rows
-  // take the tensor-core qgemv: one qgemv_multi launch over all of their
-  // row tiles (the 8B shape's 1024-row k and v alone leave most SMs idle).
+  // The same for quantized linears (q, k, v; gate and up): one qgemv_multi
+  // launch over all of their rows (the 8B shape's 1024-row k and v alone
+  // leave most SMs idle), with the kernel their own decode rows use -- the
+  // tensor-core qgemv for int4, the CUDA-core one for int8 and fp8 -- and
+  // its shape, so each output is computed exactly as by its own launch.
   for (const rt::SharedInputLinears &group :
        rt::findSharedInputQuantLinears(*decode)) {
     const rt::Step &first = decode->steps[group.steps.front()];
     std::optional<cg::QuantGemvOptions> layout = quantGemvOptions(first);
-    // Only where QuantLinear's own decode row is the tensor-core kernel.
-    if (!layout || layout->bits != 4 || layout->fp8 ||
-        group.k % layout->groupSize ||
-        layout->groupSize % cg::quantMmaChunkWeights(layout->bits) ||
-        !tuning.switchOn("qgemv-mma"))
+    if (!layout || group.k % layout->groupSize)
       continue;
     cg::QuantGemvOptions o = *layout;
     o.moreN.assign(group.rows.begin() + 1, group.rows.end());
-    o.tensorCores = true;
-    o.unroll = tuning.count("qmma-unroll", 4);
-    // Each weight's tiles as its own qgemv would split them, so the fused
-    // launch computes every output exactly as the separate ones.
-    int64_t split = 1;
-    for (int64_t n : group.rows)
-      split = std::max(split, mmaKSplit((n + 15) / 16));
-    o.kSplit = tuning.count("qmma-split", split);
+    o.k = group.k;
+    o.tensorCores = o.bits == 4 && !o.fp8 &&
+                    o.groupSize % cg::quantMmaChunkWeights(o.bits) == 0 &&
+                    tuning.switchOn("qgemv-mma");
+    if (o.tensorCores) {
+      o.unroll = tuning.count("qmma-unroll", 4);
+      // Each weight's tiles as its own qgemv would split them.
+      int64_t split = 1;
+      for (int64_t n : group.rows)
+        split = std::max(split, mmaKSplit((n + 15) / 16));
+      o.kSplit = tuning.count("qmma-split", split);
+    } else {
+      o.rowsPerWarp = tuning.count("qgemv-rows-per-warp", o.bits == 4 ? 2 : 1);
+      o.unroll = tuning.count("qgemv-unroll", 4);
+      o.warpsPerBlock = tuning.count("qgemv-warps", o.warpsPerBlock);
+    }
     std::string rows;
     for (int64_t n : group.rows)
       rows += "_" + str(n);
-    Request &r = c.add("qgemv_multi" + rows + "_" + str(group.k) +
-                           rt::dtypeName(buf(first.results[0]).dtype) + "_b" +
-                           str(o.bits) + "_g" + str(o.groupSize) +
-                           rt::dtypeName(buf(first.operands[2]).dtype) +
-                           (o.zeroPoint ? "_zp" : ""),
-                       "decode step #" + std::to_string(group.steps.front()) +
-                           " (QuantLinear, with the next " +
-                           std::to_string(group.steps.size() - 1) + ")",
-                       [&](Request &r) {
-                         r.family = "qgemv_multi";
-                         r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-                           return cg::buildQuantMmaGemvKernel(b, m, o);
-                         };
-                       });
+    Request &r = c.add(
+        "qgemv_multi" + rows + "_" + str(group.k) +
+            rt::dtypeName(buf(first.results[0]).dtype) + "_b" + str(o.bits) +
+            "_g" + str(o.groupSize) +
+            rt::dtypeName(buf(first.operands[2]).dtype) +
+            (o.zeroPoint ? "_zp" : "") + (o.fp8 ? "_fp8" : ""),
+        "decode step #" + std::to_string(group.steps.front()) +
+            " (QuantLinear, with the next " +
+            std::to_string(group.steps.size() - 1) + ")",
+        [&](Request &r) {
+          r.family = "qgemv_multi";
+          r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+            return o.tensorCores ? cg::buildQuantMmaGemvKernel(b, m, o)
+                                 : cg::buildQuantGemvKernel(b, m, o);
+          };
+        });
     r.uses = 0;
   }
 

@@ -42,22 +42,30 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       o.warpsPerBlock > 32 || o.unroll < 1 || o.unroll > 16 || R < 1 || R > 16)
     return emitError(loc) << "rows_per_warp in [1, 4], warps in [1, 32], "
                              "unroll in [1, 16] and tokens in [1, 16]";
+  if (!o.moreN.empty() && (chunked || o.bias || o.moreN.size() > 3))
+    return emitError(loc) << "qgemv_multi takes one row, at most 4 weights "
+                             "and no bias";
+  for (int64_t more : o.moreN)
+    if (more <= 0)
+      return emitError(loc) << "qgemv_multi needs every n > 0, got " << more;
 
   int64_t rowBytes = o.k * o.bits / 8;
   int64_t vectorsPerRow = rowBytes / kCodeLoadBytes;
   int64_t fullSteps = vectorsPerRow / kWarpSize;
   int64_t threads = o.warpsPerBlock * kWarpSize;
   int64_t rowsPerBlock = o.warpsPerBlock * o.rowsPerWarp;
-  int64_t blocks = ceilDiv(o.n, rowsPerBlock);
-  bool rowsOvershoot = blocks * rowsPerBlock != o.n;
+  // Blocks of each weight, consecutive along grid x.
+  SmallVector<int64_t> allRows = {o.n};
+  allRows.append(o.moreN.begin(), o.moreN.end());
+  int64_t blocks = 0;
+  for (int64_t n : allRows)
+    blocks += ceilDiv(n, rowsPerBlock);
 
   KernelBuilder b(loc, builder);
   Type elementType = getElementType(context, o.dtype);
   Type f32 = b.getF32Type();
-  QuantGemvArgs args = createQuantGemvKernel(b, module, name, o, threads);
-  Value x = args.x, packed = args.packed, scales = args.scales,
-        zeros = args.zeros, biasArg = args.bias, y = args.y,
-        stepArg = args.step;
+  QuantGemvArgs all = createQuantGemvKernel(b, module, name, o, threads);
+  Value x = all.x, stepArg = all.step;
 
   SmallVector<Value> tokenRows, loadTokenRows;
   Value numTokens;
@@ -71,12 +79,6 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   Value tid = b.threadIdX();
   Value lane = b.remU(tid, kWarpSize);
   Value warp = b.divU(tid, kWarpSize);
-  Value firstRow =
-      b.add(b.mul(b.blockIdX(), rowsPerBlock), b.mul(warp, o.rowsPerWarp));
-  auto warpRows = b.clampedRows(firstRow, o.rowsPerWarp,
-                                rowsOvershoot ? b.index(o.n - 1) : Value());
-  SmallVector<Value> rows = warpRows.rows, loadRows = warpRows.loadRows;
-
   // Codes decode as QuantDecode.h describes: 4-wide vectors, one per code
   // position, against the matching lanes of x.
   int64_t codesPerWord = 32 / o.bits;
@@ -92,107 +94,125 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     for (int64_t j = 0; j < 4; ++j)
       positions[i].push_back(j * codesPerWord + i);
 
-  // One group of lane steps at byte vectors `vectors` (per lane): every
-  // load first, then the decoding and FMAs. Accumulators are [row r][token
-  // t] at r * R + t; each load adds scale * sum_i (u_i - z) x_i.
-  auto accumulate = [&](ArrayRef<Value> vectors, SmallVector<Value> accs) {
-    struct Loaded {
-      Value codes, scale, zero;
-    };
-    SmallVector<SmallVector<Loaded>> w(loadRows.size());
-    SmallVector<SmallVector<Value>> xs(R);
-    for (Value v : vectors) {
-      Value column = b.mul(v, perLoad);
-      Value group = b.divU(column, o.groupSize);
-      for (auto [r, row] : llvm::enumerate(loadRows)) {
-        Loaded l;
-        l.codes = b.loadVector(packed, {row, b.mul(v, kCodeLoadBytes)},
-                               kCodeLoadBytes);
-        Value s = memref::LoadOp::create(b, scales, ValueRange{row, group});
-        l.scale = s.getType() == f32
-                      ? s
-                      : arith::ExtFOp::create(b, f32, s).getResult();
-        if (zeros)
-          l.zero = arith::UIToFPOp::create(
-              b, f32,
-              memref::LoadOp::create(b, zeros, ValueRange{row, group})
-                  .getResult());
-        w[r].push_back(l);
-      }
-      for (int64_t t = 0; t < R; ++t)
-        xs[t].push_back(loadX(t, column));
-    }
-    for (size_t s = 0; s < vectors.size(); ++s)
-      for (size_t r = 0; r < loadRows.size(); ++r) {
-        const Loaded &l = w[r][s];
-        SmallVector<Value> decoded =
-            o.fp8 ? decodeFp8Codes(b, l.codes)
-                  : decodeCodes(b, l.codes, codeOffset(b, l.zero, o.bits),
-                                o.bits);
-        Value scale = vector::BroadcastOp::create(b, vec4F32, l.scale);
-        for (int64_t t = 0; t < R; ++t) {
-          Value dot;
-          for (int64_t i = 0; i < codesPerWord; ++i) {
-            Value xi =
-                vector::ShuffleOp::create(b, xs[t][s], xs[t][s], positions[i]);
-            dot =
-                dot ? vector::FMAOp::create(b, decoded[i], xi, dot).getResult()
-                    : arith::MulFOp::create(b, decoded[i], xi).getResult();
-          }
-          accs[r * R + t] =
-              vector::FMAOp::create(b, scale, dot, accs[r * R + t]);
-        }
-      }
-    return accs;
-  };
-  // The constant codes of this warp's first group of steps go to L2 before
-  // waiting for the previous kernel (programmatic dependent launch).
-  for (Value row : loadRows)
-    for (int64_t s = 0; s < std::min<int64_t>(fullSteps, o.unroll); ++s)
-      b.prefetchL2(packed,
-                   b.add(b.mul(row, rowBytes),
-                         b.mul(b.add(lane, s * kWarpSize), kCodeLoadBytes)));
-  b.waitForPriorGrids();
+  // Block `block` (counted from the weight's first) of W [n, K] whose
+  // arguments are `args`.
+  auto emitBlock = [&](const QuantGemvArgs &args, int64_t n, Value block) {
+    Value packed = args.packed, scales = args.scales, zeros = args.zeros,
+          biasArg = args.bias, y = args.y;
+    bool rowsOvershoot = ceilDiv(n, rowsPerBlock) * rowsPerBlock != n;
+    Value firstRow =
+        b.add(b.mul(block, rowsPerBlock), b.mul(warp, o.rowsPerWarp));
+    auto warpRows = b.clampedRows(firstRow, o.rowsPerWarp,
+                                  rowsOvershoot ? b.index(n - 1) : Value());
+    SmallVector<Value> rows = warpRows.rows, loadRows = warpRows.loadRows;
 
-  SmallVector<Value> accs = b.walkLaneVectors(
-      lane, vectorsPerRow, o.unroll,
-      SmallVector<Value>(loadRows.size() * R, b.f32Splat(0.0, 4)), accumulate);
-
-  // Lane sum, warp sum; lane 0 adds the bias and stores each row it owns.
-  Value isLeader = b.cmp(arith::CmpIPredicate::eq, lane, b.index(0));
-  for (size_t i = 0; i < accs.size(); ++i) {
-    size_t r = i / R;
-    int64_t t = static_cast<int64_t>(i % R);
-    Value sum = b.warpSum(
-        vector::ReductionOp::create(b, vector::CombiningKind::ADD, accs[i]));
-    Value writes = isLeader;
-    if (rowsOvershoot)
-      writes = b.andI(writes,
-                      b.cmp(arith::CmpIPredicate::ult, rows[r], b.index(o.n)));
-    if (chunked)
-      writes = b.andI(
-          writes, b.cmp(arith::CmpIPredicate::ult, tokenRows[t], numTokens));
-    b.ifThen(writes, [&] {
-      // fp8 codes decode 2^-8 times their value (QuantDecode.h).
-      Value total = o.fp8
-                        ? arith::MulFOp::create(b, sum, b.f32(kFp8DecodeScale))
-                              .getResult()
-                        : sum;
-      if (biasArg)
-        total = arith::AddFOp::create(
-            b, total,
-            arith::ExtFOp::create(
+    // One group of lane steps at byte vectors `vectors` (per lane): every
+    // load first, then the decoding and FMAs. Accumulators are [row r][token
+    // t] at r * R + t; each load adds scale * sum_i (u_i - z) x_i.
+    auto accumulate = [&](ArrayRef<Value> vectors, SmallVector<Value> accs) {
+      struct Loaded {
+        Value codes, scale, zero;
+      };
+      SmallVector<SmallVector<Loaded>> w(loadRows.size());
+      SmallVector<SmallVector<Value>> xs(R);
+      for (Value v : vectors) {
+        Value column = b.mul(v, perLoad);
+        Value group = b.divU(column, o.groupSize);
+        for (auto [r, row] : llvm::enumerate(loadRows)) {
+          Loaded l;
+          l.codes = b.loadVector(packed, {row, b.mul(v, kCodeLoadBytes)},
+                                 kCodeLoadBytes);
+          Value s = memref::LoadOp::create(b, scales, ValueRange{row, group});
+          l.scale = s.getType() == f32
+                        ? s
+                        : arith::ExtFOp::create(b, f32, s).getResult();
+          if (zeros)
+            l.zero = arith::UIToFPOp::create(
                 b, f32,
-                memref::LoadOp::create(b, biasArg, ValueRange{rows[r]})
-                    .getResult()));
-      Value narrowed = arith::TruncFOp::create(b, elementType, total);
+                memref::LoadOp::create(b, zeros, ValueRange{row, group})
+                    .getResult());
+          w[r].push_back(l);
+        }
+        for (int64_t t = 0; t < R; ++t)
+          xs[t].push_back(loadX(t, column));
+      }
+      for (size_t s = 0; s < vectors.size(); ++s)
+        for (size_t r = 0; r < loadRows.size(); ++r) {
+          const Loaded &l = w[r][s];
+          SmallVector<Value> decoded =
+              o.fp8 ? decodeFp8Codes(b, l.codes)
+                    : decodeCodes(b, l.codes, codeOffset(b, l.zero, o.bits),
+                                  o.bits);
+          Value scale = vector::BroadcastOp::create(b, vec4F32, l.scale);
+          for (int64_t t = 0; t < R; ++t) {
+            Value dot;
+            for (int64_t i = 0; i < codesPerWord; ++i) {
+              Value xi = vector::ShuffleOp::create(b, xs[t][s], xs[t][s],
+                                                   positions[i]);
+              dot = dot ? vector::FMAOp::create(b, decoded[i], xi, dot)
+                              .getResult()
+                        : arith::MulFOp::create(b, decoded[i], xi).getResult();
+            }
+            accs[r * R + t] =
+                vector::FMAOp::create(b, scale, dot, accs[r * R + t]);
+          }
+        }
+      return accs;
+    };
+    // The constant codes of this warp's first group of steps go to L2 before
+    // waiting for the previous kernel (programmatic dependent launch).
+    for (Value row : loadRows)
+      for (int64_t s = 0; s < std::min<int64_t>(fullSteps, o.unroll); ++s)
+        b.prefetchL2(packed,
+                     b.add(b.mul(row, rowBytes),
+                           b.mul(b.add(lane, s * kWarpSize), kCodeLoadBytes)));
+    b.waitForPriorGrids();
+
+    SmallVector<Value> accs = b.walkLaneVectors(
+        lane, vectorsPerRow, o.unroll,
+        SmallVector<Value>(loadRows.size() * R, b.f32Splat(0.0, 4)),
+        accumulate);
+
+    // Lane sum, warp sum; lane 0 adds the bias and stores each row it owns.
+    Value isLeader = b.cmp(arith::CmpIPredicate::eq, lane, b.index(0));
+    for (size_t i = 0; i < accs.size(); ++i) {
+      size_t r = i / R;
+      int64_t t = static_cast<int64_t>(i % R);
+      Value sum = b.warpSum(
+          vector::ReductionOp::create(b, vector::CombiningKind::ADD, accs[i]));
+      Value writes = isLeader;
+      if (rowsOvershoot)
+        writes = b.andI(writes,
+                        b.cmp(arith::CmpIPredicate::ult, rows[r], b.index(n)));
       if (chunked)
-        memref::StoreOp::create(b, narrowed, y,
-                                ValueRange{tokenRows[t], rows[r]});
-      else
-        memref::StoreOp::create(b, narrowed, y, rows[r]);
-    });
-  }
+        writes = b.andI(
+            writes, b.cmp(arith::CmpIPredicate::ult, tokenRows[t], numTokens));
+      b.ifThen(writes, [&] {
+        // fp8 codes decode 2^-8 times their value (QuantDecode.h).
+        Value total =
+            o.fp8 ? arith::MulFOp::create(b, sum, b.f32(kFp8DecodeScale))
+                        .getResult()
+                  : sum;
+        if (biasArg)
+          total = arith::AddFOp::create(
+              b, total,
+              arith::ExtFOp::create(
+                  b, f32,
+                  memref::LoadOp::create(b, biasArg, ValueRange{rows[r]})
+                      .getResult()));
+        Value narrowed = arith::TruncFOp::create(b, elementType, total);
+        if (chunked)
+          memref::StoreOp::create(b, narrowed, y,
+                                  ValueRange{tokenRows[t], rows[r]});
+        else
+          memref::StoreOp::create(b, narrowed, y, rows[r]);
+      });
+    }
+  };
+
+  forEachQuantWeight(
+      b, o, all, [&](int64_t n) { return ceilDiv(n, rowsPerBlock); },
+      emitBlock);
   gpu::ReturnOp::create(b);
 
   return describeQuantGemv(o, name, blocks, threads);

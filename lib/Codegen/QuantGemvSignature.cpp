@@ -4,6 +4,7 @@
 
 #include "kiln/Codegen/GemvKernel.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "llvm/Support/FormatVariadic.h"
 
@@ -87,6 +88,32 @@ QuantGemvArgs kiln::codegen::createQuantGemvKernel(
   if (chunked)
     args.step = func.getArgument(next++);
   return args;
+}
+
+void kiln::codegen::forEachQuantWeight(
+    KernelBuilder &b, const QuantGemvOptions &o, const QuantGemvArgs &all,
+    function_ref<int64_t(int64_t)> blocksOf,
+    function_ref<void(const QuantGemvArgs &, int64_t, Value)> body) {
+  if (o.moreN.empty()) {
+    body(all, o.n, b.blockIdX());
+    return;
+  }
+  SmallVector<QuantGemvArgs> members = {all};
+  members.append(all.more.begin(), all.more.end());
+  SmallVector<int64_t> rows = {o.n};
+  rows.append(o.moreN.begin(), o.moreN.end());
+  Value block = b.blockIdX();
+  int64_t first = 0;
+  for (auto [member, n] : llvm::zip(members, rows)) {
+    int64_t count = blocksOf(n);
+    Value inRange =
+        b.andI(b.cmp(arith::CmpIPredicate::uge, block, b.index(first)),
+               b.cmp(arith::CmpIPredicate::ult, block, b.index(first + count)));
+    b.ifThen(inRange, [&, first = first, n = n, &member = member] {
+      body(member, n, b.sub(block, b.index(first)));
+    });
+    first += count;
+  }
 }
 
 void kiln::codegen::addPackedLayoutParams(KernelSpec &spec,

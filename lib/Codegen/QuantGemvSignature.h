@@ -39,6 +39,15 @@ QuantGemvArgs createQuantGemvKernel(KernelBuilder &b,
                                     const QuantGemvOptions &o, int64_t threads,
                                     llvm::ArrayRef<mlir::Type> workgroup = {});
 
+/// Emits `body(weight's arguments, its rows, block within it)` for the
+/// weight whose range of grid x holds this CTA: `blocksOf(n)` blocks each,
+/// consecutive from the first weight; a plain qgemv (no o.moreN) is its
+/// one weight's body.
+void forEachQuantWeight(
+    KernelBuilder &b, const QuantGemvOptions &o, const QuantGemvArgs &all,
+    llvm::function_ref<int64_t(int64_t)> blocksOf,
+    llvm::function_ref<void(const QuantGemvArgs &, int64_t, mlir::Value)> body);
+
 /// The packed layout's parameters (dtype, n, k, bits, group_size,
 /// scale_dtype), which qgemv and qdequant publish first.
 void addPackedLayoutParams(KernelSpec &spec, const QuantGemvOptions &o);

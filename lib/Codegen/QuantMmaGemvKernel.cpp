@@ -473,25 +473,8 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
     }
   };
 
-  if (o.moreN.empty()) {
-    emitTile(all, o.n, b.blockIdX());
-  } else {
-    // qgemv_multi: the CTA's weight by its range of grid x.
-    SmallVector<QuantGemvArgs> members = {all};
-    members.append(all.more.begin(), all.more.end());
-    Value block = b.blockIdX();
-    int64_t first = 0;
-    for (auto [member, n] : llvm::zip(members, allRows)) {
-      int64_t tiles = ceilDiv(n, kTileRows);
-      Value inRange = b.andI(
-          b.cmp(arith::CmpIPredicate::uge, block, b.index(first)),
-          b.cmp(arith::CmpIPredicate::ult, block, b.index(first + tiles)));
-      b.ifThen(inRange, [&, first = first, n = n, &member = member] {
-        emitTile(member, n, b.sub(block, b.index(first)));
-      });
-      first += tiles;
-    }
-  }
+  forEachQuantWeight(
+      b, o, all, [&](int64_t n) { return ceilDiv(n, kTileRows); }, emitTile);
   gpu::ReturnOp::create(b);
 
   return describeQuantGemv(o, name, rowTiles, threads);

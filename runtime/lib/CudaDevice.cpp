@@ -944,7 +944,11 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
          {"bits", std::to_string(first.getInt(AttrKey::Bits))},
          {"group_size", std::to_string(first.getInt(AttrKey::GroupSize))},
          {"scale_dtype", dtypeName(entry.buffers[first.operands[2]].dtype)},
-         {"zero_point", zeroPoints ? "1" : ""}});
+         {"zero_point", zeroPoints ? "1" : ""},
+         {"format", first.getInt(AttrKey::QuantFormat) ==
+                            static_cast<int64_t>(QuantFormat::FP8E4M3)
+                        ? "fp8e4m3"
+                        : ""}});
     if (!multi)
       continue;
     StepProgram &head = p.steps[group.steps.front()];

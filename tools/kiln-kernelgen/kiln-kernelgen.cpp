@@ -203,7 +203,7 @@ static cl::opt<bool>
                          "x + residual stored as `sum`, then normalized)"));
 static cl::list<int64_t>
     moreN("more-n", cl::CommaSeparated, cl::cat(category),
-          cl::desc("gemv, qgemv --mma: row counts of further weights that read the same x "
+          cl::desc("gemv, qgemv: row counts of further weights that read the same x "
                    "(a multi-weight gemv, e.g. q, k and v)"));
 static cl::opt<int64_t> quantBits("bits", cl::init(4), cl::cat(category),
                                   cl::desc("qgemv: bits per weight (4 or 8)"));
@@ -523,11 +523,6 @@ int main(int argc, char **argv) {
     options.tokens = tokens;
     options.kSplit = quantKSplit;
     options.moreN.assign(moreN.begin(), moreN.end());
-    if (!options.moreN.empty() && !quantMma) {
-      llvm::errs() << "kiln-kernelgen: error: --more-n with --kernel=qgemv "
-                      "needs --mma (qgemv_multi is a tensor-core kernel)\n";
-      return 1;
-    }
     spec = quantMma ? buildQuantMmaGemvKernel(builder, kernels, options)
                     : buildQuantGemvKernel(builder, kernels, options);
   } else if (kernel == "qdequant") {
