@@ -371,23 +371,25 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
 
     // The loop carries the next step's codes: their loads are issued before
     // this step's decoding and mma, so HBM reads stay in flight while the
-    // warp computes (the last step reloads its own codes, in bounds).
+    // warp computes. The last step is peeled off the loop, so no load is
+    // issued twice (with K split 8 over 4096, each warp has one step).
     SmallVector<Value> init(nTiles, zeroAccumulator(b));
     llvm::append_range(init, loadCodes(firstStep));
     Value finalStep = b.sub(lastStep, b.index(1));
     auto loop = scf::ForOp::create(
-        b, firstStep, lastStep, b.index(1), init,
+        b, firstStep, finalStep, b.index(1), init,
         [&](OpBuilder &, Location, Value step, ValueRange carried) {
-          SmallVector<Value> next =
-              loadCodes(arith::MinUIOp::create(b, b.add(step, 1), finalStep));
+          SmallVector<Value> next = loadCodes(b.add(step, 1));
           SmallVector<Value> results = stepBody(
               step, carried.drop_front(nTiles),
               SmallVector<Value>(carried.begin(), carried.begin() + nTiles));
           llvm::append_range(results, next);
           scf::YieldOp::create(b, results);
         });
-    SmallVector<Value> accs(loop.getResults().begin(),
-                            loop.getResults().begin() + nTiles);
+    ValueRange carried = loop.getResults();
+    SmallVector<Value> accs =
+        stepBody(finalStep, carried.drop_front(nTiles),
+                 SmallVector<Value>(carried.begin(), carried.begin() + nTiles));
 
     // Stores y[token][row] = total + bias, for real rows and tokens only.
     auto storeOutput = [&](Value total, Value row, Value token) {
