@@ -339,7 +339,10 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
       return s.operands.size() > i ? s.operands[i] : rt::kNoBuffer;
     };
     uint32_t zeros = operand(3), bias = operand(4);
-    rt::DType act = buf(s.results[0]).dtype;
+    // x's type; y's is the same, or f32 for logits kept in fp32 (a
+    // quantized lm_head).
+    rt::DType act = buf(s.operands[0]).dtype;
+    rt::DType out = buf(s.results[0]).dtype;
     const rt::Buffer &scales = buf(s.operands[2]);
     int64_t bits = s.getInt(rt::AttrKey::Bits);
     int64_t group = s.getInt(rt::AttrKey::GroupSize);
@@ -353,6 +356,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     int64_t perLoad = 16 * 8 / std::max<int64_t>(bits, 1);
     if (!dt || !st || (bits != 4 && bits != 8) || (fp8 && bits != 8) ||
         k <= 0 || group <= 0 || k % perLoad || group % perLoad ||
+        (out != act && out != rt::DType::F32) ||
         (bias != rt::kNoBuffer && buf(bias).dtype != act))
       return std::nullopt;
     cg::QuantGemvOptions o;
@@ -365,6 +369,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     o.zeroPoint = zeros != rt::kNoBuffer;
     o.fp8 = fp8;
     o.bias = bias != rt::kNoBuffer;
+    if (out != act)
+      o.outputDType = cg::KernelDType::F32;
     return o;
   };
 
@@ -577,11 +583,11 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           if (bits == 4)
             o = mma;
         }
-        std::string key = "qgemv_" + str(n) + "_" + str(k) + actName + "_b" +
-                          str(bits) + "_g" + str(group) +
-                          rt::dtypeName(scales.dtype) +
-                          (o.zeroPoint ? "_zp" : "") + (fp8 ? "_fp8" : "") +
-                          (o.bias ? "_bias" : "");
+        std::string key =
+            "qgemv_" + str(n) + "_" + str(k) + actName + "_b" + str(bits) +
+            "_g" + str(group) + rt::dtypeName(scales.dtype) +
+            (o.zeroPoint ? "_zp" : "") + (fp8 ? "_fp8" : "") +
+            (o.bias ? "_bias" : "") + (o.outputDType ? "_of32" : "");
         c.add(key, use, [&](Request &r) {
           r.family = "qgemv";
           r.repeat = rt::LaunchRepeat::PerToken;
@@ -607,6 +613,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           mm.n = n;
           mm.k = k;
           mm.bias = o.bias;
+          mm.outputDType = o.outputDType;
           mm.constantWeights = false; // the scratch qdequant just wrote
           cg::MatmulOptions tiled = tiledMatmul(mm, tuning);
           if (fitsTile(n, k, tiled.tileN, tiled.tileK, "tiled-tile", use)) {
@@ -1137,22 +1144,22 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     std::string rows;
     for (int64_t n : group.rows)
       rows += "_" + str(n);
-    Request &r = c.add(
-        "qgemv_multi" + rows + "_" + str(group.k) +
-            rt::dtypeName(buf(first.results[0]).dtype) + "_b" + str(o.bits) +
-            "_g" + str(o.groupSize) +
-            rt::dtypeName(buf(first.operands[2]).dtype) +
-            (o.zeroPoint ? "_zp" : "") + (o.fp8 ? "_fp8" : ""),
-        "decode step #" + std::to_string(group.steps.front()) +
-            " (QuantLinear, with the next " +
-            std::to_string(group.steps.size() - 1) + ")",
-        [&](Request &r) {
-          r.family = "qgemv_multi";
-          r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-            return o.tensorCores ? cg::buildQuantMmaGemvKernel(b, m, o)
-                                 : cg::buildQuantGemvKernel(b, m, o);
-          };
-        });
+    Request &r = c.add("qgemv_multi" + rows + "_" + str(group.k) +
+                           rt::dtypeName(buf(first.results[0]).dtype) + "_b" +
+                           str(o.bits) + "_g" + str(o.groupSize) +
+                           rt::dtypeName(buf(first.operands[2]).dtype) +
+                           (o.zeroPoint ? "_zp" : "") + (o.fp8 ? "_fp8" : ""),
+                       "decode step #" + std::to_string(group.steps.front()) +
+                           " (QuantLinear, with the next " +
+                           std::to_string(group.steps.size() - 1) + ")",
+                       [&](Request &r) {
+                         r.family = "qgemv_multi";
+                         r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                           return o.tensorCores
+                                      ? cg::buildQuantMmaGemvKernel(b, m, o)
+                                      : cg::buildQuantGemvKernel(b, m, o);
+                         };
+                       });
     r.uses = 0;
   }
 

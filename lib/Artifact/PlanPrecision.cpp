@@ -96,8 +96,8 @@ int64_t kiln::keepLogitsInF32(rt::LaunchPlan &plan) {
     if (out == rt::kNoBuffer || entry.buffers[out].dtype == rt::DType::F32)
       continue;
     for (const rt::Step &s : entry.steps)
-      if (s.kind == rt::OpKind::Linear && !s.results.empty() &&
-          s.results[0] == out) {
+      if ((s.kind == rt::OpKind::Linear || s.kind == rt::OpKind::QuantLinear) &&
+          !s.results.empty() && s.results[0] == out) {
         entry.buffers[out].dtype = rt::DType::F32;
         ++changed;
       }

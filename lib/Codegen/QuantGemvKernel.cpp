@@ -62,7 +62,6 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     blocks += ceilDiv(n, rowsPerBlock);
 
   KernelBuilder b(loc, builder);
-  Type elementType = getElementType(context, o.dtype);
   Type f32 = b.getF32Type();
   QuantGemvArgs all = createQuantGemvKernel(b, module, name, o, threads);
   Value x = all.x, stepArg = all.step;
@@ -200,12 +199,10 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                   b, f32,
                   memref::LoadOp::create(b, biasArg, ValueRange{rows[r]})
                       .getResult()));
-        Value narrowed = arith::TruncFOp::create(b, elementType, total);
         if (chunked)
-          memref::StoreOp::create(b, narrowed, y,
-                                  ValueRange{tokenRows[t], rows[r]});
+          storeQuantGemvOutput(b, total, y, {tokenRows[t], rows[r]});
         else
-          memref::StoreOp::create(b, narrowed, y, rows[r]);
+          storeQuantGemvOutput(b, total, y, {rows[r]});
       });
     }
   };

@@ -6,6 +6,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "llvm/Support/FormatVariadic.h"
 
 using namespace mlir;
@@ -16,13 +17,16 @@ std::string kiln::codegen::quantGemvName(const QuantGemvOptions &o,
   std::string rows = std::to_string(o.n);
   for (int64_t more : o.moreN)
     rows += "_" + std::to_string(more);
-  return llvm::formatv("qgemv_{0}{1}_n{2}_k{3}_b{4}_g{5}{6}{7}{8}{9}",
+  return llvm::formatv("qgemv_{0}{1}_n{2}_k{3}_b{4}_g{5}{6}{7}{8}{9}{10}",
                        o.moreN.empty() ? "" : "multi_", stringifyDType(o.dtype),
                        rows, o.k, o.bits, o.groupSize,
                        o.fp8         ? "_fp8"
                        : o.zeroPoint ? "_zp"
                                      : "",
                        o.bias ? "_bias" : "",
+                       o.outputDType && *o.outputDType != o.dtype
+                           ? "_o" + stringifyDType(*o.outputDType).str()
+                           : std::string(),
                        o.tokens > 1 ? "_t" + std::to_string(o.tokens) : "",
                        suffix);
 }
@@ -35,10 +39,11 @@ QuantGemvArgs kiln::codegen::createQuantGemvKernel(
   int64_t rowBytes = o.k * o.bits / 8;
   int64_t groups = o.k / o.groupSize;
   Type elementType = getElementType(context, o.dtype);
+  Type outType = getElementType(context, o.outputDType.value_or(o.dtype));
   auto xType = chunked ? MemRefType::get({kGemvMaxRows, o.k}, elementType)
                        : MemRefType::get({o.k}, elementType);
-  auto yType = chunked ? MemRefType::get({kGemvMaxRows, o.n}, elementType)
-                       : MemRefType::get({o.n}, elementType);
+  auto yType = chunked ? MemRefType::get({kGemvMaxRows, o.n}, outType)
+                       : MemRefType::get({o.n}, outType);
   SmallVector<Type> argTypes = {
       xType, MemRefType::get({o.n, rowBytes}, b.getI8Type()),
       MemRefType::get({o.n, groups}, getElementType(context, o.scaleDType))};
@@ -55,7 +60,7 @@ QuantGemvArgs kiln::codegen::createQuantGemvKernel(
         MemRefType::get({n, groups}, getElementType(context, o.scaleDType)));
     if (o.zeroPoint)
       argTypes.push_back(MemRefType::get({n, groups}, b.getI8Type()));
-    argTypes.push_back(MemRefType::get({n}, elementType));
+    argTypes.push_back(MemRefType::get({n}, outType));
     access.resize(argTypes.size(), ArgAccess::ReadOnly);
     access.back() = ArgAccess::WriteOnly;
   }
@@ -88,6 +93,14 @@ QuantGemvArgs kiln::codegen::createQuantGemvKernel(
   if (chunked)
     args.step = func.getArgument(next++);
   return args;
+}
+
+void kiln::codegen::storeQuantGemvOutput(KernelBuilder &b, Value value, Value y,
+                                         ValueRange indices) {
+  Type outType = cast<MemRefType>(y.getType()).getElementType();
+  if (value.getType() != outType)
+    value = arith::TruncFOp::create(b, outType, value);
+  memref::StoreOp::create(b, value, y, indices);
 }
 
 void kiln::codegen::forEachQuantWeight(
@@ -168,6 +181,9 @@ KernelSpec kiln::codegen::describeQuantGemv(const QuantGemvOptions &o,
     spec.addParam("format", "fp8e4m3");
   if (o.bias)
     spec.addParam("bias", 1);
+  KernelDType outDType = o.outputDType.value_or(o.dtype);
+  if (outDType != o.dtype)
+    spec.addParam("out_dtype", stringifyDType(outDType));
   if (chunked)
     spec.addParam("tokens", R);
   spec.args = {
@@ -178,7 +194,7 @@ KernelSpec kiln::codegen::describeQuantGemv(const QuantGemvOptions &o,
   if (o.bias)
     spec.args.push_back({"bias", o.dtype, {o.n}, false});
   spec.args.push_back(
-      {"y", o.dtype,
+      {"y", outDType,
        chunked ? SmallVector<int64_t>{R, o.n} : SmallVector<int64_t>{o.n},
        true});
   // qgemv_multi: weight i's arguments carry the suffix i (packed1, ...).
@@ -190,7 +206,7 @@ KernelSpec kiln::codegen::describeQuantGemv(const QuantGemvOptions &o,
     addPackedWeightArgs(spec, member);
     for (size_t a = first; a < spec.args.size(); ++a)
       spec.args[a].name += suffix;
-    spec.args.push_back({"y" + suffix, o.dtype, {n}, true});
+    spec.args.push_back({"y" + suffix, outDType, {n}, true});
   }
   if (chunked)
     spec.args.push_back({"step", KernelDType::I32, {4}, false});

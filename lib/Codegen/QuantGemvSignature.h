@@ -27,6 +27,11 @@ struct QuantGemvArgs {
   std::vector<QuantGemvArgs> more;
 };
 
+/// Narrows the fp32 `value` to y's element type (none for f32 logits) and
+/// stores it at `indices`.
+void storeQuantGemvOutput(KernelBuilder &b, mlir::Value value, mlir::Value y,
+                          mlir::ValueRange indices);
+
 /// `qgemv_<dtype>_n<N>_k<K>_b<bits>_g<group>[_zp][_bias][_t<R>]<suffix>`;
 /// qgemv_multi: `qgemv_multi_<dtype>_n<N>_<N1>.._k<K>...`.
 std::string quantGemvName(const QuantGemvOptions &o, llvm::StringRef suffix);

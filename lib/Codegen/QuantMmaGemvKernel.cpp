@@ -415,12 +415,10 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
                   b, f32,
                   memref::LoadOp::create(b, args.bias, ValueRange{row})
                       .getResult()));
-        Value narrowed = arith::TruncFOp::create(b, half, sum);
         if (chunked)
-          memref::StoreOp::create(b, narrowed, args.y,
-                                  ValueRange{b.add(chunkStart, token), row});
+          storeQuantGemvOutput(b, sum, args.y, {b.add(chunkStart, token), row});
         else
-          memref::StoreOp::create(b, narrowed, args.y, ValueRange{row});
+          storeQuantGemvOutput(b, sum, args.y, {row});
       });
     };
     // Accumulator element [i][e] of n tile nt: row g + 8 i, token nt * 8 +

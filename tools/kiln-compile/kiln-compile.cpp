@@ -177,7 +177,8 @@ static cl::opt<std::string> sparsifyMethod(
 static cl::list<std::string> compressSkip(
     "compress-skip",
     cl::desc("Weights kept dense: names containing one of these; lm_head "
-             "is the output projection (default: lm_head)"),
+             "is the output projection (default: lm_head; none: compress "
+             "every linear weight)"),
     cl::CommaSeparated, cl::cat(compressionCategory));
 static cl::opt<std::string> matmulNBits(
     "matmul-nbits",
@@ -605,7 +606,11 @@ int main(int argc, char **argv) {
   compression.quantMethod = quantMethod;
   compression.sparsify = sparsify;
   compression.sparsifyMethod = sparsifyMethod;
-  compression.skip.assign(compressSkip.begin(), compressSkip.end());
+  // An empty name would match every weight: dropped. "none" alone keeps
+  // nothing dense (the lm_head too).
+  for (const std::string &name : compressSkip)
+    if (!name.empty() && name != "none")
+      compression.skip.push_back(name);
   if (compressSkip.getNumOccurrences() == 0)
     compression.skip = {"lm_head"};
   compression.calibrationText = calibrationText;

@@ -1,4 +1,5 @@
-//===- ArtifactCompiler.h - From laid-out modules to .kiln artifacts -*- C++ -*-===//
+//===- ArtifactCompiler.h - From laid-out modules to .kiln artifacts -*- C++
+//-*-===//
 //
 // The compiler half of the artifact: a module whose functions have been
 // laid out over the paged KV cache (@prefill, @decode, and an all-logits
@@ -136,11 +137,11 @@ mlir::LogicalResult convertPlanPrecision(CompiledModel &model,
                                          mlir::Location loc,
                                          PrecisionStats &stats);
 
-/// Makes each entry point's logits fp32 when a Linear step writes them in
-/// f16/bf16 (the lm_head's matrix product accumulates in fp32 anyway): a
-/// 16-bit logit has a resolution of 1/128 to 1/64 at typical magnitudes,
-/// so distinct logits round to ties that decide greedy and sampled tokens
-/// by rounding. Returns the entry points changed. Runs after
+/// Makes each entry point's logits fp32 when a Linear or QuantLinear step
+/// writes them in f16/bf16 (the lm_head's matrix product accumulates in fp32
+/// anyway): a 16-bit logit has a resolution of 1/128 to 1/64 at typical
+/// magnitudes, so distinct logits round to ties that decide greedy and sampled
+/// tokens by rounding. Returns the entry points changed. Runs after
 /// convertPlanPrecision.
 int64_t keepLogitsInF32(kiln::runtime::LaunchPlan &plan);
 

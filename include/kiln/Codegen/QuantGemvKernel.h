@@ -11,8 +11,10 @@
 
 #include "kiln/Codegen/KernelSpec.h"
 
-#include "llvm/ADT/SmallVector.h"
 #include "mlir/Support/LLVM.h"
+#include "llvm/ADT/SmallVector.h"
+
+#include <optional>
 
 namespace mlir {
 class OpBuilder;
@@ -41,6 +43,9 @@ struct QuantGemvOptions {
   /// does not.
   bool fp8 = false;
   bool bias = false;
+  /// y's type when it differs from the activations' (f32: logits kept in
+  /// fp32 by a quantized lm_head).
+  std::optional<KernelDType> outputDType;
   /// Output rows per warp (each streams its own packed row).
   int64_t rowsPerWarp = 1;
   int64_t warpsPerBlock = 4;
