@@ -205,8 +205,26 @@ int64_t skinnyMaxSplit(const KernelTuning &t) {
 /// there but leaves SMs idle for 512-token prompts of the 8B shape), else
 /// 128 x 128 x 32 in 4 stages.
 /// Knob tiled-tile ("tileM,tileN,tileK,warpsM,warpsN,stages") overrides it
-/// (the generator checks the shape).
-cg::MatmulOptions tiledMatmul(cg::MatmulOptions mm, const KernelTuning &t) {
+/// (the generator checks the shape). On an sm_90a target (knob wgmma=0:
+/// not) the warpgroup GEMM instead, 128 tokens x wgmma-n features x 64 of
+/// K: on an H100 it ran a 2048 x 8192 x 2048 product at 525 TFLOP/s
+/// against 284 for the mma.sync tile, and the 2048-token 1B prefill in
+/// 10.6 ms against 17.7 (128 x 256 tiles; 128 x 128: 11.6 ms).
+cg::MatmulOptions tiledMatmul(cg::MatmulOptions mm, const KernelTuning &t,
+                              StringRef chip) {
+  // An explicit tiled-tile asks for the mma.sync GEMM.
+  if (t.switchOn("wgmma") && chip == "sm_90a" && mm.k % 64 == 0 &&
+      !t.tile("tiled-tile")) {
+    int64_t features = t.count("wgmma-n", mm.n % 256 == 0 ? 256 : 128);
+    if (features > 0 && mm.n % features == 0) {
+      mm.wgmma = true;
+      mm.tileM = 128;
+      mm.tileN = features;
+      mm.tileK = 64;
+      mm.stages = t.count("wgmma-stages", features > 128 ? 4 : 5);
+      return mm;
+    }
+  }
   mm.tileM = 128;
   mm.warpsM = 2;
   mm.warpsN = 4;
@@ -448,7 +466,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           mm.k = k;
           mm.bias = hasBias;
           mm.outputDType = o.outputDType;
-          cg::MatmulOptions tiled = tiledMatmul(mm, tuning);
+          cg::MatmulOptions tiled = tiledMatmul(mm, tuning, options.chip);
           if (fitsTile(n, k, tiled.tileN, tiled.tileK, "tiled-tile", use))
             r.tiledBuild = [tiled](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildMatmulKernel(b, m, tiled);
@@ -615,7 +633,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           mm.bias = o.bias;
           mm.outputDType = o.outputDType;
           mm.constantWeights = false; // the scratch qdequant just wrote
-          cg::MatmulOptions tiled = tiledMatmul(mm, tuning);
+          cg::MatmulOptions tiled = tiledMatmul(mm, tuning, options.chip);
           if (fitsTile(n, k, tiled.tileN, tiled.tileK, "tiled-tile", use)) {
             r.tiledBuild = [tiled](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildMatmulKernel(b, m, tiled);

@@ -44,6 +44,15 @@ llvm::ArrayRef<KernelKnob> KernelTuning::knobs() {
       {"tiled-tile", K::Tile,
        "prefill GEMM: tileM,tileN,tileK,warpsM,warpsN,stages "
        "(128,128,64,2,4,3)"},
+      {"wgmma", K::Switch,
+       "prefill GEMM on Hopper warpgroup MMA (sm_90a targets): 1 on, 0 the "
+       "mma.sync GEMM (1)"},
+      {"wgmma-n", K::Count,
+       "wgmma prefill GEMM: features per 128-token tile (256 where they "
+       "divide N, else 128)"},
+      {"wgmma-stages", K::Count,
+       "wgmma prefill GEMM: pipeline stages (4 for 256 features, 5 for "
+       "128)"},
   };
   return table;
 }

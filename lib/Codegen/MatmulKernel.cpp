@@ -29,6 +29,8 @@ static constexpr int64_t kMaxSharedBytes = 226 * 1024;
 FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
                                                        gpu::GPUModuleOp module,
                                                        const MatmulOptions &o) {
+  if (o.wgmma)
+    return buildWgmmaMatmulKernel(builder, module, o);
   MLIRContext *context = builder.getContext();
   KernelDType outDType = o.outputDType.value_or(o.dtype);
   bool custom = o.tileM != 128 || o.tileN != 128 || o.tileK != 32 ||

@@ -193,6 +193,10 @@ static cl::opt<bool> dynamicWeights(
     cl::desc("matmul: W is written by the previous kernel (no W copies "
              "before the grid dependency wait)"));
 static cl::opt<bool>
+    wgmma("wgmma", cl::cat(category),
+          cl::desc("matmul: Hopper warpgroup tensor cores (sm_90a; tile-m 64 "
+                   "or 128, tile-n up to 256, tile-k 64)"));
+static cl::opt<bool>
     ropeKVWrite("kv-write", cl::cat(category),
                 cl::desc("rope with --second-heads: also write the rotated "
                          "keys and the values to the paged cache "
@@ -201,10 +205,10 @@ static cl::opt<bool>
     residualAdd("residual", cl::cat(category),
                 cl::desc("rms_norm: add a residual row first (add_rms_norm: "
                          "x + residual stored as `sum`, then normalized)"));
-static cl::list<int64_t>
-    moreN("more-n", cl::CommaSeparated, cl::cat(category),
-          cl::desc("gemv, qgemv: row counts of further weights that read the same x "
-                   "(a multi-weight gemv, e.g. q, k and v)"));
+static cl::list<int64_t> moreN(
+    "more-n", cl::CommaSeparated, cl::cat(category),
+    cl::desc("gemv, qgemv: row counts of further weights that read the same x "
+             "(a multi-weight gemv, e.g. q, k and v)"));
 static cl::opt<int64_t> quantBits("bits", cl::init(4), cl::cat(category),
                                   cl::desc("qgemv: bits per weight (4 or 8)"));
 static cl::opt<int64_t>
@@ -323,7 +327,7 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
     add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint, &quantFp8});
   else if (family == "matmul")
     add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages,
-         &splitK, &dynamicWeights});
+         &splitK, &dynamicWeights, &wgmma});
   else if (family == "smatmul")
     add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages});
   else if (family == "sgemv")
@@ -569,6 +573,9 @@ int main(int argc, char **argv) {
     options.stages = stages;
     options.splitK = splitK;
     options.constantWeights = !dynamicWeights;
+    options.wgmma = wgmma;
+    if (wgmma && !tileK.getNumOccurrences())
+      options.tileK = 64;
     spec = buildMatmulKernel(builder, kernels, options);
   } else if (std::optional<ElementwiseOp> op = parseElementwiseOp(kernel)) {
     ElementwiseOptions options;

@@ -56,6 +56,10 @@ struct MatmulOptions {
   /// kernel writes it (quantized weights decoded into scratch); the name
   /// then ends in `_wdyn`.
   bool constantWeights = true;
+  /// Hopper warpgroup tensor cores (buildWgmmaMatmulKernel): tileM 64 or
+  /// 128 (one warpgroup of 4 warps a 64 rows), tileN a multiple of 16 up to
+  /// 256, tileK 64, no split; warpsM/warpsN are ignored. sm_90a only.
+  bool wgmma = false;
 };
 
 /// Appends `gpu.func @matmul_<dtype>_n<N>_k<K>[_bias][_o<out>][_t<tile>]
@@ -70,9 +74,18 @@ struct MatmulOptions {
 /// the `partials` (fp32) and `counters` (zero before the first launch, left
 /// zero) workspaces are per row tile. Emits an error and fails for shapes
 /// the tiling cannot serve.
+/// The mma.sync GEMM, or the wgmma one when options.wgmma is set.
 mlir::FailureOr<KernelSpec> buildMatmulKernel(mlir::OpBuilder &builder,
                                               mlir::gpu::GPUModuleOp module,
                                               const MatmulOptions &options);
+
+/// `matmul_<dtype>_n<N>_k<K>[_bias][_o<out>]_t<M>x<N>x64s<stages>_wg[_wdyn]
+/// (x, w, [bias,] y, step)`: the same contract as the mma.sync GEMM (grid
+/// n / tileN, y scaled by the rows a step has) on wgmma.mma_async, both
+/// operands from 128-byte-swizzled workgroup memory filled by cp.async.
+mlir::FailureOr<KernelSpec>
+buildWgmmaMatmulKernel(mlir::OpBuilder &builder, mlir::gpu::GPUModuleOp module,
+                       const MatmulOptions &options);
 
 } // namespace codegen
 } // namespace kiln

@@ -31,6 +31,11 @@
 // metadata and are compared with the dense product of the expanded W
 // (smatmul on a ragged tile: rows past T must stay NaN).
 //
+// matmul (the dense GEMM, mma.sync or wgmma) runs x [rows, K] from the
+// contract's x (override args= and grid= for several row tiles) over T =
+// rows - 3 rows against the fp64 product, rows past T must stay NaN, and
+// reports TFLOP/s.
+//
 // embedding must copy rows bit for bit (and write zeros for ids outside
 // [-V, V)), cast must round exactly as the host does; rotary_table and rope
 // are compared with the tolerance (rotary_table at positions up to 1e6).
@@ -1332,6 +1337,7 @@ Result Checker::runDecodeStep() {
       check(cuMemsetD8(args.buffers[i]->ptr, 0xff, args.descs[i].bytes()),
             "cuMemsetD8");
   double movedBytes = 0;
+  double matmulFlops = 0; // matmul: its floating-point operations
 
   if (family == "embedding") {
     int64_t tokens = spec.integer("tokens"), vocab = spec.integer("vocab"),
@@ -1391,7 +1397,8 @@ Result Checker::runDecodeStep() {
     compare(fetch("cos"), refCos, "cos (positions incl. 0, 131071, 1e6)",
             &result.relErr);
     compare(fetch("sin"), refSin, "sin", &result.relErr);
-    movedBytes = 8.0 * tokens + 2.0 * tokens * rot * args.descs[1].elementBytes();
+    movedBytes =
+        8.0 * tokens + 2.0 * tokens * rot * args.descs[1].elementBytes();
   } else if (family == "rope") {
     int64_t tokens = spec.integer("tokens"), heads = spec.integer("heads"),
             dim = spec.integer("head_dim"), rot = spec.integer("rotary_dim");
@@ -1530,9 +1537,7 @@ Result Checker::runDecodeStep() {
     // dense product with W expanded.
     int64_t n = spec.integer("n"), k = spec.integer("k");
     bool tiled = family == "smatmul";
-    int64_t rowsCap = tiled || spec.has("tokens")
-                          ? spec.integer("tokens")
-                          : 1;
+    int64_t rowsCap = tiled || spec.has("tokens") ? spec.integer("tokens") : 1;
     // A ragged last tile: fewer rows than the launch's tile when tiled.
     int64_t T = tiled ? std::max<int64_t>(1, rowsCap - 3) : rowsCap;
     static const uint8_t pairs[6] = {0x4, 0x8, 0xC, 0x9, 0xD, 0xE};
@@ -1582,6 +1587,67 @@ Result Checker::runDecodeStep() {
         break;
       }
     movedBytes = double(n * k / 2 * 2 + n * k / 8);
+  } else if (family == "matmul") {
+    // Dense GEMM (mma.sync or wgmma): x [rows, K] with rows from the
+    // contract's x (override args= and grid= for several row tiles), T =
+    // rows - 3 so the last tile is ragged; fp64 reference of x . W^T.
+    int64_t n = spec.integer("n"), k = spec.integer("k");
+    int64_t tile = spec.integer("tokens");
+    int64_t rows = 0;
+    for (const ArgDesc &d : args.descs)
+      if (d.name == "x")
+        rows = static_cast<int64_t>(d.count) / k;
+    int64_t T = std::max<int64_t>(1, rows - 3);
+    unsigned grid[3];
+    spec.dims("grid", grid);
+    if (int64_t(grid[1]) * tile < T)
+      die("matmul: grid.y=" + std::to_string(grid[1]) + " tiles of " +
+          std::to_string(tile) + " rows do not cover T=" + std::to_string(T));
+    std::vector<float> x = uniform(rows * k, -1.f, 1.f);
+    std::vector<float> w = uniform(n * k, -1.f, 1.f);
+    upload("x", x);
+    upload("w", w);
+    std::vector<float> bias;
+    if (args.has("bias")) {
+      bias = uniform(n, -1.f, 1.f);
+      upload("bias", bias);
+    }
+    put(args["step"], std::vector<int32_t>{int32_t(T), 0, 0, 0});
+    std::vector<CUdeviceptr> pointers = args.pointers();
+    launchOnce(pointers);
+    std::vector<float> out = fetch("y");
+    // Large products: every stride-th row (and the last tile's), so the
+    // fp64 reference stays within ~4 G multiply-adds.
+    int64_t stride =
+        std::max<int64_t>(1, static_cast<int64_t>(double(T) * n * k / 4e9) + 1);
+    std::vector<double> ref;
+    std::vector<float> got;
+    for (int64_t t = 0; t < T; ++t) {
+      if (t % stride && t < T - tile)
+        continue;
+      for (int64_t r = 0; r < n; ++r) {
+        double sum = bias.empty() ? 0.0 : double(bias[r]);
+        const float *xr = &x[t * k], *wr = &w[r * k];
+        for (int64_t i = 0; i < k; ++i)
+          sum += double(xr[i]) * double(wr[i]);
+        ref.push_back(sum);
+        got.push_back(out[t * n + r]);
+      }
+    }
+    compare(got, ref,
+            "matmul T=" + std::to_string(T) + " (rows checked: every " +
+                std::to_string(stride) + ", the last tile all)" +
+                (spec.has("wgmma") ? " wgmma" : " mma.sync"),
+            &result.relErr);
+    for (int64_t i = T * n; i < static_cast<int64_t>(out.size()); ++i)
+      if (!std::isnan(out[i])) {
+        std::printf("  BAD matmul wrote row %lld past T=%lld\n",
+                    (long long)(i / n), (long long)T);
+        result.pass = false;
+        break;
+      }
+    movedBytes = double((rows + n) * k * 2 + T * n * 2);
+    matmulFlops = 2.0 * double(T) * double(n) * double(k);
   } else if (family == "cast") {
     int64_t size = spec.integer("size");
     std::vector<float> x = uniform(size, -300.f, 300.f);
@@ -1601,6 +1667,11 @@ Result Checker::runDecodeStep() {
   }
   std::vector<std::vector<CUdeviceptr>> sets = {args.pointers()};
   time(sets, movedBytes, "read+write", 0);
+  if (matmulFlops > 0)
+    std::printf("  matmul: %.1f TFLOP/s (median), %.1f TFLOP/s (back to "
+                "back)\n",
+                matmulFlops / result.medianUs * 1e-6,
+                matmulFlops / result.meanUs * 1e-6);
   return result;
 }
 
@@ -1616,7 +1687,7 @@ Result Checker::run() {
     return runPagedPrefill();
   if (family == "embedding" || family == "rotary_table" || family == "rope" ||
       family == "cast" || family == "qgemv" || family == "qgemv_multi" ||
-      family == "sgemv" || family == "smatmul")
+      family == "sgemv" || family == "smatmul" || family == "matmul")
     return runDecodeStep();
   return runClassic();
 }

@@ -1,0 +1,341 @@
+//===- WgmmaMatmulKernel.cpp - Hopper warpgroup GEMM for prefill ----------===//
+//
+// y = x . W^T on sm_90a's warpgroup tensor cores (wgmma.mma_async): each
+// warpgroup (4 warps) owns 64 token rows of the CTA tile and all of its
+// features; both operands are read from workgroup memory through matrix
+// descriptors, so no thread loads fragments (ldmatrix) or holds A/B in
+// registers -- the limit of the mma.sync GEMM (MatmulKernel.cpp), which
+// spends its issue slots on ldmatrix and runs at 2 warps a scheduler.
+//
+// Workgroup layout: per stage, x's tile [tileM, 64] then W's [tileN, 64],
+// both K-major with 128-byte rows in the 128-byte swizzle wgmma expects:
+// 16-byte chunk c of row r sits at chunk c ^ (r % 8) of its row, 8-row
+// atoms 1024 bytes apart (the descriptor's stride byte offset). The copies
+// are cp.async (each thread its 16-byte vectors) into that layout; a
+// fence.proxy.async makes them visible to the tensor cores' async proxy.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Codegen/GemvKernel.h"
+#include "kiln/Codegen/MatmulKernel.h"
+
+#include "KernelBuilder.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "llvm/Support/FormatVariadic.h"
+
+using namespace mlir;
+using namespace kiln::codegen;
+
+/// K elements a stage holds: one 128-byte swizzle row of 2-byte elements.
+static constexpr int64_t kStageK = 64;
+/// Rows one warpgroup's wgmma covers (m64).
+static constexpr int64_t kWarpgroupRows = 64;
+static constexpr int64_t kWarpgroupThreads = 128;
+/// The 128-byte swizzle repeats every 8 rows of 128 bytes.
+static constexpr int64_t kSwizzleAtomBytes = 1024;
+/// Workgroup memory one CTA may use on sm_90 (dynamic, opted in).
+static constexpr int64_t kMaxSharedBytes = 227 * 1024;
+
+/// The 64-bit wgmma matrix descriptor of a K-major, 128-byte-swizzled tile
+/// starting at workgroup byte address `address` (i64): start address >> 4
+/// in bits 0-13, leading byte offset (unused by this layout; 1 as CUTLASS
+/// sets it) in 16-29, stride byte offset 1024 >> 4 in 32-45, swizzle mode
+/// 1 (128 bytes) in 62-63.
+static Value matrixDescriptor(KernelBuilder &b, Value address) {
+  Type i64 = b.getI64Type();
+  auto constant = [&](int64_t v) {
+    return arith::ConstantIntOp::create(b, i64, v).getResult();
+  };
+  Value start = arith::ShRUIOp::create(
+      b, arith::AndIOp::create(b, address, constant(0x3FFFF)), constant(4));
+  uint64_t fixed = (uint64_t(1) << 16) |
+                   (uint64_t(kSwizzleAtomBytes >> 4) << 32) |
+                   (uint64_t(1) << 62);
+  return arith::OrIOp::create(b, start, constant(static_cast<int64_t>(fixed)));
+}
+
+FailureOr<KernelSpec> kiln::codegen::buildWgmmaMatmulKernel(
+    OpBuilder &builder, gpu::GPUModuleOp module, const MatmulOptions &o) {
+  MLIRContext *context = builder.getContext();
+  KernelDType outDType = o.outputDType.value_or(o.dtype);
+  std::string name = llvm::formatv(
+      "matmul_{0}_n{1}_k{2}{3}{4}_t{5}x{6}x{7}s{8}_wg{9}",
+      stringifyDType(o.dtype), o.n, o.k, o.bias ? "_bias" : "",
+      outDType != o.dtype ? "_o" + stringifyDType(outDType).str()
+                          : std::string(),
+      o.tileM, o.tileN, kStageK, o.stages, o.constantWeights ? "" : "_wdyn");
+  Location loc = NameLoc::get(StringAttr::get(context, name));
+  if (o.dtype != KernelDType::F16 && o.dtype != KernelDType::BF16)
+    return emitError(loc) << "the wgmma matmul takes f16 or bf16 operands";
+  if (o.tileM % kWarpgroupRows || o.tileM < kWarpgroupRows ||
+      o.tileM > 2 * kWarpgroupRows)
+    return emitError(loc) << "wgmma tile of " << o.tileM
+                          << " token rows: 64 or 128 (one warpgroup a 64)";
+  if (o.tileN < 16 || o.tileN > 256 || o.tileN % 16)
+    return emitError(loc) << "wgmma tile of " << o.tileN
+                          << " features: a multiple of 16 up to 256";
+  if (o.tileK != kStageK)
+    return emitError(loc) << "wgmma tile_k " << o.tileK << ": must be "
+                          << kStageK << " (one 128-byte swizzle row)";
+  if (o.stages < 3 || o.stages > 8)
+    return emitError(loc) << "stages=" << o.stages
+                          << ": the wgmma pipeline takes 3 to 8 stages";
+  if (o.splitK != 1)
+    return emitError(loc) << "the wgmma matmul does not split K";
+  if (o.n <= 0 || o.k <= 0 || o.n % o.tileN || o.k % kStageK)
+    return emitError(loc) << "n=" << o.n << " and k=" << o.k
+                          << " must be positive multiples of the tile ("
+                          << o.tileN << ", " << kStageK << ")";
+  int64_t warpgroups = o.tileM / kWarpgroupRows;
+  int64_t threads = warpgroups * kWarpgroupThreads;
+  int64_t vec = 8; // 16-byte vectors of 2-byte elements
+  int64_t chunksPerRow = kStageK / vec;
+  int64_t aVectors = o.tileM * chunksPerRow, bVectors = o.tileN * chunksPerRow;
+  if (aVectors % threads || bVectors % threads)
+    return emitError(loc) << "the " << threads
+                          << " threads must split the tiles' 16-byte vectors "
+                             "evenly";
+  int64_t aPerThread = aVectors / threads, bPerThread = bVectors / threads;
+  int64_t elementBytes = 2;
+  int64_t aStageElems = o.tileM * kStageK, bStageElems = o.tileN * kStageK;
+  int64_t stageElems = aStageElems + bStageElems;
+  // One more atom: the stages start at the first 1024-byte boundary.
+  int64_t sharedBytes =
+      o.stages * stageElems * elementBytes + kSwizzleAtomBytes;
+  if (sharedBytes > kMaxSharedBytes)
+    return emitError(loc) << sharedBytes
+                          << " bytes of workgroup memory exceed the "
+                          << kMaxSharedBytes << " a CTA may use";
+  int64_t tilesN = o.n / o.tileN;
+  int64_t steps = o.k / kStageK;
+  // Copies run `ahead` K steps in front of the wgmma; one wgmma group stays
+  // in flight, so the stage a copy overwrites was read two steps before.
+  int64_t ahead = o.stages - 2;
+
+  KernelBuilder b(loc, builder);
+  Type elementType = getElementType(context, o.dtype);
+  Type outElementType = getElementType(context, outDType);
+  Type f32 = b.getF32Type();
+  Type i64 = b.getI64Type();
+  auto xType = MemRefType::get({kGemvMaxRows, o.k}, elementType);
+  auto wType = MemRefType::get({o.n, o.k}, elementType);
+  auto yType = MemRefType::get({kGemvMaxRows, o.n}, outElementType);
+  auto biasType = MemRefType::get({o.n}, elementType);
+  auto stepType = MemRefType::get({4}, b.getI32Type());
+  SmallVector<Type> argTypes = {xType, wType};
+  SmallVector<ArgAccess> access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly};
+  if (o.bias) {
+    argTypes.push_back(biasType);
+    access.push_back(ArgAccess::ReadOnly);
+  }
+  argTypes.append({yType, stepType});
+  access.append({ArgAccess::WriteOnly, ArgAccess::ReadOnly});
+  gpu::GPUFuncOp func = b.createKernel(module, name, argTypes, access, threads);
+  unsigned next = 2;
+  Value x = func.getArgument(0), w = func.getArgument(1);
+  Value biasArg = o.bias ? func.getArgument(next++) : Value();
+  Value y = func.getArgument(next++);
+  Value stepArg = func.getArgument(next++);
+
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
+  auto bytesType = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                                   MemRefLayoutAttrInterface(), workgroup);
+  Value shared = gpu::DynamicSharedMemoryOp::create(b, bytesType);
+  Value sharedAddress =
+      memref::ExtractAlignedPointerAsIndexOp::create(b, shared);
+  // Bytes from the allocation's start to its first 1024-byte boundary.
+  Value pad = b.remU(b.sub(b.index(kSwizzleAtomBytes),
+                           b.remU(sharedAddress, kSwizzleAtomBytes)),
+                     kSwizzleAtomBytes);
+  auto stagesType = MemRefType::get({o.stages * stageElems}, elementType,
+                                    MemRefLayoutAttrInterface(), workgroup);
+  Value stagesTile =
+      memref::ViewOp::create(b, stagesType, shared, pad, ValueRange{});
+  Value stagesAddress =
+      arith::IndexCastUIOp::create(b, i64, b.add(sharedAddress, pad));
+
+  Value tid = b.threadIdX();
+  Value warpgroup = b.divU(tid, kWarpgroupThreads);
+  Value rowBase = b.mul(b.blockIdY(), o.tileM);
+  Value colBase = b.mul(b.blockIdX(), o.tileN);
+  Value numRows = arith::IndexCastOp::create(
+      b, b.getIndexType(),
+      memref::LoadOp::create(b, stepArg, ValueRange{b.index(0)}));
+  Value lastRow = b.sub(numRows, b.index(1));
+
+  // Each thread's vectors: tile row, swizzled element offset in the stage
+  // (relative to its operand's tile), global row.
+  struct Vector {
+    Value offset, globalRow, column;
+  };
+  auto vectorAt = [&](int64_t i, bool isX) {
+    Value v = b.add(tid, i * threads);
+    Value row = b.divU(v, chunksPerRow), chunk = b.remU(v, chunksPerRow);
+    Value swizzled = arith::XOrIOp::create(b, chunk, b.remU(row, 8));
+    Vector r;
+    r.offset = b.add(b.mul(row, kStageK), b.mul(swizzled, vec));
+    r.column = b.mul(chunk, vec);
+    // Rows past T read the last row (valid memory); they are not stored.
+    r.globalRow =
+        isX ? Value(arith::MinUIOp::create(b, b.add(rowBase, row), lastRow))
+            : b.add(colBase, row);
+    return r;
+  };
+  SmallVector<Vector> aVecs, bVecs;
+  for (int64_t i = 0; i < aPerThread; ++i)
+    aVecs.push_back(vectorAt(i, /*isX=*/true));
+  for (int64_t i = 0; i < bPerThread; ++i)
+    bVecs.push_back(vectorAt(i, /*isX=*/false));
+
+  auto copyTiles = [&](Value step, Value stage, bool withX, bool withW) {
+    Value k0 = b.mul(step, kStageK);
+    Value aBase = b.mul(stage, stageElems);
+    Value bBase = b.add(aBase, aStageElems);
+    auto copy = [&](Value dstOffset, Value src, Value row, Value column) {
+      nvgpu::DeviceAsyncCopyOp::create(
+          b, nvgpu::DeviceAsyncTokenType::get(context), stagesTile,
+          ValueRange{dstOffset}, src, ValueRange{row, b.add(k0, column)},
+          b.getIndexAttr(vec), Value(), b.getUnitAttr());
+    };
+    for (const Vector &v : withX ? ArrayRef(aVecs) : ArrayRef<Vector>())
+      copy(b.add(aBase, v.offset), x, v.globalRow, v.column);
+    for (const Vector &v : withW ? ArrayRef(bVecs) : ArrayRef<Vector>())
+      copy(b.add(bBase, v.offset), w, v.globalRow, v.column);
+  };
+  auto commit = [&] { NVVM::CpAsyncCommitGroupOp::create(b); };
+
+  int64_t accCount = o.tileN / 2;
+  auto accType = LLVM::LLVMStructType::getLiteral(
+      context, SmallVector<Type>(accCount, f32));
+  NVVM::WGMMATypes operandType = o.dtype == KernelDType::BF16
+                                     ? NVVM::WGMMATypes::bf16
+                                     : NVVM::WGMMATypes::f16;
+  auto shape = NVVM::MMAShapeAttr::get(context, kWarpgroupRows, o.tileN, 16);
+  // This warpgroup's 64 rows of x, and all of W, in stage `stage`; each
+  // 16-deep slice of K starts 32 bytes further into the swizzled rows.
+  Value aRowsBytes = arith::IndexCastUIOp::create(
+      b, i64, b.mul(warpgroup, kWarpgroupRows * kStageK * elementBytes));
+  auto mmaStep = [&](Value acc, Value stage) {
+    Value stageBytes = arith::IndexCastUIOp::create(
+        b, i64, b.mul(stage, stageElems * elementBytes));
+    Value aAddress = arith::AddIOp::create(
+        b, arith::AddIOp::create(b, stagesAddress, stageBytes), aRowsBytes);
+    Value bAddress = arith::AddIOp::create(
+        b, arith::AddIOp::create(b, stagesAddress, stageBytes),
+        arith::ConstantIntOp::create(b, i64, aStageElems * elementBytes));
+    for (int64_t kk = 0; kk < kStageK; kk += 16) {
+      Value kkBytes = arith::ConstantIntOp::create(b, i64, kk * elementBytes);
+      Value descA =
+          matrixDescriptor(b, arith::AddIOp::create(b, aAddress, kkBytes));
+      Value descB =
+          matrixDescriptor(b, arith::AddIOp::create(b, bAddress, kkBytes));
+      acc = NVVM::WgmmaMmaAsyncOp::create(
+          b, accType, acc, descA, descB, shape, operandType, operandType,
+          NVVM::WGMMATypes::f32, NVVM::WGMMAScaleOut::one,
+          NVVM::WGMMAScaleIn::one, NVVM::WGMMAScaleIn::one,
+          NVVM::MMALayout::row, NVVM::MMALayout::col,
+          NVVM::MMAIntOverflowAttr());
+    }
+    return acc;
+  };
+
+  // W is constant: its first stages go out before waiting for the previous
+  // kernel (programmatic dependent launch) and join the first commit group.
+  for (int64_t s = 0; o.constantWeights && s < ahead && s < steps; ++s)
+    copyTiles(b.index(s), b.index(s), /*withX=*/false, /*withW=*/true);
+  b.waitForPriorGrids();
+  for (int64_t s = 0; s < ahead; ++s) {
+    if (s < steps)
+      copyTiles(b.index(s), b.index(s), /*withX=*/true,
+                /*withW=*/!o.constantWeights);
+    commit();
+  }
+  // Iteration s: wait for step s's copies (`ahead` - 1 younger groups may
+  // be pending), publish them to the async proxy, sync (every warpgroup
+  // has also retired its wgmma of step s - 2, whose stage the next copy
+  // reuses), copy step s + ahead, then issue step s's wgmma and keep it in
+  // flight while the next iteration waits.
+  Value zeroAcc = LLVM::ZeroOp::create(b, accType);
+  auto loop = scf::ForOp::create(
+      b, b.index(0), b.index(steps), b.index(1), ValueRange{zeroAcc},
+      [&](OpBuilder &, Location, Value step, ValueRange carried) {
+        NVVM::CpAsyncWaitGroupOp::create(b, ahead - 1);
+        NVVM::FenceProxyOp::create(
+            b, NVVM::ProxyKind::async_shared,
+            NVVM::SharedSpaceAttr::get(context, NVVM::SharedSpace::shared_cta));
+        gpu::BarrierOp::create(b);
+        Value next = b.add(step, ahead);
+        b.ifThen(b.cmp(arith::CmpIPredicate::ult, next, b.index(steps)),
+                 [&] { copyTiles(next, b.remU(next, o.stages), true, true); });
+        commit();
+        NVVM::WgmmaFenceAlignedOp::create(b);
+        Value acc = mmaStep(carried[0], b.remU(step, o.stages));
+        NVVM::WgmmaGroupSyncAlignedOp::create(b);
+        NVVM::WgmmaWaitGroupSyncOp::create(b, b.getI64IntegerAttr(1));
+        scf::YieldOp::create(b, acc);
+      });
+  NVVM::WgmmaWaitGroupSyncOp::create(b, b.getI64IntegerAttr(0));
+  Value acc = loop.getResult(0);
+
+  // Accumulator element e of a warpgroup's m64nN tile: n8 block j = e / 4,
+  // row 16 * warp + lane / 4 (+ 8 for e % 4 >= 2), column 8 j + 2 (lane %
+  // 4) + e % 2 -- mma.sync's m16n8 layout repeated along N.
+  Value lane = b.remU(tid, kWarpSize);
+  Value warpInGroup = b.remU(b.divU(tid, kWarpSize), 4);
+  Value laneRow =
+      b.add(b.add(b.mul(warpgroup, kWarpgroupRows), b.mul(warpInGroup, 16)),
+            b.divU(lane, 4));
+  Value laneCol = b.mul(b.remU(lane, 4), 2);
+  auto pairType = VectorType::get({2}, f32);
+  for (int64_t j = 0; j < o.tileN / 8; ++j)
+    for (int64_t half = 0; half < 2; ++half) {
+      int64_t e = 4 * j + 2 * half;
+      Value pair = vector::FromElementsOp::create(
+          b, pairType,
+          ValueRange{LLVM::ExtractValueOp::create(b, acc, e),
+                     LLVM::ExtractValueOp::create(b, acc, e + 1)});
+      Value gRow = b.add(rowBase, b.add(laneRow, half * 8));
+      Value gCol = b.add(colBase, b.add(laneCol, j * 8));
+      if (biasArg)
+        pair = arith::AddFOp::create(b, pair, b.loadF32(biasArg, {gCol}, 2));
+      b.ifThen(b.cmp(arith::CmpIPredicate::ult, gRow, numRows), [&] {
+        b.storeFromF32(pair, y, {gRow, gCol});
+      });
+    }
+  gpu::ReturnOp::create(b);
+
+  KernelSpec spec;
+  spec.family = "matmul";
+  spec.name = name;
+  spec.grid = {tilesN, 1, 1};
+  spec.block = {threads, 1, 1};
+  spec.dynamicSharedBytes = sharedBytes;
+  spec.addParam("dtype", stringifyDType(o.dtype));
+  spec.addParam("n", o.n);
+  spec.addParam("k", o.k);
+  spec.addParam("tokens", o.tileM);
+  spec.addParam("tile_n", o.tileN);
+  spec.addParam("tile_k", kStageK);
+  spec.addParam("stages", o.stages);
+  spec.addParam("wgmma", 1);
+  if (o.bias)
+    spec.addParam("bias", 1);
+  if (outDType != o.dtype)
+    spec.addParam("out_dtype", stringifyDType(outDType));
+  spec.args = {{"x", o.dtype, {o.tileM, o.k}, false},
+               {"w", o.dtype, {o.n, o.k}, false}};
+  if (o.bias)
+    spec.args.push_back({"bias", o.dtype, {o.n}, false});
+  spec.args.push_back({"y", outDType, {o.tileM, o.n}, true});
+  spec.args.push_back({"step", KernelDType::I32, {4}, false});
+  return spec;
+}
