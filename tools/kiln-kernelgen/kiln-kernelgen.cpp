@@ -193,6 +193,12 @@ static cl::opt<bool> dynamicWeights(
     cl::desc("matmul: W is written by the previous kernel (no W copies "
              "before the grid dependency wait)"));
 static cl::opt<bool>
+    matmulBias("bias", cl::cat(category),
+               cl::desc("matmul: add a bias[n] argument in the epilogue"));
+static cl::opt<std::string>
+    outDTypeName("out-dtype", cl::init(""), cl::cat(category),
+                 cl::desc("matmul: y's type when not --dtype (f32: logits)"));
+static cl::opt<bool>
     wgmma("wgmma", cl::cat(category),
           cl::desc("matmul: Hopper warpgroup tensor cores (sm_90a; tile-m 64 "
                    "or 128, tile-n up to 256, tile-k 64)"));
@@ -327,7 +333,7 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
     add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint, &quantFp8});
   else if (family == "matmul")
     add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages,
-         &splitK, &dynamicWeights, &wgmma});
+         &splitK, &dynamicWeights, &wgmma, &matmulBias, &outDTypeName});
   else if (family == "smatmul")
     add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages});
   else if (family == "sgemv")
@@ -576,6 +582,13 @@ int main(int argc, char **argv) {
     options.wgmma = wgmma;
     if (wgmma && !tileK.getNumOccurrences())
       options.tileK = 64;
+    options.bias = matmulBias;
+    if (!outDTypeName.empty()) {
+      std::optional<KernelDType> out = parseFloatDType(outDTypeName);
+      if (!out)
+        return fail("--out-dtype: unknown type '" + outDTypeName + "'");
+      options.outputDType = *out;
+    }
     spec = buildMatmulKernel(builder, kernels, options);
   } else if (std::optional<ElementwiseOp> op = parseElementwiseOp(kernel)) {
     ElementwiseOptions options;
