@@ -4,6 +4,7 @@
 #include "kiln/Codegen/GemvKernel.h"
 
 #include "KernelBuilder.h"
+#include "MatmulSignature.h"
 #include "TensorCoreOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -94,51 +95,22 @@ FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
 
   KernelBuilder b(loc, builder);
   Type elementType = getElementType(context, o.dtype);
-  Type outElementType = getElementType(context, outDType);
-  Type f32 = b.getF32Type();
-  auto xType = MemRefType::get({kGemvMaxRows, o.k}, elementType);
-  auto wType = MemRefType::get({o.n, o.k}, elementType);
-  auto yType = MemRefType::get({kGemvMaxRows, o.n}, outElementType);
-  auto biasType = MemRefType::get({o.n}, elementType);
-  auto stepType = MemRefType::get({4}, b.getI32Type());
-  // Split-K: per row tile, splitK fp32 partial tiles and one arrival
-  // counter per column tile (sized for the most rows a step may have).
-  int64_t maxRowTiles = kGemvMaxRows / o.tileM;
-  auto partialsType =
-      MemRefType::get({maxRowTiles * o.splitK * o.tileM * o.n}, f32);
-  auto countersType = MemRefType::get({maxRowTiles * tilesN}, b.getI32Type());
-  SmallVector<Type> argTypes = {xType, wType};
-  SmallVector<ArgAccess> access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly};
-  if (o.bias) {
-    argTypes.push_back(biasType);
-    access.push_back(ArgAccess::ReadOnly);
-  }
-  argTypes.append({yType, stepType});
-  access.append({ArgAccess::WriteOnly, ArgAccess::ReadOnly});
-  if (split) {
-    argTypes.append({partialsType, countersType});
-    access.append({ArgAccess::ReadWrite, ArgAccess::ReadWrite});
-  }
   auto workgroup =
       gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
   auto flagType = MemRefType::get({1}, b.getI32Type(),
                                   MemRefLayoutAttrInterface(), workgroup);
-  gpu::GPUFuncOp func =
-      b.createKernel(module, name, argTypes, access, threads,
-                     split ? ArrayRef<Type>{flagType} : ArrayRef<Type>{});
+  MatmulArgs args =
+      createMatmulKernel(b, module, name, o, threads,
+                         split ? ArrayRef<Type>{flagType} : ArrayRef<Type>{});
+  gpu::GPUFuncOp func = args.func;
   // Two CTAs per SM: one CTA's barriers and waits overlap the other's mma
   // (for 256 threads this caps ptxas at 128 registers) -- unless a warp's
   // accumulators alone take more than 64 registers (warp tiles beyond
   // 64 x 32), which that cap would spill.
   if (fragsM * fragsN * 4 <= 64)
     func->setAttr("nvvm.minctasm", b.getI32IntegerAttr(2));
-  unsigned next = 2;
-  Value x = func.getArgument(0), w = func.getArgument(1);
-  Value biasArg = o.bias ? func.getArgument(next++) : Value();
-  Value y = func.getArgument(next++);
-  Value stepArg = func.getArgument(next++);
-  Value partials = split ? func.getArgument(next++) : Value();
-  Value counters = split ? func.getArgument(next++) : Value();
+  Value x = args.x, w = args.w, biasArg = args.bias, y = args.y,
+        stepArg = args.step, partials = args.partials, counters = args.counters;
 
   // The stages live in dynamic workgroup memory (more than the 48 KB a
   // static allocation may take): all A stages, then all B stages.
@@ -351,43 +323,11 @@ FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
     gpu::ReturnOp::create(b);
   }
 
-  KernelSpec spec;
-  spec.family = "matmul";
-  spec.name = name;
-  spec.grid = {tilesN, 1, o.splitK};
-  spec.block = {threads, 1, 1};
-  spec.dynamicSharedBytes = sharedBytes;
-  spec.addParam("dtype", stringifyDType(o.dtype));
-  spec.addParam("n", o.n);
-  spec.addParam("k", o.k);
-  spec.addParam("tokens", o.tileM);
-  spec.addParam("tile_n", o.tileN);
-  spec.addParam("tile_k", o.tileK);
-  spec.addParam("warps",
-                std::to_string(o.warpsM) + "x" + std::to_string(o.warpsN));
-  spec.addParam("stages", o.stages);
-  if (split)
-    spec.addParam("split_k", o.splitK);
-  if (o.bias)
-    spec.addParam("bias", 1);
-  if (outDType != o.dtype)
-    spec.addParam("out_dtype", stringifyDType(outDType));
-  spec.args = {{"x", o.dtype, {o.tileM, o.k}, false},
-               {"w", o.dtype, {o.n, o.k}, false}};
-  if (o.bias)
-    spec.args.push_back({"bias", o.dtype, {o.n}, false});
-  spec.args.push_back({"y", outDType, {o.tileM, o.n}, true});
-  spec.args.push_back({"step", KernelDType::I32, {4}, false});
-  if (split) {
-    // Per row tile of tileM rows: the device multiplies by the row tiles.
-    spec.args.push_back({"partials",
-                         KernelDType::F32,
-                         {o.splitK * o.tileM * o.n},
-                         false,
-                         true,
-                         false});
-    spec.args.push_back(
-        {"counters", KernelDType::I32, {tilesN}, false, true, true});
-  }
-  return spec;
+  return describeMatmul(o, name, threads, sharedBytes, [&](KernelSpec &spec) {
+    spec.addParam("warps",
+                  std::to_string(o.warpsM) + "x" + std::to_string(o.warpsN));
+    spec.addParam("stages", o.stages);
+    if (split)
+      spec.addParam("split_k", o.splitK);
+  });
 }

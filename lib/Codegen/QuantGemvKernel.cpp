@@ -42,12 +42,8 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       o.warpsPerBlock > 32 || o.unroll < 1 || o.unroll > 16 || R < 1 || R > 16)
     return emitError(loc) << "rows_per_warp in [1, 4], warps in [1, 32], "
                              "unroll in [1, 16] and tokens in [1, 16]";
-  if (!o.moreN.empty() && (chunked || o.bias || o.moreN.size() > 3))
-    return emitError(loc) << "qgemv_multi takes one row, at most 4 weights "
-                             "and no bias";
-  for (int64_t more : o.moreN)
-    if (more <= 0)
-      return emitError(loc) << "qgemv_multi needs every n > 0, got " << more;
+  if (failed(verifyQuantGemvMulti(loc, o)))
+    return failure();
 
   int64_t rowBytes = o.k * o.bits / 8;
   int64_t vectorsPerRow = rowBytes / kCodeLoadBytes;

@@ -95,6 +95,17 @@ QuantGemvArgs kiln::codegen::createQuantGemvKernel(
   return args;
 }
 
+LogicalResult kiln::codegen::verifyQuantGemvMulti(Location loc,
+                                                  const QuantGemvOptions &o) {
+  if (!o.moreN.empty() && (o.tokens > 1 || o.bias || o.moreN.size() > 3))
+    return emitError(loc) << "qgemv_multi takes one row, at most 4 weights "
+                             "and no bias";
+  for (int64_t more : o.moreN)
+    if (more <= 0)
+      return emitError(loc) << "qgemv_multi needs every n > 0, got " << more;
+  return success();
+}
+
 void kiln::codegen::storeQuantGemvOutput(KernelBuilder &b, Value value, Value y,
                                          ValueRange indices) {
   Type outType = cast<MemRefType>(y.getType()).getElementType();

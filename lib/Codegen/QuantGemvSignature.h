@@ -32,6 +32,11 @@ struct QuantGemvArgs {
 void storeQuantGemvOutput(KernelBuilder &b, mlir::Value value, mlir::Value y,
                           mlir::ValueRange indices);
 
+/// qgemv_multi's limits (o.moreN): one row, at most 4 weights of positive
+/// row counts, no bias; an error at `loc` otherwise.
+mlir::LogicalResult verifyQuantGemvMulti(mlir::Location loc,
+                                         const QuantGemvOptions &o);
+
 /// `qgemv_<dtype>_n<N>_k<K>_b<bits>_g<group>[_zp][_bias][_t<R>]<suffix>`;
 /// qgemv_multi: `qgemv_multi_<dtype>_n<N>_<N1>.._k<K>...`.
 std::string quantGemvName(const QuantGemvOptions &o, llvm::StringRef suffix);

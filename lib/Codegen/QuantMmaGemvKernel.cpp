@@ -178,12 +178,8 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
     return emitError(loc) << "qgemv on the tensor cores takes tokens in [1, "
                           << kMaxTokens
                           << "], k_split in [1, 16] and unroll in [1, 8]";
-  if (!o.moreN.empty() && (chunked || o.bias || o.moreN.size() > 3))
-    return emitError(loc) << "qgemv_multi takes one row, at most 4 weights "
-                             "and no bias";
-  for (int64_t more : o.moreN)
-    if (more <= 0)
-      return emitError(loc) << "qgemv_multi needs every n > 0, got " << more;
+  if (failed(verifyQuantGemvMulti(loc, o)))
+    return failure();
 
   int64_t chunks = o.k / chunkWeights;
   int64_t chunksPerGroup = o.groupSize / chunkWeights;

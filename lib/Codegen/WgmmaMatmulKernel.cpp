@@ -20,6 +20,7 @@
 #include "kiln/Codegen/MatmulKernel.h"
 
 #include "KernelBuilder.h"
+#include "MatmulSignature.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -114,7 +115,6 @@ FailureOr<KernelSpec> kiln::codegen::buildWgmmaMatmulKernel(
     return emitError(loc) << sharedBytes
                           << " bytes of workgroup memory exceed the "
                           << kMaxSharedBytes << " a CTA may use";
-  int64_t tilesN = o.n / o.tileN;
   int64_t steps = o.k / kStageK;
   // Copies run `ahead` K steps in front of the wgmma; one wgmma group stays
   // in flight, so the stage a copy overwrites was read two steps before.
@@ -122,28 +122,11 @@ FailureOr<KernelSpec> kiln::codegen::buildWgmmaMatmulKernel(
 
   KernelBuilder b(loc, builder);
   Type elementType = getElementType(context, o.dtype);
-  Type outElementType = getElementType(context, outDType);
   Type f32 = b.getF32Type();
   Type i64 = b.getI64Type();
-  auto xType = MemRefType::get({kGemvMaxRows, o.k}, elementType);
-  auto wType = MemRefType::get({o.n, o.k}, elementType);
-  auto yType = MemRefType::get({kGemvMaxRows, o.n}, outElementType);
-  auto biasType = MemRefType::get({o.n}, elementType);
-  auto stepType = MemRefType::get({4}, b.getI32Type());
-  SmallVector<Type> argTypes = {xType, wType};
-  SmallVector<ArgAccess> access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly};
-  if (o.bias) {
-    argTypes.push_back(biasType);
-    access.push_back(ArgAccess::ReadOnly);
-  }
-  argTypes.append({yType, stepType});
-  access.append({ArgAccess::WriteOnly, ArgAccess::ReadOnly});
-  gpu::GPUFuncOp func = b.createKernel(module, name, argTypes, access, threads);
-  unsigned next = 2;
-  Value x = func.getArgument(0), w = func.getArgument(1);
-  Value biasArg = o.bias ? func.getArgument(next++) : Value();
-  Value y = func.getArgument(next++);
-  Value stepArg = func.getArgument(next++);
+  MatmulArgs args = createMatmulKernel(b, module, name, o, threads);
+  Value x = args.x, w = args.w, biasArg = args.bias, y = args.y,
+        stepArg = args.step;
 
   auto workgroup =
       gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
@@ -313,29 +296,8 @@ FailureOr<KernelSpec> kiln::codegen::buildWgmmaMatmulKernel(
     }
   gpu::ReturnOp::create(b);
 
-  KernelSpec spec;
-  spec.family = "matmul";
-  spec.name = name;
-  spec.grid = {tilesN, 1, 1};
-  spec.block = {threads, 1, 1};
-  spec.dynamicSharedBytes = sharedBytes;
-  spec.addParam("dtype", stringifyDType(o.dtype));
-  spec.addParam("n", o.n);
-  spec.addParam("k", o.k);
-  spec.addParam("tokens", o.tileM);
-  spec.addParam("tile_n", o.tileN);
-  spec.addParam("tile_k", kStageK);
-  spec.addParam("stages", o.stages);
-  spec.addParam("wgmma", 1);
-  if (o.bias)
-    spec.addParam("bias", 1);
-  if (outDType != o.dtype)
-    spec.addParam("out_dtype", stringifyDType(outDType));
-  spec.args = {{"x", o.dtype, {o.tileM, o.k}, false},
-               {"w", o.dtype, {o.n, o.k}, false}};
-  if (o.bias)
-    spec.args.push_back({"bias", o.dtype, {o.n}, false});
-  spec.args.push_back({"y", outDType, {o.tileM, o.n}, true});
-  spec.args.push_back({"step", KernelDType::I32, {4}, false});
-  return spec;
+  return describeMatmul(o, name, threads, sharedBytes, [&](KernelSpec &spec) {
+    spec.addParam("stages", o.stages);
+    spec.addParam("wgmma", 1);
+  });
 }

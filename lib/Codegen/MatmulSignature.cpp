@@ -1,0 +1,100 @@
+//===- MatmulSignature.cpp - The prefill GEMMs' one contract --------------===//
+
+#include "MatmulSignature.h"
+
+#include "kiln/Codegen/GemvKernel.h"
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+
+using namespace mlir;
+using namespace kiln::codegen;
+
+MatmulArgs
+kiln::codegen::createMatmulKernel(KernelBuilder &b, gpu::GPUModuleOp module,
+                                  StringRef name, const MatmulOptions &o,
+                                  int64_t threads, ArrayRef<Type> workgroup) {
+  MLIRContext *context = b.getContext();
+  Type elementType = getElementType(context, o.dtype);
+  Type outElementType =
+      getElementType(context, o.outputDType.value_or(o.dtype));
+  bool split = o.splitK > 1;
+  SmallVector<Type> argTypes = {
+      MemRefType::get({kGemvMaxRows, o.k}, elementType),
+      MemRefType::get({o.n, o.k}, elementType)};
+  SmallVector<ArgAccess> access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly};
+  if (o.bias) {
+    argTypes.push_back(MemRefType::get({o.n}, elementType));
+    access.push_back(ArgAccess::ReadOnly);
+  }
+  argTypes.append({MemRefType::get({kGemvMaxRows, o.n}, outElementType),
+                   MemRefType::get({4}, b.getI32Type())});
+  access.append({ArgAccess::WriteOnly, ArgAccess::ReadOnly});
+  if (split) {
+    // Per row tile, splitK fp32 partial tiles and one arrival counter per
+    // column tile (sized for the most rows a step may have).
+    int64_t maxRowTiles = kGemvMaxRows / o.tileM;
+    argTypes.append(
+        {MemRefType::get({maxRowTiles * o.splitK * o.tileM * o.n},
+                         b.getF32Type()),
+         MemRefType::get({maxRowTiles * (o.n / o.tileN)}, b.getI32Type())});
+    access.append({ArgAccess::ReadWrite, ArgAccess::ReadWrite});
+  }
+  MatmulArgs args;
+  args.func =
+      b.createKernel(module, name, argTypes, access, threads, workgroup);
+  unsigned next = 0;
+  args.x = args.func.getArgument(next++);
+  args.w = args.func.getArgument(next++);
+  if (o.bias)
+    args.bias = args.func.getArgument(next++);
+  args.y = args.func.getArgument(next++);
+  args.step = args.func.getArgument(next++);
+  if (split) {
+    args.partials = args.func.getArgument(next++);
+    args.counters = args.func.getArgument(next++);
+  }
+  return args;
+}
+
+KernelSpec
+kiln::codegen::describeMatmul(const MatmulOptions &o, StringRef name,
+                              int64_t threads, int64_t sharedBytes,
+                              function_ref<void(KernelSpec &)> variantParams) {
+  KernelDType outDType = o.outputDType.value_or(o.dtype);
+  int64_t tilesN = o.n / o.tileN;
+  KernelSpec spec;
+  spec.family = "matmul";
+  spec.name = name.str();
+  spec.grid = {tilesN, 1, o.splitK};
+  spec.block = {threads, 1, 1};
+  spec.dynamicSharedBytes = sharedBytes;
+  spec.addParam("dtype", stringifyDType(o.dtype));
+  spec.addParam("n", o.n);
+  spec.addParam("k", o.k);
+  spec.addParam("tokens", o.tileM);
+  spec.addParam("tile_n", o.tileN);
+  spec.addParam("tile_k", o.tileK);
+  variantParams(spec);
+  if (o.bias)
+    spec.addParam("bias", 1);
+  if (outDType != o.dtype)
+    spec.addParam("out_dtype", stringifyDType(outDType));
+  spec.args = {{"x", o.dtype, {o.tileM, o.k}, false},
+               {"w", o.dtype, {o.n, o.k}, false}};
+  if (o.bias)
+    spec.args.push_back({"bias", o.dtype, {o.n}, false});
+  spec.args.push_back({"y", outDType, {o.tileM, o.n}, true});
+  spec.args.push_back({"step", KernelDType::I32, {4}, false});
+  if (o.splitK > 1) {
+    // Per row tile of tileM rows: the device multiplies by the row tiles.
+    spec.args.push_back({"partials",
+                         KernelDType::F32,
+                         {o.splitK * o.tileM * o.n},
+                         false,
+                         true,
+                         false});
+    spec.args.push_back(
+        {"counters", KernelDType::I32, {tilesN}, false, true, true});
+  }
+  return spec;
+}

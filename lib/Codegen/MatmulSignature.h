@@ -1,0 +1,47 @@
+//===- MatmulSignature.h - The prefill GEMMs' one contract ------*- C++ -*-===//
+//
+// Private to lib/Codegen. The mma.sync and the wgmma GEMM serve the same
+// runtime binding (x [rows, K], W [N, K], [bias,] y [rows, N], step, and the
+// split-K scratch): this is their shared signature, so the two cannot drift
+// apart.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_LIB_CODEGEN_MATMULSIGNATURE_H
+#define KILN_LIB_CODEGEN_MATMULSIGNATURE_H
+
+#include "KernelBuilder.h"
+#include "kiln/Codegen/MatmulKernel.h"
+
+#include "llvm/ADT/STLFunctionalExtras.h"
+
+namespace kiln {
+namespace codegen {
+
+/// The GEMM's arguments in order; bias, partials and counters are null
+/// when absent.
+struct MatmulArgs {
+  mlir::gpu::GPUFuncOp func;
+  mlir::Value x, w, bias, y, step, partials, counters;
+};
+
+/// Creates the kernel `name` with the GEMM's arguments: x [kGemvMaxRows, K],
+/// w [N, K], [bias [N],] y [kGemvMaxRows, N] of the output type, step
+/// [4], and with o.splitK > 1 the fp32 partial tiles and arrival counters.
+MatmulArgs createMatmulKernel(KernelBuilder &b, mlir::gpu::GPUModuleOp module,
+                              llvm::StringRef name, const MatmulOptions &o,
+                              int64_t threads,
+                              llvm::ArrayRef<mlir::Type> workgroup = {});
+
+/// The GEMM's launch contract: grid (N / tileN, 1, splitK) with y scaled by
+/// the step's row tiles, its shape parameters (dtype, n, k, tokens, tile_n,
+/// tile_k, then what `variantParams` adds, then bias and out_dtype) and
+/// its arguments.
+KernelSpec describeMatmul(const MatmulOptions &o, llvm::StringRef name,
+                          int64_t threads, int64_t sharedBytes,
+                          llvm::function_ref<void(KernelSpec &)> variantParams);
+
+} // namespace codegen
+} // namespace kiln
+
+#endif // KILN_LIB_CODEGEN_MATMULSIGNATURE_H
