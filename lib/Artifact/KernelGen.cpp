@@ -216,7 +216,9 @@ cg::MatmulOptions tiledMatmul(cg::MatmulOptions mm, const KernelTuning &t,
   if (t.switchOn("wgmma") && chip == "sm_90a" && mm.k % 64 == 0 &&
       !t.tile("tiled-tile")) {
     int64_t features = t.count("wgmma-n", mm.n % 256 == 0 ? 256 : 128);
-    if (features > 0 && mm.n % features == 0) {
+    // An explicit wgmma-n that does not divide N stays, for the caller to
+    // warn about; the default falls back to mma.sync.
+    if (mm.n % features == 0 || t.count("wgmma-n", 0) > 0) {
       mm.wgmma = true;
       mm.tileM = 128;
       mm.tileN = features;
@@ -337,7 +339,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
                       StringRef knob, const std::string &use) {
     if (n % tileN == 0 && k % tileK == 0)
       return true;
-    if (tuning.tile(knob))
+    if (tuning.tile(knob) || tuning.count(knob, 0) > 0)
       emitWarning(loc) << "--kernel-option " << knob << ": " << use
                        << " (N=" << n << ", K=" << k
                        << ") does not split into tiles of " << tileN
@@ -467,7 +469,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           mm.bias = hasBias;
           mm.outputDType = o.outputDType;
           cg::MatmulOptions tiled = tiledMatmul(mm, tuning, options.chip);
-          if (fitsTile(n, k, tiled.tileN, tiled.tileK, "tiled-tile", use))
+          if (fitsTile(n, k, tiled.tileN, tiled.tileK,
+                       tiled.wgmma ? "wgmma-n" : "tiled-tile", use))
             r.tiledBuild = [tiled](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildMatmulKernel(b, m, tiled);
             };
@@ -634,7 +637,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           mm.outputDType = o.outputDType;
           mm.constantWeights = false; // the scratch qdequant just wrote
           cg::MatmulOptions tiled = tiledMatmul(mm, tuning, options.chip);
-          if (fitsTile(n, k, tiled.tileN, tiled.tileK, "tiled-tile", use)) {
+          if (fitsTile(n, k, tiled.tileN, tiled.tileK,
+                       tiled.wgmma ? "wgmma-n" : "tiled-tile", use)) {
             r.tiledBuild = [tiled](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildMatmulKernel(b, m, tiled);
             };
