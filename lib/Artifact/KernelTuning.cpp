@@ -42,8 +42,8 @@ llvm::ArrayRef<KernelKnob> KernelTuning::knobs() {
        "2:4 prefill GEMM (mma.sp): tileM,tileN,tileK,warpsM,warpsN,stages "
        "(tokens before features; 128,128,128,4,2,3)"},
       {"tiled-tile", K::Tile,
-       "prefill GEMM: tileM,tileN,tileK,warpsM,warpsN,stages "
-       "(128,128,64,2,4,3)"},
+       "prefill GEMM on mma.sync: tileM,tileN,tileK,warpsM,warpsN,stages "
+       "(128,128,64,2,4,3; setting it on sm_90a replaces the wgmma GEMM)"},
       {"wgmma", K::Switch,
        "prefill GEMM on Hopper warpgroup MMA (sm_90a targets): 1 on, 0 the "
        "mma.sync GEMM (1)"},
