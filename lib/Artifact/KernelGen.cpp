@@ -394,6 +394,32 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     return o;
   };
 
+  // The CUDA-core qgemv's knobs on a packed layout. int4 rows are short
+  // (K / 2 bytes): two per warp keep enough loads in flight.
+  auto cudaCoreQgemv = [&](cg::QuantGemvOptions o) {
+    o.rowsPerWarp = tuning.count("qgemv-rows-per-warp", o.bits == 4 ? 2 : 1);
+    o.unroll = tuning.count("qgemv-unroll", 4);
+    o.warpsPerBlock = tuning.count("qgemv-warps", o.warpsPerBlock);
+    return o;
+  };
+  // The tensor-core variant of `o` where its groups are whole chunks (knob
+  // qgemv-mma=0: never, for measuring; tensorCores stays false otherwise),
+  // K split `split` ways unless knob qmma-split says otherwise. It serves
+  // steps of several rows, and single rows of int4: single rows of int8
+  // stay on the CUDA-core kernel -- on an H100 (8B shape, per channel) it
+  // ran a decode step in 4.26 ms against 5.25 on the tensor cores, whose
+  // int8-to-bf16 decode goes through fp32.
+  auto tensorCoreQgemv = [&](cg::QuantGemvOptions o, int64_t split) {
+    o.tensorCores = !o.fp8 &&
+                    o.groupSize % cg::quantMmaChunkWeights(o.bits) == 0 &&
+                    tuning.switchOn("qgemv-mma");
+    if (o.tensorCores) {
+      o.unroll = tuning.count("qmma-unroll", 4);
+      o.kSplit = tuning.count("qmma-split", split);
+    }
+    return o;
+  };
+
   // gemv for W of plan shape `shape` ([K, N], or [N, K] when transposed).
   // `bias`: a [N] bias buffer fused into the epilogue (kNoBuffer: none).
   // `act` is the input's type; `out` the result's (the weight's type, or
@@ -579,31 +605,15 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
                     use);
           break;
         }
-        cg::QuantGemvOptions o = *layout;
+        cg::QuantGemvOptions o = cudaCoreQgemv(*layout);
         int64_t n = o.n, k = o.k;
         std::optional<cg::KernelDType> dt = o.dtype;
-        // int4 rows are short (K / 2 bytes): two per warp keep enough
-        // loads in flight.
-        o.rowsPerWarp = tuning.count("qgemv-rows-per-warp", bits == 4 ? 2 : 1);
-        o.unroll = tuning.count("qgemv-unroll", 4);
-        o.warpsPerBlock = tuning.count("qgemv-warps", o.warpsPerBlock);
-        // The tensor-core variant wherever groups are whole chunks
-        // (knob qgemv-mma=0: the CUDA-core one, for measuring) for steps of
-        // several rows, and for single rows of int4. Single rows of int8
-        // stay on the CUDA-core kernel: on an H100 (8B shape, per channel)
-        // it ran a decode step in 4.26 ms against 5.25 on the tensor cores,
-        // whose int8-to-bf16 decode goes through fp32. K is split over the
-        // warps of a CTA until there are about 8 warps per SM of the
-        // target's SMs (1024-row projections have only 64 row tiles).
-        cg::QuantGemvOptions mma = o;
-        mma.tensorCores = !fp8 && group % cg::quantMmaChunkWeights(bits) == 0 &&
-                          tuning.switchOn("qgemv-mma");
-        if (mma.tensorCores) {
-          mma.unroll = tuning.count("qmma-unroll", 4);
-          mma.kSplit = tuning.count("qmma-split", mmaKSplit((n + 15) / 16));
-          if (bits == 4)
-            o = mma;
-        }
+        // K is split over the warps of a CTA until there are about 8 warps
+        // per SM of the target's SMs (1024-row projections have only 64 row
+        // tiles).
+        cg::QuantGemvOptions mma = tensorCoreQgemv(o, mmaKSplit((n + 15) / 16));
+        if (mma.tensorCores && bits == 4)
+          o = mma;
         std::string key =
             "qgemv_" + str(n) + "_" + str(k) + actName + "_b" + str(bits) +
             "_g" + str(group) + rt::dtypeName(scales.dtype) +
@@ -1145,24 +1155,15 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     std::optional<cg::QuantGemvOptions> layout = quantGemvOptions(first);
     if (!layout || group.k % layout->groupSize)
       continue;
-    cg::QuantGemvOptions o = *layout;
+    cg::QuantGemvOptions o = cudaCoreQgemv(*layout);
     o.moreN.assign(group.rows.begin() + 1, group.rows.end());
-    o.k = group.k;
-    o.tensorCores = o.bits == 4 && !o.fp8 &&
-                    o.groupSize % cg::quantMmaChunkWeights(o.bits) == 0 &&
-                    tuning.switchOn("qgemv-mma");
-    if (o.tensorCores) {
-      o.unroll = tuning.count("qmma-unroll", 4);
-      // Each weight's tiles as its own qgemv would split them.
-      int64_t split = 1;
-      for (int64_t n : group.rows)
-        split = std::max(split, mmaKSplit((n + 15) / 16));
-      o.kSplit = tuning.count("qmma-split", split);
-    } else {
-      o.rowsPerWarp = tuning.count("qgemv-rows-per-warp", o.bits == 4 ? 2 : 1);
-      o.unroll = tuning.count("qgemv-unroll", 4);
-      o.warpsPerBlock = tuning.count("qgemv-warps", o.warpsPerBlock);
-    }
+    // Each weight's tiles as its own qgemv would split them.
+    int64_t split = 1;
+    for (int64_t n : group.rows)
+      split = std::max(split, mmaKSplit((n + 15) / 16));
+    cg::QuantGemvOptions mma = tensorCoreQgemv(o, split);
+    if (mma.tensorCores && o.bits == 4)
+      o = mma;
     std::string rows;
     for (int64_t n : group.rows)
       rows += "_" + str(n);
