@@ -588,6 +588,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         break;
       }
       case rt::OpKind::QuantLinear: {
+        // The activations' type: the result's may be f32 (logits).
+        std::string xName = rt::dtypeName(buf(s.operands[0]).dtype);
         const rt::Buffer &scales = buf(s.operands[2]);
         int64_t bits = s.getInt(rt::AttrKey::Bits);
         int64_t group = s.getInt(rt::AttrKey::GroupSize);
@@ -596,7 +598,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         std::optional<cg::QuantGemvOptions> layout = quantGemvOptions(s);
         if (!layout) {
           c.missing("qgemv",
-                    {{"dtype", actName},
+                    {{"dtype", xName},
                      {"bits", str(bits)},
                      {"group", str(group)},
                      {"format", fp8 ? "fp8e4m3" : "int"}},
@@ -615,8 +617,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         if (mma.tensorCores && bits == 4)
           o = mma;
         std::string key =
-            "qgemv_" + str(n) + "_" + str(k) + actName + "_b" + str(bits) +
-            "_g" + str(group) + rt::dtypeName(scales.dtype) +
+            "qgemv_" + str(n) + "_" + str(k) + xName + "_b" + str(bits) + "_g" +
+            str(group) + rt::dtypeName(scales.dtype) +
             (o.zeroPoint ? "_zp" : "") + (fp8 ? "_fp8" : "") +
             (o.bias ? "_bias" : "") + (o.outputDType ? "_of32" : "");
         c.add(key, use, [&](Request &r) {
