@@ -1646,7 +1646,8 @@ Result Checker::runDecodeStep() {
         result.pass = false;
         break;
       }
-    movedBytes = double((rows + n) * k * 2 + T * n * 2);
+    size_t yBytes = typeOf("y") == "f32" ? 4 : 2;
+    movedBytes = double((rows + n) * k * 2) + double(T * n) * yBytes;
     matmulFlops = 2.0 * double(T) * double(n) * double(k);
   } else if (family == "cast") {
     int64_t size = spec.integer("size");
