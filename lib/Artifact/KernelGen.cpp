@@ -267,8 +267,8 @@ cg::SparseMatmulOptions sparseMatmul(int64_t n, int64_t k,
   return mm;
 }
 
-std::optional<cg::MatmulOptions> skinnyMatmul(cg::MatmulOptions mm,
-                                              const KernelTuning &t) {
+std::optional<cg::MatmulOptions>
+skinnyMatmul(cg::MatmulOptions mm, const KernelTuning &t, StringRef chip) {
   // Small matrices stay on the row-chunked gemv: reading W once per 32
   // rows instead of per 8 does not repay the split-K reduction there
   // (pycoder's 0.1-1 MB weights served 5% faster without it), and the gemv
@@ -303,6 +303,13 @@ std::optional<cg::MatmulOptions> skinnyMatmul(cg::MatmulOptions mm,
   else
     return std::nullopt;
   mm.splitK = splitFor(mm.tileN);
+  // On sm_90a (knob wgmma-skinny=0: not) the swapped wgmma GEMM with the
+  // same tiles and split: W's features along wgmma's M, the 32 tokens its N.
+  if (chip == "sm_90a" && t.switchOn("wgmma-skinny")) {
+    mm.wgmma = true;
+    mm.swapAB = true;
+    mm.stages = t.count("wgmma-skinny-stages", mm.tileN == 128 ? 5 : 8);
+  }
   return mm;
 }
 
@@ -501,7 +508,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
               return cg::buildMatmulKernel(b, m, tiled);
             };
           if (std::optional<cg::MatmulOptions> skinny =
-                  skinnyMatmul(mm, tuning))
+                  skinnyMatmul(mm, tuning, options.chip))
             r.skinnyBuild = [s = *skinny](OpBuilder &b, gpu::GPUModuleOp m) {
               return cg::buildMatmulKernel(b, m, s);
             };

@@ -50,6 +50,12 @@ llvm::ArrayRef<KernelKnob> KernelTuning::knobs() {
       {"wgmma-n", K::Count,
        "wgmma prefill GEMM: features per 128-token tile (256 where they "
        "divide N, else 128)"},
+      {"wgmma-skinny", K::Switch,
+       "few-row split-K GEMM on wgmma with W as the A operand (sm_90a): 1 "
+       "on, 0 the mma.sync one (1)"},
+      {"wgmma-skinny-stages", K::Count,
+       "few-row wgmma GEMM: pipeline stages (5 for 128 features, 8 for "
+       "64)"},
       {"wgmma-stages", K::Count,
        "wgmma prefill GEMM: pipeline stages (4 for 256 features, 5 for "
        "128)"},

@@ -67,46 +67,54 @@ FailureOr<KernelSpec> kiln::codegen::buildWgmmaMatmulKernel(
     OpBuilder &builder, gpu::GPUModuleOp module, const MatmulOptions &o) {
   MLIRContext *context = builder.getContext();
   KernelDType outDType = o.outputDType.value_or(o.dtype);
-  std::string name = llvm::formatv(
-      "matmul_{0}_n{1}_k{2}{3}{4}_t{5}x{6}x{7}s{8}_wg{9}",
-      stringifyDType(o.dtype), o.n, o.k, o.bias ? "_bias" : "",
-      outDType != o.dtype ? "_o" + stringifyDType(outDType).str()
-                          : std::string(),
-      o.tileM, o.tileN, kStageK, o.stages, o.constantWeights ? "" : "_wdyn");
+  bool swap = o.swapAB, split = o.splitK > 1;
+  std::string name =
+      llvm::formatv("matmul_{0}_n{1}_k{2}{3}{4}_t{5}x{6}x{7}s{8}_wg{9}{10}{11}",
+                    stringifyDType(o.dtype), o.n, o.k, o.bias ? "_bias" : "",
+                    outDType != o.dtype ? "_o" + stringifyDType(outDType).str()
+                                        : std::string(),
+                    o.tileM, o.tileN, kStageK, o.stages, swap ? "t" : "",
+                    split ? "_sk" + std::to_string(o.splitK) : std::string(),
+                    o.constantWeights ? "" : "_wdyn");
   Location loc = NameLoc::get(StringAttr::get(context, name));
   if (o.dtype != KernelDType::F16 && o.dtype != KernelDType::BF16)
     return emitError(loc) << "the wgmma matmul takes f16 or bf16 operands";
-  if (o.tileM % kWarpgroupRows || o.tileM < kWarpgroupRows ||
-      o.tileM > 2 * kWarpgroupRows)
+  if (!swap && (o.tileM % kWarpgroupRows || o.tileM < kWarpgroupRows ||
+                o.tileM > 2 * kWarpgroupRows))
     return emitError(loc) << "wgmma tile of " << o.tileM
                           << " token rows: 64 or 128 (one warpgroup a 64)";
-  if (o.tileN < 16 || o.tileN > 256 || o.tileN % 16)
+  if (!swap && (o.tileN < 16 || o.tileN > 256 || o.tileN % 16))
     return emitError(loc) << "wgmma tile of " << o.tileN
                           << " features: a multiple of 16 up to 256";
+  if (swap && (o.tileN % kWarpgroupRows || o.tileN < kWarpgroupRows ||
+               o.tileN > 2 * kWarpgroupRows))
+    return emitError(loc) << "swapped wgmma tile of " << o.tileN
+                          << " features: 64 or 128 (one warpgroup a 64)";
+  if (swap && (o.tileM < 8 || o.tileM > 256 || o.tileM % 8))
+    return emitError(loc) << "swapped wgmma tile of " << o.tileM
+                          << " token rows: a multiple of 8 up to 256";
   if (o.tileK != kStageK)
     return emitError(loc) << "wgmma tile_k " << o.tileK << ": must be "
                           << kStageK << " (one 128-byte swizzle row)";
   if (o.stages < 3 || o.stages > 8)
     return emitError(loc) << "stages=" << o.stages
                           << ": the wgmma pipeline takes 3 to 8 stages";
-  if (o.splitK != 1)
-    return emitError(loc) << "the wgmma matmul does not split K";
-  if (o.n <= 0 || o.k <= 0 || o.n % o.tileN || o.k % kStageK)
+  if (o.splitK < 1 || o.splitK > 64)
+    return emitError(loc) << "split_k=" << o.splitK << " must be in [1, 64]";
+  if (o.n <= 0 || o.k <= 0 || o.n % o.tileN || o.k % (kStageK * o.splitK))
     return emitError(loc) << "n=" << o.n << " and k=" << o.k
                           << " must be positive multiples of the tile ("
-                          << o.tileN << ", " << kStageK << ")";
-  int64_t warpgroups = o.tileM / kWarpgroupRows;
+                          << o.tileN << ", " << kStageK * o.splitK << ")";
+  // wgmma's A operand (M rows, 64 a warpgroup) and B operand (N rows):
+  // tokens and features, or (swapped, for few rows) features and tokens.
+  int64_t aRows = swap ? o.tileN : o.tileM, bRows = swap ? o.tileM : o.tileN;
+  int64_t warpgroups = aRows / kWarpgroupRows;
   int64_t threads = warpgroups * kWarpgroupThreads;
   int64_t vec = 8; // 16-byte vectors of 2-byte elements
   int64_t chunksPerRow = kStageK / vec;
-  int64_t aVectors = o.tileM * chunksPerRow, bVectors = o.tileN * chunksPerRow;
-  if (aVectors % threads || bVectors % threads)
-    return emitError(loc) << "the " << threads
-                          << " threads must split the tiles' 16-byte vectors "
-                             "evenly";
-  int64_t aPerThread = aVectors / threads, bPerThread = bVectors / threads;
+  int64_t aVectors = aRows * chunksPerRow, bVectors = bRows * chunksPerRow;
   int64_t elementBytes = 2;
-  int64_t aStageElems = o.tileM * kStageK, bStageElems = o.tileN * kStageK;
+  int64_t aStageElems = aRows * kStageK, bStageElems = bRows * kStageK;
   int64_t stageElems = aStageElems + bStageElems;
   // One more atom: the stages start at the first 1024-byte boundary.
   int64_t sharedBytes =
@@ -115,7 +123,9 @@ FailureOr<KernelSpec> kiln::codegen::buildWgmmaMatmulKernel(
     return emitError(loc) << sharedBytes
                           << " bytes of workgroup memory exceed the "
                           << kMaxSharedBytes << " a CTA may use";
-  int64_t steps = o.k / kStageK;
+  int64_t tilesN = o.n / o.tileN;
+  int64_t kPerSplit = o.k / o.splitK;
+  int64_t steps = kPerSplit / kStageK;
   // Copies run `ahead` K steps in front of the wgmma; one wgmma group stays
   // in flight, so the stage a copy overwrites was read two steps before.
   int64_t ahead = o.stages - 2;
@@ -124,12 +134,16 @@ FailureOr<KernelSpec> kiln::codegen::buildWgmmaMatmulKernel(
   Type elementType = getElementType(context, o.dtype);
   Type f32 = b.getF32Type();
   Type i64 = b.getI64Type();
-  MatmulArgs args = createMatmulKernel(b, module, name, o, threads);
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
+  auto flagType = MemRefType::get({1}, b.getI32Type(),
+                                  MemRefLayoutAttrInterface(), workgroup);
+  MatmulArgs args =
+      createMatmulKernel(b, module, name, o, threads,
+                         split ? ArrayRef<Type>{flagType} : ArrayRef<Type>{});
   Value x = args.x, w = args.w, biasArg = args.bias, y = args.y,
         stepArg = args.step;
 
-  auto workgroup =
-      gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
   auto bytesType = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
                                    MemRefLayoutAttrInterface(), workgroup);
   Value shared = gpu::DynamicSharedMemoryOp::create(b, bytesType);
@@ -150,60 +164,77 @@ FailureOr<KernelSpec> kiln::codegen::buildWgmmaMatmulKernel(
   Value warpgroup = b.divU(tid, kWarpgroupThreads);
   Value rowBase = b.mul(b.blockIdY(), o.tileM);
   Value colBase = b.mul(b.blockIdX(), o.tileN);
+  Value kBase = split ? b.mul(b.blockIdZ(), kPerSplit) : b.index(0);
   Value numRows = arith::IndexCastOp::create(
       b, b.getIndexType(),
       memref::LoadOp::create(b, stepArg, ValueRange{b.index(0)}));
   Value lastRow = b.sub(numRows, b.index(1));
 
-  // Each thread's vectors: tile row, swizzled element offset in the stage
-  // (relative to its operand's tile), global row.
+  // Each thread's 16-byte vectors of one operand tile: swizzled element
+  // offset in the stage (relative to the tile), global row and column.
   struct Vector {
     Value offset, globalRow, column;
   };
-  auto vectorAt = [&](int64_t i, bool isX) {
-    Value v = b.add(tid, i * threads);
-    Value row = b.divU(v, chunksPerRow), chunk = b.remU(v, chunksPerRow);
-    Value swizzled = arith::XOrIOp::create(b, chunk, b.remU(row, 8));
-    Vector r;
-    r.offset = b.add(b.mul(row, kStageK), b.mul(swizzled, vec));
-    r.column = b.mul(chunk, vec);
-    // Rows past T read the last row (valid memory); they are not stored.
-    r.globalRow =
-        isX ? Value(arith::MinUIOp::create(b, b.add(rowBase, row), lastRow))
-            : b.add(colBase, row);
-    return r;
+  auto vectorsOf = [&](int64_t rows, bool isX) {
+    SmallVector<Vector> out;
+    for (int64_t i = 0; i * threads < rows * chunksPerRow; ++i) {
+      Value v = b.add(tid, i * threads);
+      Value row = b.divU(v, chunksPerRow), chunk = b.remU(v, chunksPerRow);
+      Value swizzled = arith::XOrIOp::create(b, chunk, b.remU(row, 8));
+      Vector r;
+      r.offset = b.add(b.mul(row, kStageK), b.mul(swizzled, vec));
+      r.column = b.mul(chunk, vec);
+      // Rows past T read the last row (valid memory); they are not stored.
+      r.globalRow =
+          isX ? Value(arith::MinUIOp::create(b, b.add(rowBase, row), lastRow))
+              : b.add(colBase, row);
+      out.push_back(r);
+    }
+    return out;
   };
-  SmallVector<Vector> aVecs, bVecs;
-  for (int64_t i = 0; i < aPerThread; ++i)
-    aVecs.push_back(vectorAt(i, /*isX=*/true));
-  for (int64_t i = 0; i < bPerThread; ++i)
-    bVecs.push_back(vectorAt(i, /*isX=*/false));
+  if (aVectors % threads || bVectors % threads)
+    return emitError(loc) << "the " << threads
+                          << " threads must split the tiles' 16-byte vectors "
+                             "evenly";
+  // x's tile is A unless swapped; W's the other.
+  int64_t xRows = swap ? bRows : aRows, wRows = swap ? aRows : bRows;
+  int64_t xSlot = swap ? aStageElems : 0, wSlot = swap ? 0 : aStageElems;
+  SmallVector<Vector> xVecs = vectorsOf(xRows, /*isX=*/true);
+  SmallVector<Vector> wVecs = vectorsOf(wRows, /*isX=*/false);
 
   auto copyTiles = [&](Value step, Value stage, bool withX, bool withW) {
-    Value k0 = b.mul(step, kStageK);
-    Value aBase = b.mul(stage, stageElems);
-    Value bBase = b.add(aBase, aStageElems);
+    Value k0 = b.add(kBase, b.mul(step, kStageK));
+    Value stageBase = b.mul(stage, stageElems);
     auto copy = [&](Value dstOffset, Value src, Value row, Value column) {
       nvgpu::DeviceAsyncCopyOp::create(
           b, nvgpu::DeviceAsyncTokenType::get(context), stagesTile,
           ValueRange{dstOffset}, src, ValueRange{row, b.add(k0, column)},
           b.getIndexAttr(vec), Value(), b.getUnitAttr());
     };
-    for (const Vector &v : withX ? ArrayRef(aVecs) : ArrayRef<Vector>())
-      copy(b.add(aBase, v.offset), x, v.globalRow, v.column);
-    for (const Vector &v : withW ? ArrayRef(bVecs) : ArrayRef<Vector>())
-      copy(b.add(bBase, v.offset), w, v.globalRow, v.column);
+    auto slotBase = [&](int64_t slot) {
+      return slot ? b.add(stageBase, slot) : stageBase;
+    };
+    if (withX) {
+      Value base = slotBase(xSlot);
+      for (const Vector &v : xVecs)
+        copy(b.add(base, v.offset), x, v.globalRow, v.column);
+    }
+    if (withW) {
+      Value base = slotBase(wSlot);
+      for (const Vector &v : wVecs)
+        copy(b.add(base, v.offset), w, v.globalRow, v.column);
+    }
   };
   auto commit = [&] { NVVM::CpAsyncCommitGroupOp::create(b); };
 
-  int64_t accCount = o.tileN / 2;
+  int64_t accCount = bRows / 2;
   auto accType = LLVM::LLVMStructType::getLiteral(
       context, SmallVector<Type>(accCount, f32));
   NVVM::WGMMATypes operandType = o.dtype == KernelDType::BF16
                                      ? NVVM::WGMMATypes::bf16
                                      : NVVM::WGMMATypes::f16;
-  auto shape = NVVM::MMAShapeAttr::get(context, kWarpgroupRows, o.tileN, 16);
-  // This warpgroup's 64 rows of x, and all of W, in stage `stage`; each
+  auto shape = NVVM::MMAShapeAttr::get(context, kWarpgroupRows, bRows, 16);
+  // This warpgroup's 64 rows of A, and all of B, in stage `stage`; each
   // 16-deep slice of K starts 32 bytes further into the swizzled rows.
   Value aRowsBytes = arith::IndexCastUIOp::create(
       b, i64, b.mul(warpgroup, kWarpgroupRows * kStageK * elementBytes));
@@ -270,8 +301,9 @@ FailureOr<KernelSpec> kiln::codegen::buildWgmmaMatmulKernel(
   Value acc = loop.getResult(0);
 
   // Accumulator element e of a warpgroup's m64nN tile: n8 block j = e / 4,
-  // row 16 * warp + lane / 4 (+ 8 for e % 4 >= 2), column 8 j + 2 (lane %
-  // 4) + e % 2 -- mma.sync's m16n8 layout repeated along N.
+  // A row 16 * warp + lane / 4 (+ 8 for e % 4 >= 2), B row 8 j + 2 (lane %
+  // 4) + e % 2 -- mma.sync's m16n8 layout repeated along N. Each pair
+  // (e, e + 1) is two adjacent B rows of one A row.
   Value lane = b.remU(tid, kWarpSize);
   Value warpInGroup = b.remU(b.divU(tid, kWarpSize), 4);
   Value laneRow =
@@ -279,25 +311,107 @@ FailureOr<KernelSpec> kiln::codegen::buildWgmmaMatmulKernel(
             b.divU(lane, 4));
   Value laneCol = b.mul(b.remU(lane, 4), 2);
   auto pairType = VectorType::get({2}, f32);
-  for (int64_t j = 0; j < o.tileN / 8; ++j)
-    for (int64_t half = 0; half < 2; ++half) {
-      int64_t e = 4 * j + 2 * half;
-      Value pair = vector::FromElementsOp::create(
-          b, pairType,
-          ValueRange{LLVM::ExtractValueOp::create(b, acc, e),
-                     LLVM::ExtractValueOp::create(b, acc, e + 1)});
-      Value gRow = b.add(rowBase, b.add(laneRow, half * 8));
-      Value gCol = b.add(colBase, b.add(laneCol, j * 8));
+  struct Pair {
+    int64_t e;
+    Value aRow, bRow;
+  };
+  SmallVector<Pair> pairs;
+  for (int64_t j = 0; j < bRows / 8; ++j)
+    for (int64_t half = 0; half < 2; ++half)
+      pairs.push_back(
+          {4 * j + 2 * half, b.add(laneRow, half * 8), b.add(laneCol, j * 8)});
+  auto pairValue = [&](const Pair &p) {
+    return vector::FromElementsOp::create(
+               b, pairType,
+               ValueRange{LLVM::ExtractValueOp::create(b, acc, p.e),
+                          LLVM::ExtractValueOp::create(b, acc, p.e + 1)})
+        .getResult();
+  };
+  // Writes a finished pair: one token row and two features, or (swapped)
+  // two token rows of one feature; bias added, rows past T skipped.
+  auto storePair = [&](Value pair, const Pair &p) {
+    if (!swap) {
+      Value gRow = b.add(rowBase, p.aRow), gCol = b.add(colBase, p.bRow);
       if (biasArg)
         pair = arith::AddFOp::create(b, pair, b.loadF32(biasArg, {gCol}, 2));
       b.ifThen(b.cmp(arith::CmpIPredicate::ult, gRow, numRows), [&] {
         b.storeFromF32(pair, y, {gRow, gCol});
       });
+      return;
     }
+    Value gCol = b.add(colBase, p.aRow);
+    Value bias = biasArg ? b.loadF32(biasArg, {gCol}, 1) : Value();
+    for (int64_t i = 0; i < 2; ++i) {
+      Value gRow = b.add(rowBase, b.add(p.bRow, i));
+      Value one = vector::FromElementsOp::create(
+          b, VectorType::get({1}, f32),
+          ValueRange{vector::ExtractOp::create(b, pair, ArrayRef<int64_t>{i})});
+      if (bias)
+        one = arith::AddFOp::create(b, one, bias);
+      b.ifThen(b.cmp(arith::CmpIPredicate::ult, gRow, numRows), [&] {
+        b.storeFromF32(one, y, {gRow, gCol});
+      });
+    }
+  };
+
+  if (!split) {
+    for (const Pair &p : pairs)
+      storePair(pairValue(p), p);
+  } else {
+    // Split-K: publish this CTA's fp32 tile (A rows x B rows, pairs
+    // contiguous), count the arrivals at the output tile; the last CTA sums
+    // the splitK partials in split order (the result does not depend on
+    // which CTA finished last) and resets the counter for the next launch.
+    Value tile = b.add(b.mul(b.blockIdY(), tilesN), b.blockIdX());
+    auto partialAt = [&](Value z, const Pair &p) {
+      Value record = b.add(b.mul(tile, o.splitK), z);
+      return b.add(b.mul(b.add(b.mul(record, aRows), p.aRow), bRows), p.bRow);
+    };
+    for (const Pair &p : pairs)
+      b.storeVector(pairValue(p), args.partials, {partialAt(b.blockIdZ(), p)},
+                    8);
+    b.fenceGpu();
+    gpu::BarrierOp::create(b);
+    Type i32 = b.getI32Type();
+    Value flag = args.func.getWorkgroupAttributions()[0];
+    Value zeroIndex = b.index(0);
+    b.ifThen(b.cmp(arith::CmpIPredicate::eq, tid, 0), [&] {
+      Value one = arith::ConstantIntOp::create(b, i32, 1);
+      Value before = memref::AtomicRMWOp::create(
+          b, arith::AtomicRMWKind::addi, one, args.counters, ValueRange{tile});
+      Value last = arith::CmpIOp::create(
+          b, arith::CmpIPredicate::eq, before,
+          arith::ConstantIntOp::create(b, i32, o.splitK - 1));
+      b.ifThen(last, [&] {
+        memref::StoreOp::create(b, arith::ConstantIntOp::create(b, i32, 0),
+                                args.counters, ValueRange{tile});
+      });
+      memref::StoreOp::create(b, arith::ExtUIOp::create(b, i32, last), flag,
+                              ValueRange{zeroIndex});
+    });
+    gpu::BarrierOp::create(b);
+    Value isLast = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::ne,
+        memref::LoadOp::create(b, flag, ValueRange{zeroIndex}),
+        arith::ConstantIntOp::create(b, i32, 0));
+    b.ifThen(isLast, [&] {
+      b.fenceGpu();
+      for (const Pair &p : pairs) {
+        Value sum = b.f32Splat(0.0, 2);
+        for (int64_t z = 0; z < o.splitK; ++z)
+          sum = arith::AddFOp::create(
+              b, sum,
+              b.loadVector(args.partials, {partialAt(b.index(z), p)}, 2, 8));
+        storePair(sum, p);
+      }
+    });
+  }
   gpu::ReturnOp::create(b);
 
   return describeMatmul(o, name, threads, sharedBytes, [&](KernelSpec &spec) {
     spec.addParam("stages", o.stages);
-    spec.addParam("wgmma", 1);
+    if (split)
+      spec.addParam("split_k", o.splitK);
+    spec.addParam("wgmma", swap ? "swap" : "1");
   });
 }

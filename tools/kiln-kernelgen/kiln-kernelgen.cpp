@@ -193,6 +193,10 @@ static cl::opt<bool> dynamicWeights(
     cl::desc("matmul: W is written by the previous kernel (no W copies "
              "before the grid dependency wait)"));
 static cl::opt<bool>
+    swapAB("swap-ab", cl::cat(category),
+           cl::desc("matmul --wgmma: W as wgmma's A operand (tile-n features "
+                    "along M, 64 or 128), the tile-m tokens its N (few rows)"));
+static cl::opt<bool>
     matmulBias("bias", cl::cat(category),
                cl::desc("matmul: add a bias[n] argument in the epilogue"));
 static cl::opt<std::string>
@@ -333,7 +337,8 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
     add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint, &quantFp8});
   else if (family == "matmul")
     add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages,
-         &splitK, &dynamicWeights, &wgmma, &matmulBias, &outDTypeName});
+         &splitK, &dynamicWeights, &wgmma, &swapAB, &matmulBias,
+         &outDTypeName});
   else if (family == "smatmul")
     add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages});
   else if (family == "sgemv")
@@ -580,6 +585,7 @@ int main(int argc, char **argv) {
     options.splitK = splitK;
     options.constantWeights = !dynamicWeights;
     options.wgmma = wgmma;
+    options.swapAB = swapAB;
     if (wgmma && !tileK.getNumOccurrences())
       options.tileK = 64;
     options.bias = matmulBias;

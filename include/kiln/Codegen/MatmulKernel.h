@@ -60,6 +60,11 @@ struct MatmulOptions {
   /// 128 (one warpgroup of 4 warps a 64 rows), tileN a multiple of 16 up to
   /// 256, tileK 64, no split; warpsM/warpsN are ignored. sm_90a only.
   bool wgmma = false;
+  /// wgmma for steps of few rows: W is wgmma's A operand (tileN features
+  /// along M, 64 or 128: one warpgroup a 64) and the tile's tokens its N
+  /// (tileM a multiple of 8 up to 256), so a 32-row step wastes no part of
+  /// the m64 instruction; with splitK as the mma.sync few-row GEMM.
+  bool swapAB = false;
 };
 
 /// Appends `gpu.func @matmul_<dtype>_n<N>_k<K>[_bias][_o<out>][_t<tile>]
