@@ -19,6 +19,9 @@ llvm::ArrayRef<KernelKnob> KernelTuning::knobs() {
       {"gated-rows-per-warp", K::Count,
        "fused gate/up gemv: output rows per warp"},
       {"gated-warps", K::Count, "fused gate/up gemv: warps per CTA"},
+      {"grouped-skinny", K::Switch,
+       "few-row GEMM: a layer's q, k and v in one launch (sm_90a wgmma "
+       "few-row GEMM): 1 on, 0 one launch each (1)"},
       {"qgemv-mma", K::Switch,
        "0: every quantized step on the CUDA-core qgemv (1: the tensor-core "
        "qgemv where it serves)"},

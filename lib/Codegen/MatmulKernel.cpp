@@ -50,6 +50,9 @@ FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
   Location loc = NameLoc::get(StringAttr::get(context, name));
   if (o.dtype != KernelDType::F16 && o.dtype != KernelDType::BF16)
     return emitError(loc) << "matmul takes f16 or bf16 operands";
+  if (!o.moreN.empty())
+    return emitError(loc) << "a grouped GEMM (further weights) is the "
+                             "swapped wgmma GEMM's (--wgmma --swap-ab)";
   int64_t warps = o.warpsM * o.warpsN;
   int64_t warpM = o.tileM / std::max<int64_t>(o.warpsM, 1);
   int64_t warpN = o.tileN / std::max<int64_t>(o.warpsN, 1);

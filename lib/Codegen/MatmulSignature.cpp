@@ -5,6 +5,7 @@
 #include "kiln/Codegen/GemvKernel.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "llvm/ADT/STLExtras.h"
 
 using namespace mlir;
 using namespace kiln::codegen;
@@ -19,24 +20,31 @@ kiln::codegen::createMatmulKernel(KernelBuilder &b, gpu::GPUModuleOp module,
       getElementType(context, o.outputDType.value_or(o.dtype));
   bool split = o.splitK > 1;
   SmallVector<Type> argTypes = {
-      MemRefType::get({kGemvMaxRows, o.k}, elementType),
-      MemRefType::get({o.n, o.k}, elementType)};
-  SmallVector<ArgAccess> access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly};
+      MemRefType::get({kGemvMaxRows, o.k}, elementType)};
+  SmallVector<ArgAccess> access = {ArgAccess::ReadOnly};
+  for (int64_t n : o.allN()) {
+    argTypes.push_back(MemRefType::get({n, o.k}, elementType));
+    access.push_back(ArgAccess::ReadOnly);
+  }
   if (o.bias) {
     argTypes.push_back(MemRefType::get({o.n}, elementType));
     access.push_back(ArgAccess::ReadOnly);
   }
-  argTypes.append({MemRefType::get({kGemvMaxRows, o.n}, outElementType),
-                   MemRefType::get({4}, b.getI32Type())});
-  access.append({ArgAccess::WriteOnly, ArgAccess::ReadOnly});
+  for (int64_t n : o.allN()) {
+    argTypes.push_back(MemRefType::get({kGemvMaxRows, n}, outElementType));
+    access.push_back(ArgAccess::WriteOnly);
+  }
+  argTypes.push_back(MemRefType::get({4}, b.getI32Type()));
+  access.push_back(ArgAccess::ReadOnly);
   if (split) {
     // Per row tile, splitK fp32 partial tiles and one arrival counter per
     // column tile (sized for the most rows a step may have).
     int64_t maxRowTiles = kGemvMaxRows / o.tileM;
     argTypes.append(
-        {MemRefType::get({maxRowTiles * o.splitK * o.tileM * o.n},
+        {MemRefType::get({maxRowTiles * o.splitK * o.tileM * o.totalN()},
                          b.getF32Type()),
-         MemRefType::get({maxRowTiles * (o.n / o.tileN)}, b.getI32Type())});
+         MemRefType::get({maxRowTiles * (o.totalN() / o.tileN)},
+                         b.getI32Type())});
     access.append({ArgAccess::ReadWrite, ArgAccess::ReadWrite});
   }
   MatmulArgs args;
@@ -45,9 +53,13 @@ kiln::codegen::createMatmulKernel(KernelBuilder &b, gpu::GPUModuleOp module,
   unsigned next = 0;
   args.x = args.func.getArgument(next++);
   args.w = args.func.getArgument(next++);
+  for (size_t i = 0; i < o.moreN.size(); ++i)
+    args.moreW.push_back(args.func.getArgument(next++));
   if (o.bias)
     args.bias = args.func.getArgument(next++);
   args.y = args.func.getArgument(next++);
+  for (size_t i = 0; i < o.moreN.size(); ++i)
+    args.moreY.push_back(args.func.getArgument(next++));
   args.step = args.func.getArgument(next++);
   if (split) {
     args.partials = args.func.getArgument(next++);
@@ -61,7 +73,10 @@ kiln::codegen::describeMatmul(const MatmulOptions &o, StringRef name,
                               int64_t threads, int64_t sharedBytes,
                               function_ref<void(KernelSpec &)> variantParams) {
   KernelDType outDType = o.outputDType.value_or(o.dtype);
-  int64_t tilesN = o.n / o.tileN;
+  int64_t tilesN = o.totalN() / o.tileN;
+  std::string allN;
+  for (int64_t n : o.allN())
+    allN += (allN.empty() ? "" : "_") + std::to_string(n);
   KernelSpec spec;
   spec.family = "matmul";
   spec.name = name.str();
@@ -69,7 +84,10 @@ kiln::codegen::describeMatmul(const MatmulOptions &o, StringRef name,
   spec.block = {threads, 1, 1};
   spec.dynamicSharedBytes = sharedBytes;
   spec.addParam("dtype", stringifyDType(o.dtype));
-  spec.addParam("n", o.n);
+  if (o.moreN.empty())
+    spec.addParam("n", o.n);
+  else
+    spec.addParam("n", allN);
   spec.addParam("k", o.k);
   spec.addParam("tokens", o.tileM);
   spec.addParam("tile_n", o.tileN);
@@ -79,17 +97,24 @@ kiln::codegen::describeMatmul(const MatmulOptions &o, StringRef name,
     spec.addParam("bias", 1);
   if (outDType != o.dtype)
     spec.addParam("out_dtype", stringifyDType(outDType));
-  spec.args = {{"x", o.dtype, {o.tileM, o.k}, false},
-               {"w", o.dtype, {o.n, o.k}, false}};
+  // Members after the first: w1, y1, w2, y2...
+  auto member = [](const char *base, size_t i) {
+    return i ? base + std::to_string(i) : std::string(base);
+  };
+  SmallVector<int64_t, 3> members = o.allN();
+  spec.args = {{"x", o.dtype, {o.tileM, o.k}, false}};
+  for (auto [i, n] : llvm::enumerate(members))
+    spec.args.push_back({member("w", i), o.dtype, {n, o.k}, false});
   if (o.bias)
     spec.args.push_back({"bias", o.dtype, {o.n}, false});
-  spec.args.push_back({"y", outDType, {o.tileM, o.n}, true});
+  for (auto [i, n] : llvm::enumerate(members))
+    spec.args.push_back({member("y", i), outDType, {o.tileM, n}, true});
   spec.args.push_back({"step", KernelDType::I32, {4}, false});
   if (o.splitK > 1) {
     // Per row tile of tileM rows: the device multiplies by the row tiles.
     spec.args.push_back({"partials",
                          KernelDType::F32,
-                         {o.splitK * o.tileM * o.n},
+                         {o.splitK * o.tileM * o.totalN()},
                          false,
                          true,
                          false});

@@ -19,22 +19,25 @@ namespace kiln {
 namespace codegen {
 
 /// The GEMM's arguments in order; bias, partials and counters are null
-/// when absent.
+/// when absent. moreW/moreY: the grouped members' w1.. and y1...
 struct MatmulArgs {
   mlir::gpu::GPUFuncOp func;
   mlir::Value x, w, bias, y, step, partials, counters;
+  llvm::SmallVector<mlir::Value, 2> moreW, moreY;
 };
 
 /// Creates the kernel `name` with the GEMM's arguments: x [kGemvMaxRows, K],
-/// w [N, K], [bias [N],] y [kGemvMaxRows, N] of the output type, step
-/// [4], and with o.splitK > 1 the fp32 partial tiles and arrival counters.
+/// w [N, K], w1 [N1, K].., [bias [N],] y [kGemvMaxRows, N] of the output
+/// type, y1.., step [4], and with o.splitK > 1 the fp32 partial tiles and
+/// arrival counters (over all members' tiles).
 MatmulArgs createMatmulKernel(KernelBuilder &b, mlir::gpu::GPUModuleOp module,
                               llvm::StringRef name, const MatmulOptions &o,
                               int64_t threads,
                               llvm::ArrayRef<mlir::Type> workgroup = {});
 
 /// The GEMM's launch contract: grid (N / tileN, 1, splitK) with y scaled by
-/// the step's row tiles, its shape parameters (dtype, n, k, tokens, tile_n,
+/// the step's row tiles (x: every member's tiles), its shape parameters
+/// (dtype, n -- "N_N1_N2" for a grouped GEMM --, k, tokens, tile_n,
 /// tile_k, then what `variantParams` adds, then bias and out_dtype) and
 /// its arguments.
 KernelSpec describeMatmul(const MatmulOptions &o, llvm::StringRef name,

@@ -151,6 +151,11 @@ struct StepProgram {
   /// launch (-1: none), and its arguments.
   int32_t multiKernel = -1;
   std::vector<ArgRef> multiArgs;
+  /// The same group's grouped few-row GEMM (-1: none), for steps of 2 to
+  /// tiledMinRows() - 1 rows; grid.y = ceil(rows / groupedRows).
+  int32_t groupedKernel = -1;
+  int64_t groupedRows = 1;
+  std::vector<ArgRef> groupedArgs;
   /// An Add whose RMSNorm follows (StepFusion.h): the add_rms_norm kernel
   /// that computes both (-1: none), its arguments and the rows it covers.
   int32_t addNormKernel = -1;
@@ -898,28 +903,63 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     StepProgram &head = p.steps[group.steps.front()];
     head.multiKernel = static_cast<int32_t>(multi - table.kernels.data());
     bool transposed = first.getInt(AttrKey::TransposeWeight) != 0;
-    for (const KernelArgInfo &arg : multi->args) {
-      // x, w, w1.., y, y1..: the member's index follows the letter.
-      size_t member = arg.name.size() > 1 ? std::stoul(arg.name.substr(1)) : 0;
-      if (member >= group.steps.size())
-        return makeError(StatusCode::FailedPrecondition, "kernel '",
-                         multi->name, "' has an argument '", arg.name,
-                         "' beyond its ", group.steps.size(), " linears");
-      const Step &s = entry.steps[group.steps[member]];
-      ArgRef a;
-      if (arg.name[0] == 'x') {
-        a = buffer(s.operands[0]);
-      } else if (arg.name[0] == 'y') {
-        a = buffer(s.results[0]);
-      } else {
-        bool nk = multi->weightLayout == WeightLayout::NK && !transposed;
-        a = buffer(s.operands[1], /*markStored=*/!nk);
-        if (nk) {
-          a.source = Source::WeightNK;
-          transposed_[a.id].reset(new Memory());
+    // x, w, w1.., y, y1..: the member's index follows the letter; the
+    // grouped GEMM adds step, partials and counters (whole buffers: it
+    // indexes rows itself).
+    auto bindMembers = [&](const KernelInfo &k,
+                           std::vector<ArgRef> &out) -> Status {
+      for (const KernelArgInfo &arg : k.args) {
+        ArgRef a;
+        if (arg.name == "step") {
+          a.source = Source::StepInfo;
+          a.id = 0;
+        } else if (arg.name == "partials") {
+          a.source = Source::Partials;
+          p.partialFloatsPerRow =
+              std::max(p.partialFloatsPerRow,
+                       arg.shape[0] / int64_t(std::stoll(k.param("tokens"))));
+        } else if (arg.name == "counters") {
+          a.source = Source::Counters;
+          p.countersPerRowTile = std::max(p.countersPerRowTile, arg.shape[0]);
+        } else {
+          size_t member =
+              arg.name.size() > 1 ? std::stoul(arg.name.substr(1)) : 0;
+          if (member >= group.steps.size())
+            return makeError(StatusCode::FailedPrecondition, "kernel '",
+                             k.name, "' has an argument '", arg.name,
+                             "' beyond its ", group.steps.size(), " linears");
+          const Step &s = entry.steps[group.steps[member]];
+          if (arg.name[0] == 'x') {
+            a = buffer(s.operands[0]);
+          } else if (arg.name[0] == 'y') {
+            a = buffer(s.results[0]);
+          } else {
+            bool nk = k.weightLayout == WeightLayout::NK && !transposed;
+            a = buffer(s.operands[1], /*markStored=*/!nk);
+            if (nk) {
+              a.source = Source::WeightNK;
+              transposed_[a.id].reset(new Memory());
+            }
+          }
         }
+        a.tokenRowBytes = 0;
+        out.push_back(a);
       }
-      head.multiArgs.push_back(a);
+      return Status::ok();
+    };
+    KILN_RETURN_IF_ERROR(bindMembers(*multi, head.multiArgs));
+    // The grouped few-row GEMM named by the gemv_multi kernel (steps of 2
+    // to tiledMinRows() - 1 rows).
+    if (std::string name = multi->param("skinny"); !name.empty()) {
+      const KernelInfo *grouped = table.find(name);
+      if (!grouped || grouped->status != KernelStatus::Generated)
+        return makeError(StatusCode::FailedPrecondition, "kernel '",
+                         multi->name, "' names a missing skinny variant '",
+                         name, "'");
+      head.groupedKernel =
+          static_cast<int32_t>(grouped - table.kernels.data());
+      head.groupedRows = std::stoll(grouped->param("tokens"));
+      KILN_RETURN_IF_ERROR(bindMembers(*grouped, head.groupedArgs));
     }
     for (size_t m = 1; m < group.steps.size(); ++m)
       p.steps[group.steps[m]].fusedInto =
@@ -1355,6 +1395,14 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
         fusedGroup = static_cast<int64_t>(stepIndex);
         KILN_RETURN_IF_ERROR(
             launchKernel(sp.multiKernel, sp.multiArgs, 0, 0, 1));
+        continue;
+      }
+      if (sp.groupedKernel >= 0 && T > 1 && T < tiledMinRows() &&
+          skinnyEnabled() && multiGemvEnabled()) {
+        fusedGroup = static_cast<int64_t>(stepIndex);
+        KILN_RETURN_IF_ERROR(
+            launchKernel(sp.groupedKernel, sp.groupedArgs, 0, 0,
+                         (T + sp.groupedRows - 1) / sp.groupedRows));
         continue;
       }
       if (sp.kind == OpKind::GatherLastTokens) {

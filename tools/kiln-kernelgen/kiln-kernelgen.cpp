@@ -217,8 +217,9 @@ static cl::opt<bool>
                          "x + residual stored as `sum`, then normalized)"));
 static cl::list<int64_t> moreN(
     "more-n", cl::CommaSeparated, cl::cat(category),
-    cl::desc("gemv, qgemv: row counts of further weights that read the same x "
-             "(a multi-weight gemv, e.g. q, k and v)"));
+    cl::desc("gemv, qgemv, matmul (--wgmma --swap-ab): row counts of further "
+             "weights that read the same x (a multi-weight gemv or grouped "
+             "GEMM, e.g. q, k and v)"));
 static cl::opt<int64_t> quantBits("bits", cl::init(4), cl::cat(category),
                                   cl::desc("qgemv: bits per weight (4 or 8)"));
 static cl::opt<int64_t>
@@ -338,7 +339,7 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
   else if (family == "matmul")
     add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages,
          &splitK, &dynamicWeights, &wgmma, &swapAB, &matmulBias,
-         &outDTypeName});
+         &outDTypeName, static_cast<const cl::Option *>(std::addressof(moreN))});
   else if (family == "smatmul")
     add({&gemvN, &gemvK, &tileM, &tileN, &tileK, &warpsM, &warpsN, &stages});
   else if (family == "sgemv")
@@ -586,6 +587,7 @@ int main(int argc, char **argv) {
     options.constantWeights = !dynamicWeights;
     options.wgmma = wgmma;
     options.swapAB = swapAB;
+    options.moreN.assign(moreN.begin(), moreN.end());
     if (wgmma && !tileK.getNumOccurrences())
       options.tileK = 64;
     options.bias = matmulBias;

@@ -13,6 +13,7 @@
 #include "kiln/Codegen/KernelSpec.h"
 
 #include "mlir/Support/LLVM.h"
+#include "llvm/ADT/SmallVector.h"
 
 #include <optional>
 
@@ -65,6 +66,27 @@ struct MatmulOptions {
   /// (tileM a multiple of 8 up to 256), so a 32-row step wastes no part of
   /// the m64 instruction; with splitK as the mma.sync few-row GEMM.
   bool swapAB = false;
+  /// Further weights that share x (a layer's k and v after q): one launch
+  /// computes every member, W_i [moreN[i], K] -> y_i [rows, moreN[i]]
+  /// (arguments w1.., y1.. after w and y), each member's tiles along grid x
+  /// after the previous member's. A batched decode step's k and v alone
+  /// are too few tiles to fill the SMs. Swapped wgmma only, no bias; every
+  /// member's N a multiple of tileN.
+  llvm::SmallVector<int64_t, 2> moreN;
+
+  /// N of every member, in order.
+  llvm::SmallVector<int64_t, 3> allN() const {
+    llvm::SmallVector<int64_t, 3> all = {n};
+    all.append(moreN.begin(), moreN.end());
+    return all;
+  }
+  /// Features over all members.
+  int64_t totalN() const {
+    int64_t total = n;
+    for (int64_t m : moreN)
+      total += m;
+    return total;
+  }
 };
 
 /// Appends `gpu.func @matmul_<dtype>_n<N>_k<K>[_bias][_o<out>][_t<tile>]
@@ -85,7 +107,9 @@ mlir::FailureOr<KernelSpec> buildMatmulKernel(mlir::OpBuilder &builder,
                                               const MatmulOptions &options);
 
 /// `matmul_<dtype>_n<N>_k<K>[_bias][_o<out>]_t<M>x<N>x64s<stages>_wg[_wdyn]
-/// (x, w, [bias,] y, step)`: the same contract as the mma.sync GEMM (grid
+/// (x, w, [bias,] y, step)`, with moreN
+/// `matmul_<dtype>_n<N>_<N1>.._k<K>..._wgt[_sk<S>](x, w, w1.., y, y1.., step,
+/// ...)`: the same contract as the mma.sync GEMM (grid
 /// n / tileN, y scaled by the rows a step has) on wgmma.mma_async, both
 /// operands from 128-byte-swizzled workgroup memory filled by cp.async.
 mlir::FailureOr<KernelSpec>

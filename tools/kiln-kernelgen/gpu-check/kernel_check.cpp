@@ -1590,8 +1590,14 @@ Result Checker::runDecodeStep() {
   } else if (family == "matmul") {
     // Dense GEMM (mma.sync or wgmma): x [rows, K] with rows from the
     // contract's x (override args= and grid= for several row tiles), T =
-    // rows - 3 so the last tile is ragged; fp64 reference of x . W^T.
-    int64_t n = spec.integer("n"), k = spec.integer("k");
+    // rows - 3 so the last tile is ragged; fp64 reference of x . W^T. A
+    // grouped GEMM lists each member's N ("2048_512_512"); member i > 0
+    // reads w<i> and writes y<i>, each checked on its own.
+    std::vector<int64_t> members;
+    std::stringstream memberList(spec.get("n"));
+    for (std::string part; std::getline(memberList, part, '_');)
+      members.push_back(std::stoll(part));
+    int64_t k = spec.integer("k");
     int64_t tile = spec.integer("tokens");
     int64_t rows = 0;
     for (const ArgDesc &d : args.descs)
@@ -1603,52 +1609,67 @@ Result Checker::runDecodeStep() {
     if (int64_t(grid[1]) * tile < T)
       die("matmul: grid.y=" + std::to_string(grid[1]) + " tiles of " +
           std::to_string(tile) + " rows do not cover T=" + std::to_string(T));
+    auto memberName = [](const char *base, size_t i) {
+      return i ? base + std::to_string(i) : std::string(base);
+    };
     std::vector<float> x = uniform(rows * k, -1.f, 1.f);
-    std::vector<float> w = uniform(n * k, -1.f, 1.f);
     upload("x", x);
-    upload("w", w);
+    std::vector<std::vector<float>> ws;
+    for (size_t i = 0; i < members.size(); ++i) {
+      ws.push_back(uniform(members[i] * k, -1.f, 1.f));
+      upload(memberName("w", i), ws.back());
+    }
     std::vector<float> bias;
     if (args.has("bias")) {
-      bias = uniform(n, -1.f, 1.f);
+      bias = uniform(members[0], -1.f, 1.f);
       upload("bias", bias);
     }
     put(args["step"], std::vector<int32_t>{int32_t(T), 0, 0, 0});
     std::vector<CUdeviceptr> pointers = args.pointers();
     launchOnce(pointers);
-    std::vector<float> out = fetch("y");
-    // Large products: every stride-th row (and the last tile's), so the
-    // fp64 reference stays within ~4 G multiply-adds.
-    int64_t stride =
-        std::max<int64_t>(1, static_cast<int64_t>(double(T) * n * k / 4e9) + 1);
-    std::vector<double> ref;
-    std::vector<float> got;
-    for (int64_t t = 0; t < T; ++t) {
-      if (t % stride && t < T - tile)
-        continue;
-      for (int64_t r = 0; r < n; ++r) {
-        double sum = bias.empty() ? 0.0 : double(bias[r]);
-        const float *xr = &x[t * k], *wr = &w[r * k];
-        for (int64_t i = 0; i < k; ++i)
-          sum += double(xr[i]) * double(wr[i]);
-        ref.push_back(sum);
-        got.push_back(out[t * n + r]);
+    int64_t totalN = 0;
+    for (size_t i = 0; i < members.size(); ++i) {
+      int64_t n = members[i];
+      totalN += n;
+      std::vector<float> out = fetch(memberName("y", i));
+      // Large products: every stride-th row (and the last tile's), so the
+      // fp64 reference stays within ~4 G multiply-adds.
+      int64_t stride = std::max<int64_t>(
+          1, static_cast<int64_t>(double(T) * n * k / 4e9) + 1);
+      std::vector<double> ref;
+      std::vector<float> got;
+      for (int64_t t = 0; t < T; ++t) {
+        if (t % stride && t < T - tile)
+          continue;
+        for (int64_t r = 0; r < n; ++r) {
+          double sum = bias.empty() ? 0.0 : double(bias[r]);
+          const float *xr = &x[t * k], *wr = &ws[i][r * k];
+          for (int64_t e = 0; e < k; ++e)
+            sum += double(xr[e]) * double(wr[e]);
+          ref.push_back(sum);
+          got.push_back(out[t * n + r]);
+        }
       }
+      double relErr = 0;
+      compare(got, ref,
+              "matmul " + memberName("y", i) + " T=" + std::to_string(T) +
+                  " (rows checked: every " + std::to_string(stride) +
+                  ", the last tile all)" +
+                  (spec.has("wgmma") ? " wgmma" : " mma.sync"),
+              &relErr);
+      result.relErr = std::max(result.relErr, relErr);
+      for (int64_t e = T * n; e < static_cast<int64_t>(out.size()); ++e)
+        if (!std::isnan(out[e])) {
+          std::printf("  BAD matmul %s wrote row %lld past T=%lld\n",
+                      memberName("y", i).c_str(), (long long)(e / n),
+                      (long long)T);
+          result.pass = false;
+          break;
+        }
     }
-    compare(got, ref,
-            "matmul T=" + std::to_string(T) + " (rows checked: every " +
-                std::to_string(stride) + ", the last tile all)" +
-                (spec.has("wgmma") ? " wgmma" : " mma.sync"),
-            &result.relErr);
-    for (int64_t i = T * n; i < static_cast<int64_t>(out.size()); ++i)
-      if (!std::isnan(out[i])) {
-        std::printf("  BAD matmul wrote row %lld past T=%lld\n",
-                    (long long)(i / n), (long long)T);
-        result.pass = false;
-        break;
-      }
     size_t yBytes = typeOf("y") == "f32" ? 4 : 2;
-    movedBytes = double((rows + n) * k * 2) + double(T * n) * yBytes;
-    matmulFlops = 2.0 * double(T) * double(n) * double(k);
+    movedBytes = double((rows + totalN) * k * 2) + double(T * totalN) * yBytes;
+    matmulFlops = 2.0 * double(T) * double(totalN) * double(k);
   } else if (family == "cast") {
     int64_t size = spec.integer("size");
     std::vector<float> x = uniform(size, -300.f, 300.f);
