@@ -106,6 +106,9 @@ struct Request {
   /// gemv of a gated MLP's gate: the fused gate/up + silu gemv a device
   /// launches for one row instead of gate, up and silu_mul.
   Builder gatedBuild;
+  /// gemv of a gated MLP's gate: the grouped few-row GEMM over gate and up
+  /// a device launches for a few rows instead of their two GEMMs.
+  Builder groupedBuild;
   /// qgemv: the kernel decoding W into dense scratch for `tiledBuild`.
   Builder dequantBuild;
   /// paged_prefill: the tensor-core flash-attention kernel a device
@@ -313,7 +316,8 @@ skinnyMatmul(cg::MatmulOptions mm, const KernelTuning &t, StringRef chip) {
   return mm;
 }
 
-/// The few-row GEMM over shared-input linears (q, k, v) in one launch: the
+/// The few-row GEMM over shared-input linears (q, k, v; a gated MLP's gate
+/// and up) in one launch: the
 /// swapped wgmma GEMM tiled and split as skinnyMatmul() would tile one
 /// weight of all their rows, when every member's N divides into its tiles.
 /// In a 32-row 1B decode step k and v alone ran 8 CTAs per K split (9 us
@@ -723,6 +727,13 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           gateGemv->gatedBuild = [fused](OpBuilder &b, gpu::GPUModuleOp m) {
             return cg::buildGemvKernel(b, m, fused);
           };
+          if (std::optional<cg::MatmulOptions> grouped = groupedSkinnyMatmul(
+                  fused.dtype, {fused.n, fused.n}, fused.k, tuning,
+                  options.chip))
+            gateGemv->groupedBuild = [g = *grouped](OpBuilder &b,
+                                                    gpu::GPUModuleOp m) {
+              return cg::buildMatmulKernel(b, m, g);
+            };
         }
         gemv(s.operands[2], act, t, use);
         if (silu)
@@ -1413,6 +1424,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           std::make_tuple(r.tiledBuild, "tiled", r.tiledFamily),
           std::make_tuple(r.skinnyBuild, "skinny", std::string("matmul")),
           std::make_tuple(r.gatedBuild, "gated", std::string("gemv_gated")),
+          std::make_tuple(r.groupedBuild, "grouped", std::string("matmul")),
           std::make_tuple(r.flashBuild, "flash", std::string("flash_prefill")),
           std::make_tuple(r.dequantBuild, "dequant",
                           std::string("qdequant"))}) {

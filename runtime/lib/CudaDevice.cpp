@@ -137,6 +137,13 @@ struct Launch {
   int32_t dequantKernel = -1;
   std::vector<ArgRef> dequantArgs;
   bool skipWhenGated = false;
+  /// GatedMLP's gate GEMM: the grouped few-row GEMM over gate and up (-1:
+  /// none), for steps of 2 to tiledMinRows() - 1 rows; the up launch
+  /// (isUp) then does not run, silu_mul does.
+  int32_t groupedKernel = -1;
+  int64_t groupedRows = 1;
+  std::vector<ArgRef> groupedArgs;
+  bool isUp = false;
 };
 
 struct StepProgram {
@@ -762,7 +769,48 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
         launch.gatedKernel = static_cast<int32_t>(v - table.kernels.data());
         KILN_RETURN_IF_ERROR(resolve(*v, launch.gatedArgs));
       }
+      // The grouped few-row GEMM over gate and up: x, w (gate), w1 (up), y
+      // and y1 (the gate and up scratch rows), step and the split-K scratch.
+      if (s.kind == OpKind::GatedMLP && j == 0 && !k.param("grouped").empty()) {
+        const KernelInfo *v = table.find(k.param("grouped"));
+        if (!v || v->status != KernelStatus::Generated)
+          return makeError(StatusCode::FailedPrecondition, "kernel '", k.name,
+                           "' names a missing grouped variant '",
+                           k.param("grouped"), "'");
+        launch.groupedKernel = static_cast<int32_t>(v - table.kernels.data());
+        launch.groupedRows = std::stoll(v->param("tokens"));
+        int64_t inter = k.args[2].shape[0];
+        for (const KernelArgInfo &arg : v->args) {
+          const std::string &nm = arg.name;
+          ArgRef a;
+          if (nm == "x") {
+            a = buffer(s.operands[0]);
+          } else if (nm == "w" || nm == "w1") {
+            a = weight(s.operands[nm == "w" ? 1 : 2]);
+          } else if (nm == "y" || nm == "y1") {
+            a = scratch(nm == "y" ? 0 : 1, inter);
+          } else if (nm == "step") {
+            a.source = Source::StepInfo;
+            a.id = rows == Sym::N ? 1 : 0;
+          } else if (nm == "partials") {
+            a.source = Source::Partials;
+            p.partialFloatsPerRow =
+                std::max(p.partialFloatsPerRow,
+                         arg.shape[0] / int64_t(std::stoll(v->param("tokens"))));
+          } else if (nm == "counters") {
+            a.source = Source::Counters;
+            p.countersPerRowTile = std::max(p.countersPerRowTile, arg.shape[0]);
+          } else {
+            return makeError(StatusCode::FailedPrecondition, "kernel '",
+                             v->name, "' has an argument '", nm,
+                             "' the CUDA device does not know");
+          }
+          a.tokenRowBytes = 0;
+          launch.groupedArgs.push_back(a);
+        }
+      }
       launch.skipWhenGated = s.kind == OpKind::GatedMLP && (j == 1 || j == 2);
+      launch.isUp = s.kind == OpKind::GatedMLP && j == 1;
       sp.launches.push_back(std::move(launch));
     }
   }
@@ -1417,15 +1465,23 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
         }
         continue;
       }
-      bool gated = false;
+      bool gated = false, upDone = false;
       for (const Launch &l : sp.launches) {
         const KernelInfo &k = table.kernels[l.kernel];
-        if (l.skipWhenGated && gated)
+        if ((l.skipWhenGated && gated) || (l.isUp && upDone))
           continue;
-        if (l.gatedKernel >= 0 && sym.get(l.rows) == 1) {
+        int64_t stepRows = sym.get(l.rows);
+        if (l.gatedKernel >= 0 && stepRows == 1) {
           gated = true;
           KILN_RETURN_IF_ERROR(
               launchKernel(l.gatedKernel, l.gatedArgs, 0, 0, 1));
+        } else if (l.groupedKernel >= 0 && stepRows > 1 &&
+                   stepRows < tiledMinRows() && skinnyEnabled() &&
+                   multiGemvEnabled()) {
+          upDone = true;
+          KILN_RETURN_IF_ERROR(launchKernel(
+              l.groupedKernel, l.groupedArgs, 0, 0,
+              (stepRows + l.groupedRows - 1) / l.groupedRows));
         } else if (l.perSequence) {
           for (int64_t i = 0; i < N; ++i) {
             int64_t rows = batch.appendLengths[i];
