@@ -104,10 +104,9 @@ FailureOr<KernelSpec> kiln::codegen::buildWgmmaMatmulKernel(
                           << ": the wgmma pipeline takes 3 to 8 stages";
   if (o.splitK < 1 || o.splitK > 64)
     return emitError(loc) << "split_k=" << o.splitK << " must be in [1, 64]";
-  if (!o.moreN.empty() && (!swap || o.bias || o.moreN.size() > 3))
+  if (!o.moreN.empty() && (o.bias || o.moreN.size() > 3))
     return emitError(loc) << "a grouped wgmma matmul (n=" << allN
-                          << ") is the swapped few-row GEMM of at most 4 "
-                             "weights without bias";
+                          << ") takes at most 4 weights and no bias";
   for (int64_t n : o.allN())
     if (n <= 0 || o.k <= 0 || n % o.tileN || o.k % (kStageK * o.splitK))
       return emitError(loc) << "n=" << n << " and k=" << o.k

@@ -146,6 +146,14 @@ struct Launch {
   bool isUp = false;
 };
 
+/// A GEMM over every member of shared-input linears in one launch (-1:
+/// none); grid.y = ceil(rows / rows-per-tile).
+struct GroupedGemm {
+  int32_t kernel = -1;
+  int64_t rows = 1;
+  std::vector<ArgRef> args;
+};
+
 struct StepProgram {
   OpKind kind = OpKind::View;
   std::vector<Launch> launches;
@@ -158,11 +166,9 @@ struct StepProgram {
   /// launch (-1: none), and its arguments.
   int32_t multiKernel = -1;
   std::vector<ArgRef> multiArgs;
-  /// The same group's grouped few-row GEMM (-1: none), for steps of 2 to
-  /// tiledMinRows() - 1 rows; grid.y = ceil(rows / groupedRows).
-  int32_t groupedKernel = -1;
-  int64_t groupedRows = 1;
-  std::vector<ArgRef> groupedArgs;
+  /// The same group's grouped GEMMs: the few-row one for steps of 2 to
+  /// tiledMinRows() - 1 rows, the prefill one for more.
+  GroupedGemm groupedSkinny, groupedTiled;
   /// An Add whose RMSNorm follows (StepFusion.h): the add_rms_norm kernel
   /// that computes both (-1: none), its arguments and the rows it covers.
   int32_t addNormKernel = -1;
@@ -996,19 +1002,23 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
       return Status::ok();
     };
     KILN_RETURN_IF_ERROR(bindMembers(*multi, head.multiArgs));
-    // The grouped few-row GEMM named by the gemv_multi kernel (steps of 2
-    // to tiledMinRows() - 1 rows).
-    if (std::string name = multi->param("skinny"); !name.empty()) {
+    // The grouped GEMMs named by the gemv_multi kernel: `skinny` for steps
+    // of 2 to tiledMinRows() - 1 rows, `tiled` for more.
+    auto groupedVariant = [&](const char *key, GroupedGemm &out) -> Status {
+      std::string name = multi->param(key);
+      if (name.empty())
+        return Status::ok();
       const KernelInfo *grouped = table.find(name);
       if (!grouped || grouped->status != KernelStatus::Generated)
         return makeError(StatusCode::FailedPrecondition, "kernel '",
-                         multi->name, "' names a missing skinny variant '",
+                         multi->name, "' names a missing ", key, " variant '",
                          name, "'");
-      head.groupedKernel =
-          static_cast<int32_t>(grouped - table.kernels.data());
-      head.groupedRows = std::stoll(grouped->param("tokens"));
-      KILN_RETURN_IF_ERROR(bindMembers(*grouped, head.groupedArgs));
-    }
+      out.kernel = static_cast<int32_t>(grouped - table.kernels.data());
+      out.rows = std::stoll(grouped->param("tokens"));
+      return bindMembers(*grouped, out.args);
+    };
+    KILN_RETURN_IF_ERROR(groupedVariant("skinny", head.groupedSkinny));
+    KILN_RETURN_IF_ERROR(groupedVariant("tiled", head.groupedTiled));
     for (size_t m = 1; m < group.steps.size(); ++m)
       p.steps[group.steps[m]].fusedInto =
           static_cast<int64_t>(group.steps.front());
@@ -1113,6 +1123,21 @@ int64_t flashMinRows() {
   static const int64_t rows = [] {
     const char *v = std::getenv("KILN_FLASH_MIN_ROWS");
     return v ? std::max<int64_t>(1, std::atoll(v)) : int64_t(16);
+  }();
+  return rows;
+}
+
+/// Most rows for which shared-input linears (q, k, v) run as one grouped
+/// prefill GEMM: with few row tiles k and v alone leave most SMs idle
+/// (H100, each pair in one command: 8B shape, 512 tokens 19.84 -> 17.70 ms
+/// grouped; 1B, 512 tokens 4.43 -> 4.22). At 2048 tokens two runs
+/// disagreed (1B: 10.53 apart vs 10.75 grouped, then 12.34 vs 10.31), so
+/// many-row prefills keep one GEMM per weight until that is settled.
+/// KILN_GROUPED_MAX_ROWS overrides it (0: never grouped).
+int64_t groupedTiledMaxRows() {
+  static const int64_t rows = [] {
+    const char *v = std::getenv("KILN_GROUPED_MAX_ROWS");
+    return v ? std::atoll(v) : int64_t(1024);
   }();
   return rows;
 }
@@ -1445,12 +1470,17 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
             launchKernel(sp.multiKernel, sp.multiArgs, 0, 0, 1));
         continue;
       }
-      if (sp.groupedKernel >= 0 && T > 1 && T < tiledMinRows() &&
-          skinnyEnabled() && multiGemvEnabled()) {
+      const GroupedGemm *grouped = nullptr;
+      if (multiGemvEnabled() && T >= tiledMinRows() &&
+          T <= groupedTiledMaxRows())
+        grouped = &sp.groupedTiled;
+      else if (multiGemvEnabled() && T > 1 && skinnyEnabled())
+        grouped = &sp.groupedSkinny;
+      if (grouped && grouped->kernel >= 0) {
         fusedGroup = static_cast<int64_t>(stepIndex);
-        KILN_RETURN_IF_ERROR(
-            launchKernel(sp.groupedKernel, sp.groupedArgs, 0, 0,
-                         (T + sp.groupedRows - 1) / sp.groupedRows));
+        KILN_RETURN_IF_ERROR(launchKernel(grouped->kernel, grouped->args, 0, 0,
+                                          (T + grouped->rows - 1) /
+                                              grouped->rows));
         continue;
       }
       if (sp.kind == OpKind::GatherLastTokens) {

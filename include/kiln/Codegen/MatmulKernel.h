@@ -70,8 +70,9 @@ struct MatmulOptions {
   /// computes every member, W_i [moreN[i], K] -> y_i [rows, moreN[i]]
   /// (arguments w1.., y1.. after w and y), each member's tiles along grid x
   /// after the previous member's. A batched decode step's k and v alone
-  /// are too few tiles to fill the SMs. Swapped wgmma only, no bias; every
-  /// member's N a multiple of tileN.
+  /// are too few tiles to fill the SMs, and so are a 512-token prefill's
+  /// (16 CTAs for the 8B shape's). wgmma only, no bias; every member's N a
+  /// multiple of tileN.
   llvm::SmallVector<int64_t, 2> moreN;
 
   /// N of every member, in order.
