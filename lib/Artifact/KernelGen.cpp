@@ -317,12 +317,24 @@ skinnyMatmul(cg::MatmulOptions mm, const KernelTuning &t, StringRef chip) {
   return mm;
 }
 
+/// `mm`, chosen for one weight standing for all of `rows`, over the members
+/// themselves (a grouped GEMM): none where a member's N does not divide
+/// into its tiles.
+std::optional<cg::MatmulOptions> overMembers(cg::MatmulOptions mm,
+                                             ArrayRef<int64_t> rows) {
+  for (int64_t n : rows)
+    if (n % mm.tileN)
+      return std::nullopt;
+  mm.n = rows.front();
+  mm.moreN.assign(rows.begin() + 1, rows.end());
+  return mm;
+}
+
 /// The few-row GEMM over shared-input linears (q, k, v; a gated MLP's gate
-/// and up) in one launch: the
-/// swapped wgmma GEMM tiled and split as skinnyMatmul() would tile one
-/// weight of all their rows, when every member's N divides into its tiles.
-/// In a 32-row 1B decode step k and v alone ran 8 CTAs per K split (9 us
-/// each for 2 MB, ncu on an H100). None off sm_90a, with wgmma-skinny=0 or
+/// and up) in one launch: the swapped wgmma GEMM tiled and split as
+/// skinnyMatmul() would tile one weight of all their rows. In a 32-row 1B
+/// decode step k and v alone ran 8 CTAs per K split (9 us each for 2 MB,
+/// ncu on an H100). None off sm_90a, with wgmma-skinny=0 or
 /// grouped-skinny=0, or where the rows do not tile.
 std::optional<cg::MatmulOptions>
 groupedSkinnyMatmul(cg::KernelDType dtype, ArrayRef<int64_t> rows, int64_t k,
@@ -332,25 +344,18 @@ groupedSkinnyMatmul(cg::KernelDType dtype, ArrayRef<int64_t> rows, int64_t k,
   cg::MatmulOptions whole;
   whole.dtype = dtype;
   whole.k = k;
-  whole.n = 0;
-  for (int64_t n : rows)
-    whole.n += n;
+  whole.n = std::accumulate(rows.begin(), rows.end(), int64_t(0));
   std::optional<cg::MatmulOptions> mm = skinnyMatmul(whole, t, chip);
   if (!mm || !mm->swapAB)
     return std::nullopt;
-  for (int64_t n : rows)
-    if (n % mm->tileN)
-      return std::nullopt;
-  mm->n = rows.front();
-  mm->moreN.assign(rows.begin() + 1, rows.end());
-  return mm;
+  return overMembers(*mm, rows);
 }
 
 /// The prefill GEMM over shared-input linears (q, k, v) in one launch: the
 /// wgmma GEMM with the tile tiledMatmul() picks for a weight every member's
 /// N divides into. A 512-token prefill of the 8B shape ran k and v on 16
-/// CTAs each (44.5 us apiece against 46.3 us for q, 4x their work; ncu, H100).
-/// None off the wgmma GEMM or with grouped-skinny=0.
+/// CTAs each (44.5 us apiece against 46.3 us for q, 4x their work; ncu,
+/// H100). None off the wgmma GEMM or with grouped-skinny=0.
 std::optional<cg::MatmulOptions>
 groupedTiledMatmul(cg::KernelDType dtype, ArrayRef<int64_t> rows, int64_t k,
                    const KernelTuning &t, StringRef chip) {
@@ -365,12 +370,7 @@ groupedTiledMatmul(cg::KernelDType dtype, ArrayRef<int64_t> rows, int64_t k,
   cg::MatmulOptions mm = tiledMatmul(common, t, chip);
   if (!mm.wgmma)
     return std::nullopt;
-  for (int64_t n : rows)
-    if (n % mm.tileN)
-      return std::nullopt;
-  mm.n = rows.front();
-  mm.moreN.assign(rows.begin() + 1, rows.end());
-  return mm;
+  return overMembers(mm, rows);
 }
 
 } // namespace

@@ -284,30 +284,9 @@ FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
                         partials,
                         {partialAt(b.blockIdZ(), tileRow(mt, i), tileCol(nt))},
                         8);
-    b.fenceGpu();
-    gpu::BarrierOp::create(b);
-    Type i32 = b.getI32Type();
-    Value flag = func.getWorkgroupAttributions()[0];
-    Value zeroIndex = b.index(0);
-    b.ifThen(b.cmp(arith::CmpIPredicate::eq, tid, 0), [&] {
-      Value one = arith::ConstantIntOp::create(b, i32, 1);
-      Value before = memref::AtomicRMWOp::create(
-          b, arith::AtomicRMWKind::addi, one, counters, ValueRange{tile});
-      Value last = arith::CmpIOp::create(
-          b, arith::CmpIPredicate::eq, before,
-          arith::ConstantIntOp::create(b, i32, o.splitK - 1));
-      b.ifThen(last, [&] {
-        memref::StoreOp::create(b, arith::ConstantIntOp::create(b, i32, 0),
-                                counters, ValueRange{tile});
-      });
-      memref::StoreOp::create(b, arith::ExtUIOp::create(b, i32, last), flag,
-                              ValueRange{zeroIndex});
-    });
-    gpu::BarrierOp::create(b);
-    Value isLast = arith::CmpIOp::create(
-        b, arith::CmpIPredicate::ne,
-        memref::LoadOp::create(b, flag, ValueRange{zeroIndex}),
-        arith::ConstantIntOp::create(b, i32, 0));
+    Value isLast =
+        splitKArrival(b, counters, tile, func.getWorkgroupAttributions()[0],
+                      tid, o.splitK);
     b.ifThen(isLast, [&] {
       b.fenceGpu();
       for (int64_t mt = 0; mt < fragsM; ++mt)

@@ -4,7 +4,9 @@
 
 #include "kiln/Codegen/GemvKernel.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "llvm/ADT/STLExtras.h"
 
 using namespace mlir;
@@ -122,4 +124,32 @@ kiln::codegen::describeMatmul(const MatmulOptions &o, StringRef name,
         {"counters", KernelDType::I32, {tilesN}, false, true, true});
   }
   return spec;
+}
+
+Value kiln::codegen::splitKArrival(KernelBuilder &b, Value counters,
+                                   Value tile, Value flag, Value tid,
+                                   int64_t splitK) {
+  b.fenceGpu();
+  gpu::BarrierOp::create(b);
+  Type i32 = b.getI32Type();
+  Value zeroIndex = b.index(0);
+  b.ifThen(b.cmp(arith::CmpIPredicate::eq, tid, 0), [&] {
+    Value one = arith::ConstantIntOp::create(b, i32, 1);
+    Value before = memref::AtomicRMWOp::create(
+        b, arith::AtomicRMWKind::addi, one, counters, ValueRange{tile});
+    Value last = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::eq, before,
+        arith::ConstantIntOp::create(b, i32, splitK - 1));
+    b.ifThen(last, [&] {
+      memref::StoreOp::create(b, arith::ConstantIntOp::create(b, i32, 0),
+                              counters, ValueRange{tile});
+    });
+    memref::StoreOp::create(b, arith::ExtUIOp::create(b, i32, last), flag,
+                            ValueRange{zeroIndex});
+  });
+  gpu::BarrierOp::create(b);
+  return arith::CmpIOp::create(
+      b, arith::CmpIPredicate::ne,
+      memref::LoadOp::create(b, flag, ValueRange{zeroIndex}),
+      arith::ConstantIntOp::create(b, i32, 0));
 }

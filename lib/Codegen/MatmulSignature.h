@@ -35,6 +35,16 @@ MatmulArgs createMatmulKernel(KernelBuilder &b, mlir::gpu::GPUModuleOp module,
                               int64_t threads,
                               llvm::ArrayRef<mlir::Type> workgroup = {});
 
+/// Split-K arrival at output tile `tile` (index): after every thread has
+/// published its partials, makes them visible device-wide, counts this CTA
+/// at `counters[tile]` (thread 0; the last of `splitK` arrivals resets it
+/// to zero for the next launch) and returns, in every thread, whether this
+/// CTA arrived last and so sums the partials. `flag` is a one-i32
+/// workgroup buffer.
+mlir::Value splitKArrival(KernelBuilder &b, mlir::Value counters,
+                          mlir::Value tile, mlir::Value flag, mlir::Value tid,
+                          int64_t splitK);
+
 /// The GEMM's launch contract: grid (N / tileN, 1, splitK) with y scaled by
 /// the step's row tiles (x: every member's tiles), its shape parameters
 /// (dtype, n -- "N_N1_N2" for a grouped GEMM --, k, tokens, tile_n,

@@ -380,30 +380,9 @@ FailureOr<KernelSpec> kiln::codegen::buildWgmmaMatmulKernel(
       for (const Pair &p : pairs)
         b.storeVector(pairValue(p), args.partials, {partialAt(b.blockIdZ(), p)},
                       8);
-      b.fenceGpu();
-      gpu::BarrierOp::create(b);
-      Type i32 = b.getI32Type();
-      Value flag = args.func.getWorkgroupAttributions()[0];
-      Value zeroIndex = b.index(0);
-      b.ifThen(b.cmp(arith::CmpIPredicate::eq, tid, 0), [&] {
-        Value one = arith::ConstantIntOp::create(b, i32, 1);
-        Value before = memref::AtomicRMWOp::create(
-            b, arith::AtomicRMWKind::addi, one, args.counters, ValueRange{tile});
-        Value last = arith::CmpIOp::create(
-            b, arith::CmpIPredicate::eq, before,
-            arith::ConstantIntOp::create(b, i32, o.splitK - 1));
-        b.ifThen(last, [&] {
-          memref::StoreOp::create(b, arith::ConstantIntOp::create(b, i32, 0),
-                                  args.counters, ValueRange{tile});
-        });
-        memref::StoreOp::create(b, arith::ExtUIOp::create(b, i32, last), flag,
-                                ValueRange{zeroIndex});
-      });
-      gpu::BarrierOp::create(b);
-      Value isLast = arith::CmpIOp::create(
-          b, arith::CmpIPredicate::ne,
-          memref::LoadOp::create(b, flag, ValueRange{zeroIndex}),
-          arith::ConstantIntOp::create(b, i32, 0));
+      Value isLast = splitKArrival(b, args.counters, tile,
+                                   args.func.getWorkgroupAttributions()[0],
+                                   tid, o.splitK);
       b.ifThen(isLast, [&] {
         b.fenceGpu();
         for (const Pair &p : pairs) {
