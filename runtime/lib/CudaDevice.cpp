@@ -976,6 +976,17 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
           a.source = Source::Counters;
           p.countersPerRowTile = std::max(p.countersPerRowTile, arg.shape[0]);
         } else {
+          // x, w, y, or w/y followed by the member's index; any other name
+          // (a corrupt or foreign table) is refused below.
+          bool known = (arg.name == "x" || arg.name[0] == 'w' ||
+                        arg.name[0] == 'y') &&
+                       arg.name.find_first_not_of("0123456789", 1) ==
+                           std::string::npos &&
+                       arg.name.size() <= 2;
+          if (!known)
+            return makeError(StatusCode::FailedPrecondition, "kernel '",
+                             k.name, "' has an argument '", arg.name,
+                             "' the CUDA device does not know");
           size_t member =
               arg.name.size() > 1 ? std::stoul(arg.name.substr(1)) : 0;
           if (member >= group.steps.size())
