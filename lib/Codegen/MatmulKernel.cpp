@@ -100,11 +100,7 @@ FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
   Type elementType = getElementType(context, o.dtype);
   auto workgroup =
       gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
-  auto flagType = MemRefType::get({1}, b.getI32Type(),
-                                  MemRefLayoutAttrInterface(), workgroup);
-  MatmulArgs args =
-      createMatmulKernel(b, module, name, o, threads,
-                         split ? ArrayRef<Type>{flagType} : ArrayRef<Type>{});
+  MatmulArgs args = createMatmulKernel(b, module, name, o, threads);
   gpu::GPUFuncOp func = args.func;
   // Two CTAs per SM: one CTA's barriers and waits overlap the other's mma
   // (for 256 threads this caps ptxas at 128 registers) -- unless a warp's
@@ -285,7 +281,7 @@ FailureOr<KernelSpec> kiln::codegen::buildMatmulKernel(OpBuilder &builder,
                         {partialAt(b.blockIdZ(), tileRow(mt, i), tileCol(nt))},
                         8);
     Value isLast =
-        splitKArrival(b, counters, tile, func.getWorkgroupAttributions()[0],
+        splitKArrival(b, counters, tile, args.splitFlag,
                       tid, o.splitK);
     b.ifThen(isLast, [&] {
       b.fenceGpu();

@@ -15,7 +15,7 @@ using namespace kiln::codegen;
 MatmulArgs
 kiln::codegen::createMatmulKernel(KernelBuilder &b, gpu::GPUModuleOp module,
                                   StringRef name, const MatmulOptions &o,
-                                  int64_t threads, ArrayRef<Type> workgroup) {
+                                  int64_t threads) {
   MLIRContext *context = b.getContext();
   Type elementType = getElementType(context, o.dtype);
   Type outElementType =
@@ -49,9 +49,16 @@ kiln::codegen::createMatmulKernel(KernelBuilder &b, gpu::GPUModuleOp module,
                          b.getI32Type())});
     access.append({ArgAccess::ReadWrite, ArgAccess::ReadWrite});
   }
+  SmallVector<Type> workgroup;
+  if (split)
+    workgroup.push_back(MemRefType::get(
+        {1}, b.getI32Type(), MemRefLayoutAttrInterface(),
+        gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup)));
   MatmulArgs args;
   args.func =
       b.createKernel(module, name, argTypes, access, threads, workgroup);
+  if (split)
+    args.splitFlag = args.func.getWorkgroupAttributions()[0];
   unsigned next = 0;
   args.x = args.func.getArgument(next++);
   args.w = args.func.getArgument(next++);

@@ -20,20 +20,21 @@ namespace codegen {
 
 /// The GEMM's arguments in order; bias, partials and counters are null
 /// when absent. moreW/moreY: the grouped members' w1.. and y1...
+/// splitFlag: with split-K, the one-i32 workgroup buffer splitKArrival
+/// tells the CTA through whether it arrived last.
 struct MatmulArgs {
   mlir::gpu::GPUFuncOp func;
-  mlir::Value x, w, bias, y, step, partials, counters;
+  mlir::Value x, w, bias, y, step, partials, counters, splitFlag;
   llvm::SmallVector<mlir::Value, 2> moreW, moreY;
 };
 
 /// Creates the kernel `name` with the GEMM's arguments: x [kGemvMaxRows, K],
 /// w [N, K], w1 [N1, K].., [bias [N],] y [kGemvMaxRows, N] of the output
 /// type, y1.., step [4], and with o.splitK > 1 the fp32 partial tiles and
-/// arrival counters (over all members' tiles).
+/// arrival counters (over all members' tiles) and the split flag.
 MatmulArgs createMatmulKernel(KernelBuilder &b, mlir::gpu::GPUModuleOp module,
                               llvm::StringRef name, const MatmulOptions &o,
-                              int64_t threads,
-                              llvm::ArrayRef<mlir::Type> workgroup = {});
+                              int64_t threads);
 
 /// Split-K arrival at output tile `tile` (index): after every thread has
 /// published its partials, makes them visible device-wide, counts this CTA

@@ -144,11 +144,7 @@ FailureOr<KernelSpec> kiln::codegen::buildWgmmaMatmulKernel(
   Type i64 = b.getI64Type();
   auto workgroup =
       gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
-  auto flagType = MemRefType::get({1}, b.getI32Type(),
-                                  MemRefLayoutAttrInterface(), workgroup);
-  MatmulArgs args =
-      createMatmulKernel(b, module, name, o, threads,
-                         split ? ArrayRef<Type>{flagType} : ArrayRef<Type>{});
+  MatmulArgs args = createMatmulKernel(b, module, name, o, threads);
   Value x = args.x, biasArg = args.bias, stepArg = args.step;
 
   auto bytesType = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
@@ -381,7 +377,7 @@ FailureOr<KernelSpec> kiln::codegen::buildWgmmaMatmulKernel(
         b.storeVector(pairValue(p), args.partials, {partialAt(b.blockIdZ(), p)},
                       8);
       Value isLast = splitKArrival(b, args.counters, tile,
-                                   args.func.getWorkgroupAttributions()[0],
+                                   args.splitFlag,
                                    tid, o.splitK);
       b.ifThen(isLast, [&] {
         b.fenceGpu();
