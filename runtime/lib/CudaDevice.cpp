@@ -546,6 +546,22 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     a.tokenRowBytes = p.rowBytes[id];
     return a;
   };
+  // A GEMM's split-K `partials` or `counters`: the program's workspaces,
+  // sized per row for the largest GEMM (they run one at a time and share
+  // them).
+  auto gemmSplitScratch = [&](const KernelInfo &k, const KernelArgInfo &arg) {
+    ArgRef a;
+    if (arg.name == "partials") {
+      a.source = Source::Partials;
+      p.partialFloatsPerRow =
+          std::max(p.partialFloatsPerRow,
+                   arg.shape[0] / int64_t(std::stoll(k.param("tokens"))));
+    } else {
+      a.source = Source::Counters;
+      p.countersPerRowTile = std::max(p.countersPerRowTile, arg.shape[0]);
+    }
+    return a;
+  };
 
   p.steps.resize(entry.steps.size());
   for (size_t i = 0; i < entry.steps.size(); ++i) {
@@ -631,14 +647,9 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
           } else if (nm == "cache") {
             a.source = Source::CacheLayer;
             a.id = static_cast<uint32_t>(layer);
-          } else if (nm == "partials" && kk.family == "matmul") {
-            a.source = Source::Partials;
-            p.partialFloatsPerRow = std::max(
-                p.partialFloatsPerRow,
-                arg.shape[0] / int64_t(std::stoll(kk.param("tokens"))));
-          } else if (nm == "counters" && kk.family == "matmul") {
-            a.source = Source::Counters;
-            p.countersPerRowTile = std::max(p.countersPerRowTile, arg.shape[0]);
+          } else if ((nm == "partials" || nm == "counters") &&
+                     kk.family == "matmul") {
+            a = gemmSplitScratch(kk, arg);
           } else if ((kk.family == "matmul" || kk.family == "qdequant") &&
                      s.kind == OpKind::QuantLinear) {
             // The dense W in scratch: written by qdequant, read by the GEMM.
@@ -798,14 +809,8 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
           } else if (nm == "step") {
             a.source = Source::StepInfo;
             a.id = rows == Sym::N ? 1 : 0;
-          } else if (nm == "partials") {
-            a.source = Source::Partials;
-            p.partialFloatsPerRow =
-                std::max(p.partialFloatsPerRow,
-                         arg.shape[0] / int64_t(std::stoll(v->param("tokens"))));
-          } else if (nm == "counters") {
-            a.source = Source::Counters;
-            p.countersPerRowTile = std::max(p.countersPerRowTile, arg.shape[0]);
+          } else if (nm == "partials" || nm == "counters") {
+            a = gemmSplitScratch(*v, arg);
           } else {
             return makeError(StatusCode::FailedPrecondition, "kernel '",
                              v->name, "' has an argument '", nm,
@@ -967,14 +972,8 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
         if (arg.name == "step") {
           a.source = Source::StepInfo;
           a.id = 0;
-        } else if (arg.name == "partials") {
-          a.source = Source::Partials;
-          p.partialFloatsPerRow =
-              std::max(p.partialFloatsPerRow,
-                       arg.shape[0] / int64_t(std::stoll(k.param("tokens"))));
-        } else if (arg.name == "counters") {
-          a.source = Source::Counters;
-          p.countersPerRowTile = std::max(p.countersPerRowTile, arg.shape[0]);
+        } else if (arg.name == "partials" || arg.name == "counters") {
+          a = gemmSplitScratch(k, arg);
         } else {
           // x, w, y, or w/y followed by the member's index; any other name
           // (a corrupt or foreign table) is refused below.
