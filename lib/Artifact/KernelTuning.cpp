@@ -20,8 +20,9 @@ llvm::ArrayRef<KernelKnob> KernelTuning::knobs() {
        "fused gate/up gemv: output rows per warp"},
       {"gated-warps", K::Count, "fused gate/up gemv: warps per CTA"},
       {"grouped-skinny", K::Switch,
-       "few-row GEMM: a layer's q, k and v in one launch (sm_90a wgmma "
-       "few-row GEMM): 1 on, 0 one launch each (1)"},
+       "grouped wgmma GEMMs: a layer's q, k and v (few-row and prefill) and "
+       "its gate and up (few-row) in one launch each: 1 on, 0 one launch a "
+       "weight (1)"},
       {"qgemv-mma", K::Switch,
        "0: every quantized step on the CUDA-core qgemv (1: the tensor-core "
        "qgemv where it serves)"},
