@@ -13,6 +13,7 @@
 #include "kiln/Codegen/GemvKernel.h"
 
 #include "KernelBuilder.h"
+#include "NormRowEmitter.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -20,6 +21,8 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "llvm/Support/FormatVariadic.h"
+
+#include <cstdio>
 
 using namespace mlir;
 using namespace kiln::codegen;
@@ -39,9 +42,10 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
           : std::string(),
       options.tokens > 1 ? "_t" + std::to_string(options.tokens)
                          : std::string(),
-      options.gatedUp         ? "gateup_silu_"
-      : options.moreN.empty() ? ""
-                              : "multi_");
+      std::string(options.gatedUp         ? "gateup_silu_"
+                  : options.moreN.empty() ? ""
+                                          : "multi_") +
+          (options.addNormPrologue ? "addnorm_" : ""));
   Location loc = NameLoc::get(StringAttr::get(context, name));
 
   if (options.n <= 0 || options.k <= 0)
@@ -68,6 +72,22 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                              "and writes the weights' type";
 
   bool multi = !options.moreN.empty();
+  bool addNorm = options.addNormPrologue;
+  if (addNorm && (chunked || options.bias ||
+                  options.outputDType.value_or(options.dtype) != options.dtype))
+    return emitError(loc) << "the add + norm prologue takes one row, no bias "
+                             "and writes the weights' type";
+  FailureOr<NormShape> normRow = NormShape();
+  if (addNorm) {
+    normRow = normShape(loc, options.k, options.dtype, 0);
+    if (failed(normRow))
+      return failure();
+    if (normRow->threads > options.warpsPerBlock * kWarpSize)
+      return emitError(loc) << "the add + norm prologue of a " << options.k
+                            << "-wide row needs " << normRow->threads
+                            << " threads, the CTA has "
+                            << options.warpsPerBlock * kWarpSize;
+  }
   if (multi && (chunked || gated || options.bias || options.moreN.size() > 3 ||
                 options.outputDType.value_or(options.dtype) != options.dtype))
     return emitError(loc) << "a multi-weight gemv takes one row, at most 4 "
@@ -112,8 +132,15 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                    : MemRefType::get({options.n}, outElementType);
   auto biasType = MemRefType::get({options.n}, elementType);
   auto stepType = MemRefType::get({4}, b.getI32Type());
-  SmallVector<Type> argTypes = {xType, wType};
-  SmallVector<ArgAccess> access = {ArgAccess::ReadOnly, ArgAccess::ReadOnly};
+  SmallVector<Type> argTypes = {xType};
+  SmallVector<ArgAccess> access = {ArgAccess::ReadOnly};
+  if (addNorm) {
+    // residual, norm_weight
+    argTypes.append({xType, xType});
+    access.append({ArgAccess::ReadOnly, ArgAccess::ReadOnly});
+  }
+  argTypes.push_back(wType);
+  access.push_back(ArgAccess::ReadOnly);
   if (gated) {
     argTypes.push_back(wType);
     access.push_back(ArgAccess::ReadOnly);
@@ -136,9 +163,26 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     argTypes.push_back(stepType);
     access.push_back(ArgAccess::ReadOnly);
   }
-  gpu::GPUFuncOp func = b.createKernel(module, name, argTypes, access, threads);
-  unsigned next = 2;
-  Value x = func.getArgument(0), w = func.getArgument(1);
+  SmallVector<Type> workgroup;
+  if (addNorm) {
+    // sum, normed; the normalized row and the block sum's per-warp slots.
+    argTypes.append({xType, xType});
+    access.append({ArgAccess::WriteOnly, ArgAccess::WriteOnly});
+    auto space =
+        gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
+    workgroup.push_back(MemRefType::get({options.k}, elementType,
+                                        MemRefLayoutAttrInterface(), space));
+    workgroup.push_back(MemRefType::get({options.warpsPerBlock},
+                                        b.getF32Type(),
+                                        MemRefLayoutAttrInterface(), space));
+  }
+  gpu::GPUFuncOp func =
+      b.createKernel(module, name, argTypes, access, threads, workgroup);
+  unsigned next = 0;
+  Value x = func.getArgument(next++);
+  Value residual = addNorm ? func.getArgument(next++) : Value();
+  Value normWeight = addNorm ? func.getArgument(next++) : Value();
+  Value w = func.getArgument(next++);
   Value wUp = gated ? func.getArgument(next++) : Value();
   SmallVector<Value> weights = {w}, outputs;
   for (size_t i = 0; i < options.moreN.size(); ++i)
@@ -149,6 +193,11 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   for (size_t i = 0; i < options.moreN.size(); ++i)
     outputs.push_back(func.getArgument(next++));
   Value stepArg = chunked ? func.getArgument(next++) : Value();
+  Value sumOut = addNorm ? func.getArgument(next++) : Value();
+  Value normedOut = addNorm ? func.getArgument(next++) : Value();
+  // With the prologue the warps read the normalized row from workgroup
+  // memory.
+  Value xRow = addNorm ? Value(func.getWorkgroupAttributions()[0]) : x;
   // Token rows of this CTA: [tokenBase, tokenBase + R), loads clamped to
   // the step's last row.
   SmallVector<Value> tokenRows, loadTokenRows;
@@ -162,7 +211,7 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   // x[t, column] (chunked) or x[column].
   auto loadX = [&](int64_t t, Value column) {
     return chunked ? b.loadF32(x, {loadTokenRows[t], column}, width)
-                   : b.loadF32(x, {column}, width);
+                   : b.loadF32(xRow, {column}, width);
   };
 
   Value tid = b.threadIdX();
@@ -202,6 +251,27 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
         b.prefetchL2(stream.first, b.add(b.mul(stream.second, options.k),
                                          b.add(laneColumn, s * stride)));
     b.waitForPriorGrids();
+    if (addNorm) {
+      NormRow r;
+      r.x = x;
+      r.residual = residual;
+      r.weight = normWeight;
+      r.sum = sumOut;
+      r.out = normedOut;
+      r.storeGlobal = b.cmp(arith::CmpIPredicate::eq, b.blockIdX(), 0);
+      r.tid = tid;
+      r.threads = normRow->threads;
+      r.blockWarps = options.warpsPerBlock;
+      r.scratch = func.getWorkgroupAttributions()[1];
+      r.hidden = options.k;
+      r.epsilon = options.normEpsilon;
+      r.elementType = elementType;
+      r.onNormed = [&](Value column, Value normed) {
+        b.storeFromF32(normed, xRow, {column});
+      };
+      emitNormRow(b, r, *normRow);
+      gpu::BarrierOp::create(b);
+    }
 
     // One group of K steps at the given columns: all loads, then the FMAs.
     auto accumulate = [&](ArrayRef<Value> columns, SmallVector<Value> accs) {
@@ -362,6 +432,12 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     spec.addParam("tokens", R);
   if (outDType != options.dtype)
     spec.addParam("out_dtype", stringifyDType(outDType));
+  if (addNorm) {
+    char eps[32];
+    std::snprintf(eps, sizeof(eps), "%.9g", options.normEpsilon);
+    spec.addParam("add_norm", 1);
+    spec.addParam("eps", StringRef(eps));
+  }
   // Chunked: shapes of one chunk of R rows (the device passes the whole
   // [T, K] and [T, N] buffers).
   spec.args = {{"x", options.dtype,
@@ -369,6 +445,10 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                         : SmallVector<int64_t>{options.k},
                 false},
                {"w", options.dtype, {options.n, options.k}, false}};
+  if (addNorm)
+    spec.args.insert(spec.args.begin() + 1,
+                     {{"residual", options.dtype, {options.k}, false},
+                      {"norm_weight", options.dtype, {options.k}, false}});
   if (gated)
     spec.args.push_back({"w_up", options.dtype, {options.n, options.k}, false});
   for (size_t i = 0; i < options.moreN.size(); ++i)
@@ -387,5 +467,9 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
         {"y" + std::to_string(i + 1), outDType, {options.moreN[i]}, true});
   if (chunked)
     spec.args.push_back({"step", KernelDType::I32, {4}, false});
+  if (addNorm) {
+    spec.args.push_back({"sum", options.dtype, {options.k}, true});
+    spec.args.push_back({"normed", options.dtype, {options.k}, true});
+  }
   return spec;
 }

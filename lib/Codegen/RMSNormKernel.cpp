@@ -11,6 +11,7 @@
 #include "kiln/Codegen/RMSNormKernel.h"
 
 #include "KernelBuilder.h"
+#include "NormRowEmitter.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -23,15 +24,6 @@
 
 using namespace mlir;
 using namespace kiln::codegen;
-
-/// Vectors each thread keeps in registers; past this the row needs a larger
-/// block (or a multi-pass kernel, not written yet).
-static constexpr int64_t kMaxStepsPerThread = 16;
-/// Vectors per thread the automatic block size aims for: enough loads in
-/// flight per thread without leaving most of a small row's block idle. The
-/// block is the next power of two (odd warp counts such as 5 made ptxas
-/// trade registers for spills).
-static constexpr int64_t kTargetStepsPerThread = 4;
 
 static std::string formatDouble(double value) {
   char text[32];
@@ -60,21 +52,12 @@ kiln::codegen::buildRMSNormKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                              "got "
                           << options.blockSize;
 
-  int64_t width = pickVectorWidth(options.hidden, options.dtype);
-  int64_t numVectors = options.hidden / width;
-  int64_t threads =
-      options.blockSize
-          ? options.blockSize
-          : std::clamp<int64_t>(
-                llvm::PowerOf2Ceil(ceilDiv(numVectors, kTargetStepsPerThread)),
-                kWarpSize, 1024);
-  int64_t steps = ceilDiv(numVectors, threads);
-  if (steps > kMaxStepsPerThread)
-    return emitError(loc) << "hidden=" << options.hidden << " needs " << steps
-                          << " vectors of " << width
-                          << " per thread with a block of " << threads
-                          << " threads (at most " << kMaxStepsPerThread
-                          << "); use a larger block size";
+  FailureOr<NormShape> shape =
+      normShape(loc, options.hidden, options.dtype, options.blockSize);
+  if (failed(shape))
+    return failure();
+  int64_t width = shape->width, threads = shape->threads,
+          steps = shape->steps;
   if (options.rows > 2147483647)
     return emitError(loc) << "rows=" << options.rows
                           << " exceeds the grid's x dimension";
@@ -109,81 +92,21 @@ kiln::codegen::buildRMSNormKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   Value scratch =
       numWarps > 1 ? Value(func.getWorkgroupAttributions()[0]) : Value();
 
-  Value row = b.blockIdX();
-  Value tid = b.threadIdX();
-  Value vectorWidth = b.index(width);
-  Value vectorCount = b.index(numVectors);
-
-  // The column of step `s` for this thread, and whether the step is in the
-  // row (only the last step of a row that does not fill the block can miss).
-  auto vectorOf = [&](int64_t s) {
-    return arith::AddIOp::create(b, tid, b.index(s * threads)).getResult();
-  };
-  auto columnOf = [&](Value vector) {
-    return arith::MulIOp::create(b, vector, vectorWidth).getResult();
-  };
-  auto stepIsPartial = [&](int64_t s) {
-    return (s + 1) * threads > numVectors;
-  };
-
-  // Phase 1: load the row slice, widen to fp32, sum the squares.
-  SmallVector<Value> values;
-  Value squares = b.f32Splat(0.0, width);
-  for (int64_t s = 0; s < steps; ++s) {
-    Value vector = vectorOf(s);
-    auto load = [&]() -> Value {
-      Value column = columnOf(vector);
-      Value v = b.loadF32(x, {row, column}, width);
-      if (!residual)
-        return v;
-      // h rounded to the storage type, stored, and used as rounded.
-      Value h = arith::AddFOp::create(
-          b, v, b.loadF32(residual, {row, column}, width));
-      b.storeFromF32(h, sumOut, {row, column});
-      auto narrow = VectorType::get({width}, elementType);
-      Value rounded = arith::TruncFOp::create(b, narrow, h);
-      return arith::ExtFOp::create(b, VectorType::get({width}, b.getF32Type()),
-                                   rounded)
-          .getResult();
-    };
-    Value value;
-    if (stepIsPartial(s)) {
-      Value inRow = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, vector,
-                                          vectorCount);
-      value = b.ifElse(inRow, load, [&] { return b.f32Splat(0.0, width); });
-    } else {
-      value = load();
-    }
-    values.push_back(value);
-    squares = vector::FMAOp::create(b, value, value, squares);
-  }
-  Value sum =
-      vector::ReductionOp::create(b, vector::CombiningKind::ADD, squares);
-  sum = b.blockSum(sum, tid, numWarps, scratch);
-
-  // rstd = rsqrt(sum / hidden + eps), the same in every thread.
-  Value mean = arith::DivFOp::create(b, sum, b.f32(options.hidden));
-  Value rstd = b.rsqrtApprox(
-      arith::AddFOp::create(b, mean, b.f32(options.epsilon)).getResult());
-  Value rstdSplat = vector::BroadcastOp::create(
-      b, VectorType::get({width}, b.getF32Type()), rstd);
-
-  // Phase 2: out = x * rstd * weight.
-  for (int64_t s = 0; s < steps; ++s) {
-    Value vector = vectorOf(s);
-    auto scaleAndStore = [&] {
-      Value column = columnOf(vector);
-      Value w = b.loadF32(weight, {column}, width);
-      Value normed = arith::MulFOp::create(b, values[s], rstdSplat);
-      b.storeFromF32(arith::MulFOp::create(b, normed, w), out, {row, column});
-    };
-    if (stepIsPartial(s))
-      b.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ult, vector,
-                                     vectorCount),
-               scaleAndStore);
-    else
-      scaleAndStore();
-  }
+  NormRow r;
+  r.x = x;
+  r.residual = residual;
+  r.weight = weight;
+  r.sum = sumOut;
+  r.out = out;
+  r.row = b.blockIdX();
+  r.tid = b.threadIdX();
+  r.threads = threads;
+  r.blockWarps = numWarps;
+  r.scratch = scratch;
+  r.hidden = options.hidden;
+  r.epsilon = options.epsilon;
+  r.elementType = elementType;
+  emitNormRow(b, r, *shape);
   gpu::ReturnOp::create(b);
 
   KernelSpec spec;

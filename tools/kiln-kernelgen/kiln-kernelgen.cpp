@@ -81,7 +81,7 @@ static cl::opt<int64_t> gemvN("n", cl::init(4096), cl::cat(category),
 static cl::opt<int64_t> gemvK("k", cl::init(4096), cl::cat(category),
                               cl::desc("gemv: input features (columns of W)"));
 static cl::opt<double> epsilon("eps", cl::init(1e-5), cl::cat(category),
-                               cl::desc("rms_norm: epsilon"));
+                               cl::desc("rms_norm, gemv --add-norm: epsilon"));
 static cl::opt<int64_t>
     blockSize("block-size", cl::init(0), cl::cat(category),
               cl::desc("Threads per block for rms_norm and the elementwise "
@@ -215,6 +215,10 @@ static cl::opt<bool>
     residualAdd("residual", cl::cat(category),
                 cl::desc("rms_norm: add a residual row first (add_rms_norm: "
                          "x + residual stored as `sum`, then normalized)"));
+static cl::opt<bool> addNorm(
+    "add-norm", cl::cat(category),
+    cl::desc("gemv (one row): the residual add and RMSNorm of x in the "
+             "prologue (arguments residual, norm_weight, sum, normed)"));
 static cl::list<int64_t> moreN(
     "more-n", cl::CommaSeparated, cl::cat(category),
     cl::desc("gemv, qgemv, matmul (--wgmma --swap-ab): row counts of further "
@@ -329,7 +333,8 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
     add({&rows, &hidden, &castFrom, &castTo});
   else if (family == "gemv")
     add({&gemvN, &gemvK, &warpsPerBlock, &rowsPerWarp, &unroll, &tokens,
-         &gatedUp, static_cast<const cl::Option *>(std::addressof(moreN))});
+         &gatedUp, &addNorm, &epsilon,
+         static_cast<const cl::Option *>(std::addressof(moreN))});
   else if (family == "qgemv")
     add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint, &quantFp8,
          &quantMma, &quantKSplit, &rowsPerWarp, &warpsPerBlock, &unroll,
@@ -526,6 +531,8 @@ int main(int argc, char **argv) {
     options.tokens = tokens;
     options.gatedUp = gatedUp;
     options.moreN.assign(moreN.begin(), moreN.end());
+    options.addNormPrologue = addNorm;
+    options.normEpsilon = epsilon;
     spec = buildGemvKernel(builder, kernels, options);
   } else if (kernel == "argmax") {
     ArgmaxOptions options;

@@ -58,6 +58,17 @@ struct GemvOptions {
   /// y_i. The CTAs of W come first, then those of W_1, and so on: one
   /// launch for a layer's q, k and v projections instead of three.
   llvm::SmallVector<int64_t, 2> moreN;
+  /// The layer's residual add and RMSNorm in the prologue (one row, no
+  /// bias; a multi-weight or gated gemv reading a norm's output): x is the
+  /// sublayer's output, added to a `residual` argument, normalized with
+  /// `norm_weight` and `normEpsilon` exactly as the add_rms_norm kernel does
+  /// (the same threads' vectors and sum order), into workgroup memory that
+  /// the warps then read instead of x; CTA 0 also stores the rounded sum
+  /// (`sum`, the next residual) and the normalized row (`normed`). One
+  /// kernel boundary fewer per norm in a decode step. `sum` must not alias
+  /// x or residual (other CTAs still read them).
+  bool addNormPrologue = false;
+  double normEpsilon = 1e-5;
 };
 
 /// The largest T a row-chunked gemv (tokens > 1) addresses.

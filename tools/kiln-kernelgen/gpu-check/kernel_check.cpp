@@ -34,7 +34,11 @@
 // matmul (the dense GEMM, mma.sync or wgmma) runs x [rows, K] from the
 // contract's x (override args= and grid= for several row tiles) over T =
 // rows - 3 rows against the fp64 product, rows past T must stay NaN, and
-// reports TFLOP/s.
+// reports TFLOP/s; a grouped one (n=N_N1..) checks every member's y.
+//
+// A gemv with the add + norm prologue (add_norm=1: gemv, gemv_multi,
+// gemv_gated) checks the stored sum and normalized row and each output
+// against fp64 products with the rounded normalized row.
 //
 // embedding must copy rows bit for bit (and write zeros for ids outside
 // [-V, V)), cast must round exactly as the host does; rotary_table and rope
@@ -1587,6 +1591,78 @@ Result Checker::runDecodeStep() {
         break;
       }
     movedBytes = double(n * k / 2 * 2 + n * k / 8);
+  } else if (spec.has("add_norm")) {
+    // A gemv (one row; multi-weight or gated gate/up) with the residual add
+    // and RMSNorm in its prologue: h = x + residual rounded to the storage
+    // type (checked against `sum`), normed = h * rsqrt(mean(h^2) + eps) *
+    // norm_weight rounded (checked against `normed`), then each weight's
+    // products with the rounded normed row (fp64), or silu(gate) * up.
+    std::vector<int64_t> members;
+    std::stringstream memberList(spec.get("n"));
+    for (std::string part; std::getline(memberList, part, '_');)
+      members.push_back(std::stoll(part));
+    int64_t k = spec.integer("k");
+    double eps = std::stod(spec.get("eps"));
+    bool gated = family == "gemv_gated";
+    std::string type = typeOf("x");
+    std::vector<float> x = uniform(k, -1.f, 1.f), res = uniform(k, -1.f, 1.f),
+                       gamma = uniform(k, 0.5f, 1.5f);
+    upload("x", x);
+    upload("residual", res);
+    upload("norm_weight", gamma);
+    std::vector<double> hRef(k), normedRef(k);
+    double squares = 0;
+    for (int64_t i = 0; i < k; ++i) {
+      hRef[i] = roundTo(type, x[i] + res[i]);
+      squares += hRef[i] * hRef[i];
+    }
+    double rstd = 1.0 / std::sqrt(squares / double(k) + eps);
+    std::vector<float> normedRounded(k);
+    for (int64_t i = 0; i < k; ++i) {
+      normedRef[i] = hRef[i] * rstd * gamma[i];
+      normedRounded[i] = roundTo(type, float(normedRef[i]));
+    }
+    auto memberName = [](const char *base, size_t i) {
+      return i ? base + std::to_string(i) : std::string(base);
+    };
+    std::vector<std::vector<float>> ws;
+    std::vector<std::string> weightNames;
+    for (size_t i = 0; i < members.size(); ++i)
+      weightNames.push_back(memberName("w", i));
+    if (gated)
+      weightNames.push_back("w_up");
+    for (size_t i = 0; i < weightNames.size(); ++i) {
+      ws.push_back(uniform(members[gated ? 0 : i] * k, -1.f, 1.f));
+      upload(weightNames[i], ws.back());
+    }
+    std::vector<CUdeviceptr> pointers = args.pointers();
+    launchOnce(pointers);
+    compare(fetch("sum"), hRef, "sum (x + residual, rounded)", &result.relErr);
+    compare(fetch("normed"), normedRef, "normed", &result.relErr);
+    auto dot = [&](const std::vector<float> &w, int64_t row) {
+      double total = 0;
+      for (int64_t i = 0; i < k; ++i)
+        total += double(normedRounded[i]) * double(w[row * k + i]);
+      return total;
+    };
+    double weightBytes = 0;
+    for (size_t i = 0; i < members.size(); ++i) {
+      int64_t n = members[i];
+      std::vector<double> yRef(n);
+      for (int64_t row = 0; row < n; ++row) {
+        double g = dot(ws[i], row);
+        if (gated) {
+          double gate = roundTo(type, float(g));
+          double up = roundTo(type, float(dot(ws[1], row)));
+          g = gate / (1.0 + std::exp(-gate)) * up;
+        }
+        yRef[row] = g;
+      }
+      compare(fetch(memberName("y", i)), yRef, "gemv " + memberName("y", i),
+              &result.relErr);
+      weightBytes += double(n) * k * 2 * (gated ? 2 : 1);
+    }
+    movedBytes = weightBytes + 5.0 * k * 2;
   } else if (family == "matmul") {
     // Dense GEMM (mma.sync or wgmma): x [rows, K] with rows from the
     // contract's x (override args= and grid= for several row tiles), T =
@@ -1709,7 +1785,8 @@ Result Checker::run() {
     return runPagedPrefill();
   if (family == "embedding" || family == "rotary_table" || family == "rope" ||
       family == "cast" || family == "qgemv" || family == "qgemv_multi" ||
-      family == "sgemv" || family == "smatmul" || family == "matmul")
+      family == "sgemv" || family == "smatmul" || family == "matmul" ||
+      spec.has("add_norm"))
     return runDecodeStep();
   return runClassic();
 }
