@@ -1234,6 +1234,59 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     r.uses = 0;
   }
 
+  // A layer's residual add and norm in the prologue of the gemv that reads
+  // the normalized row (q/k/v's gemv_multi, the gated gate/up gemv), for
+  // one-row steps: unbound, found by the device with the same rule
+  // (rt::findNormFedLinears) and looked up by shape and epsilon.
+  for (const rt::NormFedLinears &fed : rt::findNormFedLinears(*decode)) {
+    const rt::Step &norm = decode->steps[fed.addNorm.norm];
+    const rt::Step &consumer = decode->steps[fed.consumer];
+    std::optional<cg::KernelDType> dt =
+        storageType(buf(norm.results[0]).dtype);
+    if (!dt)
+      continue;
+    bool t = consumer.getInt(rt::AttrKey::TransposeWeight) != 0;
+    cg::GemvOptions o;
+    o.dtype = *dt;
+    o.k = fed.addNorm.hidden;
+    o.addNormPrologue = true;
+    o.normEpsilon = norm.getFloat(rt::AttrKey::Epsilon);
+    if (fed.gated) {
+      const rt::Buffer &gate = buf(consumer.operands[1]);
+      const rt::Buffer &up = buf(consumer.operands[2]);
+      if (consumer.getInt(rt::AttrKey::Activation) !=
+              static_cast<int64_t>(rt::Activation::SiLU) ||
+          up.shape != gate.shape || up.dtype != gate.dtype ||
+          gate.dtype != buf(norm.results[0]).dtype ||
+          constDim(gate.shape[t ? 1 : 0]) != o.k)
+        continue;
+      o.n = constDim(gate.shape[t ? 0 : 1]);
+      o.gatedUp = true;
+      o.rowsPerWarp = tuning.count("gated-rows-per-warp", o.rowsPerWarp);
+      o.warpsPerBlock = tuning.count("gated-warps", o.warpsPerBlock);
+    } else {
+      o.n = fed.group.rows.front();
+      o.moreN.assign(fed.group.rows.begin() + 1, fed.group.rows.end());
+    }
+    std::string rows;
+    for (int64_t n : o.allN())
+      rows += "_" + str(n);
+    Request &r = c.add(
+        std::string(fed.gated ? "gemv_gated_addnorm" : "gemv_multi_addnorm") +
+            rows + "_" + str(o.k) + rt::dtypeName(buf(norm.results[0]).dtype) +
+            "_eps" + std::to_string(o.normEpsilon),
+        "decode step #" + std::to_string(fed.addNorm.add) +
+            " (Add, RMSNorm and the linears reading it)",
+        [&](Request &r) {
+          r.family = fed.gated ? "gemv_gated" : "gemv_multi";
+          r.weightLayout = rt::WeightLayout::NK;
+          r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+            return cg::buildGemvKernel(b, m, o);
+          };
+        });
+    r.uses = 0;
+  }
+
   // The same for quantized linears (q, k, v; gate and up): one qgemv_multi
   // launch over all of their rows (the 8B shape's 1024-row k and v alone
   // leave most SMs idle), with the kernel their own decode rows use -- the

@@ -144,6 +144,9 @@ struct Launch {
   int64_t groupedRows = 1;
   std::vector<ArgRef> groupedArgs;
   bool isUp = false;
+  /// GatedMLP's gate (j == 0): with isUp and skipWhenGated, the launches a
+  /// gemv with the norm in its prologue already did.
+  bool isGate = false;
 };
 
 /// A GEMM over every member of shared-input linears in one launch (-1:
@@ -174,6 +177,15 @@ struct StepProgram {
   int32_t addNormKernel = -1;
   std::vector<ArgRef> addNormArgs;
   Sym addNormRows = Sym::T;
+  /// An Add whose norm q/k/v or gate/up read (StepFusion.h): the gemv with
+  /// the add and norm in its prologue (-1: none), for one-row steps; it
+  /// also does the consumer's work (a GatedMLP's down gemv still runs).
+  struct {
+    int32_t kernel = -1;
+    size_t consumer = 0;
+    bool gated = false;
+    std::vector<ArgRef> args;
+  } normGemv;
   /// The first Rope of a q/k pair: the rope_pair kernel rotating both
   /// (-1: none), its arguments and rows.
   int32_t ropePairKernel = -1;
@@ -822,6 +834,7 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
       }
       launch.skipWhenGated = s.kind == OpKind::GatedMLP && (j == 1 || j == 2);
       launch.isUp = s.kind == OpKind::GatedMLP && j == 1;
+      launch.isGate = s.kind == OpKind::GatedMLP && j == 0;
       sp.launches.push_back(std::move(launch));
     }
   }
@@ -956,7 +969,8 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
         "gemv_multi",
         {{"n", rows},
          {"k", std::to_string(group.k)},
-         {"dtype", dtypeName(entry.buffers[first.operands[1]].dtype)}});
+         {"dtype", dtypeName(entry.buffers[first.operands[1]].dtype)},
+         {"add_norm", ""}});
     if (!multi)
       continue;
     StepProgram &head = p.steps[group.steps.front()];
@@ -1075,6 +1089,89 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
       p.steps[group.steps[m]].fusedInto =
           static_cast<int64_t>(group.steps.front());
   }
+
+  // A residual add + norm whose row q/k/v or gate/up read: the gemv with
+  // the add and norm in its prologue, for steps of one row.
+  for (const NormFedLinears &fed : findNormFedLinears(entry)) {
+    const Step &add = entry.steps[fed.addNorm.add];
+    const Step &norm = entry.steps[fed.addNorm.norm];
+    const Step &consumer = entry.steps[fed.consumer];
+    // CTA 0 stores the sum while the others read x and the residual.
+    uint32_t sumRoot = p.root[add.results[0]];
+    if (sumRoot == p.root[add.operands[0]] ||
+        sumRoot == p.root[add.operands[1]])
+      continue;
+    bool transposed = consumer.getInt(AttrKey::TransposeWeight) != 0;
+    std::string rows;
+    int64_t inter = 0;
+    if (fed.gated) {
+      const Buffer &gate = entry.buffers[consumer.operands[1]];
+      if (gate.shape.size() != 2)
+        continue;
+      inter = gate.shape[transposed ? 0 : 1].value;
+      rows = std::to_string(inter);
+    } else {
+      for (int64_t n : fed.group.rows)
+        rows += (rows.empty() ? "" : "_") + std::to_string(n);
+    }
+    char eps[32];
+    std::snprintf(eps, sizeof(eps), "%.9g",
+                  double(norm.getFloat(AttrKey::Epsilon)));
+    const KernelInfo *fused = findFused(
+        fed.gated ? "gemv_gated" : "gemv_multi",
+        {{"n", rows},
+         {"k", std::to_string(fed.addNorm.hidden)},
+         {"dtype", dtypeName(entry.buffers[norm.results[0]].dtype)},
+         {"add_norm", "1"},
+         {"eps", eps}});
+    if (!fused)
+      continue;
+    StepProgram &head = p.steps[fed.addNorm.add];
+    head.normGemv.kernel = static_cast<int32_t>(fused - table.kernels.data());
+    head.normGemv.consumer = fed.consumer;
+    head.normGemv.gated = fed.gated;
+    p.steps[fed.addNorm.norm].fusedInto = static_cast<int64_t>(fed.addNorm.add);
+    auto weight = [&](uint32_t id) {
+      bool nk = fused->weightLayout == WeightLayout::NK && !transposed;
+      ArgRef a = buffer(id, /*markStored=*/!nk);
+      if (nk) {
+        a.source = Source::WeightNK;
+        transposed_[a.id].reset(new Memory());
+      }
+      return a;
+    };
+    for (const KernelArgInfo &arg : fused->args) {
+      const std::string &nm = arg.name;
+      size_t member = nm.size() == 2 && std::isdigit(nm[1]) ? nm[1] - '0' : 0;
+      ArgRef a;
+      if (nm == "x" || nm == "residual" || nm == "sum" || nm == "normed" ||
+          nm == "norm_weight") {
+        a = buffer(nm == "x"             ? add.operands[0]
+                   : nm == "residual"    ? add.operands[1]
+                   : nm == "sum"         ? add.results[0]
+                   : nm == "normed"      ? norm.results[0]
+                                         : norm.operands[1]);
+      } else if (fed.gated && (nm == "w" || nm == "w_up")) {
+        a = weight(consumer.operands[nm == "w" ? 1 : 2]);
+      } else if (fed.gated && nm == "y") {
+        // gate/up's silu product: the scratch row the down gemv reads.
+        int64_t row = inter * int64_t(dtypeBytes(arg.dtype));
+        p.scratchRowBytes[2] = std::max(p.scratchRowBytes[2], row);
+        a.source = Source::Scratch;
+        a.id = 2;
+      } else if (!fed.gated && member < fed.group.steps.size() &&
+                 (nm[0] == 'w' || nm[0] == 'y')) {
+        const Step &m = entry.steps[fed.group.steps[member]];
+        a = nm[0] == 'w' ? weight(m.operands[1]) : buffer(m.results[0]);
+      } else {
+        return makeError(StatusCode::FailedPrecondition, "kernel '",
+                         fused->name, "' has an argument '", nm,
+                         "' the CUDA device does not know");
+      }
+      a.tokenRowBytes = 0;
+      head.normGemv.args.push_back(a);
+    }
+  }
   return Status::ok();
 }
 
@@ -1123,6 +1220,13 @@ bool ropePairEnabled() {
 /// KILN_ADD_NORM=0: residual adds and their RMSNorms run as two kernels.
 bool addNormEnabled() {
   static const bool enabled = envSwitchOn("KILN_ADD_NORM");
+  return enabled;
+}
+
+/// KILN_NORM_GEMV=0: the residual add + norm stays its own launch before
+/// q/k/v and gate/up at one row (measuring, bisecting).
+bool normGemvEnabled() {
+  static const bool enabled = envSwitchOn("KILN_NORM_GEMV");
   return enabled;
 }
 
@@ -1458,10 +1562,27 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
 
   auto issueSteps = [&]() -> Status {
     int64_t fusedGroup = -1; // first step of the group that ran as one
+    // The consumer of a norm the previous gemv-with-norm launch served, and
+    // whether it is a GatedMLP (whose down gemv still runs).
+    int64_t servedConsumer = -1;
+    bool servedGated = false;
     for (size_t stepIndex = 0; stepIndex < p.steps.size(); ++stepIndex) {
       const StepProgram &sp = p.steps[stepIndex];
       if (sp.fusedInto >= 0 && sp.fusedInto == fusedGroup)
         continue;
+      if (static_cast<int64_t>(stepIndex) == servedConsumer && !servedGated) {
+        fusedGroup = servedConsumer;
+        continue;
+      }
+      if (sp.normGemv.kernel >= 0 && T == 1 && normGemvEnabled() &&
+          addNormEnabled() && multiGemvEnabled()) {
+        fusedGroup = static_cast<int64_t>(stepIndex);
+        servedConsumer = static_cast<int64_t>(sp.normGemv.consumer);
+        servedGated = sp.normGemv.gated;
+        KILN_RETURN_IF_ERROR(
+            launchKernel(sp.normGemv.kernel, sp.normGemv.args, 0, 0, 1));
+        continue;
+      }
       if (sp.addNormKernel >= 0 && addNormEnabled()) {
         fusedGroup = static_cast<int64_t>(stepIndex);
         KILN_RETURN_IF_ERROR(launchKernel(sp.addNormKernel, sp.addNormArgs, 0,
@@ -1506,9 +1627,12 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
         continue;
       }
       bool gated = false, upDone = false;
+      bool normServed =
+          servedGated && static_cast<int64_t>(stepIndex) == servedConsumer;
       for (const Launch &l : sp.launches) {
         const KernelInfo &k = table.kernels[l.kernel];
-        if ((l.skipWhenGated && gated) || (l.isUp && upDone))
+        if ((l.skipWhenGated && gated) || (l.isUp && upDone) ||
+            (normServed && (l.isGate || l.isUp || l.skipWhenGated)))
           continue;
         int64_t stepRows = sym.get(l.rows);
         if (l.gatedKernel >= 0 && stepRows == 1) {

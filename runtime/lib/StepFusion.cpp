@@ -158,6 +158,40 @@ std::vector<AddNorm> findAddNorms(const EntryPoint &entry) {
   return pairs;
 }
 
+std::vector<NormFedLinears> findNormFedLinears(const EntryPoint &entry) {
+  std::vector<NormFedLinears> out;
+  std::vector<SharedInputLinears> groups = findSharedInputLinears(entry);
+  for (const AddNorm &pair : findAddNorms(entry)) {
+    const Step &add = entry.steps[pair.add];
+    const Step &norm = entry.steps[pair.norm];
+    // The fused kernel's CTA 0 stores the sum while the others still read
+    // both operands.
+    if (add.results[0] == add.operands[0] || add.results[0] == add.operands[1])
+      continue;
+    size_t next = skipViews(entry.steps, pair.norm + 1);
+    if (next == entry.steps.size())
+      continue;
+    const Step &consumer = entry.steps[next];
+    if (consumer.operands.empty() || consumer.operands[0] != norm.results[0])
+      continue;
+    NormFedLinears fed;
+    fed.addNorm = pair;
+    fed.consumer = next;
+    if (consumer.kind == OpKind::GatedMLP) {
+      fed.gated = true;
+      out.push_back(fed);
+      continue;
+    }
+    for (const SharedInputLinears &group : groups)
+      if (group.steps.front() == next && group.k == pair.hidden) {
+        fed.group = group;
+        out.push_back(fed);
+        break;
+      }
+  }
+  return out;
+}
+
 std::vector<RopePair> findRopePairs(const EntryPoint &entry) {
   std::vector<RopePair> pairs;
   const std::vector<Step> &steps = entry.steps;

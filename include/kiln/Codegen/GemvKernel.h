@@ -69,6 +69,13 @@ struct GemvOptions {
   /// x or residual (other CTAs still read them).
   bool addNormPrologue = false;
   double normEpsilon = 1e-5;
+
+  /// N of every weight (n, then moreN).
+  llvm::SmallVector<int64_t, 3> allN() const {
+    llvm::SmallVector<int64_t, 3> all = {n};
+    all.append(moreN.begin(), moreN.end());
+    return all;
+  }
 };
 
 /// The largest T a row-chunked gemv (tokens > 1) addresses.

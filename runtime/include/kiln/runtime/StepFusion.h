@@ -65,6 +65,22 @@ struct AddNorm {
 
 std::vector<AddNorm> findAddNorms(const EntryPoint &entry);
 
+/// An AddNorm whose normalized rows the next step (Views aside) reads as x:
+/// shared-input linears (q, k, v) or a GatedMLP (gate and up). For a step
+/// of one row a gemv with the add and the norm in its prologue (the
+/// gemv_multi or gated gemv with add_norm=1) replaces the add_rms_norm
+/// launch and the kernel boundary after it.
+struct NormFedLinears {
+  AddNorm addNorm;
+  /// The consumer: the group's first Linear, or the GatedMLP step.
+  size_t consumer = 0;
+  bool gated = false;
+  /// The shared-input linears (empty when gated).
+  SharedInputLinears group;
+};
+
+std::vector<NormFedLinears> findNormFedLinears(const EntryPoint &entry);
+
 /// Two Rope steps (Views between allowed) of [rows, heads, D] f16/bf16
 /// inputs of one type and head size, the same cos and sin buffers and the
 /// same rotary width.
