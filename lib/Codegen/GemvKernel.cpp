@@ -45,7 +45,8 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       std::string(options.gatedUp         ? "gateup_silu_"
                   : options.moreN.empty() ? ""
                                           : "multi_") +
-          (options.addNormPrologue ? "addnorm_" : ""));
+          (options.addNormPrologue ? "addnorm_" : "") +
+          (options.ropeKVEpilogue ? "rope_kv_" : ""));
   Location loc = NameLoc::get(StringAttr::get(context, name));
 
   if (options.n <= 0 || options.k <= 0)
@@ -96,6 +97,34 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   for (int64_t more : options.moreN)
     if (more <= 0)
       return emitError(loc) << "gemv needs every n > 0, got " << more;
+  bool rope = options.ropeKVEpilogue;
+  int64_t headDim = options.ropeHeadDim, halfDim = headDim / 2;
+  // Warps of a CTA holding first-half channels; their partners follow.
+  int64_t pairWarps = options.warpsPerBlock / 2;
+  FailureOr<ResolvedCacheLayout> cacheLayout = ResolvedCacheLayout();
+  if (rope) {
+    if (options.moreN.size() != 2 || options.moreN[0] != options.moreN[1])
+      return emitError(loc) << "the rope + cache epilogue takes three "
+                               "weights: q, then k and v of one size";
+    if (options.rowsPerWarp != 1 || options.warpsPerBlock % 2 != 0)
+      return emitError(loc) << "the rope + cache epilogue needs one row per "
+                               "warp and an even number of warps";
+    if (headDim <= 0 || headDim % 2 != 0 || halfDim % pairWarps != 0 ||
+        options.n % headDim != 0 || options.moreN[0] % headDim != 0)
+      return emitError(loc)
+             << "the rope + cache epilogue needs q and k of whole heads of an "
+                "even head_dim whose half divides into "
+             << pairWarps << " warps, got head_dim=" << headDim
+             << " n=" << allN;
+    if (options.cache.kind != KVCacheKind::Combined)
+      return emitError(loc) << "the rope + cache epilogue writes the "
+                               "combined cache layout only";
+    cacheLayout = resolvePagedCacheLayout(
+        loc, options.cache, options.dtype, options.moreN[0] / headDim,
+        options.kvBlockSize, headDim, 1);
+    if (failed(cacheLayout))
+      return failure();
+  }
 
   int64_t width = pickVectorWidth(options.k, options.dtype);
   int64_t numVectors = options.k / width;
@@ -176,6 +205,20 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                                         b.getF32Type(),
                                         MemRefLayoutAttrInterface(), space));
   }
+  if (rope) {
+    // cos, sin, slot_mapping, cache; the swap slots of the rotation.
+    auto tableType = MemRefType::get(
+        {1, headDim}, getElementType(context, options.ropeTableDType));
+    argTypes.append({tableType, tableType,
+                     MemRefType::get({1}, b.getI64Type()),
+                     MemRefType::get({cacheLayout->bufferElements},
+                                     elementType)});
+    access.append({ArgAccess::ReadOnly, ArgAccess::ReadOnly,
+                   ArgAccess::ReadOnly, ArgAccess::WriteOnly});
+    workgroup.push_back(MemRefType::get(
+        {options.warpsPerBlock}, b.getF32Type(), MemRefLayoutAttrInterface(),
+        gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup)));
+  }
   gpu::GPUFuncOp func =
       b.createKernel(module, name, argTypes, access, threads, workgroup);
   unsigned next = 0;
@@ -195,6 +238,12 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   Value stepArg = chunked ? func.getArgument(next++) : Value();
   Value sumOut = addNorm ? func.getArgument(next++) : Value();
   Value normedOut = addNorm ? func.getArgument(next++) : Value();
+  Value cosTable = rope ? func.getArgument(next++) : Value();
+  Value sinTable = rope ? func.getArgument(next++) : Value();
+  Value slotMapping = rope ? func.getArgument(next++) : Value();
+  Value cacheArg = rope ? func.getArgument(next++) : Value();
+  Value swapSlots =
+      rope ? Value(func.getWorkgroupAttributions().back()) : Value();
   // With the prologue the warps read the normalized row from workgroup
   // memory.
   Value xRow = addNorm ? Value(func.getWorkgroupAttributions()[0]) : x;
@@ -218,13 +267,83 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   Value warpSize = b.index(kWarpSize);
   Value lane = arith::RemUIOp::create(b, tid, warpSize);
   Value warp = arith::DivUIOp::create(b, tid, warpSize);
+  // The rope + cache epilogue of one warp's row `row` (all lanes hold its
+  // dot product `dot`): q and k rotate with their partner warp's value,
+  // k and v also go to the cache slot.
+  auto emitRopeAndCacheWrite = [&](Value row, Value dot, size_t member) {
+    Value isLeader = b.cmp(arith::CmpIPredicate::eq, lane, 0);
+    auto narrow = [&](Value v) {
+      return arith::TruncFOp::create(b, elementType, v).getResult();
+    };
+    // The value the unfused gemv would have stored, back in fp32.
+    Value stored = arith::ExtFOp::create(b, b.getF32Type(), narrow(dot));
+    Value out = stored;
+    if (member < 2) {
+      b.ifThen(isLeader, [&] {
+        memref::StoreOp::create(b, stored, swapSlots, warp);
+      });
+      gpu::BarrierOp::create(b);
+      Value partner = memref::LoadOp::create(
+          b, swapSlots,
+          ValueRange{b.remU(b.add(warp, pairWarps), options.warpsPerBlock)});
+      Value channel = b.remU(row, headDim);
+      auto table = [&](Value t) {
+        Value v = memref::LoadOp::create(b, t, ValueRange{b.index(0), channel});
+        return v.getType().isF32()
+                   ? v
+                   : arith::ExtFOp::create(b, b.getF32Type(), v).getResult();
+      };
+      Value c = table(cosTable), sn = table(sinTable);
+      Value ownCos = arith::MulFOp::create(b, stored, c);
+      Value partnerSin = arith::MulFOp::create(b, partner, sn);
+      // First half: x1 cos1 - x2 sin1; second half: x2 cos2 + x1 sin2.
+      out = arith::SelectOp::create(
+          b, b.cmp(arith::CmpIPredicate::ult, warp, pairWarps),
+          arith::SubFOp::create(b, ownCos, partnerSin),
+          arith::AddFOp::create(b, ownCos, partnerSin));
+    }
+    Value value = narrow(out);
+    Value slot = b.loadIndex(slotMapping, {b.index(0)});
+    b.ifThen(isLeader, [&] {
+      memref::StoreOp::create(b, value, outputs[member], row);
+      if (member == 0)
+        return;
+      b.ifThen(b.cmp(arith::CmpIPredicate::sge, slot, 0), [&] {
+        // Slots are non-negative here, so unsigned division is exact.
+        const ResolvedCacheLayout &l = *cacheLayout;
+        Value at = b.add(
+            b.add(b.mul(b.divU(slot, options.kvBlockSize), l.blockStride),
+                  b.mul(b.remU(slot, options.kvBlockSize), l.tokenStride)),
+            b.add(b.mul(b.divU(row, headDim), l.headStride),
+                  b.remU(row, headDim)));
+        if (member == 2)
+          at = b.add(at, l.vOffset);
+        memref::StoreOp::create(b, value, cacheArg, at);
+      });
+    });
+  };
   // The rows of one matrix W [n, K] -> y [n] that CTA `block` (counted
-  // from the matrix's first CTA) owns.
-  auto emitRows = [&](Value w, Value y, int64_t n, Value block) {
+  // from the matrix's first CTA) owns. `member`: the weight's position
+  // (with the rope epilogue 0 is q, 1 k, 2 v).
+  auto emitRows = [&](Value w, Value y, int64_t n, Value block,
+                      size_t member) {
+    bool rotated = rope && member < 2;
     bool rowsOvershoot = ceilDiv(n, rowsPerBlock) * rowsPerBlock != n;
     Value firstRow = arith::AddIOp::create(
         b, arith::MulIOp::create(b, block, b.index(rowsPerBlock)),
         arith::MulIOp::create(b, warp, b.index(options.rowsPerWarp)));
+    if (rotated) {
+      // CTA `block` of a head's halfDim / pairWarps: warp w < pairWarps
+      // takes channel j * pairWarps + w, warp w + pairWarps the channel
+      // halfDim further (its rotation partner).
+      int64_t blocksPerHead = halfDim / pairWarps;
+      Value head = b.divU(block, blocksPerHead);
+      Value channel =
+          b.add(b.mul(b.remU(block, blocksPerHead), pairWarps),
+                b.add(b.remU(warp, pairWarps),
+                      b.mul(b.divU(warp, pairWarps), halfDim)));
+      firstRow = b.add(b.mul(head, headDim), channel);
+    }
     Value laneColumn = arith::MulIOp::create(b, lane, b.index(width));
 
     // Rows past N (last block only) read row N-1 and skip the store, so every
@@ -358,7 +477,8 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       Value narrowed = arith::TruncFOp::create(b, elementType, v);
       return arith::ExtFOp::create(b, b.getF32Type(), narrowed).getResult();
     };
-    size_t outputs = gated ? accs.size() / 2 : accs.size();
+    // The rope epilogue stores its own rows (rotated, and into the cache).
+    size_t outputs = gated ? accs.size() / 2 : rope ? 0 : accs.size();
     for (size_t i = 0; i < outputs; ++i) {
       size_t r = i / R;
       int64_t t = static_cast<int64_t>(i % R);
@@ -394,9 +514,11 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
           memref::StoreOp::create(b, narrowed, y, rows[r]);
       });
     }
+    if (rope)
+      emitRopeAndCacheWrite(rows.front(), sums.front(), member);
   };
   if (!multi) {
-    emitRows(w, y, options.n, b.blockIdX());
+    emitRows(w, y, options.n, b.blockIdX(), 0);
   } else {
     // CTA-uniform branches: each CTA computes rows of one matrix.
     Value block = b.blockIdX();
@@ -408,7 +530,7 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                                           first + matrixBlocks[m]));
       b.ifThen(inMatrix, [&] {
         emitRows(weights[m], outputs[m], allRows[m],
-                 b.sub(block, b.index(first)));
+                 b.sub(block, b.index(first)), m);
       });
       first += matrixBlocks[m];
     }
@@ -437,6 +559,13 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     std::snprintf(eps, sizeof(eps), "%.9g", options.normEpsilon);
     spec.addParam("add_norm", 1);
     spec.addParam("eps", StringRef(eps));
+  }
+  if (rope) {
+    spec.addParam("rope", 1);
+    spec.addParam("head_dim", headDim);
+    spec.addParam("table_dtype", stringifyDType(options.ropeTableDType));
+    spec.addParam("block_size", options.kvBlockSize);
+    addCacheParams(spec, *cacheLayout);
   }
   // Chunked: shapes of one chunk of R rows (the device passes the whole
   // [T, K] and [T, N] buffers).
@@ -470,6 +599,12 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   if (addNorm) {
     spec.args.push_back({"sum", options.dtype, {options.k}, true});
     spec.args.push_back({"normed", options.dtype, {options.k}, true});
+  }
+  if (rope) {
+    spec.args.push_back({"cos", options.ropeTableDType, {1, headDim}, false});
+    spec.args.push_back({"sin", options.ropeTableDType, {1, headDim}, false});
+    spec.args.push_back({"slot_mapping", KernelDType::I64, {1}, false});
+    addCacheArgs(spec, *cacheLayout, options.dtype, /*isOutput=*/true);
   }
   return spec;
 }

@@ -185,6 +185,11 @@ struct StepProgram {
     size_t consumer = 0;
     bool gated = false;
     std::vector<ArgRef> args;
+    /// The same with the q/k rotation and the k/v cache write in its
+    /// epilogue (-1: none): it also serves the Rope pair at `ropeStep`.
+    int32_t ropeKernel = -1;
+    size_t ropeStep = 0;
+    std::vector<ArgRef> ropeArgs;
   } normGemv;
   /// The first Rope of a q/k pair: the rope_pair kernel rotating both
   /// (-1: none), its arguments and rows.
@@ -1117,13 +1122,14 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     char eps[32];
     std::snprintf(eps, sizeof(eps), "%.9g",
                   double(norm.getFloat(AttrKey::Epsilon)));
-    const KernelInfo *fused = findFused(
-        fed.gated ? "gemv_gated" : "gemv_multi",
-        {{"n", rows},
-         {"k", std::to_string(fed.addNorm.hidden)},
-         {"dtype", dtypeName(entry.buffers[norm.results[0]].dtype)},
-         {"add_norm", "1"},
-         {"eps", eps}});
+    Params params = {{"n", rows},
+                     {"k", std::to_string(fed.addNorm.hidden)},
+                     {"dtype", dtypeName(entry.buffers[norm.results[0]].dtype)},
+                     {"add_norm", "1"},
+                     {"eps", eps},
+                     {"rope", ""}};
+    const KernelInfo *fused =
+        findFused(fed.gated ? "gemv_gated" : "gemv_multi", params);
     if (!fused)
       continue;
     StepProgram &head = p.steps[fed.addNorm.add];
@@ -1140,37 +1146,76 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
       }
       return a;
     };
-    for (const KernelArgInfo &arg : fused->args) {
-      const std::string &nm = arg.name;
-      size_t member = nm.size() == 2 && std::isdigit(nm[1]) ? nm[1] - '0' : 0;
-      ArgRef a;
-      if (nm == "x" || nm == "residual" || nm == "sum" || nm == "normed" ||
-          nm == "norm_weight") {
-        a = buffer(nm == "x"             ? add.operands[0]
-                   : nm == "residual"    ? add.operands[1]
-                   : nm == "sum"         ? add.results[0]
-                   : nm == "normed"      ? norm.results[0]
-                                         : norm.operands[1]);
-      } else if (fed.gated && (nm == "w" || nm == "w_up")) {
-        a = weight(consumer.operands[nm == "w" ? 1 : 2]);
-      } else if (fed.gated && nm == "y") {
-        // gate/up's silu product: the scratch row the down gemv reads.
-        int64_t row = inter * int64_t(dtypeBytes(arg.dtype));
-        p.scratchRowBytes[2] = std::max(p.scratchRowBytes[2], row);
-        a.source = Source::Scratch;
-        a.id = 2;
-      } else if (!fed.gated && member < fed.group.steps.size() &&
-                 (nm[0] == 'w' || nm[0] == 'y')) {
-        const Step &m = entry.steps[fed.group.steps[member]];
-        a = nm[0] == 'w' ? weight(m.operands[1]) : buffer(m.results[0]);
-      } else {
-        return makeError(StatusCode::FailedPrecondition, "kernel '",
-                         fused->name, "' has an argument '", nm,
-                         "' the CUDA device does not know");
+    // The arguments of `k`; with `rope`, y and y1 are the Rope pair's
+    // (rotated) results and the rotation's and cache write's inputs follow.
+    auto bindArgs = [&](const KernelInfo &k, const RopePair *rope,
+                        std::vector<ArgRef> &out) -> Status {
+      const Step *ropeQ = rope ? &entry.steps[rope->first] : nullptr;
+      const Step *ropeK = rope ? &entry.steps[rope->second] : nullptr;
+      const Step *write = rope ? &entry.steps[rope->kvWrite] : nullptr;
+      for (const KernelArgInfo &arg : k.args) {
+        const std::string &nm = arg.name;
+        size_t member =
+            nm.size() == 2 && std::isdigit(nm[1]) ? nm[1] - '0' : 0;
+        ArgRef a;
+        if (nm == "x" || nm == "residual" || nm == "sum" || nm == "normed" ||
+            nm == "norm_weight") {
+          a = buffer(nm == "x"             ? add.operands[0]
+                     : nm == "residual"    ? add.operands[1]
+                     : nm == "sum"         ? add.results[0]
+                     : nm == "normed"      ? norm.results[0]
+                                           : norm.operands[1]);
+        } else if (fed.gated && (nm == "w" || nm == "w_up")) {
+          a = weight(consumer.operands[nm == "w" ? 1 : 2]);
+        } else if (fed.gated && nm == "y") {
+          // gate/up's silu product: the scratch row the down gemv reads.
+          int64_t row = inter * int64_t(dtypeBytes(arg.dtype));
+          p.scratchRowBytes[2] = std::max(p.scratchRowBytes[2], row);
+          a.source = Source::Scratch;
+          a.id = 2;
+        } else if (rope && (nm == "y" || nm == "y1")) {
+          a = buffer((nm == "y" ? ropeQ : ropeK)->results[0]);
+        } else if (rope && (nm == "cos" || nm == "sin")) {
+          a = buffer(ropeQ->operands[nm == "cos" ? 1 : 2]);
+        } else if (rope && nm == "slot_mapping") {
+          a = buffer(write->operands[3]);
+        } else if (rope && nm == "cache") {
+          a.source = Source::CacheLayer;
+          a.id = static_cast<uint32_t>(write->getInt(AttrKey::Layer));
+        } else if (!fed.gated && member < fed.group.steps.size() &&
+                   (nm[0] == 'w' || nm[0] == 'y')) {
+          const Step &m = entry.steps[fed.group.steps[member]];
+          a = nm[0] == 'w' ? weight(m.operands[1]) : buffer(m.results[0]);
+        } else {
+          return makeError(StatusCode::FailedPrecondition, "kernel '", k.name,
+                           "' has an argument '", nm,
+                           "' the CUDA device does not know");
+        }
+        a.tokenRowBytes = 0;
+        out.push_back(a);
       }
-      a.tokenRowBytes = 0;
-      head.normGemv.args.push_back(a);
-    }
+      return Status::ok();
+    };
+    KILN_RETURN_IF_ERROR(bindArgs(*fused, nullptr, head.normGemv.args));
+    // With the rotation and cache write too, where the Rope pair runs as
+    // one rope_pair_kv launch (so skipping its first step skips it all).
+    if (!fed.hasRope() ||
+        p.steps[fed.rope.kvWrite].fusedInto !=
+            static_cast<int64_t>(fed.rope.first) ||
+        p.steps[fed.rope.first].ropePairKernel < 0)
+      continue;
+    const Buffer &q = entry.buffers[entry.steps[fed.rope.first].operands[0]];
+    params.back() = {"rope", "1"};
+    params.push_back({"head_dim", std::to_string(q.shape[2].value)});
+    params.push_back({"block_size", std::to_string(cache_.blockSize)});
+    const KernelInfo *withRope = findFused("gemv_multi", params);
+    if (!withRope)
+      continue;
+    head.normGemv.ropeKernel =
+        static_cast<int32_t>(withRope - table.kernels.data());
+    head.normGemv.ropeStep = fed.rope.first;
+    KILN_RETURN_IF_ERROR(
+        bindArgs(*withRope, &fed.rope, head.normGemv.ropeArgs));
   }
   return Status::ok();
 }
@@ -1227,6 +1272,13 @@ bool addNormEnabled() {
 /// q/k/v and gate/up at one row (measuring, bisecting).
 bool normGemvEnabled() {
   static const bool enabled = envSwitchOn("KILN_NORM_GEMV");
+  return enabled;
+}
+
+/// KILN_ROPE_GEMV=0: the q/k rotation and the k/v cache write stay their
+/// own launch (rope_pair_kv) after the q/k/v gemv at one row.
+bool ropeGemvEnabled() {
+  static const bool enabled = envSwitchOn("KILN_ROPE_GEMV");
   return enabled;
 }
 
@@ -1566,6 +1618,8 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
     // whether it is a GatedMLP (whose down gemv still runs).
     int64_t servedConsumer = -1;
     bool servedGated = false;
+    // The first step of a Rope pair that gemv's epilogue already did.
+    int64_t servedRope = -1;
     for (size_t stepIndex = 0; stepIndex < p.steps.size(); ++stepIndex) {
       const StepProgram &sp = p.steps[stepIndex];
       if (sp.fusedInto >= 0 && sp.fusedInto == fusedGroup)
@@ -1574,11 +1628,22 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
         fusedGroup = servedConsumer;
         continue;
       }
+      if (static_cast<int64_t>(stepIndex) == servedRope) {
+        fusedGroup = servedRope;
+        continue;
+      }
       if (sp.normGemv.kernel >= 0 && T == 1 && normGemvEnabled() &&
           addNormEnabled() && multiGemvEnabled()) {
         fusedGroup = static_cast<int64_t>(stepIndex);
         servedConsumer = static_cast<int64_t>(sp.normGemv.consumer);
         servedGated = sp.normGemv.gated;
+        if (sp.normGemv.ropeKernel >= 0 && ropeGemvEnabled() &&
+            ropePairEnabled()) {
+          servedRope = static_cast<int64_t>(sp.normGemv.ropeStep);
+          KILN_RETURN_IF_ERROR(launchKernel(sp.normGemv.ropeKernel,
+                                            sp.normGemv.ropeArgs, 0, 0, 1));
+          continue;
+        }
         KILN_RETURN_IF_ERROR(
             launchKernel(sp.normGemv.kernel, sp.normGemv.args, 0, 0, 1));
         continue;

@@ -158,9 +158,51 @@ std::vector<AddNorm> findAddNorms(const EntryPoint &entry) {
   return pairs;
 }
 
+namespace {
+
+/// The buffer a View (of a View ...) of `id` aliases.
+uint32_t viewRoot(const EntryPoint &entry, uint32_t id) {
+  while (entry.buffers[id].kind == BufferKind::View)
+    id = entry.buffers[id].source;
+  return id;
+}
+
+/// The Rope pair (with its cache write) right after q, k, v (Views aside)
+/// that rotates q's and k's rows and stores k's and v's: npos in `first`
+/// when there is none.
+RopePair ropeAfterQKV(const EntryPoint &entry, const SharedInputLinears &qkv,
+                      const std::vector<RopePair> &pairs) {
+  RopePair none{static_cast<size_t>(-1), 0};
+  if (qkv.steps.size() != 3)
+    return none;
+  size_t next = skipViews(entry.steps, qkv.steps.back() + 1);
+  auto root = [&](uint32_t id) { return viewRoot(entry, id); };
+  auto result = [&](size_t m) {
+    return root(entry.steps[qkv.steps[m]].results[0]);
+  };
+  for (const RopePair &pair : pairs) {
+    if (pair.first != next || !pair.hasKVWrite())
+      continue;
+    const Step &q = entry.steps[pair.first];
+    const Step &k = entry.steps[pair.second];
+    const Step &write = entry.steps[pair.kvWrite];
+    // The whole head rotates (the epilogue has no pass-through channels).
+    if (q.getInt(AttrKey::RotaryDim) !=
+        entry.buffers[q.operands[0]].shape[2].value)
+      return none;
+    if (root(q.operands[0]) == result(0) && root(k.operands[0]) == result(1) &&
+        root(write.operands[2]) == result(2))
+      return pair;
+  }
+  return none;
+}
+
+} // namespace
+
 std::vector<NormFedLinears> findNormFedLinears(const EntryPoint &entry) {
   std::vector<NormFedLinears> out;
   std::vector<SharedInputLinears> groups = findSharedInputLinears(entry);
+  std::vector<RopePair> ropePairs = findRopePairs(entry);
   for (const AddNorm &pair : findAddNorms(entry)) {
     const Step &add = entry.steps[pair.add];
     const Step &norm = entry.steps[pair.norm];
@@ -185,6 +227,7 @@ std::vector<NormFedLinears> findNormFedLinears(const EntryPoint &entry) {
     for (const SharedInputLinears &group : groups)
       if (group.steps.front() == next && group.k == pair.hidden) {
         fed.group = group;
+        fed.rope = ropeAfterQKV(entry, group, ropePairs);
         out.push_back(fed);
         break;
       }

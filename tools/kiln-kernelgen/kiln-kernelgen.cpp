@@ -210,7 +210,9 @@ static cl::opt<bool>
     ropeKVWrite("kv-write", cl::cat(category),
                 cl::desc("rope with --second-heads: also write the rotated "
                          "keys and the values to the paged cache "
-                         "(rope_pair_kv; the cache flags give the layout)"));
+                         "(rope_pair_kv; the cache flags give the layout); "
+                         "gemv with --more-n K,V (q, k, v): the same rotation "
+                         "and cache write in the epilogue (--head-dim)"));
 static cl::opt<bool>
     residualAdd("residual", cl::cat(category),
                 cl::desc("rms_norm: add a residual row first (add_rms_norm: "
@@ -333,7 +335,8 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
     add({&rows, &hidden, &castFrom, &castTo});
   else if (family == "gemv")
     add({&gemvN, &gemvK, &warpsPerBlock, &rowsPerWarp, &unroll, &tokens,
-         &gatedUp, &addNorm, &epsilon,
+         &gatedUp, &addNorm, &epsilon, &ropeKVWrite, &headDim, &tableDType,
+         &kvBlockSize, &cacheLayout,
          static_cast<const cl::Option *>(std::addressof(moreN))});
   else if (family == "qgemv")
     add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint, &quantFp8,
@@ -533,6 +536,18 @@ int main(int argc, char **argv) {
     options.moreN.assign(moreN.begin(), moreN.end());
     options.addNormPrologue = addNorm;
     options.normEpsilon = epsilon;
+    if (ropeKVWrite) {
+      std::optional<KernelDType> table =
+          tableDType.empty() ? dtype : parseFloatDType(tableDType.getValue());
+      if (!table)
+        return fail("unknown --table-dtype '" + tableDType +
+                    "' (expected f32, f16 or bf16)");
+      options.ropeKVEpilogue = true;
+      options.ropeHeadDim = headDim;
+      options.ropeTableDType = *table;
+      options.kvBlockSize = kvBlockSize;
+      options.cache.kind = *kind;
+    }
     spec = buildGemvKernel(builder, kernels, options);
   } else if (kernel == "argmax") {
     ArgmaxOptions options;

@@ -4,6 +4,7 @@
 #define KILN_CODEGEN_GEMVKERNEL_H
 
 #include "kiln/Codegen/KernelSpec.h"
+#include "kiln/Codegen/PagedCacheLayout.h"
 
 #include "mlir/Support/LLVM.h"
 
@@ -69,6 +70,24 @@ struct GemvOptions {
   /// x or residual (other CTAs still read them).
   bool addNormPrologue = false;
   double normEpsilon = 1e-5;
+  /// A layer's rotary embedding and its keys' and values' paged-cache
+  /// write in the epilogue of the q/k/v gemv (one row, exactly three
+  /// weights: q, then k and v of one size, heads of `headDim` channels all
+  /// rotated, the half-split rotation of the rope kernel): the CTAs of q
+  /// and k own, per head, channels c and c + headDim/2 in warps that swap
+  /// their rounded dot products through workgroup memory and write
+  ///   out1 = x1 * cos1 - x2 * sin1,   out2 = x2 * cos2 + x1 * sin2
+  /// (the rope kernel's fp32 arithmetic on the values the gemv would have
+  /// stored), so y and y1 hold the rotated q and k; k and v also go to
+  /// the cache slot `slot_mapping[0]` (skipped when negative). Extra
+  /// arguments after the others: cos and sin ([1, headDim] of
+  /// `ropeTableDType`), slot_mapping (i64 [1]) and the cache (Combined
+  /// layout). One launch instead of the gemv and rope_pair_kv.
+  bool ropeKVEpilogue = false;
+  int64_t ropeHeadDim = 0;
+  KernelDType ropeTableDType = KernelDType::F32;
+  int64_t kvBlockSize = 16;
+  PagedCacheLayout cache;
 
   /// N of every weight (n, then moreN).
   llvm::SmallVector<int64_t, 3> allN() const {

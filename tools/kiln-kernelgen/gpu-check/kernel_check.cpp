@@ -38,7 +38,9 @@
 //
 // A gemv with the add + norm prologue (add_norm=1: gemv, gemv_multi,
 // gemv_gated) checks the stored sum and normalized row and each output
-// against fp64 products with the rounded normalized row.
+// against fp64 products with the rounded normalized row; with the rope +
+// cache epilogue (rope=1) q and k against those products rounded and
+// rotated, and the cache slot's keys and values against y1 and y2.
 //
 // embedding must copy rows bit for bit (and write zeros for ids outside
 // [-V, V)), cast must round exactly as the host does; rotary_table and rope
@@ -1635,6 +1637,19 @@ Result Checker::runDecodeStep() {
       ws.push_back(uniform(members[gated ? 0 : i] * k, -1.f, 1.f));
       upload(weightNames[i], ws.back());
     }
+    // With the rope + cache epilogue (rope=1: q, k, v): random cos/sin
+    // rows and a slot inside block 0.
+    bool rope = spec.has("rope");
+    int64_t headDim = rope ? spec.integer("head_dim") : 0;
+    int64_t slot = rope ? spec.integer("block_size") / 2 + 1 : 0;
+    std::vector<float> cosRow, sinRow;
+    if (rope) {
+      cosRow = uniform(headDim, -1.f, 1.f);
+      sinRow = uniform(headDim, -1.f, 1.f);
+      upload("cos", cosRow);
+      upload("sin", sinRow);
+      put(args["slot_mapping"], std::vector<int64_t>{slot});
+    }
     std::vector<CUdeviceptr> pointers = args.pointers();
     launchOnce(pointers);
     compare(fetch("sum"), hRef, "sum (x + residual, rounded)", &result.relErr);
@@ -1658,9 +1673,41 @@ Result Checker::runDecodeStep() {
         }
         yRef[row] = g;
       }
+      if (rope && i < 2) {
+        // q and k: the products rounded as the gemv stores them, then the
+        // half-split rotation of each head.
+        std::vector<double> rounded(n);
+        for (int64_t row = 0; row < n; ++row)
+          rounded[row] = roundTo(type, float(yRef[row]));
+        int64_t half = headDim / 2;
+        for (int64_t row = 0; row < n; ++row) {
+          int64_t c = row % headDim;
+          double partner = rounded[c < half ? row + half : row - half];
+          yRef[row] = c < half ? rounded[row] * cosRow[c] - partner * sinRow[c]
+                               : rounded[row] * cosRow[c] + partner * sinRow[c];
+        }
+      }
       compare(fetch(memberName("y", i)), yRef, "gemv " + memberName("y", i),
               &result.relErr);
       weightBytes += double(n) * k * 2 * (gated ? 2 : 1);
+    }
+    if (rope) {
+      // The slot's keys and values in the cache equal y1 and y2 bit for bit.
+      std::vector<float> cache = fetch("cache"), k1 = fetch("y1"),
+                         v1 = fetch("y2");
+      int64_t at = slot * spec.integer("token_stride");
+      int64_t bad = 0;
+      for (int64_t r = 0; r < members[1]; ++r) {
+        int64_t e = at + (r / headDim) * spec.integer("head_stride") +
+                    r % headDim;
+        bad += cache[e] != k1[r];
+        bad += cache[e + spec.integer("v_offset")] != v1[r];
+      }
+      std::printf("  %s cache slot %lld: %lld of %lld keys and values differ "
+                  "from y1 and y2\n",
+                  bad ? "BAD" : "ok", (long long)slot, (long long)bad,
+                  (long long)(2 * members[1]));
+      result.pass = result.pass && bad == 0;
     }
     movedBytes = weightBytes + 5.0 * k * 2;
   } else if (family == "matmul") {

@@ -65,22 +65,6 @@ struct AddNorm {
 
 std::vector<AddNorm> findAddNorms(const EntryPoint &entry);
 
-/// An AddNorm whose normalized rows the next step (Views aside) reads as x:
-/// shared-input linears (q, k, v) or a GatedMLP (gate and up). For a step
-/// of one row a gemv with the add and the norm in its prologue (the
-/// gemv_multi or gated gemv with add_norm=1) replaces the add_rms_norm
-/// launch and the kernel boundary after it.
-struct NormFedLinears {
-  AddNorm addNorm;
-  /// The consumer: the group's first Linear, or the GatedMLP step.
-  size_t consumer = 0;
-  bool gated = false;
-  /// The shared-input linears (empty when gated).
-  SharedInputLinears group;
-};
-
-std::vector<NormFedLinears> findNormFedLinears(const EntryPoint &entry);
-
 /// Two Rope steps (Views between allowed) of [rows, heads, D] f16/bf16
 /// inputs of one type and head size, the same cos and sin buffers and the
 /// same rotary width.
@@ -93,6 +77,29 @@ struct RopePair {
   size_t kvWrite = static_cast<size_t>(-1);
   bool hasKVWrite() const { return kvWrite != static_cast<size_t>(-1); }
 };
+
+/// An AddNorm whose normalized rows the next step (Views aside) reads as x:
+/// shared-input linears (q, k, v) or a GatedMLP (gate and up). For a step
+/// of one row a gemv with the add and the norm in its prologue (the
+/// gemv_multi or gated gemv with add_norm=1) replaces the add_rms_norm
+/// launch and the kernel boundary after it.
+struct NormFedLinears {
+  AddNorm addNorm;
+  /// The consumer: the group's first Linear, or the GatedMLP step.
+  size_t consumer = 0;
+  bool gated = false;
+  /// The shared-input linears (empty when gated).
+  SharedInputLinears group;
+  /// q, k, v whose q and k rotate next (Views aside) in a Rope pair that
+  /// stores the keys and v's rows in the cache: the gemv can also do the
+  /// rotation and the cache write in its epilogue (GemvOptions::
+  /// ropeKVEpilogue). `rope.first` is npos otherwise.
+  RopePair rope{static_cast<size_t>(-1), 0};
+  bool hasRope() const { return rope.first != static_cast<size_t>(-1); }
+};
+
+std::vector<NormFedLinears> findNormFedLinears(const EntryPoint &entry);
+
 
 std::vector<RopePair> findRopePairs(const EntryPoint &entry);
 
