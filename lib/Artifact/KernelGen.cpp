@@ -1249,8 +1249,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
   for (const rt::NormFedLinears &fed : rt::findNormFedLinears(*decode)) {
     const rt::Step &norm = decode->steps[fed.addNorm.norm];
     const rt::Step &consumer = decode->steps[fed.consumer];
-    std::optional<cg::KernelDType> dt =
-        storageType(buf(norm.results[0]).dtype);
+    std::optional<cg::KernelDType> dt = storageType(buf(norm.results[0]).dtype);
     if (!dt)
       continue;
     bool t = consumer.getInt(rt::AttrKey::TransposeWeight) != 0;
@@ -1295,7 +1294,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     r.uses = 0;
     // And with the q/k rotation and the k/v cache write in the epilogue
     // when a Rope pair storing them follows (the device prefers it).
-    if (fed.gated || !fed.hasRope() || !cache || cache->dtype != buf(norm.results[0]).dtype)
+    if (fed.gated || !fed.hasRope() || !cache ||
+        cache->dtype != buf(norm.results[0]).dtype)
       continue;
     const rt::Step &ropeQ = decode->steps[fed.rope.first];
     std::optional<cg::KernelDType> tableDt =
@@ -1306,20 +1306,20 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
     o.ropeHeadDim = buf(ropeQ.operands[0]).shape[2].value;
     o.ropeTableDType = *tableDt;
     o.kvBlockSize = blockSize;
-    Request &withRope = c.add(
-        "gemv_multi_addnorm_rope_kv" + rows + "_" + str(o.k) +
-            rt::dtypeName(buf(norm.results[0]).dtype) + "_eps" +
-            std::to_string(o.normEpsilon) + "_d" + str(o.ropeHeadDim) +
-            rt::dtypeName(buf(ropeQ.operands[1]).dtype),
-        "decode step #" + std::to_string(fed.addNorm.add) +
-            " (Add, RMSNorm, q/k/v, Rope pair and KVCacheWrite)",
-        [&](Request &r) {
-          r.family = "gemv_multi";
-          r.weightLayout = rt::WeightLayout::NK;
-          r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-            return cg::buildGemvKernel(b, m, o);
-          };
-        });
+    Request &withRope =
+        c.add("gemv_multi_addnorm_rope_kv" + rows + "_" + str(o.k) +
+                  rt::dtypeName(buf(norm.results[0]).dtype) + "_eps" +
+                  std::to_string(o.normEpsilon) + "_d" + str(o.ropeHeadDim) +
+                  rt::dtypeName(buf(ropeQ.operands[1]).dtype),
+              "decode step #" + std::to_string(fed.addNorm.add) +
+                  " (Add, RMSNorm, q/k/v, Rope pair and KVCacheWrite)",
+              [&](Request &r) {
+                r.family = "gemv_multi";
+                r.weightLayout = rt::WeightLayout::NK;
+                r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                  return cg::buildGemvKernel(b, m, o);
+                };
+              });
     withRope.uses = 0;
   }
 

@@ -84,10 +84,10 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     if (failed(normRow))
       return failure();
     if (normRow->threads > options.warpsPerBlock * kWarpSize)
-      return emitError(loc) << "the add + norm prologue of a " << options.k
-                            << "-wide row needs " << normRow->threads
-                            << " threads, the CTA has "
-                            << options.warpsPerBlock * kWarpSize;
+      return emitError(loc)
+             << "the add + norm prologue of a " << options.k
+             << "-wide row needs " << normRow->threads
+             << " threads, the CTA has " << options.warpsPerBlock * kWarpSize;
   }
   if (multi && (chunked || gated || options.bias || options.moreN.size() > 3 ||
                 options.outputDType.value_or(options.dtype) != options.dtype))
@@ -119,9 +119,9 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     if (options.cache.kind != KVCacheKind::Combined)
       return emitError(loc) << "the rope + cache epilogue writes the "
                                "combined cache layout only";
-    cacheLayout = resolvePagedCacheLayout(
-        loc, options.cache, options.dtype, options.moreN[0] / headDim,
-        options.kvBlockSize, headDim, 1);
+    cacheLayout = resolvePagedCacheLayout(loc, options.cache, options.dtype,
+                                          options.moreN[0] / headDim,
+                                          options.kvBlockSize, headDim, 1);
     if (failed(cacheLayout))
       return failure();
   }
@@ -201,18 +201,16 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
         gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
     workgroup.push_back(MemRefType::get({options.k}, elementType,
                                         MemRefLayoutAttrInterface(), space));
-    workgroup.push_back(MemRefType::get({options.warpsPerBlock},
-                                        b.getF32Type(),
+    workgroup.push_back(MemRefType::get({options.warpsPerBlock}, b.getF32Type(),
                                         MemRefLayoutAttrInterface(), space));
   }
   if (rope) {
     // cos, sin, slot_mapping, cache; the swap slots of the rotation.
     auto tableType = MemRefType::get(
         {1, headDim}, getElementType(context, options.ropeTableDType));
-    argTypes.append({tableType, tableType,
-                     MemRefType::get({1}, b.getI64Type()),
-                     MemRefType::get({cacheLayout->bufferElements},
-                                     elementType)});
+    argTypes.append(
+        {tableType, tableType, MemRefType::get({1}, b.getI64Type()),
+         MemRefType::get({cacheLayout->bufferElements}, elementType)});
     access.append({ArgAccess::ReadOnly, ArgAccess::ReadOnly,
                    ArgAccess::ReadOnly, ArgAccess::WriteOnly});
     workgroup.push_back(MemRefType::get(
@@ -279,9 +277,8 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     Value stored = arith::ExtFOp::create(b, b.getF32Type(), narrow(dot));
     Value out = stored;
     if (member < 2) {
-      b.ifThen(isLeader, [&] {
-        memref::StoreOp::create(b, stored, swapSlots, warp);
-      });
+      b.ifThen(isLeader,
+               [&] { memref::StoreOp::create(b, stored, swapSlots, warp); });
       gpu::BarrierOp::create(b);
       Value partner = memref::LoadOp::create(
           b, swapSlots,
@@ -325,8 +322,7 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   // The rows of one matrix W [n, K] -> y [n] that CTA `block` (counted
   // from the matrix's first CTA) owns. `member`: the weight's position
   // (with the rope epilogue 0 is q, 1 k, 2 v).
-  auto emitRows = [&](Value w, Value y, int64_t n, Value block,
-                      size_t member) {
+  auto emitRows = [&](Value w, Value y, int64_t n, Value block, size_t member) {
     bool rotated = rope && member < 2;
     bool rowsOvershoot = ceilDiv(n, rowsPerBlock) * rowsPerBlock != n;
     Value firstRow = arith::AddIOp::create(
@@ -338,10 +334,9 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       // halfDim further (its rotation partner).
       int64_t blocksPerHead = halfDim / pairWarps;
       Value head = b.divU(block, blocksPerHead);
-      Value channel =
-          b.add(b.mul(b.remU(block, blocksPerHead), pairWarps),
-                b.add(b.remU(warp, pairWarps),
-                      b.mul(b.divU(warp, pairWarps), halfDim)));
+      Value channel = b.add(b.mul(b.remU(block, blocksPerHead), pairWarps),
+                            b.add(b.remU(warp, pairWarps),
+                                  b.mul(b.divU(warp, pairWarps), halfDim)));
       firstRow = b.add(b.mul(head, headDim), channel);
     }
     Value laneColumn = arith::MulIOp::create(b, lane, b.index(width));

@@ -27,10 +27,11 @@ FailureOr<NormShape> kiln::codegen::normShape(Location loc, int64_t hidden,
   shape.width = pickVectorWidth(hidden, dtype);
   int64_t numVectors = hidden / shape.width;
   shape.threads =
-      blockSize ? blockSize
-                : std::clamp<int64_t>(llvm::PowerOf2Ceil(ceilDiv(
-                                          numVectors, kTargetStepsPerThread)),
-                                      kWarpSize, 1024);
+      blockSize
+          ? blockSize
+          : std::clamp<int64_t>(
+                llvm::PowerOf2Ceil(ceilDiv(numVectors, kTargetStepsPerThread)),
+                kWarpSize, 1024);
   shape.steps = ceilDiv(numVectors, shape.threads);
   if (shape.steps > kMaxStepsPerThread)
     return emitError(loc) << "hidden=" << hidden << " needs " << shape.steps
@@ -51,9 +52,9 @@ void kiln::codegen::emitNormRow(KernelBuilder &b, const NormRow &r,
   // Threads past `threads` (a gemv block larger than the norm's) own no
   // vectors: they add zeros to the block sum.
   bool idleThreads = r.blockWarps * kWarpSize > threads;
-  Value normalizes = idleThreads ? b.cmp(arith::CmpIPredicate::ult, r.tid,
-                                         b.index(threads))
-                                 : Value();
+  Value normalizes =
+      idleThreads ? b.cmp(arith::CmpIPredicate::ult, r.tid, b.index(threads))
+                  : Value();
   auto at = [&](Value column) {
     return r.row ? SmallVector<Value>{r.row, column}
                  : SmallVector<Value>{column};
@@ -77,12 +78,11 @@ void kiln::codegen::emitNormRow(KernelBuilder &b, const NormRow &r,
     return (s + 1) * threads > numVectors;
   };
   auto inRowOf = [&](int64_t s, Value vector) -> Value {
-    Value inRow =
-        stepIsPartial(s)
-            ? arith::CmpIOp::create(b, arith::CmpIPredicate::ult, vector,
-                                    vectorCount)
-                  .getResult()
-            : Value();
+    Value inRow = stepIsPartial(s)
+                      ? arith::CmpIOp::create(b, arith::CmpIPredicate::ult,
+                                              vector, vectorCount)
+                            .getResult()
+                      : Value();
     if (normalizes)
       inRow = inRow ? b.andI(inRow, normalizes) : normalizes;
     return inRow;
@@ -99,8 +99,8 @@ void kiln::codegen::emitNormRow(KernelBuilder &b, const NormRow &r,
       if (!r.residual)
         return v;
       // h rounded to the storage type, stored, and used as rounded.
-      Value h = arith::AddFOp::create(b, v,
-                                      b.loadF32(r.residual, at(column), width));
+      Value h =
+          arith::AddFOp::create(b, v, b.loadF32(r.residual, at(column), width));
       if (r.sum)
         guarded(r.storeGlobal, [&] { b.storeFromF32(h, r.sum, at(column)); });
       auto narrow = VectorType::get({width}, r.elementType);

@@ -56,8 +56,7 @@ kiln::codegen::buildRMSNormKernel(OpBuilder &builder, gpu::GPUModuleOp module,
       normShape(loc, options.hidden, options.dtype, options.blockSize);
   if (failed(shape))
     return failure();
-  int64_t width = shape->width, threads = shape->threads,
-          steps = shape->steps;
+  int64_t width = shape->width, threads = shape->threads, steps = shape->steps;
   if (options.rows > 2147483647)
     return emitError(loc) << "rows=" << options.rows
                           << " exceeds the grid's x dimension";

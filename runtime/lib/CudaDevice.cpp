@@ -970,12 +970,12 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     std::string rows;
     for (int64_t n : group.rows)
       rows += (rows.empty() ? "" : "_") + std::to_string(n);
-    const KernelInfo *multi = findFused(
-        "gemv_multi",
-        {{"n", rows},
-         {"k", std::to_string(group.k)},
-         {"dtype", dtypeName(entry.buffers[first.operands[1]].dtype)},
-         {"add_norm", ""}});
+    const KernelInfo *multi =
+        findFused("gemv_multi",
+                  {{"n", rows},
+                   {"k", std::to_string(group.k)},
+                   {"dtype", dtypeName(entry.buffers[first.operands[1]].dtype)},
+                   {"add_norm", ""}});
     if (!multi)
       continue;
     StepProgram &head = p.steps[group.steps.front()];
@@ -1155,16 +1155,15 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
       const Step *write = rope ? &entry.steps[rope->kvWrite] : nullptr;
       for (const KernelArgInfo &arg : k.args) {
         const std::string &nm = arg.name;
-        size_t member =
-            nm.size() == 2 && std::isdigit(nm[1]) ? nm[1] - '0' : 0;
+        size_t member = nm.size() == 2 && std::isdigit(nm[1]) ? nm[1] - '0' : 0;
         ArgRef a;
         if (nm == "x" || nm == "residual" || nm == "sum" || nm == "normed" ||
             nm == "norm_weight") {
-          a = buffer(nm == "x"             ? add.operands[0]
-                     : nm == "residual"    ? add.operands[1]
-                     : nm == "sum"         ? add.results[0]
-                     : nm == "normed"      ? norm.results[0]
-                                           : norm.operands[1]);
+          a = buffer(nm == "x"          ? add.operands[0]
+                     : nm == "residual" ? add.operands[1]
+                     : nm == "sum"      ? add.results[0]
+                     : nm == "normed"   ? norm.results[0]
+                                        : norm.operands[1]);
         } else if (fed.gated && (nm == "w" || nm == "w_up")) {
           a = weight(consumer.operands[nm == "w" ? 1 : 2]);
         } else if (fed.gated && nm == "y") {

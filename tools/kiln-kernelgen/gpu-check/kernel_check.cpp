@@ -1698,8 +1698,8 @@ Result Checker::runDecodeStep() {
       int64_t at = slot * spec.integer("token_stride");
       int64_t bad = 0;
       for (int64_t r = 0; r < members[1]; ++r) {
-        int64_t e = at + (r / headDim) * spec.integer("head_stride") +
-                    r % headDim;
+        int64_t e =
+            at + (r / headDim) * spec.integer("head_stride") + r % headDim;
         bad += cache[e] != k1[r];
         bad += cache[e + spec.integer("v_offset")] != v1[r];
       }

@@ -100,7 +100,6 @@ struct NormFedLinears {
 
 std::vector<NormFedLinears> findNormFedLinears(const EntryPoint &entry);
 
-
 std::vector<RopePair> findRopePairs(const EntryPoint &entry);
 
 } // namespace kiln::runtime
