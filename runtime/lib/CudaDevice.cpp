@@ -563,6 +563,16 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     a.tokenRowBytes = p.rowBytes[id];
     return a;
   };
+  // A weight operand: as stored, or (`nk`: the kernel reads W [N, K] and
+  // the plan stores it [K, N]) its transposed copy, marked for upload.
+  auto weightArg = [&](uint32_t id, bool nk) {
+    ArgRef a = buffer(id, /*markStored=*/!nk);
+    if (nk) {
+      a.source = Source::WeightNK;
+      transposed_[a.id].reset(new Memory());
+    }
+    return a;
+  };
   // A GEMM's split-K `partials` or `counters`: the program's workspaces,
   // sized per row for the largest GEMM (they run one at a time and share
   // them).
@@ -625,13 +635,7 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
       p.capturable &= !launch.perSequence;
       launch.rows = rows;
       auto weight = [&](uint32_t id) {
-        bool nk = k.weightLayout == WeightLayout::NK && !transposed;
-        ArgRef a = buffer(id, /*markStored=*/!nk);
-        if (nk) {
-          a.source = Source::WeightNK;
-          transposed_[a.id].reset(new Memory());
-        }
-        return a;
+        return weightArg(id, k.weightLayout == WeightLayout::NK && !transposed);
       };
       auto scratch = [&](uint32_t slot, int64_t elements) {
         int64_t row = elements * dtypeBytes(k.args[0].dtype);
@@ -1017,12 +1021,8 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
           } else if (arg.name[0] == 'y') {
             a = buffer(s.results[0]);
           } else {
-            bool nk = k.weightLayout == WeightLayout::NK && !transposed;
-            a = buffer(s.operands[1], /*markStored=*/!nk);
-            if (nk) {
-              a.source = Source::WeightNK;
-              transposed_[a.id].reset(new Memory());
-            }
+            a = weightArg(s.operands[1],
+                          k.weightLayout == WeightLayout::NK && !transposed);
           }
         }
         a.tokenRowBytes = 0;
@@ -1137,15 +1137,6 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     head.normGemv.consumer = fed.consumer;
     head.normGemv.gated = fed.gated;
     p.steps[fed.addNorm.norm].fusedInto = static_cast<int64_t>(fed.addNorm.add);
-    auto weight = [&](uint32_t id) {
-      bool nk = fused->weightLayout == WeightLayout::NK && !transposed;
-      ArgRef a = buffer(id, /*markStored=*/!nk);
-      if (nk) {
-        a.source = Source::WeightNK;
-        transposed_[a.id].reset(new Memory());
-      }
-      return a;
-    };
     // The arguments of `k`; with `rope`, y and y1 are the Rope pair's
     // (rotated) results and the rotation's and cache write's inputs follow.
     auto bindArgs = [&](const KernelInfo &k, const RopePair *rope,
@@ -1153,6 +1144,9 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
       const Step *ropeQ = rope ? &entry.steps[rope->first] : nullptr;
       const Step *ropeK = rope ? &entry.steps[rope->second] : nullptr;
       const Step *write = rope ? &entry.steps[rope->kvWrite] : nullptr;
+      auto weight = [&](uint32_t id) {
+        return weightArg(id, k.weightLayout == WeightLayout::NK && !transposed);
+      };
       for (const KernelArgInfo &arg : k.args) {
         const std::string &nm = arg.name;
         size_t member = nm.size() == 2 && std::isdigit(nm[1]) ? nm[1] - '0' : 0;
