@@ -2,6 +2,7 @@
 
 #include "CudaDevice.h"
 
+#include "kiln/runtime/GemmRoute.h"
 #include "kiln/runtime/Half.h"
 #include "kiln/runtime/StepFusion.h"
 
@@ -10,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <set>
 
 namespace kiln::runtime {
@@ -1288,15 +1290,16 @@ int64_t flashMinRows() {
 
 /// Most rows for which shared-input linears (q, k, v) run as one grouped
 /// prefill GEMM: with few row tiles k and v alone leave most SMs idle
-/// (H100, each pair in one command: 8B shape, 512 tokens 19.84 -> 17.70 ms
-/// grouped; 1B, 512 tokens 4.43 -> 4.22). At 2048 tokens two runs
-/// disagreed (1B: 10.53 apart vs 10.75 grouped, then 12.34 vs 10.31), so
-/// many-row prefills keep one GEMM per weight until that is settled.
-/// KILN_GROUPED_MAX_ROWS overrides it (0: never grouped).
+/// (H100, each pair in one command: 8B shape, 512 tokens 19.53 -> 17.56 ms
+/// grouped; 1B, 512 tokens 4.43 -> 4.22), and at 2048 tokens grouping
+/// still gains (1B: 10.46 / 10.78 ms apart, 10.31 / 10.24 grouped, two
+/// rounds in one command). Earlier 2048-token runs that disagreed had
+/// q/k/v on the few-row GEMM past this limit (see GemmRoute.h), so there is
+/// no limit by default. KILN_GROUPED_MAX_ROWS sets one (0: never grouped).
 int64_t groupedTiledMaxRows() {
   static const int64_t rows = [] {
     const char *v = std::getenv("KILN_GROUPED_MAX_ROWS");
-    return v ? std::atoll(v) : int64_t(1024);
+    return v ? std::atoll(v) : std::numeric_limits<int64_t>::max();
   }();
   return rows;
 }
@@ -1307,6 +1310,17 @@ int64_t tiledMinRows() {
     return v ? std::max<int64_t>(2, std::atoll(v)) : int64_t(64);
   }();
   return rows;
+}
+
+/// The kernel family (and whether grouped) for a step of `rows` rows under
+/// the KILN_* switches: one rule for q/k/v, the gated MLP and lone linears.
+rt::GemmRoute gemmRoute(int64_t rows) {
+  rt::GemmRouteLimits limits;
+  limits.tiledMinRows = tiledMinRows();
+  limits.groupedTiledMaxRows = groupedTiledMaxRows();
+  limits.fewRowsGemm = skinnyEnabled();
+  limits.grouped = multiGemvEnabled();
+  return rt::routeGemm(rows, limits);
 }
 
 } // namespace
@@ -1660,11 +1674,10 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
         continue;
       }
       const GroupedGemm *grouped = nullptr;
-      if (multiGemvEnabled() && T >= tiledMinRows() &&
-          T <= groupedTiledMaxRows())
-        grouped = &sp.groupedTiled;
-      else if (multiGemvEnabled() && T > 1 && skinnyEnabled())
-        grouped = &sp.groupedSkinny;
+      if (rt::GemmRoute route = gemmRoute(T); route.grouped)
+        grouped = route.family == rt::GemmFamily::Tiled     ? &sp.groupedTiled
+                  : route.family == rt::GemmFamily::FewRows ? &sp.groupedSkinny
+                                                        : nullptr;
       if (grouped && grouped->kernel >= 0) {
         fusedGroup = static_cast<int64_t>(stepIndex);
         KILN_RETURN_IF_ERROR(launchKernel(grouped->kernel, grouped->args, 0, 0,
@@ -1697,9 +1710,9 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
           gated = true;
           KILN_RETURN_IF_ERROR(
               launchKernel(l.gatedKernel, l.gatedArgs, 0, 0, 1));
-        } else if (l.groupedKernel >= 0 && stepRows > 1 &&
-                   stepRows < tiledMinRows() && skinnyEnabled() &&
-                   multiGemvEnabled()) {
+        } else if (l.groupedKernel >= 0 &&
+                   gemmRoute(stepRows).family == rt::GemmFamily::FewRows &&
+                   gemmRoute(stepRows).grouped) {
           upDone = true;
           KILN_RETURN_IF_ERROR(launchKernel(
               l.groupedKernel, l.groupedArgs, 0, 0,
