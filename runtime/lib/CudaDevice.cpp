@@ -1677,7 +1677,7 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
       if (rt::GemmRoute route = gemmRoute(T); route.grouped)
         grouped = route.family == rt::GemmFamily::Tiled     ? &sp.groupedTiled
                   : route.family == rt::GemmFamily::FewRows ? &sp.groupedSkinny
-                                                        : nullptr;
+                                                            : nullptr;
       if (grouped && grouped->kernel >= 0) {
         fusedGroup = static_cast<int64_t>(stepIndex);
         KILN_RETURN_IF_ERROR(launchKernel(grouped->kernel, grouped->args, 0, 0,

@@ -1,4 +1,5 @@
-//===- GemmRoute.h - Which GEMM family serves a step's rows ------*- C++ -*-===//
+//===- GemmRoute.h - Which GEMM family serves a step's rows ------*- C++
+//-*-===//
 //
 // A step's linears run on one of three kernel families by their row count:
 // the gemv (one row), the split-K few-row GEMM (2 to tiledMinRows - 1 rows)
@@ -24,7 +25,8 @@ namespace rt {
 /// The kernel family for a step's linears.
 enum class GemmFamily {
   Gemv,    ///< one row
-  FewRows, ///< the split-K few-row GEMM (or, switched off, the row-chunked gemv)
+  FewRows, ///< the split-K few-row GEMM (or, switched off, the row-chunked
+           ///< gemv)
   Tiled,   ///< the many-row prefill GEMM
 };
 
