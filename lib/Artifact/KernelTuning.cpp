@@ -13,12 +13,17 @@ using llvm::StringRef;
 llvm::ArrayRef<KernelKnob> KernelTuning::knobs() {
   using K = KernelKnob::Kind;
   static const KernelKnob table[] = {
-      {"gemv-unroll", K::Count, "gemv: K steps in flight per lane (16)"},
+      {"gemv-unroll", K::Count,
+       "gemv: K steps in flight per lane (8; 16 from 32 steps a lane)"},
       {"gemv-rows-per-warp", K::Count, "gemv: output rows per warp"},
-      {"gemv-warps", K::Count, "gemv: warps per CTA"},
+      {"gemv-warps", K::Count, "gemv: warps per CTA (8)"},
       {"gated-rows-per-warp", K::Count,
        "fused gate/up gemv: output rows per warp"},
       {"gated-warps", K::Count, "fused gate/up gemv: warps per CTA"},
+      {"gated-unroll", K::Count,
+       "fused gate/up gemv: K steps in flight per lane (4)"},
+      {"multi-unroll", K::Count,
+       "q/k/v gemv_multi (one row): K steps in flight per lane (4)"},
       {"grouped-skinny", K::Switch,
        "grouped wgmma GEMMs: a layer's q, k and v (few-row and prefill) and "
        "its gate and up (few-row) in one launch each: 1 on, 0 one launch a "

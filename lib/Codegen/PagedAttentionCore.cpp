@@ -213,6 +213,25 @@ void AttentionEmitter::merge(Value &m, Value &l, Value &acc, Value m2, Value l2,
   m = top;
 }
 
+void AttentionEmitter::prefetchRows(const Work &work) {
+  const PagedAttentionOptions &o = c.options;
+  Value position = b.add(work.begin, tid_);
+  b.ifThen(b.cmp(arith::CmpIPredicate::ult, position, work.end), [&] {
+    Value logical = b.divU(position, o.blockSize);
+    Value block = b.loadIndex(tables, {work.seq, logical});
+    Value row = b.add(b.add(b.mul(block, c.cache.blockStride),
+                            b.mul(work.kvHead, c.cache.headStride)),
+                      b.mul(b.sub(position, b.mul(logical, o.blockSize)),
+                            c.cache.tokenStride));
+    int64_t elementBytes = getElementBytes(o.dtype);
+    int64_t lineElements = 128 / elementBytes;
+    for (int64_t e = 0; e < o.headDim; e += lineElements) {
+      b.prefetchL2(kCache, b.add(row, e));
+      b.prefetchL2(vCache, b.add(row, c.cacheVOffset() + e));
+    }
+  });
+}
+
 void AttentionEmitter::accumulate(const Work &work, bool maskBelowBegin) {
   const PagedAttentionOptions &o = c.options;
   int64_t heads = c.headsPerCta, lanes = c.lanesPerKey;

@@ -102,6 +102,15 @@ public:
   /// kvHead and firstHead from blockIdx.y (y = kvHead * headChunks + chunk).
   void splitHeadIndex(mlir::Value y, Work &work);
 
+  /// Before waiting for the previous kernel: pulls the K and V rows of the
+  /// first `threads` positions of [begin, end) into L2, one position a
+  /// thread (its block-table entry, then each 128-byte line). Block tables
+  /// and context lengths are step inputs the host writes before the step,
+  /// and the cached rows before this step's token are not written by the
+  /// previous kernel either (an L2 prefetch of the newest row is harmless:
+  /// L2 is coherent); only q and the newest K/V need the wait.
+  void prefetchRows(const Work &work);
+
   /// The loop over [begin, end) and the merges: leaves every warp's state
   /// in workgroup memory, followed by a barrier. `maskBelowBegin`: keys
   /// before `begin` can occur in the first tile (begin not tile-aligned).

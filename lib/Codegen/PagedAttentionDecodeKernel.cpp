@@ -148,9 +148,15 @@ FailureOr<KernelSpec> kiln::codegen::buildPagedAttentionDecodeKernel(
                    {work.qRow, b.add(work.firstHead, r.g), r.column});
   };
 
+  // The context length, block tables and earlier positions' K/V are read
+  // before the wait (PagedAttentionCore.h: prefetchRows): at batch 1 the
+  // kernel is a chain of dependent loads (length, table, K/V), which then
+  // overlaps the q/k/v projection instead of following it.
   if (!split) {
     work.begin = windowBegin;
     work.end = ctx;
+    emitter.prefetchRows(work);
+    b.waitForPriorGrids();
     emitter.accumulate(work, maskBelowBegin);
     emitter.forEachResult(storeOut);
     gpu::ReturnOp::create(b);
@@ -164,6 +170,8 @@ FailureOr<KernelSpec> kiln::codegen::buildPagedAttentionDecodeKernel(
       Value partBegin = b.mul(part, size);
       work.begin = b.maxS(windowBegin, partBegin);
       work.end = b.minS(b.add(partBegin, size), ctx);
+      emitter.prefetchRows(work);
+      b.waitForPriorGrids();
       emitter.accumulate(work, maskBelowBegin);
 
       Value single = b.cmp(arith::CmpIPredicate::eq, parts, 1);
