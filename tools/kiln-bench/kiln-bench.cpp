@@ -15,12 +15,13 @@
 // step of every repeat) after --warmup untimed rounds (3: the CUDA device
 // runs a prompt split eagerly the first two times and captures its graph
 // the third, so a timed round with fewer warm-ups counts the capture and
-// instantiation on the host clock as prefill time) and tok/s = B / ms-per-step, each against its
-// floor (PERFORMANCE.md): decode >= weight bytes / copy bandwidth
-// (measured on the device, read + write counted, unless --bandwidth-gbs is
-// given), prefill >= 2 * matmul params * tokens / --matmul-tflops (Kiln
-// has no vendor GEMM to measure the rate with; the bench script measures
-// it with PyTorch on the same card and passes it).
+// instantiation on the host clock as prefill time) and tok/s = B / ms-per-step,
+// each against its floor (PERFORMANCE.md): decode >= weight bytes read a step
+// (an embedding table: one row a sequence) / copy bandwidth (measured on the
+// device, read + write counted, unless --bandwidth-gbs is given), prefill >= 2
+// * matmul params * tokens / --matmul-tflops (Kiln has no vendor GEMM to
+// measure the rate with; the bench script measures it with PyTorch on the same
+// card and passes it).
 //
 // --speculate K[,K..] (a speculative artifact: kiln-compile --draft or
 // --speculate-ngram) then generates the --prompts (token ids, one prompt a
@@ -107,6 +108,37 @@ int64_t matmulParams(const Model &model) {
     }
   }
   return n;
+}
+
+/// Weight bytes one decode step of `batch` sequences reads: every weight
+/// in full, except a table only Embedding steps read, of which each
+/// sequence gathers one row (an untied 8B-shaped embedding is 1.05 GB of
+/// 16.06; a tied one is also the lm_head's weight and counts in full).
+int64_t decodeReadBytes(const Model &model, int64_t batch) {
+  const EntryPoint *decode = model.entry("decode");
+  const auto &weights = model.weights();
+  std::vector<bool> full(weights.size(), false), gathered(weights.size());
+  for (const Step &s : decode->steps)
+    for (size_t i = 0; i < s.operands.size(); ++i) {
+      // Absent optional operands (a QuantLinear's zero points, bias).
+      if (s.operands[i] >= decode->buffers.size())
+        continue;
+      const Buffer &b = decode->buffers[s.operands[i]];
+      if (b.kind != BufferKind::Weight)
+        continue;
+      bool embeddingTable = s.kind == OpKind::Embedding && i == 0;
+      (embeddingTable ? gathered : full)[b.weightIndex] = true;
+    }
+  int64_t bytes = 0;
+  for (size_t w = 0; w < weights.size(); ++w) {
+    const WeightInfo &info = weights[w];
+    if (full[w] || !gathered[w] || info.shape.empty() || info.shape[0] <= 0)
+      bytes += info.numBytes();
+    else
+      bytes +=
+          std::min(batch, info.shape[0]) * (info.numBytes() / info.shape[0]);
+  }
+  return bytes;
 }
 
 struct Result {
@@ -302,22 +334,24 @@ int main(int argc, char **argv) {
       return fail(r.status());
     rows.emplace_back(b, *r);
   }
-  std::printf("kiln-bench: %s on %s: weights %.3f GB (%.3f G matmul params), "
-              "copy bandwidth %s, matmul rate %.0f TFLOP/s (given)\n",
-              args.positionals[0].c_str(), deviceName.c_str(),
-              weightBytes / 1e9, params / 1e9,
-              bandwidth > 0
-                  ? (std::to_string(bandwidth / 1e12).substr(0, 4) + " TB/s")
-                        .c_str()
-                  : "unknown (host)",
-              tflops);
+  std::printf(
+      "kiln-bench: %s on %s: weights %.3f GB (%.3f GB read a "
+      "batch-1 decode step, %.3f G matmul params), "
+      "copy bandwidth %s, matmul rate %.0f TFLOP/s (given)\n",
+      args.positionals[0].c_str(), deviceName.c_str(), weightBytes / 1e9,
+      decodeReadBytes(**model, 1) / 1e9, params / 1e9,
+      bandwidth > 0
+          ? (std::to_string(bandwidth / 1e12).substr(0, 4) + " TB/s").c_str()
+          : "unknown (host)",
+      tflops);
   std::printf("%6s %7s %11s %8s %9s %10s %8s %7s\n", "batch", "prompt",
               "prefill_ms", "prefill%", "ms/step", "tok/s", "decode%",
               "steps");
   for (auto &[b, r] : rows) {
     double prefillFloor =
         2.0 * params * double(b * promptLen) / (tflops * 1e12) * 1e3;
-    double decodeFloor = bandwidth > 0 ? weightBytes / bandwidth * 1e3 : 0;
+    double decodeFloor =
+        bandwidth > 0 ? decodeReadBytes(**model, b) / bandwidth * 1e3 : 0;
     if (r.steps == 0) { // --gen-len 1: the prefill's token only
       std::printf("%6lld %7lld %11.2f %7.1f%% %9s %10s %8s %7d\n",
                   (long long)b, (long long)promptLen, r.prefillMs,
