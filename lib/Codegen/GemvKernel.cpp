@@ -550,10 +550,8 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   if (outDType != options.dtype)
     spec.addParam("out_dtype", stringifyDType(outDType));
   if (addNorm) {
-    char eps[32];
-    std::snprintf(eps, sizeof(eps), "%.9g", options.normEpsilon);
     spec.addParam("add_norm", 1);
-    spec.addParam("eps", StringRef(eps));
+    spec.addFloatParam("eps", options.normEpsilon);
   }
   if (rope) {
     spec.addParam("rope", 1);

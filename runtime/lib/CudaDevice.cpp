@@ -209,6 +209,15 @@ struct StepProgram {
 /// steps run eagerly).
 constexpr size_t kMaxSplitGraphs = 256;
 
+/// An RMSNorm step's epsilon as kernel contracts print it (`%.9g`, as
+/// KernelSpec::addFloatParam writes it), to look fused kernels up by.
+std::string epsilonParam(const Step &norm) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.9g",
+                double(norm.getFloat(AttrKey::Epsilon)));
+  return text;
+}
+
 /// Whether the environment leaves an on-by-default path on: any value of
 /// `name` but "0" (the KILN_* switches for measuring and bisecting).
 bool envSwitchOn(const char *name) {
@@ -884,14 +893,11 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
   for (const AddNorm &pair : findAddNorms(entry)) {
     const Step &add = entry.steps[pair.add];
     const Step &norm = entry.steps[pair.norm];
-    char eps[32];
-    std::snprintf(eps, sizeof(eps), "%.9g",
-                  double(norm.getFloat(AttrKey::Epsilon)));
     const KernelInfo *fused =
         findFused("add_rms_norm",
                   {{"hidden", std::to_string(pair.hidden)},
                    {"dtype", dtypeName(entry.buffers[norm.results[0]].dtype)},
-                   {"eps", eps}});
+                   {"eps", epsilonParam(norm)}});
     if (!fused)
       continue;
     StepProgram &head = p.steps[pair.add];
@@ -1121,14 +1127,11 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
       for (int64_t n : fed.group.rows)
         rows += (rows.empty() ? "" : "_") + std::to_string(n);
     }
-    char eps[32];
-    std::snprintf(eps, sizeof(eps), "%.9g",
-                  double(norm.getFloat(AttrKey::Epsilon)));
     Params params = {{"n", rows},
                      {"k", std::to_string(fed.addNorm.hidden)},
                      {"dtype", dtypeName(entry.buffers[norm.results[0]].dtype)},
                      {"add_norm", "1"},
-                     {"eps", eps},
+                     {"eps", epsilonParam(norm)},
                      {"rope", ""}};
     const KernelInfo *fused =
         findFused(fed.gated ? "gemv_gated" : "gemv_multi", params);
@@ -1706,13 +1709,13 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
             (normServed && (l.isGate || l.isUp || l.skipWhenGated)))
           continue;
         int64_t stepRows = sym.get(l.rows);
+        rt::GemmRoute route = gemmRoute(stepRows);
         if (l.gatedKernel >= 0 && stepRows == 1) {
           gated = true;
           KILN_RETURN_IF_ERROR(
               launchKernel(l.gatedKernel, l.gatedArgs, 0, 0, 1));
         } else if (l.groupedKernel >= 0 &&
-                   gemmRoute(stepRows).family == rt::GemmFamily::FewRows &&
-                   gemmRoute(stepRows).grouped) {
+                   route.family == rt::GemmFamily::FewRows && route.grouped) {
           upDone = true;
           KILN_RETURN_IF_ERROR(launchKernel(
               l.groupedKernel, l.groupedArgs, 0, 0,
