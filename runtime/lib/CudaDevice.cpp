@@ -1077,7 +1077,8 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
          {"format", first.getInt(AttrKey::QuantFormat) ==
                             static_cast<int64_t>(QuantFormat::FP8E4M3)
                         ? "fp8e4m3"
-                        : ""}});
+                        : ""},
+         {"add_norm", ""}});
     if (!multi)
       continue;
     StepProgram &head = p.steps[group.steps.front()];
@@ -1211,6 +1212,68 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     head.normGemv.ropeStep = fed.rope.first;
     KILN_RETURN_IF_ERROR(
         bindArgs(*withRope, &fed.rope, head.normGemv.ropeArgs));
+  }
+
+  // The same for quantized q/k/v or gate/up: the qgemv_multi with the add
+  // and norm in its prologue (add_norm=1), launched at the add for a row.
+  for (const NormFedLinears &fed : findNormFedQuantLinears(entry)) {
+    const Step &add = entry.steps[fed.addNorm.add];
+    const Step &norm = entry.steps[fed.addNorm.norm];
+    const Step &first = entry.steps[fed.consumer];
+    StepProgram &head = p.steps[fed.addNorm.add];
+    uint32_t sumRoot = p.root[add.results[0]];
+    if (head.normGemv.kernel >= 0 || sumRoot == p.root[add.operands[0]] ||
+        sumRoot == p.root[add.operands[1]])
+      continue;
+    std::string rows;
+    for (int64_t n : fed.group.rows)
+      rows += (rows.empty() ? "" : "_") + std::to_string(n);
+    char eps[32];
+    std::snprintf(eps, sizeof(eps), "%.9g",
+                  double(norm.getFloat(AttrKey::Epsilon)));
+    bool zeroPoints =
+        first.operands.size() > 3 && first.operands[3] != kNoBuffer;
+    const KernelInfo *fused = findFused(
+        "qgemv_multi",
+        {{"n", rows},
+         {"k", std::to_string(fed.group.k)},
+         {"dtype", dtypeName(entry.buffers[first.results[0]].dtype)},
+         {"bits", std::to_string(first.getInt(AttrKey::Bits))},
+         {"group_size", std::to_string(first.getInt(AttrKey::GroupSize))},
+         {"scale_dtype", dtypeName(entry.buffers[first.operands[2]].dtype)},
+         {"zero_point", zeroPoints ? "1" : ""},
+         {"format", first.getInt(AttrKey::QuantFormat) ==
+                            static_cast<int64_t>(QuantFormat::FP8E4M3)
+                        ? "fp8e4m3"
+                        : ""},
+         {"add_norm", "1"},
+         {"eps", eps}});
+    if (!fused)
+      continue;
+    auto operandOf = [&](const std::string &name) -> uint32_t {
+      if (name == "x" || name == "residual")
+        return add.operands[name == "x" ? 0 : 1];
+      if (name == "sum")
+        return add.results[0];
+      if (name == "normed")
+        return norm.results[0];
+      if (name == "norm_weight")
+        return norm.operands[1];
+      size_t digits = name.find_first_of("0123456789");
+      size_t member =
+          digits == std::string::npos ? 0 : std::stoul(name.substr(digits));
+      if (member >= fed.group.steps.size())
+        return kNoBuffer;
+      return quantLinearBuffer(entry.steps[fed.group.steps[member]],
+                               name.substr(0, digits));
+    };
+    std::vector<ArgRef> args;
+    KILN_RETURN_IF_ERROR(bindByName(*fused, operandOf, args));
+    head.normGemv.kernel = static_cast<int32_t>(fused - table.kernels.data());
+    head.normGemv.consumer = fed.consumer;
+    head.normGemv.gated = false;
+    head.normGemv.args = std::move(args);
+    p.steps[fed.addNorm.norm].fusedInto = static_cast<int64_t>(fed.addNorm.add);
   }
   return Status::ok();
 }

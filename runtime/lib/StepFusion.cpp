@@ -199,23 +199,50 @@ RopePair ropeAfterQKV(const EntryPoint &entry, const SharedInputLinears &qkv,
 
 } // namespace
 
+/// The step (Views aside) after `pair` that reads its normalized rows as x,
+/// where a fused kernel may take the add and norm into its prologue (whose
+/// CTA 0 stores the sum while the others still read both operands); npos
+/// otherwise.
+static size_t normFedConsumer(const EntryPoint &entry, const AddNorm &pair) {
+  const Step &add = entry.steps[pair.add];
+  const Step &norm = entry.steps[pair.norm];
+  if (add.results[0] == add.operands[0] || add.results[0] == add.operands[1])
+    return static_cast<size_t>(-1);
+  size_t next = skipViews(entry.steps, pair.norm + 1);
+  if (next == entry.steps.size() || entry.steps[next].operands.empty() ||
+      entry.steps[next].operands[0] != norm.results[0])
+    return static_cast<size_t>(-1);
+  return next;
+}
+
+std::vector<NormFedLinears> findNormFedQuantLinears(const EntryPoint &entry) {
+  std::vector<NormFedLinears> out;
+  std::vector<SharedInputLinears> groups = findSharedInputQuantLinears(entry);
+  for (const AddNorm &pair : findAddNorms(entry)) {
+    size_t next = normFedConsumer(entry, pair);
+    for (const SharedInputLinears &group : groups)
+      if (next != static_cast<size_t>(-1) && group.steps.front() == next &&
+          group.k == pair.hidden) {
+        NormFedLinears fed;
+        fed.addNorm = pair;
+        fed.consumer = next;
+        fed.group = group;
+        out.push_back(fed);
+        break;
+      }
+  }
+  return out;
+}
+
 std::vector<NormFedLinears> findNormFedLinears(const EntryPoint &entry) {
   std::vector<NormFedLinears> out;
   std::vector<SharedInputLinears> groups = findSharedInputLinears(entry);
   std::vector<RopePair> ropePairs = findRopePairs(entry);
   for (const AddNorm &pair : findAddNorms(entry)) {
-    const Step &add = entry.steps[pair.add];
-    const Step &norm = entry.steps[pair.norm];
-    // The fused kernel's CTA 0 stores the sum while the others still read
-    // both operands.
-    if (add.results[0] == add.operands[0] || add.results[0] == add.operands[1])
-      continue;
-    size_t next = skipViews(entry.steps, pair.norm + 1);
-    if (next == entry.steps.size())
+    size_t next = normFedConsumer(entry, pair);
+    if (next == static_cast<size_t>(-1))
       continue;
     const Step &consumer = entry.steps[next];
-    if (consumer.operands.empty() || consumer.operands[0] != norm.results[0])
-      continue;
     NormFedLinears fed;
     fed.addNorm = pair;
     fed.consumer = next;

@@ -100,6 +100,11 @@ struct NormFedLinears {
 
 std::vector<NormFedLinears> findNormFedLinears(const EntryPoint &entry);
 
+/// The same for quantized linears: an AddNorm whose normalized rows a group
+/// of findSharedInputQuantLinears (q/k/v, or gate and up) reads; the
+/// qgemv_multi with add_norm=1 serves a decode row (never gated, no rope).
+std::vector<NormFedLinears> findNormFedQuantLinears(const EntryPoint &entry);
+
 std::vector<RopePair> findRopePairs(const EntryPoint &entry);
 
 } // namespace kiln::runtime
