@@ -1343,6 +1343,15 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
   // leave most SMs idle), with the kernel their own decode rows use -- the
   // tensor-core qgemv for int4, the CUDA-core one for int8 and fp8 -- and
   // its shape, so each output is computed exactly as by its own launch.
+  // A SiLU and the Mul of its result (a quantized gated MLP's activation,
+  // which stays SiLU and Mul steps): one silu_mul launch for any number of
+  // rows, unbound; the device finds the pair (rt::findSiluMuls) and looks
+  // the kernel up by type and width.
+  for (const rt::SiluMul &pair : rt::findSiluMuls(*decode))
+    elementwise(cg::ElementwiseOp::SiluMul, buf(pair.out).dtype, pair.width,
+                "decode step #" + std::to_string(pair.silu) +
+                    " (SiLU and the Mul of its result)");
+
   std::map<size_t, rt::NormFedLinears> normFedQuant;
   for (const rt::NormFedLinears &fed : rt::findNormFedQuantLinears(*decode))
     normFedQuant[fed.consumer] = fed;

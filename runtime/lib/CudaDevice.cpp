@@ -179,6 +179,11 @@ struct StepProgram {
   int32_t addNormKernel = -1;
   std::vector<ArgRef> addNormArgs;
   Sym addNormRows = Sym::T;
+  /// SiLU step whose result only the next Mul reads: silu_mul over the
+  /// pair (the Mul is skipped).
+  int32_t siluMulKernel = -1;
+  std::vector<ArgRef> siluMulArgs;
+  Sym siluMulRows = Sym::T;
   /// An Add whose norm q/k/v or gate/up read (StepFusion.h): the gemv with
   /// the add and norm in its prologue (-1: none), for one-row steps; it
   /// also does the consumer's work (a GatedMLP's down gemv still runs).
@@ -911,6 +916,29 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     p.steps[pair.norm].fusedInto = static_cast<int64_t>(pair.add);
   }
 
+  // SiLU + Mul pairs (a quantized gated MLP's activation) with a silu_mul
+  // kernel of their shape: one launch, for steps of any number of rows.
+  for (const SiluMul &pair : findSiluMuls(entry)) {
+    const KernelInfo *fused = findFused(
+        "silu_mul", {{"dtype", dtypeName(entry.buffers[pair.out].dtype)},
+                     {"size", std::to_string(pair.width)}});
+    if (!fused)
+      continue;
+    StepProgram &head = p.steps[pair.silu];
+    head.siluMulKernel = static_cast<int32_t>(fused - table.kernels.data());
+    head.siluMulRows = entry.buffers[pair.out].shape[0].sym;
+    KILN_RETURN_IF_ERROR(bindByName(
+        *fused,
+        [&](const std::string &name) {
+          return name == "gate"  ? pair.gate
+                 : name == "up"  ? pair.up
+                 : name == "out" ? pair.out
+                                 : kNoBuffer;
+        },
+        head.siluMulArgs));
+    p.steps[pair.mul].fusedInto = static_cast<int64_t>(pair.silu);
+  }
+
   // q/k rope pairs with a rope_pair kernel of their shapes.
   for (const RopePair &pair : findRopePairs(entry)) {
     const Step &first = entry.steps[pair.first];
@@ -1328,6 +1356,12 @@ bool addNormEnabled() {
 
 /// KILN_NORM_GEMV=0: the residual add + norm stays its own launch before
 /// q/k/v and gate/up at one row (measuring, bisecting).
+/// KILN_SILU_MUL=0 runs a SiLU + Mul pair as its two launches.
+bool siluMulEnabled() {
+  static const bool enabled = envSwitchOn("KILN_SILU_MUL");
+  return enabled;
+}
+
 bool normGemvEnabled() {
   static const bool enabled = envSwitchOn("KILN_NORM_GEMV");
   return enabled;
@@ -1722,6 +1756,12 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
         fusedGroup = static_cast<int64_t>(stepIndex);
         KILN_RETURN_IF_ERROR(launchKernel(sp.addNormKernel, sp.addNormArgs, 0,
                                           0, sym.get(sp.addNormRows)));
+        continue;
+      }
+      if (sp.siluMulKernel >= 0 && siluMulEnabled()) {
+        fusedGroup = static_cast<int64_t>(stepIndex);
+        KILN_RETURN_IF_ERROR(launchKernel(sp.siluMulKernel, sp.siluMulArgs, 0,
+                                          0, sym.get(sp.siluMulRows)));
         continue;
       }
       if (sp.ropePairKernel >= 0 && ropePairEnabled()) {

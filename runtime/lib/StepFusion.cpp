@@ -158,6 +158,54 @@ std::vector<AddNorm> findAddNorms(const EntryPoint &entry) {
   return pairs;
 }
 
+std::vector<SiluMul> findSiluMuls(const EntryPoint &entry) {
+  std::vector<SiluMul> pairs;
+  const std::vector<Step> &steps = entry.steps;
+  auto widthOf = [&](uint32_t id, DType dtype) -> int64_t {
+    const Buffer &b = entry.buffers[id];
+    if (b.dtype != dtype || b.shape.size() != 2 || !b.shape[1].isConstant())
+      return 0;
+    return b.shape[1].value;
+  };
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const Step &silu = steps[i];
+    if (silu.kind != OpKind::SiLU || silu.operands.size() != 1 ||
+        silu.results.size() != 1)
+      continue;
+    uint32_t activated = silu.results[0];
+    DType dtype = entry.buffers[activated].dtype;
+    int64_t width = widthOf(activated, dtype);
+    if ((dtype != DType::F16 && dtype != DType::BF16) || width <= 0 ||
+        widthOf(silu.operands[0], dtype) != width)
+      continue;
+    size_t j = skipViews(steps, i + 1);
+    if (j == steps.size())
+      continue;
+    const Step &mul = steps[j];
+    if (mul.kind != OpKind::Mul || mul.operands.size() != 2 ||
+        mul.results.size() != 1)
+      continue;
+    int which = mul.operands[0] == activated   ? 0
+                : mul.operands[1] == activated ? 1
+                                               : -1;
+    if (which < 0 || mul.operands[1 - which] == activated)
+      continue;
+    uint32_t up = mul.operands[1 - which];
+    if (widthOf(up, dtype) != width || widthOf(mul.results[0], dtype) != width)
+      continue;
+    // silu(gate) is never stored: nothing else may read it.
+    bool readElsewhere = false;
+    for (size_t k = 0; k < steps.size() && !readElsewhere; ++k)
+      if (k != j)
+        for (uint32_t id : steps[k].operands)
+          readElsewhere |= id == activated;
+    if (readElsewhere || entry.output == activated)
+      continue;
+    pairs.push_back({i, j, silu.operands[0], up, mul.results[0], width});
+  }
+  return pairs;
+}
+
 namespace {
 
 /// The buffer a View (of a View ...) of `id` aliases.

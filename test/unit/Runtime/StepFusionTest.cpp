@@ -288,3 +288,42 @@ TEST(StepFusionTest, FindsTheQuantizedLinearsANormFeeds) {
   auto sum = build(/*quantized=*/true, /*readNormed=*/false);
   EXPECT_TRUE(findNormFedQuantLinears(sum->entry).empty());
 }
+
+/// SiLU(g), Mul(silu, u): one pair (either operand order); not when the
+/// SiLU's result is read elsewhere or the Mul takes it twice.
+TEST(StepFusionTest, PairsASiluWithTheMulOfItsResult) {
+  auto build = [](bool swapped, bool readTwice) {
+    auto f = std::make_unique<Fragment>();
+    uint32_t g = f->activation(64), u = f->activation(64);
+    uint32_t s = f->activation(64), y = f->activation(64);
+    f->entry.steps.push_back(Step{OpKind::SiLU, {g}, {s}, {}});
+    f->view(g);
+    f->entry.steps.push_back(Step{OpKind::Mul,
+                                  swapped ? std::vector<uint32_t>{u, s}
+                                          : std::vector<uint32_t>{s, u},
+                                  {y},
+                                  {}});
+    if (readTwice)
+      f->entry.steps.push_back(
+          Step{OpKind::Add, {s, u}, {f->activation(64)}, {}});
+    return f;
+  };
+  for (bool swapped : {false, true}) {
+    auto f = build(swapped, false);
+    std::vector<SiluMul> pairs = findSiluMuls(f->entry);
+    ASSERT_EQ(pairs.size(), 1u) << swapped;
+    EXPECT_EQ(pairs[0].silu, 0u);
+    EXPECT_EQ(pairs[0].mul, 2u);
+    EXPECT_EQ(pairs[0].gate, 0u);
+    EXPECT_EQ(pairs[0].up, 1u);
+    EXPECT_EQ(pairs[0].out, 3u);
+    EXPECT_EQ(pairs[0].width, 64);
+  }
+  EXPECT_TRUE(findSiluMuls(build(false, true)->entry).empty());
+  Fragment twice;
+  uint32_t g = twice.activation(64), s = twice.activation(64);
+  twice.entry.steps.push_back(Step{OpKind::SiLU, {g}, {s}, {}});
+  twice.entry.steps.push_back(
+      Step{OpKind::Mul, {s, s}, {twice.activation(64)}, {}});
+  EXPECT_TRUE(findSiluMuls(twice.entry).empty());
+}
