@@ -1391,11 +1391,12 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
                        });
     r.uses = 0;
     // With the layer's residual add and norm in the prologue where an
-    // AddNorm feeds the group (the CUDA-core qgemv: int8 and fp8); the
+    // AddNorm feeds the group (either variant; the tensor-core one with at
+    // least as many warps splitting K as the norm's threads need); the
     // device finds the same pair (rt::findNormFedQuantLinears) and looks
     // the kernel up by shape and epsilon.
     auto fed = normFedQuant.find(group.steps.front());
-    if (o.tensorCores || fed == normFedQuant.end())
+    if (fed == normFedQuant.end())
       continue;
     const rt::Step &norm = decode->steps[fed->second.addNorm.norm];
     if (storageType(buf(norm.results[0]).dtype) != o.dtype)
@@ -1414,7 +1415,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
               [&](Request &r) {
                 r.family = "qgemv_multi";
                 r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
-                  return cg::buildQuantGemvKernel(b, m, o);
+                  return o.tensorCores ? cg::buildQuantMmaGemvKernel(b, m, o)
+                                       : cg::buildQuantGemvKernel(b, m, o);
                 };
               });
     withNorm.uses = 0;

@@ -118,11 +118,10 @@ LogicalResult kiln::codegen::verifyQuantGemvMulti(Location loc,
   for (int64_t more : o.moreN)
     if (more <= 0)
       return emitError(loc) << "qgemv_multi needs every n > 0, got " << more;
-  if (o.addNormPrologue && (o.tokens > 1 || o.bias || o.tensorCores ||
-                            o.outputDType.value_or(o.dtype) != o.dtype))
-    return emitError(loc) << "the add + norm prologue takes one row, no bias, "
-                             "the CUDA-core qgemv and writes the activations' "
-                             "type";
+  if (o.addNormPrologue &&
+      (o.tokens > 1 || o.bias || o.outputDType.value_or(o.dtype) != o.dtype))
+    return emitError(loc) << "the add + norm prologue takes one row, no bias "
+                             "and writes the activations' type";
   return success();
 }
 
