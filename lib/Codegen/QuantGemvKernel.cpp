@@ -189,27 +189,13 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                      b.add(b.mul(row, rowBytes),
                            b.mul(b.add(lane, s * kWarpSize), kCodeLoadBytes)));
     b.waitForPriorGrids();
-    if (o.addNormPrologue) {
-      NormRow r;
-      r.x = all.x;
-      r.residual = all.residual;
-      r.weight = all.normWeight;
-      r.sum = all.sum;
-      r.out = all.normed;
-      r.storeGlobal = b.cmp(arith::CmpIPredicate::eq, b.blockIdX(), 0);
-      r.tid = tid;
-      r.threads = normRow->threads;
-      r.blockWarps = o.warpsPerBlock;
-      r.scratch = func.getWorkgroupAttributions()[1];
-      r.hidden = o.k;
-      r.epsilon = o.normEpsilon;
-      r.elementType = getElementType(context, o.dtype);
-      r.onNormed = [&](Value column, Value normed) {
-        b.storeFromF32(normed, x, {column});
-      };
-      emitNormRow(b, r, *normRow);
-      gpu::BarrierOp::create(b);
-    }
+    if (o.addNormPrologue)
+      emitNormPrologue(b,
+                       {all.x, all.residual, all.normWeight, all.sum,
+                        all.normed, tid, func.getWorkgroupAttributions()[1], x,
+                        o.warpsPerBlock, o.k, o.normEpsilon,
+                        getElementType(context, o.dtype)},
+                       *normRow);
 
     SmallVector<Value> accs = b.walkLaneVectors(
         lane, vectorsPerRow, o.unroll,

@@ -290,25 +290,12 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
     Value xSource = args.x;
     if (o.addNormPrologue) {
       xSource = func.getWorkgroupAttributions()[normAt];
-      NormRow r;
-      r.x = all.x;
-      r.residual = all.residual;
-      r.weight = all.normWeight;
-      r.sum = all.sum;
-      r.out = all.normed;
-      r.storeGlobal = b.cmp(arith::CmpIPredicate::eq, b.blockIdX(), 0);
-      r.tid = tid;
-      r.threads = normRow->threads;
-      r.blockWarps = S;
-      r.scratch = func.getWorkgroupAttributions()[normAt + 1];
-      r.hidden = o.k;
-      r.epsilon = o.normEpsilon;
-      r.elementType = half;
-      r.onNormed = [&](Value column, Value normed) {
-        b.storeFromF32(normed, xSource, {column});
-      };
-      emitNormRow(b, r, *normRow);
-      gpu::BarrierOp::create(b);
+      emitNormPrologue(b,
+                       {all.x, all.residual, all.normWeight, all.sum,
+                        all.normed, tid,
+                        func.getWorkgroupAttributions()[normAt + 1], xSource, S,
+                        o.k, o.normEpsilon, half},
+                       *normRow);
     }
 
     PairDecoder decoder{b, half, o.bits, o.bits == 8 && half.isBF16()};

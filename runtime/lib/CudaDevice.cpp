@@ -870,6 +870,26 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     }
     return found;
   };
+  // The parameters a group of quantized linears' qgemv_multi is looked up
+  // by: the rows of each weight, K, and the packed format.
+  auto quantMultiParams = [&](const SharedInputLinears &group) -> Params {
+    const Step &first = entry.steps[group.steps.front()];
+    std::string rows;
+    for (int64_t n : group.rows)
+      rows += (rows.empty() ? "" : "_") + std::to_string(n);
+    bool zeroPoints =
+        first.operands.size() > 3 && first.operands[3] != kNoBuffer;
+    bool fp8 = first.getInt(AttrKey::QuantFormat) ==
+               static_cast<int64_t>(QuantFormat::FP8E4M3);
+    return {{"n", rows},
+            {"k", std::to_string(group.k)},
+            {"dtype", dtypeName(entry.buffers[first.results[0]].dtype)},
+            {"bits", std::to_string(first.getInt(AttrKey::Bits))},
+            {"group_size", std::to_string(first.getInt(AttrKey::GroupSize))},
+            {"scale_dtype", dtypeName(entry.buffers[first.operands[2]].dtype)},
+            {"zero_point", zeroPoints ? "1" : ""},
+            {"format", fp8 ? "fp8e4m3" : ""}};
+  };
   auto bindByName = [&](const KernelInfo &k,
                         const std::function<uint32_t(const std::string &)> &of,
                         std::vector<ArgRef> &out) -> Status {
@@ -1087,26 +1107,9 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
   // arguments named packed, scales, [zeros], y with the member's index
   // after the first (packed1, y2, ...).
   for (const SharedInputLinears &group : findSharedInputQuantLinears(entry)) {
-    const Step &first = entry.steps[group.steps.front()];
-    std::string rows;
-    for (int64_t n : group.rows)
-      rows += (rows.empty() ? "" : "_") + std::to_string(n);
-    bool zeroPoints =
-        first.operands.size() > 3 && first.operands[3] != kNoBuffer;
-    const KernelInfo *multi = findFused(
-        "qgemv_multi",
-        {{"n", rows},
-         {"k", std::to_string(group.k)},
-         {"dtype", dtypeName(entry.buffers[first.results[0]].dtype)},
-         {"bits", std::to_string(first.getInt(AttrKey::Bits))},
-         {"group_size", std::to_string(first.getInt(AttrKey::GroupSize))},
-         {"scale_dtype", dtypeName(entry.buffers[first.operands[2]].dtype)},
-         {"zero_point", zeroPoints ? "1" : ""},
-         {"format", first.getInt(AttrKey::QuantFormat) ==
-                            static_cast<int64_t>(QuantFormat::FP8E4M3)
-                        ? "fp8e4m3"
-                        : ""},
-         {"add_norm", ""}});
+    Params params = quantMultiParams(group);
+    params.push_back({"add_norm", ""});
+    const KernelInfo *multi = findFused("qgemv_multi", params);
     if (!multi)
       continue;
     StepProgram &head = p.steps[group.steps.front()];
@@ -1247,35 +1250,18 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
   for (const NormFedLinears &fed : findNormFedQuantLinears(entry)) {
     const Step &add = entry.steps[fed.addNorm.add];
     const Step &norm = entry.steps[fed.addNorm.norm];
-    const Step &first = entry.steps[fed.consumer];
     StepProgram &head = p.steps[fed.addNorm.add];
     uint32_t sumRoot = p.root[add.results[0]];
     if (head.normGemv.kernel >= 0 || sumRoot == p.root[add.operands[0]] ||
         sumRoot == p.root[add.operands[1]])
       continue;
-    std::string rows;
-    for (int64_t n : fed.group.rows)
-      rows += (rows.empty() ? "" : "_") + std::to_string(n);
     char eps[32];
     std::snprintf(eps, sizeof(eps), "%.9g",
                   double(norm.getFloat(AttrKey::Epsilon)));
-    bool zeroPoints =
-        first.operands.size() > 3 && first.operands[3] != kNoBuffer;
-    const KernelInfo *fused = findFused(
-        "qgemv_multi",
-        {{"n", rows},
-         {"k", std::to_string(fed.group.k)},
-         {"dtype", dtypeName(entry.buffers[first.results[0]].dtype)},
-         {"bits", std::to_string(first.getInt(AttrKey::Bits))},
-         {"group_size", std::to_string(first.getInt(AttrKey::GroupSize))},
-         {"scale_dtype", dtypeName(entry.buffers[first.operands[2]].dtype)},
-         {"zero_point", zeroPoints ? "1" : ""},
-         {"format", first.getInt(AttrKey::QuantFormat) ==
-                            static_cast<int64_t>(QuantFormat::FP8E4M3)
-                        ? "fp8e4m3"
-                        : ""},
-         {"add_norm", "1"},
-         {"eps", eps}});
+    Params params = quantMultiParams(fed.group);
+    params.push_back({"add_norm", "1"});
+    params.push_back({"eps", eps});
+    const KernelInfo *fused = findFused("qgemv_multi", params);
     if (!fused)
       continue;
     auto operandOf = [&](const std::string &name) -> uint32_t {

@@ -120,14 +120,19 @@ findSharedInputQuantLinears(const EntryPoint &entry) {
   return findSharedInputs(entry, OpKind::QuantLinear);
 }
 
+/// The constant width of a [rows, width] buffer of `dtype`; 0 otherwise.
+static int64_t rowWidth(const EntryPoint &entry, uint32_t id, DType dtype) {
+  const Buffer &b = entry.buffers[id];
+  if (b.dtype != dtype || b.shape.size() != 2 || !b.shape[1].isConstant())
+    return 0;
+  return b.shape[1].value;
+}
+
 std::vector<AddNorm> findAddNorms(const EntryPoint &entry) {
   std::vector<AddNorm> pairs;
   const std::vector<Step> &steps = entry.steps;
-  auto rowsOf = [&](uint32_t id, DType dtype) -> int64_t {
-    const Buffer &b = entry.buffers[id];
-    if (b.dtype != dtype || b.shape.size() != 2 || !b.shape[1].isConstant())
-      return 0;
-    return b.shape[1].value;
+  auto rowsOf = [&](uint32_t id, DType dtype) {
+    return rowWidth(entry, id, dtype);
   };
   for (size_t i = 0; i < steps.size(); ++i) {
     const Step &add = steps[i];
@@ -161,11 +166,8 @@ std::vector<AddNorm> findAddNorms(const EntryPoint &entry) {
 std::vector<SiluMul> findSiluMuls(const EntryPoint &entry) {
   std::vector<SiluMul> pairs;
   const std::vector<Step> &steps = entry.steps;
-  auto widthOf = [&](uint32_t id, DType dtype) -> int64_t {
-    const Buffer &b = entry.buffers[id];
-    if (b.dtype != dtype || b.shape.size() != 2 || !b.shape[1].isConstant())
-      return 0;
-    return b.shape[1].value;
+  auto widthOf = [&](uint32_t id, DType dtype) {
+    return rowWidth(entry, id, dtype);
   };
   for (size_t i = 0; i < steps.size(); ++i) {
     const Step &silu = steps[i];
