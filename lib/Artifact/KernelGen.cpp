@@ -1343,6 +1343,18 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
   // leave most SMs idle), with the kernel their own decode rows use -- the
   // tensor-core qgemv for int4, the CUDA-core one for int8 and fp8 -- and
   // its shape, so each output is computed exactly as by its own launch.
+  // A SiLU and the Mul of its result (a quantized gated MLP's activation,
+  // which stays SiLU and Mul steps): one silu_mul launch for any number of
+  // rows, unbound; the device finds the pair (rt::findSiluMuls) and looks
+  // the kernel up by type and width.
+  for (const rt::SiluMul &pair : rt::findSiluMuls(*decode))
+    elementwise(cg::ElementwiseOp::SiluMul, buf(pair.out).dtype, pair.width,
+                "decode step #" + std::to_string(pair.silu) +
+                    " (SiLU and the Mul of its result)");
+
+  std::map<size_t, rt::NormFedLinears> normFedQuant;
+  for (const rt::NormFedLinears &fed : rt::findNormFedQuantLinears(*decode))
+    normFedQuant[fed.consumer] = fed;
   for (const rt::SharedInputLinears &group :
        rt::findSharedInputQuantLinears(*decode)) {
     const rt::Step &first = decode->steps[group.steps.front()];
@@ -1378,6 +1390,36 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
                          };
                        });
     r.uses = 0;
+    // With the layer's residual add and norm in the prologue where an
+    // AddNorm feeds the group (either variant; the tensor-core one with at
+    // least as many warps splitting K as the norm's threads need); the
+    // device finds the same pair (rt::findNormFedQuantLinears) and looks
+    // the kernel up by shape and epsilon.
+    auto fed = normFedQuant.find(group.steps.front());
+    if (fed == normFedQuant.end())
+      continue;
+    const rt::Step &norm = decode->steps[fed->second.addNorm.norm];
+    if (storageType(buf(norm.results[0]).dtype) != o.dtype)
+      continue;
+    o.addNormPrologue = true;
+    o.normEpsilon = norm.getFloat(rt::AttrKey::Epsilon);
+    Request &withNorm =
+        c.add("qgemv_multi_addnorm" + rows + "_" + str(group.k) +
+                  rt::dtypeName(buf(first.results[0]).dtype) + "_b" +
+                  str(o.bits) + "_g" + str(o.groupSize) +
+                  rt::dtypeName(buf(first.operands[2]).dtype) +
+                  (o.zeroPoint ? "_zp" : "") + (o.fp8 ? "_fp8" : "") + "_eps" +
+                  std::to_string(o.normEpsilon),
+              "decode step #" + std::to_string(fed->second.addNorm.add) +
+                  " (Add, RMSNorm and the quantized linears reading it)",
+              [&](Request &r) {
+                r.family = "qgemv_multi";
+                r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
+                  return o.tensorCores ? cg::buildQuantMmaGemvKernel(b, m, o)
+                                       : cg::buildQuantGemvKernel(b, m, o);
+                };
+              });
+    withNorm.uses = 0;
   }
 
   // Greedy tokens on the device (no plan step: runGreedy's pick over fp32

@@ -365,27 +365,13 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
         b.prefetchL2(stream.first, b.add(b.mul(stream.second, options.k),
                                          b.add(laneColumn, s * stride)));
     b.waitForPriorGrids();
-    if (addNorm) {
-      NormRow r;
-      r.x = x;
-      r.residual = residual;
-      r.weight = normWeight;
-      r.sum = sumOut;
-      r.out = normedOut;
-      r.storeGlobal = b.cmp(arith::CmpIPredicate::eq, b.blockIdX(), 0);
-      r.tid = tid;
-      r.threads = normRow->threads;
-      r.blockWarps = options.warpsPerBlock;
-      r.scratch = func.getWorkgroupAttributions()[1];
-      r.hidden = options.k;
-      r.epsilon = options.normEpsilon;
-      r.elementType = elementType;
-      r.onNormed = [&](Value column, Value normed) {
-        b.storeFromF32(normed, xRow, {column});
-      };
-      emitNormRow(b, r, *normRow);
-      gpu::BarrierOp::create(b);
-    }
+    if (addNorm)
+      emitNormPrologue(b,
+                       {x, residual, normWeight, sumOut, normedOut, tid,
+                        func.getWorkgroupAttributions()[1], xRow,
+                        options.warpsPerBlock, options.k, options.normEpsilon,
+                        elementType},
+                       *normRow);
 
     // One group of K steps at the given columns: all loads, then the FMAs.
     auto accumulate = [&](ArrayRef<Value> columns, SmallVector<Value> accs) {

@@ -147,3 +147,26 @@ void kiln::codegen::emitNormRow(KernelBuilder &b, const NormRow &r,
       scaleAndStore();
   }
 }
+
+void kiln::codegen::emitNormPrologue(KernelBuilder &b, const NormPrologue &p,
+                                     const NormShape &shape) {
+  NormRow r;
+  r.x = p.x;
+  r.residual = p.residual;
+  r.weight = p.weight;
+  r.sum = p.sum;
+  r.out = p.normed;
+  r.storeGlobal = b.cmp(arith::CmpIPredicate::eq, b.blockIdX(), 0);
+  r.tid = p.tid;
+  r.threads = shape.threads;
+  r.blockWarps = p.blockWarps;
+  r.scratch = p.scratch;
+  r.hidden = p.hidden;
+  r.epsilon = p.epsilon;
+  r.elementType = p.elementType;
+  r.onNormed = [&](Value column, Value normed) {
+    b.storeFromF32(normed, p.into, {column});
+  };
+  emitNormRow(b, r, shape);
+  gpu::BarrierOp::create(b);
+}

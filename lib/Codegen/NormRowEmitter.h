@@ -55,6 +55,22 @@ mlir::FailureOr<NormShape> normShape(mlir::Location loc, int64_t hidden,
 /// Emits the row's norm as described above.
 void emitNormRow(KernelBuilder &b, const NormRow &r, const NormShape &shape);
 
+/// The add + norm prologue of a kernel that normalizes its own one-row
+/// input (the gemv and qgemv with add_norm=1): x + residual normalized with
+/// `weight` into the workgroup row `into`, CTA 0 also storing the rounded
+/// sum and the normalized row to `sum` and `normed`, then a barrier.
+struct NormPrologue {
+  mlir::Value x, residual, weight, sum, normed, tid;
+  /// f32 [blockWarps] and the [hidden] row, in workgroup memory.
+  mlir::Value scratch, into;
+  int64_t blockWarps = 1;
+  int64_t hidden = 0;
+  double epsilon = 1e-5;
+  mlir::Type elementType;
+};
+void emitNormPrologue(KernelBuilder &b, const NormPrologue &p,
+                      const NormShape &shape);
+
 } // namespace codegen
 } // namespace kiln
 

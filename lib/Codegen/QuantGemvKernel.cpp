@@ -14,6 +14,7 @@
 #include "kiln/Codegen/GemvKernel.h"
 
 #include "KernelBuilder.h"
+#include "NormRowEmitter.h"
 #include "QuantDecode.h"
 #include "QuantGemvSignature.h"
 
@@ -44,6 +45,17 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                              "unroll in [1, 16] and tokens in [1, 16]";
   if (failed(verifyQuantGemvMulti(loc, o)))
     return failure();
+  FailureOr<NormShape> normRow = NormShape();
+  if (o.addNormPrologue) {
+    normRow = normShape(loc, o.k, o.dtype, 0);
+    if (failed(normRow))
+      return failure();
+    if (normRow->threads > o.warpsPerBlock * kWarpSize)
+      return emitError(loc)
+             << "the add + norm prologue of a " << o.k << "-wide row needs "
+             << normRow->threads << " threads, the CTA has "
+             << o.warpsPerBlock * kWarpSize;
+  }
 
   int64_t rowBytes = o.k * o.bits / 8;
   int64_t vectorsPerRow = rowBytes / kCodeLoadBytes;
@@ -59,8 +71,23 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
 
   KernelBuilder b(loc, builder);
   Type f32 = b.getF32Type();
-  QuantGemvArgs all = createQuantGemvKernel(b, module, name, o, threads);
-  Value x = all.x, stepArg = all.step;
+  SmallVector<Type> workgroup;
+  if (o.addNormPrologue) {
+    // The normalized row and the block sum's per-warp slots.
+    auto space =
+        gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
+    workgroup.push_back(MemRefType::get({o.k}, getElementType(context, o.dtype),
+                                        MemRefLayoutAttrInterface(), space));
+    workgroup.push_back(MemRefType::get({o.warpsPerBlock}, f32,
+                                        MemRefLayoutAttrInterface(), space));
+  }
+  QuantGemvArgs all =
+      createQuantGemvKernel(b, module, name, o, threads, workgroup);
+  auto func = cast<gpu::GPUFuncOp>(b.getInsertionBlock()->getParentOp());
+  // With the prologue the loads of x read the normalized row.
+  Value x =
+      o.addNormPrologue ? Value(func.getWorkgroupAttributions()[0]) : all.x;
+  Value stepArg = all.step;
 
   SmallVector<Value> tokenRows, loadTokenRows;
   Value numTokens;
@@ -162,6 +189,13 @@ kiln::codegen::buildQuantGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                      b.add(b.mul(row, rowBytes),
                            b.mul(b.add(lane, s * kWarpSize), kCodeLoadBytes)));
     b.waitForPriorGrids();
+    if (o.addNormPrologue)
+      emitNormPrologue(b,
+                       {all.x, all.residual, all.normWeight, all.sum,
+                        all.normed, tid, func.getWorkgroupAttributions()[1], x,
+                        o.warpsPerBlock, o.k, o.normEpsilon,
+                        getElementType(context, o.dtype)},
+                       *normRow);
 
     SmallVector<Value> accs = b.walkLaneVectors(
         lane, vectorsPerRow, o.unroll,

@@ -17,18 +17,18 @@ std::string kiln::codegen::quantGemvName(const QuantGemvOptions &o,
   std::string rows = std::to_string(o.n);
   for (int64_t more : o.moreN)
     rows += "_" + std::to_string(more);
-  return llvm::formatv("qgemv_{0}{1}_n{2}_k{3}_b{4}_g{5}{6}{7}{8}{9}{10}",
-                       o.moreN.empty() ? "" : "multi_", stringifyDType(o.dtype),
-                       rows, o.k, o.bits, o.groupSize,
-                       o.fp8         ? "_fp8"
-                       : o.zeroPoint ? "_zp"
-                                     : "",
-                       o.bias ? "_bias" : "",
-                       o.outputDType && *o.outputDType != o.dtype
-                           ? "_o" + stringifyDType(*o.outputDType).str()
-                           : std::string(),
-                       o.tokens > 1 ? "_t" + std::to_string(o.tokens) : "",
-                       suffix);
+  return llvm::formatv(
+      "qgemv_{0}{1}_n{2}_k{3}_b{4}_g{5}{6}{7}{8}{9}{10}{11}",
+      o.moreN.empty() ? "" : "multi_", stringifyDType(o.dtype), rows, o.k,
+      o.bits, o.groupSize,
+      o.fp8         ? "_fp8"
+      : o.zeroPoint ? "_zp"
+                    : "",
+      o.bias ? "_bias" : "", o.addNormPrologue ? "_addnorm" : "",
+      o.outputDType && *o.outputDType != o.dtype
+          ? "_o" + stringifyDType(*o.outputDType).str()
+          : std::string(),
+      o.tokens > 1 ? "_t" + std::to_string(o.tokens) : "", suffix);
 }
 
 QuantGemvArgs kiln::codegen::createQuantGemvKernel(
@@ -44,9 +44,12 @@ QuantGemvArgs kiln::codegen::createQuantGemvKernel(
                        : MemRefType::get({o.k}, elementType);
   auto yType = chunked ? MemRefType::get({kGemvMaxRows, o.n}, outType)
                        : MemRefType::get({o.n}, outType);
-  SmallVector<Type> argTypes = {
-      xType, MemRefType::get({o.n, rowBytes}, b.getI8Type()),
-      MemRefType::get({o.n, groups}, getElementType(context, o.scaleDType))};
+  SmallVector<Type> argTypes = {xType};
+  if (o.addNormPrologue)
+    argTypes.append({xType, xType}); // residual, norm_weight
+  argTypes.append(
+      {MemRefType::get({o.n, rowBytes}, b.getI8Type()),
+       MemRefType::get({o.n, groups}, getElementType(context, o.scaleDType))});
   if (o.zeroPoint)
     argTypes.push_back(MemRefType::get({o.n, groups}, b.getI8Type()));
   if (o.bias)
@@ -68,11 +71,19 @@ QuantGemvArgs kiln::codegen::createQuantGemvKernel(
     argTypes.push_back(MemRefType::get({4}, b.getI32Type()));
     access.push_back(ArgAccess::ReadOnly);
   }
+  if (o.addNormPrologue) {
+    argTypes.append({xType, xType}); // sum, normed
+    access.append({ArgAccess::WriteOnly, ArgAccess::WriteOnly});
+  }
   gpu::GPUFuncOp func =
       b.createKernel(module, name, argTypes, access, threads, workgroup);
   QuantGemvArgs args;
   unsigned next = 0;
   args.x = func.getArgument(next++);
+  if (o.addNormPrologue) {
+    args.residual = func.getArgument(next++);
+    args.normWeight = func.getArgument(next++);
+  }
   args.packed = func.getArgument(next++);
   args.scales = func.getArgument(next++);
   if (o.zeroPoint)
@@ -92,6 +103,10 @@ QuantGemvArgs kiln::codegen::createQuantGemvKernel(
   }
   if (chunked)
     args.step = func.getArgument(next++);
+  if (o.addNormPrologue) {
+    args.sum = func.getArgument(next++);
+    args.normed = func.getArgument(next++);
+  }
   return args;
 }
 
@@ -103,6 +118,10 @@ LogicalResult kiln::codegen::verifyQuantGemvMulti(Location loc,
   for (int64_t more : o.moreN)
     if (more <= 0)
       return emitError(loc) << "qgemv_multi needs every n > 0, got " << more;
+  if (o.addNormPrologue &&
+      (o.tokens > 1 || o.bias || o.outputDType.value_or(o.dtype) != o.dtype))
+    return emitError(loc) << "the add + norm prologue takes one row, no bias "
+                             "and writes the activations' type";
   return success();
 }
 
@@ -197,10 +216,18 @@ KernelSpec kiln::codegen::describeQuantGemv(const QuantGemvOptions &o,
     spec.addParam("out_dtype", stringifyDType(outDType));
   if (chunked)
     spec.addParam("tokens", R);
+  if (o.addNormPrologue) {
+    spec.addParam("add_norm", 1);
+    spec.addFloatParam("eps", o.normEpsilon);
+  }
   spec.args = {
       {"x", o.dtype,
        chunked ? SmallVector<int64_t>{R, o.k} : SmallVector<int64_t>{o.k},
        false}};
+  if (o.addNormPrologue) {
+    spec.args.push_back({"residual", o.dtype, {o.k}, false});
+    spec.args.push_back({"norm_weight", o.dtype, {o.k}, false});
+  }
   addPackedWeightArgs(spec, o);
   if (o.bias)
     spec.args.push_back({"bias", o.dtype, {o.n}, false});
@@ -221,5 +248,9 @@ KernelSpec kiln::codegen::describeQuantGemv(const QuantGemvOptions &o,
   }
   if (chunked)
     spec.args.push_back({"step", KernelDType::I32, {4}, false});
+  if (o.addNormPrologue) {
+    spec.args.push_back({"sum", o.dtype, {o.k}, true});
+    spec.args.push_back({"normed", o.dtype, {o.k}, true});
+  }
   return spec;
 }

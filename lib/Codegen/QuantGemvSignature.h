@@ -22,6 +22,9 @@ namespace codegen {
 /// [, step]; absent ones are null.
 struct QuantGemvArgs {
   mlir::Value x, packed, scales, zeros, bias, y, step;
+  /// With the add + norm prologue (o.addNormPrologue): residual and
+  /// norm_weight after x, sum and normed last.
+  mlir::Value residual, normWeight, sum, normed;
   /// qgemv_multi (o.moreN): each further weight's packed, scales, [zeros]
   /// and y, after the first weight's y; x is shared.
   std::vector<QuantGemvArgs> more;
@@ -33,11 +36,13 @@ void storeQuantGemvOutput(KernelBuilder &b, mlir::Value value, mlir::Value y,
                           mlir::ValueRange indices);
 
 /// qgemv_multi's limits (o.moreN): one row, at most 4 weights of positive
-/// row counts, no bias; an error at `loc` otherwise.
+/// row counts, no bias; and the add + norm prologue's: one row, no bias, y
+/// in the activations' type. An error at `loc` otherwise.
 mlir::LogicalResult verifyQuantGemvMulti(mlir::Location loc,
                                          const QuantGemvOptions &o);
 
-/// `qgemv_<dtype>_n<N>_k<K>_b<bits>_g<group>[_zp][_bias][_t<R>]<suffix>`;
+/// `qgemv_<dtype>_n<N>_k<K>_b<bits>_g<group>[_zp][_bias][_addnorm][_t<R>]
+/// <suffix>`;
 /// qgemv_multi: `qgemv_multi_<dtype>_n<N>_<N1>.._k<K>...`.
 std::string quantGemvName(const QuantGemvOptions &o, llvm::StringRef suffix);
 

@@ -35,6 +35,7 @@
 #include "kiln/Codegen/QuantGemvKernel.h"
 
 #include "KernelBuilder.h"
+#include "NormRowEmitter.h"
 #include "QuantDecode.h"
 #include "QuantGemvSignature.h"
 #include "TensorCoreOps.h"
@@ -188,6 +189,21 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
   int64_t steps = chunks / U;
   // Every warp gets at least one step.
   o.kSplit = std::min(o.kSplit, steps);
+  // The add + norm prologue normalizes the row with the threads the
+  // add_rms_norm kernel uses (the same results bit for bit): at least that
+  // many warps split K.
+  FailureOr<NormShape> normRow = NormShape();
+  if (o.addNormPrologue) {
+    normRow = normShape(loc, o.k, o.dtype, 0);
+    if (failed(normRow))
+      return failure();
+    o.kSplit = std::max(o.kSplit, normRow->threads / kWarpSize);
+    if (o.kSplit > steps || o.kSplit > 16)
+      return emitError(loc)
+             << "the add + norm prologue of a " << o.k << "-wide row needs "
+             << normRow->threads / kWarpSize << " warps splitting K, which has "
+             << steps << " loop steps";
+  }
   int64_t S = o.kSplit;
   std::string name = quantGemvName(o, "_mma_s" + std::to_string(S));
   loc = NameLoc::get(StringAttr::get(context, name));
@@ -214,6 +230,14 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
     workgroupTypes.push_back(MemRefType::get({S * kTileRows * columns}, f32,
                                              MemRefLayoutAttrInterface(),
                                              workgroup));
+  size_t normAt = workgroupTypes.size();
+  if (o.addNormPrologue) {
+    // The normalized row and the block sum's per-warp slots.
+    workgroupTypes.push_back(
+        MemRefType::get({o.k}, half, MemRefLayoutAttrInterface(), workgroup));
+    workgroupTypes.push_back(
+        MemRefType::get({S}, f32, MemRefLayoutAttrInterface(), workgroup));
+  }
   QuantGemvArgs all =
       createQuantGemvKernel(b, module, name, o, threads, workgroupTypes);
   auto func = cast<gpu::GPUFuncOp>(b.getInsertionBlock()->getParentOp());
@@ -262,6 +286,17 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
                   b.add(b.mul(b.add(b.mul(firstStep, U), u), chunkBytes),
                         b.mul(quad, kCodeLoadBytes))));
     b.waitForPriorGrids();
+    // With the prologue the x loads read the normalized row.
+    Value xSource = args.x;
+    if (o.addNormPrologue) {
+      xSource = func.getWorkgroupAttributions()[normAt];
+      emitNormPrologue(b,
+                       {all.x, all.residual, all.normWeight, all.sum,
+                        all.normed, tid,
+                        func.getWorkgroupAttributions()[normAt + 1], xSource, S,
+                        o.k, o.normEpsilon, half},
+                       *normRow);
+    }
 
     PairDecoder decoder{b, half, o.bits, o.bits == 8 && half.isBF16()};
     int64_t codesPerWord = decoder.codesPerWord();
@@ -298,7 +333,7 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
         for (int64_t nt = 0; nt < nTiles; ++nt)
           xs[nt].push_back(
               chunked ? b.loadVector(args.x, {xRows[nt], column}, perLoad)
-                      : b.loadVector(args.x, {column}, perLoad));
+                      : b.loadVector(xSource, {column}, perLoad));
       }
       int64_t chunksPerFold = std::min(U, chunksPerGroup);
       for (int64_t first = 0; first < U; first += chunksPerFold) {

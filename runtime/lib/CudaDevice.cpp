@@ -179,6 +179,11 @@ struct StepProgram {
   int32_t addNormKernel = -1;
   std::vector<ArgRef> addNormArgs;
   Sym addNormRows = Sym::T;
+  /// SiLU step whose result only the next Mul reads: silu_mul over the
+  /// pair (the Mul is skipped).
+  int32_t siluMulKernel = -1;
+  std::vector<ArgRef> siluMulArgs;
+  Sym siluMulRows = Sym::T;
   /// An Add whose norm q/k/v or gate/up read (StepFusion.h): the gemv with
   /// the add and norm in its prologue (-1: none), for one-row steps; it
   /// also does the consumer's work (a GatedMLP's down gemv still runs).
@@ -874,6 +879,26 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     }
     return found;
   };
+  // The parameters a group of quantized linears' qgemv_multi is looked up
+  // by: the rows of each weight, K, and the packed format.
+  auto quantMultiParams = [&](const SharedInputLinears &group) -> Params {
+    const Step &first = entry.steps[group.steps.front()];
+    std::string rows;
+    for (int64_t n : group.rows)
+      rows += (rows.empty() ? "" : "_") + std::to_string(n);
+    bool zeroPoints =
+        first.operands.size() > 3 && first.operands[3] != kNoBuffer;
+    bool fp8 = first.getInt(AttrKey::QuantFormat) ==
+               static_cast<int64_t>(QuantFormat::FP8E4M3);
+    return {{"n", rows},
+            {"k", std::to_string(group.k)},
+            {"dtype", dtypeName(entry.buffers[first.results[0]].dtype)},
+            {"bits", std::to_string(first.getInt(AttrKey::Bits))},
+            {"group_size", std::to_string(first.getInt(AttrKey::GroupSize))},
+            {"scale_dtype", dtypeName(entry.buffers[first.operands[2]].dtype)},
+            {"zero_point", zeroPoints ? "1" : ""},
+            {"format", fp8 ? "fp8e4m3" : ""}};
+  };
   auto bindByName = [&](const KernelInfo &k,
                         const std::function<uint32_t(const std::string &)> &of,
                         std::vector<ArgRef> &out) -> Status {
@@ -915,6 +940,29 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
         },
         head.addNormArgs));
     p.steps[pair.norm].fusedInto = static_cast<int64_t>(pair.add);
+  }
+
+  // SiLU + Mul pairs (a quantized gated MLP's activation) with a silu_mul
+  // kernel of their shape: one launch, for steps of any number of rows.
+  for (const SiluMul &pair : findSiluMuls(entry)) {
+    const KernelInfo *fused = findFused(
+        "silu_mul", {{"dtype", dtypeName(entry.buffers[pair.out].dtype)},
+                     {"size", std::to_string(pair.width)}});
+    if (!fused)
+      continue;
+    StepProgram &head = p.steps[pair.silu];
+    head.siluMulKernel = static_cast<int32_t>(fused - table.kernels.data());
+    head.siluMulRows = entry.buffers[pair.out].shape[0].sym;
+    KILN_RETURN_IF_ERROR(bindByName(
+        *fused,
+        [&](const std::string &name) {
+          return name == "gate"  ? pair.gate
+                 : name == "up"  ? pair.up
+                 : name == "out" ? pair.out
+                                 : kNoBuffer;
+        },
+        head.siluMulArgs));
+    p.steps[pair.mul].fusedInto = static_cast<int64_t>(pair.silu);
   }
 
   // q/k rope pairs with a rope_pair kernel of their shapes.
@@ -1065,25 +1113,9 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
   // arguments named packed, scales, [zeros], y with the member's index
   // after the first (packed1, y2, ...).
   for (const SharedInputLinears &group : findSharedInputQuantLinears(entry)) {
-    const Step &first = entry.steps[group.steps.front()];
-    std::string rows;
-    for (int64_t n : group.rows)
-      rows += (rows.empty() ? "" : "_") + std::to_string(n);
-    bool zeroPoints =
-        first.operands.size() > 3 && first.operands[3] != kNoBuffer;
-    const KernelInfo *multi = findFused(
-        "qgemv_multi",
-        {{"n", rows},
-         {"k", std::to_string(group.k)},
-         {"dtype", dtypeName(entry.buffers[first.results[0]].dtype)},
-         {"bits", std::to_string(first.getInt(AttrKey::Bits))},
-         {"group_size", std::to_string(first.getInt(AttrKey::GroupSize))},
-         {"scale_dtype", dtypeName(entry.buffers[first.operands[2]].dtype)},
-         {"zero_point", zeroPoints ? "1" : ""},
-         {"format", first.getInt(AttrKey::QuantFormat) ==
-                            static_cast<int64_t>(QuantFormat::FP8E4M3)
-                        ? "fp8e4m3"
-                        : ""}});
+    Params params = quantMultiParams(group);
+    params.push_back({"add_norm", ""});
+    const KernelInfo *multi = findFused("qgemv_multi", params);
     if (!multi)
       continue;
     StepProgram &head = p.steps[group.steps.front()];
@@ -1215,6 +1247,51 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     KILN_RETURN_IF_ERROR(
         bindArgs(*withRope, &fed.rope, head.normGemv.ropeArgs));
   }
+
+  // The same for quantized q/k/v or gate/up: the qgemv_multi with the add
+  // and norm in its prologue (add_norm=1), launched at the add for a row.
+  for (const NormFedLinears &fed : findNormFedQuantLinears(entry)) {
+    const Step &add = entry.steps[fed.addNorm.add];
+    const Step &norm = entry.steps[fed.addNorm.norm];
+    StepProgram &head = p.steps[fed.addNorm.add];
+    uint32_t sumRoot = p.root[add.results[0]];
+    if (head.normGemv.kernel >= 0 || sumRoot == p.root[add.operands[0]] ||
+        sumRoot == p.root[add.operands[1]])
+      continue;
+    char eps[32];
+    std::snprintf(eps, sizeof(eps), "%.9g",
+                  double(norm.getFloat(AttrKey::Epsilon)));
+    Params params = quantMultiParams(fed.group);
+    params.push_back({"add_norm", "1"});
+    params.push_back({"eps", eps});
+    const KernelInfo *fused = findFused("qgemv_multi", params);
+    if (!fused)
+      continue;
+    auto operandOf = [&](const std::string &name) -> uint32_t {
+      if (name == "x" || name == "residual")
+        return add.operands[name == "x" ? 0 : 1];
+      if (name == "sum")
+        return add.results[0];
+      if (name == "normed")
+        return norm.results[0];
+      if (name == "norm_weight")
+        return norm.operands[1];
+      size_t digits = name.find_first_of("0123456789");
+      size_t member =
+          digits == std::string::npos ? 0 : std::stoul(name.substr(digits));
+      if (member >= fed.group.steps.size())
+        return kNoBuffer;
+      return quantLinearBuffer(entry.steps[fed.group.steps[member]],
+                               name.substr(0, digits));
+    };
+    std::vector<ArgRef> args;
+    KILN_RETURN_IF_ERROR(bindByName(*fused, operandOf, args));
+    head.normGemv.kernel = static_cast<int32_t>(fused - table.kernels.data());
+    head.normGemv.consumer = fed.consumer;
+    head.normGemv.gated = false;
+    head.normGemv.args = std::move(args);
+    p.steps[fed.addNorm.norm].fusedInto = static_cast<int64_t>(fed.addNorm.add);
+  }
   return Status::ok();
 }
 
@@ -1268,6 +1345,12 @@ bool addNormEnabled() {
 
 /// KILN_NORM_GEMV=0: the residual add + norm stays its own launch before
 /// q/k/v and gate/up at one row (measuring, bisecting).
+/// KILN_SILU_MUL=0 runs a SiLU + Mul pair as its two launches.
+bool siluMulEnabled() {
+  static const bool enabled = envSwitchOn("KILN_SILU_MUL");
+  return enabled;
+}
+
 bool normGemvEnabled() {
   static const bool enabled = envSwitchOn("KILN_NORM_GEMV");
   return enabled;
@@ -1662,6 +1745,12 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
         fusedGroup = static_cast<int64_t>(stepIndex);
         KILN_RETURN_IF_ERROR(launchKernel(sp.addNormKernel, sp.addNormArgs, 0,
                                           0, sym.get(sp.addNormRows)));
+        continue;
+      }
+      if (sp.siluMulKernel >= 0 && siluMulEnabled()) {
+        fusedGroup = static_cast<int64_t>(stepIndex);
+        KILN_RETURN_IF_ERROR(launchKernel(sp.siluMulKernel, sp.siluMulArgs, 0,
+                                          0, sym.get(sp.siluMulRows)));
         continue;
       }
       if (sp.ropePairKernel >= 0 && ropePairEnabled()) {

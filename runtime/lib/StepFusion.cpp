@@ -120,14 +120,19 @@ findSharedInputQuantLinears(const EntryPoint &entry) {
   return findSharedInputs(entry, OpKind::QuantLinear);
 }
 
+/// The constant width of a [rows, width] buffer of `dtype`; 0 otherwise.
+static int64_t rowWidth(const EntryPoint &entry, uint32_t id, DType dtype) {
+  const Buffer &b = entry.buffers[id];
+  if (b.dtype != dtype || b.shape.size() != 2 || !b.shape[1].isConstant())
+    return 0;
+  return b.shape[1].value;
+}
+
 std::vector<AddNorm> findAddNorms(const EntryPoint &entry) {
   std::vector<AddNorm> pairs;
   const std::vector<Step> &steps = entry.steps;
-  auto rowsOf = [&](uint32_t id, DType dtype) -> int64_t {
-    const Buffer &b = entry.buffers[id];
-    if (b.dtype != dtype || b.shape.size() != 2 || !b.shape[1].isConstant())
-      return 0;
-    return b.shape[1].value;
+  auto rowsOf = [&](uint32_t id, DType dtype) {
+    return rowWidth(entry, id, dtype);
   };
   for (size_t i = 0; i < steps.size(); ++i) {
     const Step &add = steps[i];
@@ -154,6 +159,51 @@ std::vector<AddNorm> findAddNorms(const EntryPoint &entry) {
     if (weight.dtype != dtype || weight.shape.size() != 1)
       continue;
     pairs.push_back({i, j, hidden});
+  }
+  return pairs;
+}
+
+std::vector<SiluMul> findSiluMuls(const EntryPoint &entry) {
+  std::vector<SiluMul> pairs;
+  const std::vector<Step> &steps = entry.steps;
+  auto widthOf = [&](uint32_t id, DType dtype) {
+    return rowWidth(entry, id, dtype);
+  };
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const Step &silu = steps[i];
+    if (silu.kind != OpKind::SiLU || silu.operands.size() != 1 ||
+        silu.results.size() != 1)
+      continue;
+    uint32_t activated = silu.results[0];
+    DType dtype = entry.buffers[activated].dtype;
+    int64_t width = widthOf(activated, dtype);
+    if ((dtype != DType::F16 && dtype != DType::BF16) || width <= 0 ||
+        widthOf(silu.operands[0], dtype) != width)
+      continue;
+    size_t j = skipViews(steps, i + 1);
+    if (j == steps.size())
+      continue;
+    const Step &mul = steps[j];
+    if (mul.kind != OpKind::Mul || mul.operands.size() != 2 ||
+        mul.results.size() != 1)
+      continue;
+    int which = mul.operands[0] == activated   ? 0
+                : mul.operands[1] == activated ? 1
+                                               : -1;
+    if (which < 0 || mul.operands[1 - which] == activated)
+      continue;
+    uint32_t up = mul.operands[1 - which];
+    if (widthOf(up, dtype) != width || widthOf(mul.results[0], dtype) != width)
+      continue;
+    // silu(gate) is never stored: nothing else may read it.
+    bool readElsewhere = false;
+    for (size_t k = 0; k < steps.size() && !readElsewhere; ++k)
+      if (k != j)
+        for (uint32_t id : steps[k].operands)
+          readElsewhere |= id == activated;
+    if (readElsewhere || entry.output == activated)
+      continue;
+    pairs.push_back({i, j, silu.operands[0], up, mul.results[0], width});
   }
   return pairs;
 }
@@ -199,23 +249,50 @@ RopePair ropeAfterQKV(const EntryPoint &entry, const SharedInputLinears &qkv,
 
 } // namespace
 
+/// The step (Views aside) after `pair` that reads its normalized rows as x,
+/// where a fused kernel may take the add and norm into its prologue (whose
+/// CTA 0 stores the sum while the others still read both operands); npos
+/// otherwise.
+static size_t normFedConsumer(const EntryPoint &entry, const AddNorm &pair) {
+  const Step &add = entry.steps[pair.add];
+  const Step &norm = entry.steps[pair.norm];
+  if (add.results[0] == add.operands[0] || add.results[0] == add.operands[1])
+    return static_cast<size_t>(-1);
+  size_t next = skipViews(entry.steps, pair.norm + 1);
+  if (next == entry.steps.size() || entry.steps[next].operands.empty() ||
+      entry.steps[next].operands[0] != norm.results[0])
+    return static_cast<size_t>(-1);
+  return next;
+}
+
+std::vector<NormFedLinears> findNormFedQuantLinears(const EntryPoint &entry) {
+  std::vector<NormFedLinears> out;
+  std::vector<SharedInputLinears> groups = findSharedInputQuantLinears(entry);
+  for (const AddNorm &pair : findAddNorms(entry)) {
+    size_t next = normFedConsumer(entry, pair);
+    for (const SharedInputLinears &group : groups)
+      if (next != static_cast<size_t>(-1) && group.steps.front() == next &&
+          group.k == pair.hidden) {
+        NormFedLinears fed;
+        fed.addNorm = pair;
+        fed.consumer = next;
+        fed.group = group;
+        out.push_back(fed);
+        break;
+      }
+  }
+  return out;
+}
+
 std::vector<NormFedLinears> findNormFedLinears(const EntryPoint &entry) {
   std::vector<NormFedLinears> out;
   std::vector<SharedInputLinears> groups = findSharedInputLinears(entry);
   std::vector<RopePair> ropePairs = findRopePairs(entry);
   for (const AddNorm &pair : findAddNorms(entry)) {
-    const Step &add = entry.steps[pair.add];
-    const Step &norm = entry.steps[pair.norm];
-    // The fused kernel's CTA 0 stores the sum while the others still read
-    // both operands.
-    if (add.results[0] == add.operands[0] || add.results[0] == add.operands[1])
-      continue;
-    size_t next = skipViews(entry.steps, pair.norm + 1);
-    if (next == entry.steps.size())
+    size_t next = normFedConsumer(entry, pair);
+    if (next == static_cast<size_t>(-1))
       continue;
     const Step &consumer = entry.steps[next];
-    if (consumer.operands.empty() || consumer.operands[0] != norm.results[0])
-      continue;
     NormFedLinears fed;
     fed.addNorm = pair;
     fed.consumer = next;

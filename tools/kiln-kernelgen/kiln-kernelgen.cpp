@@ -80,8 +80,9 @@ static cl::opt<int64_t> gemvN("n", cl::init(4096), cl::cat(category),
                               cl::desc("gemv: output features (rows of W)"));
 static cl::opt<int64_t> gemvK("k", cl::init(4096), cl::cat(category),
                               cl::desc("gemv: input features (columns of W)"));
-static cl::opt<double> epsilon("eps", cl::init(1e-5), cl::cat(category),
-                               cl::desc("rms_norm, gemv --add-norm: epsilon"));
+static cl::opt<double>
+    epsilon("eps", cl::init(1e-5), cl::cat(category),
+            cl::desc("rms_norm, gemv and qgemv --add-norm: epsilon"));
 static cl::opt<int64_t>
     blockSize("block-size", cl::init(0), cl::cat(category),
               cl::desc("Threads per block for rms_norm and the elementwise "
@@ -217,10 +218,11 @@ static cl::opt<bool>
     residualAdd("residual", cl::cat(category),
                 cl::desc("rms_norm: add a residual row first (add_rms_norm: "
                          "x + residual stored as `sum`, then normalized)"));
-static cl::opt<bool> addNorm(
-    "add-norm", cl::cat(category),
-    cl::desc("gemv (one row): the residual add and RMSNorm of x in the "
-             "prologue (arguments residual, norm_weight, sum, normed)"));
+static cl::opt<bool>
+    addNorm("add-norm", cl::cat(category),
+            cl::desc("gemv and qgemv (one row; qgemv on the CUDA cores): the "
+                     "residual add and RMSNorm of x in the prologue (arguments "
+                     "residual, norm_weight, sum, normed)"));
 static cl::list<int64_t> moreN(
     "more-n", cl::CommaSeparated, cl::cat(category),
     cl::desc("gemv, qgemv, matmul (--wgmma --swap-ab): row counts of further "
@@ -341,7 +343,8 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
   else if (family == "qgemv")
     add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint, &quantFp8,
          &quantMma, &quantKSplit, &rowsPerWarp, &warpsPerBlock, &unroll,
-         &tokens, static_cast<const cl::Option *>(std::addressof(moreN))});
+         &tokens, &addNorm, &epsilon,
+         static_cast<const cl::Option *>(std::addressof(moreN))});
   else if (family == "qdequant")
     add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint, &quantFp8});
   else if (family == "matmul")
@@ -561,6 +564,8 @@ int main(int argc, char **argv) {
     options.tokens = tokens;
     options.kSplit = quantKSplit;
     options.moreN.assign(moreN.begin(), moreN.end());
+    options.addNormPrologue = addNorm;
+    options.normEpsilon = epsilon;
     spec = quantMma ? buildQuantMmaGemvKernel(builder, kernels, options)
                     : buildQuantGemvKernel(builder, kernels, options);
   } else if (kernel == "qdequant") {

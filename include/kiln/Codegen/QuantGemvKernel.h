@@ -66,6 +66,15 @@ struct QuantGemvOptions {
   /// read the same x (a layer's q, k, v): one launch over all of their
   /// row tiles (`qgemv_multi`), tensor cores, one row, no bias.
   llvm::SmallVector<int64_t, 3> moreN;
+  /// The layer's residual add and RMSNorm in the prologue, as
+  /// GemvOptions::addNormPrologue (one row, no bias, y in the activations'
+  /// type; the CUDA-core qgemv): x is the sublayer's output, added to a
+  /// `residual` argument and normalized with `norm_weight` exactly as the
+  /// add_rms_norm kernel does, into workgroup memory the loads of x then
+  /// read; CTA 0 also stores the rounded sum (`sum`) and the normalized row
+  /// (`normed`). Two kernel boundaries fewer a quantized decode layer.
+  bool addNormPrologue = false;
+  double normEpsilon = 1e-5;
 };
 
 /// Weights one chunk of the tensor-core qgemv covers: the 4 lanes that

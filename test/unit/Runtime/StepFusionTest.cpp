@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
+
 using namespace kiln::runtime;
 
 namespace {
@@ -245,4 +247,83 @@ TEST(StepFusionTest, QuantizedGroupsNeedOneFormatAndNoBias) {
               f.quantLinear(x, 64, 64, 4, 32, false, /*bias=*/true);
             }),
             0u); // a bias
+}
+
+/// Add, RMSNorm, then a quantized q/k/v group reading the normalized rows:
+/// one norm-fed quantized group; a plain Linear after the norm, or a group
+/// reading the add's sum instead, is not one.
+TEST(StepFusionTest, FindsTheQuantizedLinearsANormFeeds) {
+  auto build = [](bool quantized, bool readNormed) {
+    auto f = std::make_unique<Fragment>();
+    uint32_t x = f->activation(64), r = f->activation(64),
+             h = f->activation(64);
+    f->entry.steps.push_back(Step{OpKind::Add, {x, r}, {h}, {}});
+    uint32_t w = f->buffer(BufferKind::Weight, DType::F16, {Dim::constant(64)});
+    uint32_t normed = f->activation(64);
+    Step norm{OpKind::RMSNorm, {h, w}, {normed}, {}};
+    norm.attrs.push_back(Attr::ofFloat(AttrKey::Epsilon, 1e-5f));
+    f->entry.steps.push_back(norm);
+    uint32_t in = readNormed ? normed : h;
+    for (int64_t n : {64, 16, 16}) {
+      if (quantized)
+        f->quantLinear(in, n, 64, 8, 64);
+      else
+        f->linear(in, n, 64);
+    }
+    return f;
+  };
+  auto f = build(/*quantized=*/true, /*readNormed=*/true);
+  std::vector<NormFedLinears> fed = findNormFedQuantLinears(f->entry);
+  ASSERT_EQ(fed.size(), 1u);
+  EXPECT_EQ(fed[0].addNorm.add, 0u);
+  EXPECT_EQ(fed[0].consumer, 2u);
+  EXPECT_FALSE(fed[0].gated);
+  EXPECT_FALSE(fed[0].hasRope());
+  EXPECT_EQ(fed[0].group.rows, (std::vector<int64_t>{64, 16, 16}));
+  EXPECT_TRUE(findNormFedLinears(f->entry).empty());
+
+  auto dense = build(/*quantized=*/false, /*readNormed=*/true);
+  EXPECT_TRUE(findNormFedQuantLinears(dense->entry).empty());
+  EXPECT_EQ(findNormFedLinears(dense->entry).size(), 1u);
+  auto sum = build(/*quantized=*/true, /*readNormed=*/false);
+  EXPECT_TRUE(findNormFedQuantLinears(sum->entry).empty());
+}
+
+/// SiLU(g), Mul(silu, u): one pair (either operand order); not when the
+/// SiLU's result is read elsewhere or the Mul takes it twice.
+TEST(StepFusionTest, PairsASiluWithTheMulOfItsResult) {
+  auto build = [](bool swapped, bool readTwice) {
+    auto f = std::make_unique<Fragment>();
+    uint32_t g = f->activation(64), u = f->activation(64);
+    uint32_t s = f->activation(64), y = f->activation(64);
+    f->entry.steps.push_back(Step{OpKind::SiLU, {g}, {s}, {}});
+    f->view(g);
+    f->entry.steps.push_back(Step{OpKind::Mul,
+                                  swapped ? std::vector<uint32_t>{u, s}
+                                          : std::vector<uint32_t>{s, u},
+                                  {y},
+                                  {}});
+    if (readTwice)
+      f->entry.steps.push_back(
+          Step{OpKind::Add, {s, u}, {f->activation(64)}, {}});
+    return f;
+  };
+  for (bool swapped : {false, true}) {
+    auto f = build(swapped, false);
+    std::vector<SiluMul> pairs = findSiluMuls(f->entry);
+    ASSERT_EQ(pairs.size(), 1u) << swapped;
+    EXPECT_EQ(pairs[0].silu, 0u);
+    EXPECT_EQ(pairs[0].mul, 2u);
+    EXPECT_EQ(pairs[0].gate, 0u);
+    EXPECT_EQ(pairs[0].up, 1u);
+    EXPECT_EQ(pairs[0].out, 3u);
+    EXPECT_EQ(pairs[0].width, 64);
+  }
+  EXPECT_TRUE(findSiluMuls(build(false, true)->entry).empty());
+  Fragment twice;
+  uint32_t g = twice.activation(64), s = twice.activation(64);
+  twice.entry.steps.push_back(Step{OpKind::SiLU, {g}, {s}, {}});
+  twice.entry.steps.push_back(
+      Step{OpKind::Mul, {s, s}, {twice.activation(64)}, {}});
+  EXPECT_TRUE(findSiluMuls(twice.entry).empty());
 }

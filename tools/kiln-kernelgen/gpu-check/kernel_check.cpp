@@ -1468,6 +1468,30 @@ Result Checker::runDecodeStep() {
     upload("x", x);
     if (args.has("step"))
       put(args["step"], std::vector<int32_t>{int32_t(R), 0, 0, 0});
+    // With the add + norm prologue (add_norm=1, one row) the products meet
+    // normed = (x + residual) * rsqrt(mean(h^2) + eps) * norm_weight as the
+    // storage type rounds it; sum and normed are checked too.
+    bool addNorm = spec.has("add_norm");
+    std::vector<double> sumRef, normedRef;
+    std::vector<float> xUsed = x;
+    if (addNorm) {
+      std::string type = typeOf("x");
+      std::vector<float> res = uniform(k, -1.f, 1.f),
+                         gamma = uniform(k, 0.5f, 1.5f);
+      upload("residual", res);
+      upload("norm_weight", gamma);
+      double squares = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        sumRef.push_back(roundTo(type, x[i] + res[i]));
+        squares += sumRef[i] * sumRef[i];
+      }
+      double rstd =
+          1.0 / std::sqrt(squares / double(k) + std::stod(spec.get("eps")));
+      for (int64_t i = 0; i < k; ++i) {
+        normedRef.push_back(sumRef[i] * rstd * gamma[i]);
+        xUsed[i] = roundTo(type, float(normedRef[i]));
+      }
+    }
     auto e4m3 = [](uint8_t v) {
       int exponent = (v >> 3) & 15, mantissa = v & 7;
       double magnitude = exponent == 0
@@ -1507,6 +1531,11 @@ Result Checker::runDecodeStep() {
     }
     std::vector<CUdeviceptr> pointers = args.pointers();
     launchOnce(pointers);
+    if (addNorm) {
+      compare(fetch("sum"), sumRef, "sum (x + residual, rounded)",
+              &result.relErr);
+      compare(fetch("normed"), normedRef, "normed", &result.relErr);
+    }
     movedBytes = 0;
     for (const Member &w : members) {
       int64_t n = w.n;
@@ -1521,7 +1550,7 @@ Result Checker::runDecodeStep() {
           double v =
               w.scales[r * groups + g] * (fp8 ? e4m3(byte) : double(u) - z);
           for (int64_t t = 0; t < R; ++t)
-            ref[t * n + r] += double(x[t * k + i]) * v;
+            ref[t * n + r] += double(xUsed[t * k + i]) * v;
         }
       if (!w.bias.empty())
         for (int64_t t = 0; t < R; ++t)

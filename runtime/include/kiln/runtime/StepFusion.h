@@ -65,6 +65,20 @@ struct AddNorm {
 
 std::vector<AddNorm> findAddNorms(const EntryPoint &entry);
 
+/// A SiLU step and the Mul of its result with another row right after it
+/// (Views between allowed): f16/bf16 [rows, width] of one type, the SiLU's
+/// result read by nothing else. One silu_mul launch computes
+/// silu(gate) * up without storing silu(gate) (a quantized gated MLP's
+/// activation: its gate and up stay QuantLinear steps, no GatedMLP).
+struct SiluMul {
+  size_t silu = 0;
+  size_t mul = 0;
+  uint32_t gate = 0, up = 0, out = 0;
+  int64_t width = 0;
+};
+
+std::vector<SiluMul> findSiluMuls(const EntryPoint &entry);
+
 /// Two Rope steps (Views between allowed) of [rows, heads, D] f16/bf16
 /// inputs of one type and head size, the same cos and sin buffers and the
 /// same rotary width.
@@ -99,6 +113,11 @@ struct NormFedLinears {
 };
 
 std::vector<NormFedLinears> findNormFedLinears(const EntryPoint &entry);
+
+/// The same for quantized linears: an AddNorm whose normalized rows a group
+/// of findSharedInputQuantLinears (q/k/v, or gate and up) reads; the
+/// qgemv_multi with add_norm=1 serves a decode row (never gated, no rope).
+std::vector<NormFedLinears> findNormFedQuantLinears(const EntryPoint &entry);
 
 std::vector<RopePair> findRopePairs(const EntryPoint &entry);
 
