@@ -498,7 +498,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
                     o.groupSize % cg::quantMmaChunkWeights(o.bits) == 0 &&
                     tuning.switchOn("qgemv-mma");
     if (o.tensorCores) {
-      o.unroll = tuning.count("qmma-unroll", 4);
+      o.unroll = tuning.count("qmma-unroll", 2);
       o.kSplit = tuning.count("qmma-split", split);
     }
     return o;

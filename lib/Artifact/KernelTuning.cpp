@@ -36,7 +36,7 @@ llvm::ArrayRef<KernelKnob> KernelTuning::knobs() {
       {"qgemv-unroll", K::Count, "CUDA-core qgemv: loads in flight (4)"},
       {"qgemv-warps", K::Count, "CUDA-core qgemv: warps per CTA"},
       {"qmma-unroll", K::Count,
-       "tensor-core qgemv: chunks per loop step, one row (4)"},
+       "tensor-core qgemv: chunks per loop step, one row (2)"},
       {"qmma-chunk-unroll", K::Count,
        "tensor-core qgemv: chunks per loop step, row-chunked (2)"},
       {"qmma-split", K::Count,

@@ -419,6 +419,15 @@ void KernelBuilder::prefetchL2(Value memref, Value linearIndex) {
                            /*predicate=*/Value());
 }
 
+Value KernelBuilder::pinI32(Value value) {
+  return LLVM::InlineAsmOp::create(
+             *this, getI32Type(), ValueRange{value}, "mov.b32 $0, $1;", "=r,r",
+             /*has_side_effects=*/false,
+             /*is_align_stack=*/false, LLVM::TailCallKind::None,
+             LLVM::AsmDialectAttr(), ArrayAttr())
+      .getResult(0);
+}
+
 void KernelBuilder::waitForPriorGrids() {
   NVVM::GriddepcontrolOp::create(*this, NVVM::GridDepActionKind::wait);
   NVVM::GriddepcontrolOp::create(*this,

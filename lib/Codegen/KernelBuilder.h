@@ -182,6 +182,12 @@ public:
   /// prefetch.global.L2 of the line holding element `linearIndex` of the
   /// (identity-layout) global `memref`.
   void prefetchL2(mlir::Value memref, mlir::Value linearIndex);
+  /// The i32 `value` through an opaque, side-effect-free `mov.b32`: LLVM
+  /// cannot move arithmetic on the result above this point. A loop that
+  /// carries loaded words to the next step uses it so the words, not every
+  /// shift of them LLVM would otherwise hoist to the loads, cross the back
+  /// edge (ptxas drops the move).
+  mlir::Value pinI32(mlir::Value value);
   /// griddepcontrol.wait then launch_dependents: the point before which a
   /// kernel touches nothing a previous kernel writes or reads (only
   /// constant weights, e.g. to prefetch them). The lowering puts this at

@@ -201,6 +201,8 @@ KernelSpec kiln::codegen::describeQuantGemv(const QuantGemvOptions &o,
   if (o.tensorCores) {
     spec.addParam("mma", 1);
     spec.addParam("k_split", o.kSplit);
+    if (o.minWarpsPerSM)
+      spec.addParam("min_warps_per_sm", o.minWarpsPerSM);
   } else {
     spec.addParam("rows_per_warp", o.rowsPerWarp);
   }

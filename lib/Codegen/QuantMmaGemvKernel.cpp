@@ -241,6 +241,9 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
   QuantGemvArgs all =
       createQuantGemvKernel(b, module, name, o, threads, workgroupTypes);
   auto func = cast<gpu::GPUFuncOp>(b.getInsertionBlock()->getParentOp());
+  if (o.minWarpsPerSM > 0)
+    func->setAttr("nvvm.minctasm", b.getI32IntegerAttr(std::min<int64_t>(
+                                       32, ceilDiv(o.minWarpsPerSM, S))));
 
   Value tid = b.threadIdX();
   Value lane = b.remU(tid, kWarpSize);
@@ -323,18 +326,21 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
     auto stepBody = [&](Value step, ValueRange stepCodes,
                         SmallVector<Value> accs) {
       Value firstChunk = b.mul(step, U);
-      SmallVector<SmallVector<Value>> codes(2), xs(nTiles);
+      SmallVector<SmallVector<Value>> codes(2);
       for (int64_t r = 0; r < 2; ++r)
         codes[r].assign(stepCodes.begin() + r * U,
                         stepCodes.begin() + (r + 1) * U);
-      for (int64_t u = 0; u < U; ++u) {
-        Value chunk = b.add(firstChunk, u);
-        Value column = b.add(b.mul(chunk, chunkWeights), b.mul(quad, perLoad));
-        for (int64_t nt = 0; nt < nTiles; ++nt)
-          xs[nt].push_back(
-              chunked ? b.loadVector(args.x, {xRows[nt], column}, perLoad)
-                      : b.loadVector(xSource, {column}, perLoad));
-      }
+      // The x a word's codes meet, loaded where the word is decoded: loading
+      // a whole step's x up front (perLoad halves a chunk) kept 16 registers
+      // a chunk live and, at 4 chunks, pushed the kernel to 196-255
+      // registers and an eighth of the SM's warps.
+      auto loadWordX = [&](int64_t u, int64_t j, int64_t nt) {
+        Value column = b.add(b.add(b.mul(b.add(firstChunk, u), chunkWeights),
+                                   b.mul(quad, perLoad)),
+                             j * codesPerWord);
+        return chunked ? b.loadVector(args.x, {xRows[nt], column}, codesPerWord)
+                       : b.loadVector(xSource, {column}, codesPerWord);
+      };
       int64_t chunksPerFold = std::min(U, chunksPerGroup);
       for (int64_t first = 0; first < U; first += chunksPerFold) {
         Value group = b.divU(b.add(firstChunk, first), chunksPerGroup);
@@ -360,21 +366,22 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
             Value w = vector::BitCastOp::create(
                 b, VectorType::get({4}, b.getI32Type()), codes[r][u]);
             for (int64_t j = 0; j < 4; ++j)
-              words[r].push_back(
-                  vector::ExtractOp::create(b, w, ArrayRef<int64_t>{j}));
+              words[r].push_back(b.pinI32(
+                  vector::ExtractOp::create(b, w, ArrayRef<int64_t>{j})));
           }
           for (int64_t j = 0; j < 4; ++j) {
             SmallVector<Value> a0 = decoder.decodeWord(words[0][j], offset[0]);
             SmallVector<Value> a1 = decoder.decodeWord(words[1][j], offset[1]);
+            SmallVector<Value> xWord;
+            for (int64_t nt = 0; nt < nTiles; ++nt)
+              xWord.push_back(loadWordX(u, j, nt));
             for (int64_t h = 0; h < P / 2; ++h) {
               Value aFrag = stackPairs(
                   b, {a0[2 * h], a1[2 * h], a0[2 * h + 1], a1[2 * h + 1]});
               for (int64_t nt = 0; nt < nTiles; ++nt) {
                 auto xPair = [&](int64_t i) {
-                  int64_t at = j * codesPerWord + i;
-                  return vector::ShuffleOp::create(
-                             b, xs[nt][u], xs[nt][u],
-                             ArrayRef<int64_t>{at, at + P})
+                  return vector::ShuffleOp::create(b, xWord[nt], xWord[nt],
+                                                   ArrayRef<int64_t>{i, i + P})
                       .getResult();
                 };
                 Value bFrag = stackPairs(b, {xPair(2 * h), xPair(2 * h + 1)});

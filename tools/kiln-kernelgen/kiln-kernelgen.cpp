@@ -244,6 +244,10 @@ static cl::opt<bool>
 static cl::opt<int64_t>
     quantKSplit("k-split", cl::init(1), cl::cat(category),
                 cl::desc("qgemv --mma: warps of a CTA splitting K"));
+static cl::opt<int64_t> quantMinWarps(
+    "min-warps-per-sm", cl::init(0), cl::cat(category),
+    cl::desc("qgemv --mma: warps an SM should hold (caps ptxas's registers; "
+             "0: its choice)"));
 static cl::opt<int64_t> tileM("tile-m", cl::init(128), cl::cat(category),
                               cl::desc("matmul: token rows per CTA tile"));
 static cl::opt<int64_t> tileN("tile-n", cl::init(128), cl::cat(category),
@@ -342,8 +346,8 @@ static std::vector<const cl::Option *> familyFlags(StringRef family) {
          static_cast<const cl::Option *>(std::addressof(moreN))});
   else if (family == "qgemv")
     add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint, &quantFp8,
-         &quantMma, &quantKSplit, &rowsPerWarp, &warpsPerBlock, &unroll,
-         &tokens, &addNorm, &epsilon,
+         &quantMma, &quantKSplit, &quantMinWarps, &rowsPerWarp, &warpsPerBlock,
+         &unroll, &tokens, &addNorm, &epsilon,
          static_cast<const cl::Option *>(std::addressof(moreN))});
   else if (family == "qdequant")
     add({&gemvN, &gemvK, &quantBits, &quantGroup, &quantZeroPoint, &quantFp8});
@@ -426,7 +430,8 @@ static std::optional<std::string> misplacedFlag(StringRef family) {
                                                  &quantZeroPoint,
                                                  &quantFp8,
                                                  &quantMma,
-                                                 &quantKSplit})
+                                                 &quantKSplit,
+                                                 &quantMinWarps})
     if (option->getNumOccurrences() > 0 &&
         llvm::find(allowed, option) == allowed.end())
       return option->ArgStr.str();
@@ -563,6 +568,7 @@ int main(int argc, char **argv) {
     options.unroll = unroll;
     options.tokens = tokens;
     options.kSplit = quantKSplit;
+    options.minWarpsPerSM = quantMinWarps;
     options.moreN.assign(moreN.begin(), moreN.end());
     options.addNormPrologue = addNorm;
     options.normEpsilon = epsilon;
