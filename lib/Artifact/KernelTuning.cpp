@@ -35,6 +35,8 @@ llvm::ArrayRef<KernelKnob> KernelTuning::knobs() {
        "CUDA-core qgemv: output rows per warp (2 for int4, else 1)"},
       {"qgemv-unroll", K::Count, "CUDA-core qgemv: loads in flight (4)"},
       {"qgemv-warps", K::Count, "CUDA-core qgemv: warps per CTA"},
+      {"qmma-int8", K::Count,
+       "1: single int8 decode rows on the tensor-core qgemv too (0)"},
       {"qmma-unroll", K::Count,
        "tensor-core qgemv: chunks per loop step, one row (2)"},
       {"qmma-chunk-unroll", K::Count,

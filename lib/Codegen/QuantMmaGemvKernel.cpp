@@ -13,15 +13,16 @@
 //   int4 or 64 int8 weights), 16 each, and build their A fragments from
 //   their own 16 bytes. mma sums over k, so k may be permuted as long as A
 //   and B agree: lane q's fragment slots hold codes (i, i + P) of one word
-//   of its load (P = half the codes a word holds) and its B slots the
-//   matching x, picked from x's 16-byte loads by shuffles.
+//   of its load (P = half the codes a word holds; adjacent codes where
+//   they go through fp32, below) and its B slots the matching x, picked
+//   from x's loads by shuffles.
 // - A pair of codes becomes a packed pair of halves without a conversion:
 //   (word >> bits * i) & (mask, mask) | (magic, magic) is the pair of halves
 //   magic + u (f16 1024, bf16 128: the code lands in the mantissa), and one
 //   packed subtraction of magic + z leaves u - z exactly. int8 with bf16
 //   (whose 8-bit mantissa cannot hold magic + u) goes through fp32: 2^23 + u
-//   as bits, minus 2^23 + z, packed by one cvt.rn.bf16x2.f32 (exact: |u - z|
-//   < 256).
+//   as bits (one prmt of the code's byte under 2^23's), minus 2^23 + z,
+//   packed by one cvt.rn.bf16x2.f32 (exact: |u - z| < 256).
 // - (u - z) * x is exact in the fp32 accumulators; a group's partial sums
 //   are scaled once, in fp32, so the result matches the CUDA-core qgemv up
 //   to summation order.
@@ -42,6 +43,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
@@ -73,8 +75,17 @@ struct PairDecoder {
   bool viaFloat; // int8 with bf16: through fp32
 
   int64_t codesPerWord() const { return 32 / bits; }
-  /// Pair distance: register i holds codes i and i + P of a word.
-  int64_t pairDistance() const { return codesPerWord() / 2; }
+  /// Pairs a word's codes make: P = codesPerWord / 2.
+  int64_t pairsPerWord() const { return codesPerWord() / 2; }
+  /// The codes of pair i of a word: (i, i + P) where a packed pair of
+  /// halves is built in place (the codes 16 bits apart); adjacent codes
+  /// (2i, 2i + 1) through fp32, whose codes are decoded one by one: their
+  /// x pair is then one 32-bit register of x's load, no shuffle.
+  std::pair<int64_t, int64_t> pairCodes(int64_t i) const {
+    if (viaFloat)
+      return {2 * i, 2 * i + 1};
+    return {i, i + pairsPerWord()};
+  }
 
   Value i32(int64_t v) {
     return arith::ConstantIntOp::create(b, b.getI32Type(), v);
@@ -98,25 +109,28 @@ struct PairDecoder {
     return vector::BroadcastOp::create(b, VectorType::get({2}, half), narrowed);
   }
 
-  /// The P packed pairs (u - z of codes i, i + P) of the i32 `word`.
+  /// The P packed pairs (u - z of codes pairCodes(i)) of the i32 `word`.
   SmallVector<Value> decodeWord(Value word, Value offset) {
     auto pairType = VectorType::get({2}, half);
     SmallVector<Value> pairs;
     int64_t mask = (int64_t(1) << bits) - 1;
-    for (int64_t i = 0; i < pairDistance(); ++i) {
+    for (int64_t i = 0; i < pairsPerWord(); ++i) {
       if (viaFloat) {
+        // One prmt a code: byte `position` of the word under the bytes of
+        // 2^23 (0x4B000000) is the fp32 2^23 + u (bfe + or before).
         auto code = [&](int64_t position) {
-          Value shifted = arith::ShRUIOp::create(b, word, i32(bits * position));
-          Value bitsOf = arith::OrIOp::create(
-              b, arith::AndIOp::create(b, shifted, i32(mask)), i32(0x4B000000));
+          Value bitsOf = NVVM::PermuteOp::create(
+              b, b.getI32Type(), word, i32(0x4B000000), i32(0x7650 | position),
+              NVVM::PermuteMode::DEFAULT);
           return arith::SubFOp::create(
                      b, arith::BitcastOp::create(b, b.getF32Type(), bitsOf),
                      offset)
               .getResult();
         };
+        auto [first, second] = pairCodes(i);
         Value both = vector::FromElementsOp::create(
             b, VectorType::get({2}, b.getF32Type()),
-            ValueRange{code(i), code(i + pairDistance())});
+            ValueRange{code(first), code(second)});
         pairs.push_back(arith::TruncFOp::create(b, pairType, both));
         continue;
       }
@@ -303,7 +317,7 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
 
     PairDecoder decoder{b, half, o.bits, o.bits == 8 && half.isBF16()};
     int64_t codesPerWord = decoder.codesPerWord();
-    int64_t P = decoder.pairDistance();
+    int64_t P = decoder.pairsPerWord();
     auto pairF32 = VectorType::get({2}, f32);
 
     // The codes of one loop step: [row][chunk] 16-byte vectors, rows g and
@@ -380,8 +394,10 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
                   b, {a0[2 * h], a1[2 * h], a0[2 * h + 1], a1[2 * h + 1]});
               for (int64_t nt = 0; nt < nTiles; ++nt) {
                 auto xPair = [&](int64_t i) {
-                  return vector::ShuffleOp::create(b, xWord[nt], xWord[nt],
-                                                   ArrayRef<int64_t>{i, i + P})
+                  auto [first, second] = decoder.pairCodes(i);
+                  return vector::ShuffleOp::create(
+                             b, xWord[nt], xWord[nt],
+                             ArrayRef<int64_t>{first, second})
                       .getResult();
                 };
                 Value bFrag = stackPairs(b, {xPair(2 * h), xPair(2 * h + 1)});
