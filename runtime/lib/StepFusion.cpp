@@ -131,9 +131,6 @@ static int64_t rowWidth(const EntryPoint &entry, uint32_t id, DType dtype) {
 std::vector<AddNorm> findAddNorms(const EntryPoint &entry) {
   std::vector<AddNorm> pairs;
   const std::vector<Step> &steps = entry.steps;
-  auto rowsOf = [&](uint32_t id, DType dtype) {
-    return rowWidth(entry, id, dtype);
-  };
   for (size_t i = 0; i < steps.size(); ++i) {
     const Step &add = steps[i];
     if (add.kind != OpKind::Add || add.operands.size() != 2 ||
@@ -142,9 +139,9 @@ std::vector<AddNorm> findAddNorms(const EntryPoint &entry) {
     DType dtype = entry.buffers[add.results[0]].dtype;
     if (dtype != DType::F16 && dtype != DType::BF16)
       continue;
-    int64_t hidden = rowsOf(add.results[0], dtype);
-    if (hidden <= 0 || rowsOf(add.operands[0], dtype) != hidden ||
-        rowsOf(add.operands[1], dtype) != hidden)
+    int64_t hidden = rowWidth(entry, add.results[0], dtype);
+    if (hidden <= 0 || rowWidth(entry, add.operands[0], dtype) != hidden ||
+        rowWidth(entry, add.operands[1], dtype) != hidden)
       continue;
     size_t j = skipViews(steps, i + 1);
     if (j == steps.size())
@@ -153,7 +150,7 @@ std::vector<AddNorm> findAddNorms(const EntryPoint &entry) {
     if (norm.kind != OpKind::RMSNorm || norm.operands.size() != 2 ||
         norm.operands[0] != add.results[0] || norm.results.size() != 1 ||
         norm.getFloat(AttrKey::WeightOffset) != 0.0f ||
-        rowsOf(norm.results[0], dtype) != hidden)
+        rowWidth(entry, norm.results[0], dtype) != hidden)
       continue;
     const Buffer &weight = entry.buffers[norm.operands[1]];
     if (weight.dtype != dtype || weight.shape.size() != 1)
@@ -166,9 +163,6 @@ std::vector<AddNorm> findAddNorms(const EntryPoint &entry) {
 std::vector<SiluMul> findSiluMuls(const EntryPoint &entry) {
   std::vector<SiluMul> pairs;
   const std::vector<Step> &steps = entry.steps;
-  auto widthOf = [&](uint32_t id, DType dtype) {
-    return rowWidth(entry, id, dtype);
-  };
   for (size_t i = 0; i < steps.size(); ++i) {
     const Step &silu = steps[i];
     if (silu.kind != OpKind::SiLU || silu.operands.size() != 1 ||
@@ -176,9 +170,9 @@ std::vector<SiluMul> findSiluMuls(const EntryPoint &entry) {
       continue;
     uint32_t activated = silu.results[0];
     DType dtype = entry.buffers[activated].dtype;
-    int64_t width = widthOf(activated, dtype);
+    int64_t width = rowWidth(entry, activated, dtype);
     if ((dtype != DType::F16 && dtype != DType::BF16) || width <= 0 ||
-        widthOf(silu.operands[0], dtype) != width)
+        rowWidth(entry, silu.operands[0], dtype) != width)
       continue;
     size_t j = skipViews(steps, i + 1);
     if (j == steps.size())
@@ -193,7 +187,8 @@ std::vector<SiluMul> findSiluMuls(const EntryPoint &entry) {
     if (which < 0 || mul.operands[1 - which] == activated)
       continue;
     uint32_t up = mul.operands[1 - which];
-    if (widthOf(up, dtype) != width || widthOf(mul.results[0], dtype) != width)
+    if (rowWidth(entry, up, dtype) != width ||
+        rowWidth(entry, mul.results[0], dtype) != width)
       continue;
     // silu(gate) is never stored: nothing else may read it.
     bool readElsewhere = false;
