@@ -344,10 +344,9 @@ kiln::codegen::buildQuantMmaGemvKernel(OpBuilder &builder,
       for (int64_t r = 0; r < 2; ++r)
         codes[r].assign(stepCodes.begin() + r * U,
                         stepCodes.begin() + (r + 1) * U);
-      // The x a word's codes meet, loaded where the word is decoded: loading
-      // a whole step's x up front (perLoad halves a chunk) kept 16 registers
-      // a chunk live and, at 4 chunks, pushed the kernel to 196-255
-      // registers and an eighth of the SM's warps.
+      // The x a word's codes meet (codesPerWord halves), loaded where the
+      // word is decoded: one word's x is live at a time, not a whole
+      // step's (perLoad halves a chunk).
       auto loadWordX = [&](int64_t u, int64_t j, int64_t nt) {
         Value column = b.add(b.add(b.mul(b.add(firstChunk, u), chunkWeights),
                                    b.mul(quad, perLoad)),

@@ -64,9 +64,8 @@ struct QuantGemvOptions {
   int64_t kSplit = 1;
   /// Tensor-core variant: warps an SM should hold at once (0: ptxas's
   /// choice). Becomes nvvm.minctasm (ceil(warps / kSplit) CTAs), so ptxas
-  /// caps the registers a thread takes: left alone it spends up to 255 on
-  /// hoisted loads and holds an eighth of the warps a streaming kernel
-  /// needs to keep HBM busy.
+  /// caps the registers a thread takes (for measuring: at 64 registers
+  /// the 8B shapes spill).
   int64_t minWarpsPerSM = 0;
   /// Row counts of further packed weights of the same format and K that
   /// read the same x (a layer's q, k, v): one launch over all of their
