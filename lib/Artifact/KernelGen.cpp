@@ -700,7 +700,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
         // per SM of the target's SMs (1024-row projections have only 64 row
         // tiles).
         cg::QuantGemvOptions mma = tensorCoreQgemv(o, mmaKSplit((n + 15) / 16));
-        if (mma.tensorCores && (bits == 4 || tuning.count("qmma-int8", 0)))
+        if (mma.tensorCores && (bits == 4 || tuning.count("qmma-int8", 0) >= 2))
           o = mma;
         std::string key =
             "qgemv_" + str(n) + "_" + str(k) + xName + "_b" + str(bits) + "_g" +

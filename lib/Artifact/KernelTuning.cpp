@@ -36,7 +36,8 @@ llvm::ArrayRef<KernelKnob> KernelTuning::knobs() {
       {"qgemv-unroll", K::Count, "CUDA-core qgemv: loads in flight (4)"},
       {"qgemv-warps", K::Count, "CUDA-core qgemv: warps per CTA"},
       {"qmma-int8", K::Count,
-       "1: single int8 decode rows on the tensor-core qgemv too (0)"},
+       "int8 decode rows on the tensor-core qgemv: 1 a layer's q/k/v and "
+       "gate/up groups, 2 every int8 weight (0: the CUDA-core qgemv)"},
       {"qmma-unroll", K::Count,
        "tensor-core qgemv: chunks per loop step, one row (2)"},
       {"qmma-chunk-unroll", K::Count,
