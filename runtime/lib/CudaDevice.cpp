@@ -1258,12 +1258,9 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     if (head.normGemv.kernel >= 0 || sumRoot == p.root[add.operands[0]] ||
         sumRoot == p.root[add.operands[1]])
       continue;
-    char eps[32];
-    std::snprintf(eps, sizeof(eps), "%.9g",
-                  double(norm.getFloat(AttrKey::Epsilon)));
     Params params = quantMultiParams(fed.group);
     params.push_back({"add_norm", "1"});
-    params.push_back({"eps", eps});
+    params.push_back({"eps", epsilonParam(norm)});
     const KernelInfo *fused = findFused("qgemv_multi", params);
     if (!fused)
       continue;
@@ -1343,14 +1340,14 @@ bool addNormEnabled() {
   return enabled;
 }
 
-/// KILN_NORM_GEMV=0: the residual add + norm stays its own launch before
-/// q/k/v and gate/up at one row (measuring, bisecting).
 /// KILN_SILU_MUL=0 runs a SiLU + Mul pair as its two launches.
 bool siluMulEnabled() {
   static const bool enabled = envSwitchOn("KILN_SILU_MUL");
   return enabled;
 }
 
+/// KILN_NORM_GEMV=0: the residual add + norm stays its own launch before
+/// q/k/v and gate/up at one row (measuring, bisecting).
 bool normGemvEnabled() {
   static const bool enabled = envSwitchOn("KILN_NORM_GEMV");
   return enabled;
