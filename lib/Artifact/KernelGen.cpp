@@ -107,6 +107,9 @@ struct Request {
   /// gemv of a gated MLP's gate: the fused gate/up + silu gemv a device
   /// launches for one row instead of gate, up and silu_mul.
   Builder gatedBuild;
+  /// Its row-chunked variant, for a few rows where no few-row GEMM serves
+  /// the weights (small models: batched decode, speculative verify).
+  Builder gatedChunkedBuild;
   /// gemv of a gated MLP's gate: the grouped few-row GEMM over gate and up
   /// a device launches for a few rows instead of their two GEMMs.
   Builder groupedBuild;
@@ -169,6 +172,17 @@ std::string str(int64_t v) { return std::to_string(v); }
 
 /// Token rows per CTA of the row-chunked gemv variants.
 constexpr int64_t kGemvChunkRows = 8;
+
+/// The row-chunked variant of a one-row gemv: 8 rows per CTA; 2 K steps
+/// in flight keep the plain gemv at ~130 registers (the gated gate/up one,
+/// twice the accumulators, at ~200-240) without spills on sm_90.
+cg::GemvOptions chunkedGemv(cg::GemvOptions o) {
+  o.tokens = kGemvChunkRows;
+  o.unroll = 2;
+  o.rowsPerWarp = cg::GemvOptions().rowsPerWarp;
+  o.warpsPerBlock = cg::GemvOptions().warpsPerBlock;
+  return o;
+}
 
 /// K steps in flight per lane of the one-row gemv (a step: 32 lanes x 8
 /// 16-bit values): 16 where a lane has at least 32 steps, else 8. Measured
@@ -562,13 +576,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
             return cg::buildGemvKernel(b, m, o);
           };
-          // 8 rows per CTA; 2 K steps in flight keep it at ~130
-          // registers without spills on sm_90.
-          cg::GemvOptions chunked = o;
-          chunked.tokens = kGemvChunkRows;
-          chunked.unroll = 2;
-          chunked.rowsPerWarp = cg::GemvOptions().rowsPerWarp;
-          chunked.warpsPerBlock = cg::GemvOptions().warpsPerBlock;
+          cg::GemvOptions chunked = chunkedGemv(o);
           r.chunkedBuild = [chunked](OpBuilder &b, gpu::GPUModuleOp m) {
             return cg::buildGemvKernel(b, m, chunked);
           };
@@ -774,6 +782,10 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           fused.unroll = tuning.count("gated-unroll", kGatedUnroll);
           gateGemv->gatedBuild = [fused](OpBuilder &b, gpu::GPUModuleOp m) {
             return cg::buildGemvKernel(b, m, fused);
+          };
+          gateGemv->gatedChunkedBuild = [fused](OpBuilder &b,
+                                                gpu::GPUModuleOp m) {
+            return cg::buildGemvKernel(b, m, chunkedGemv(fused));
           };
           if (std::optional<cg::MatmulOptions> grouped = groupedSkinnyMatmul(
                   fused.dtype, {fused.n, fused.n}, fused.k, tuning,
@@ -1237,6 +1249,10 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
                 r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
                   return cg::buildGemvKernel(b, m, o);
                 };
+                r.chunkedBuild = [c = chunkedGemv(o)](OpBuilder &b,
+                                                      gpu::GPUModuleOp m) {
+                  return cg::buildGemvKernel(b, m, c);
+                };
                 if (std::optional<cg::MatmulOptions> tiled =
                         groupedTiledMatmul(*dt, group.rows, group.k, tuning,
                                            options.chip))
@@ -1605,6 +1621,8 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           std::make_tuple(r.tiledBuild, "tiled", r.tiledFamily),
           std::make_tuple(r.skinnyBuild, "skinny", std::string("matmul")),
           std::make_tuple(r.gatedBuild, "gated", std::string("gemv_gated")),
+          std::make_tuple(r.gatedChunkedBuild, "gated_chunked",
+                          std::string("gemv_gated")),
           std::make_tuple(r.groupedBuild, "grouped", std::string("matmul")),
           std::make_tuple(r.flashBuild, "flash", std::string("flash_prefill")),
           std::make_tuple(r.dequantBuild, "dequant",

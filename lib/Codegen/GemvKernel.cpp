@@ -67,10 +67,10 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   int64_t R = options.tokens;
   bool chunked = R > 1;
   bool gated = options.gatedUp;
-  if (gated && (chunked || options.bias ||
+  if (gated && (options.bias ||
                 options.outputDType.value_or(options.dtype) != options.dtype))
-    return emitError(loc) << "the fused gate/up gemv takes one row, no bias "
-                             "and writes the weights' type";
+    return emitError(loc) << "the fused gate/up gemv takes no bias and "
+                             "writes the weights' type";
 
   bool multi = !options.moreN.empty();
   bool addNorm = options.addNormPrologue;
@@ -89,15 +89,17 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
              << "-wide row needs " << normRow->threads
              << " threads, the CTA has " << options.warpsPerBlock * kWarpSize;
   }
-  if (multi && (chunked || gated || options.bias || options.moreN.size() > 3 ||
+  if (multi && (gated || options.bias || options.moreN.size() > 3 ||
                 options.outputDType.value_or(options.dtype) != options.dtype))
-    return emitError(loc) << "a multi-weight gemv takes one row, at most 4 "
-                             "weights, no bias or gating, and writes the "
-                             "weights' type";
+    return emitError(loc) << "a multi-weight gemv takes at most 4 weights, "
+                             "no bias or gating, and writes the weights' "
+                             "type";
   for (int64_t more : options.moreN)
     if (more <= 0)
       return emitError(loc) << "gemv needs every n > 0, got " << more;
   bool rope = options.ropeKVEpilogue;
+  if (rope && chunked)
+    return emitError(loc) << "the rope + cache epilogue takes one row";
   int64_t headDim = options.ropeHeadDim, halfDim = headDim / 2;
   // Warps of a CTA holding first-half channels; their partners follow.
   int64_t pairWarps = options.warpsPerBlock / 2;
@@ -185,7 +187,9 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   argTypes.push_back(yType);
   access.push_back(ArgAccess::WriteOnly);
   for (int64_t more : options.moreN) {
-    argTypes.push_back(MemRefType::get({more}, outElementType));
+    argTypes.push_back(
+        chunked ? MemRefType::get({kGemvMaxRows, more}, outElementType)
+                : MemRefType::get({more}, outElementType));
     access.push_back(ArgAccess::WriteOnly);
   }
   if (chunked) {
@@ -571,8 +575,10 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                                : SmallVector<int64_t>{options.n},
                        true});
   for (size_t i = 0; i < options.moreN.size(); ++i)
-    spec.args.push_back(
-        {"y" + std::to_string(i + 1), outDType, {options.moreN[i]}, true});
+    spec.args.push_back({"y" + std::to_string(i + 1), outDType,
+                         chunked ? SmallVector<int64_t>{R, options.moreN[i]}
+                                 : SmallVector<int64_t>{options.moreN[i]},
+                         true});
   if (chunked)
     spec.args.push_back({"step", KernelDType::I32, {4}, false});
   if (addNorm) {

@@ -134,6 +134,12 @@ struct Launch {
   /// then do not run.
   int32_t gatedKernel = -1;
   std::vector<ArgRef> gatedArgs;
+  /// Its row-chunked variant (-1: none), for steps of a few rows that no
+  /// few-row GEMM serves (`chunkedKernel`'s place); grid.y = ceil(rows /
+  /// gatedChunkRows).
+  int32_t gatedChunkedKernel = -1;
+  int64_t gatedChunkRows = 1;
+  std::vector<ArgRef> gatedChunkedArgs;
   /// qgemv: the kernel decoding W into the dense scratch that `tiledKernel`
   /// reads (-1: none), launched first for steps of many rows.
   int32_t dequantKernel = -1;
@@ -172,8 +178,10 @@ struct StepProgram {
   int32_t multiKernel = -1;
   std::vector<ArgRef> multiArgs;
   /// The same group's grouped GEMMs: the few-row one for steps of 2 to
-  /// tiledMinRows() - 1 rows, the prefill one for more.
-  GroupedGemm groupedSkinny, groupedTiled;
+  /// tiledMinRows() - 1 rows, the prefill one for more; and the row-chunked
+  /// gemv_multi that stands in for the few-row one where the weights have
+  /// none (small models).
+  GroupedGemm groupedSkinny, groupedTiled, groupedChunked;
   /// An Add whose RMSNorm follows (StepFusion.h): the add_rms_norm kernel
   /// that computes both (-1: none), its arguments and the rows it covers.
   int32_t addNormKernel = -1;
@@ -265,6 +273,8 @@ struct CudaDevice::Program {
   struct Graph {
     CUgraphExec exec = nullptr;
     CUdeviceptr arena = 0, counters = 0;
+    /// Kernels the graph launches (captured), for the step timer.
+    int64_t launches = 0;
     void reset(const Driver *d) {
       if (exec)
         d->cuGraphExecDestroy(exec);
@@ -297,7 +307,7 @@ struct CudaDevice::Program {
 //===----------------------------------------------------------------------===//
 
 CudaDevice::CudaDevice(const Driver *driver, int ordinal)
-    : d_(driver), ordinal_(ordinal) {
+    : d_(driver), ordinal_(ordinal), timer_(driver) {
   graphsEnabled_ = envSwitchOn("KILN_CUDA_GRAPHS");
 }
 
@@ -306,6 +316,12 @@ CudaDevice::~CudaDevice() {
     return;
   d_->cuCtxSetCurrent(context_);
   d_->cuCtxSynchronize();
+  if (timer_.enabled() && model_)
+    std::fputs(
+        timer_
+            .report(std::to_string(model_->config().numLayers) + "-layer model")
+            .c_str(),
+        stderr);
   programs_.clear();
   weights_.clear();
   transposed_.clear();
@@ -822,6 +838,9 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
                            k.param("gated"), "'");
         launch.gatedKernel = static_cast<int32_t>(v - table.kernels.data());
         KILN_RETURN_IF_ERROR(resolve(*v, launch.gatedArgs));
+        KILN_RETURN_IF_ERROR(variant("gated_chunked", launch.gatedChunkedKernel,
+                                     launch.gatedChunkRows,
+                                     launch.gatedChunkedArgs));
       }
       // The grouped few-row GEMM over gate and up: x, w (gate), w1 (up), y
       // and y1 (the gate and up scratch rows), step and the split-K scratch.
@@ -1035,7 +1054,8 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
                   {{"n", rows},
                    {"k", std::to_string(group.k)},
                    {"dtype", dtypeName(entry.buffers[first.operands[1]].dtype)},
-                   {"add_norm", ""}});
+                   {"add_norm", ""},
+                   {"tokens", ""}});
     if (!multi)
       continue;
     StepProgram &head = p.steps[group.steps.front()];
@@ -1104,6 +1124,7 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     };
     KILN_RETURN_IF_ERROR(groupedVariant("skinny", head.groupedSkinny));
     KILN_RETURN_IF_ERROR(groupedVariant("tiled", head.groupedTiled));
+    KILN_RETURN_IF_ERROR(groupedVariant("chunked", head.groupedChunked));
     for (size_t m = 1; m < group.steps.size(); ++m)
       p.steps[group.steps[m]].fusedInto =
           static_cast<int64_t>(group.steps.front());
@@ -1340,6 +1361,14 @@ bool addNormEnabled() {
   return enabled;
 }
 
+/// KILN_CHUNKED_FUSION=0 runs a few-row step's q/k/v and gate/up as
+/// separate row-chunked gemvs (and silu_mul) where no few-row GEMM serves
+/// them, instead of one row-chunked gemv_multi and one gated gemv.
+bool chunkedFusionEnabled() {
+  static const bool enabled = envSwitchOn("KILN_CHUNKED_FUSION");
+  return enabled;
+}
+
 /// KILN_SILU_MUL=0 runs a SiLU + Mul pair as its two launches.
 bool siluMulEnabled() {
   static const bool enabled = envSwitchOn("KILN_SILU_MUL");
@@ -1397,6 +1426,13 @@ int64_t tiledMinRows() {
 
 /// The kernel family (and whether grouped) for a step of `rows` rows under
 /// the KILN_* switches: one rule for q/k/v, the gated MLP and lone linears.
+/// Whether the few-row GEMM serves linear launch `l` at 2 to
+/// tiledMinRows() - 1 rows (else the row-chunked gemv does, and so may its
+/// fused grouped and gated variants).
+bool fewRowsGemmServes(const Launch &l) {
+  return l.skinnyKernel >= 0 && skinnyEnabled();
+}
+
 rt::GemmRoute gemmRoute(int64_t rows) {
   rt::GemmRouteLimits limits;
   limits.tiledMinRows = tiledMinRows();
@@ -1432,6 +1468,7 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
     return makeError(StatusCode::FailedPrecondition, "entry point '",
                      entry.name, "' does not belong to the prepared model");
   Program &p = *found->second;
+  timer_.beginStep();
   const KernelTable &table = *model_->kernels();
   int64_t T = batch.numTokens(), N = batch.numSequences(),
           M = batch.maxBlocksPerSequence;
@@ -1763,10 +1800,16 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
         continue;
       }
       const GroupedGemm *grouped = nullptr;
-      if (rt::GemmRoute route = gemmRoute(T); route.grouped)
-        grouped = route.family == rt::GemmFamily::Tiled     ? &sp.groupedTiled
-                  : route.family == rt::GemmFamily::FewRows ? &sp.groupedSkinny
-                                                            : nullptr;
+      if (rt::GemmRoute route = gemmRoute(T); route.grouped) {
+        if (route.family == rt::GemmFamily::Tiled)
+          grouped = &sp.groupedTiled;
+        else if (route.family == rt::GemmFamily::FewRows)
+          grouped = sp.groupedSkinny.kernel >= 0 ? &sp.groupedSkinny
+                    : chunkedFusionEnabled() && !sp.launches.empty() &&
+                            !fewRowsGemmServes(sp.launches.front())
+                        ? &sp.groupedChunked
+                        : nullptr;
+      }
       if (grouped && grouped->kernel >= 0) {
         fusedGroup = static_cast<int64_t>(stepIndex);
         KILN_RETURN_IF_ERROR(launchKernel(grouped->kernel, grouped->args, 0, 0,
@@ -1806,6 +1849,15 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
           KILN_RETURN_IF_ERROR(launchKernel(
               l.groupedKernel, l.groupedArgs, 0, 0,
               (stepRows + l.groupedRows - 1) / l.groupedRows));
+        } else if (l.gatedChunkedKernel >= 0 && chunkedFusionEnabled() &&
+                   route.family == rt::GemmFamily::FewRows && route.grouped &&
+                   !fewRowsGemmServes(l)) {
+          // Gate, up and silu_mul in one row-chunked launch where the
+          // gate gemv would run row-chunked anyway.
+          gated = true;
+          KILN_RETURN_IF_ERROR(launchKernel(
+              l.gatedChunkedKernel, l.gatedChunkedArgs, 0, 0,
+              (stepRows + l.gatedChunkRows - 1) / l.gatedChunkRows));
         } else if (l.perSequence) {
           for (int64_t i = 0; i < N; ++i) {
             int64_t rows = batch.appendLengths[i];
@@ -1865,10 +1917,12 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
   // launches a step. The inputs were uploaded above to the same addresses.
   // Replays `g`, capturing it first when it is new or was captured
   // against other memory.
+  int64_t launchesBefore = launchesIssued_, graphLaunches = -1;
   auto runGraph = [&](Program::Graph &g) -> Status {
     CUdeviceptr counters = p.counters ? p.counters->ptr : 0;
     if (!g.exec || g.arena != base || g.counters != counters) {
       g.reset(d_);
+      int64_t captured = launchesIssued_;
       KILN_RETURN_IF_ERROR(
           d_->check(d_->cuStreamBeginCapture(stream_, kCaptureModeThreadLocal),
                     "capturing the step"));
@@ -1882,7 +1936,9 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
       KILN_RETURN_IF_ERROR(d_->check(made, "instantiating the step graph"));
       g.arena = base;
       g.counters = counters;
+      g.launches = launchesIssued_ - captured;
     }
+    graphLaunches = g.launches;
     return d_->check(d_->cuGraphLaunch(g.exec, stream_), "launching the step");
   };
   // Programs with per-sequence launches or gathers also depend on how the
@@ -1895,6 +1951,7 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
     split.insert(split.end(), batch.appendLengths.begin(),
                  batch.appendLengths.end());
   }
+  timer_.kernelsBegin(stream_);
   if (graphsEnabled_ && p.capturable && batch.copies.empty()) {
     KILN_RETURN_IF_ERROR(runGraph(p.graphs[{T, idsOut ? -N : N}]));
   } else if (!split.empty() && p.splitGraphs.count(split)) {
@@ -1905,6 +1962,16 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
       p.splitGraphs[split]; // seen twice: captured from the next step on
     KILN_RETURN_IF_ERROR(issueSteps());
   }
+  timer_.kernelsEnd(stream_);
+  timer_.countLaunches(graphLaunches >= 0 ? graphLaunches
+                                          : launchesIssued_ - launchesBefore);
+  // Reads the step's times once the copy back below has synchronized.
+  struct TimerEnd {
+    StepTimer &timer;
+    const std::string &entry;
+    const int64_t rows;
+    ~TimerEnd() { timer.endStep(entry, rows); }
+  } timerEnd{timer_, entry.name, T};
 
   if (idsOut) {
     idsOut->resize(outputRows);
@@ -1982,6 +2049,8 @@ Status CudaDevice::launchOnStream(uint32_t kernel, const int64_t grid[3],
                                   const int64_t block[3], int64_t sharedBytes,
                                   void **params, const char *what) {
   CUresult r;
+  ++launchesIssued_;
+  timer_.noteLaunch(what);
   if (pdl_) {
     cuda::LaunchAttribute attribute;
     attribute.id = cuda::kLaunchAttrProgrammaticStreamSerialization;

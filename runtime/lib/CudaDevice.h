@@ -16,6 +16,7 @@
 #define KILN_RUNTIME_CUDADEVICE_H
 
 #include "CudaDriver.h"
+#include "StepTimer.h"
 
 #include "kiln/runtime/Device.h"
 
@@ -97,6 +98,9 @@ private:
   std::vector<std::unique_ptr<Memory>> weights_, transposed_;
   std::unique_ptr<Memory> kvCache_;
   std::map<const EntryPoint *, std::unique_ptr<Program>> programs_;
+  /// Kernels launched so far (launchOnStream), for the step timer's count.
+  int64_t launchesIssued_ = 0;
+  StepTimer timer_;
 };
 
 } // namespace kiln::runtime

@@ -133,6 +133,51 @@ func.func @rotary_table_scaled(%p: tensor<?x?xi64>) -> (tensor<?x?x8xf32>, tenso
 
 // -----
 
+// Casts of both tables to f16 (Hugging Face's `cos.to(x.dtype)`) fold into
+// a table of f16 results.
+// CHECK-LABEL: func @rotary_table_cast
+// CHECK: %[[C:.*]], %[[S:.*]] = llm.rotary_table %{{.*}} : (tensor<?x?xi64>) -> (tensor<?x?x8xf16>, tensor<?x?x8xf16>)
+// CHECK-NOT: llm.cast
+// CHECK: return %[[C]], %[[S]]
+func.func @rotary_table_cast(%p: tensor<?x?xi64>) -> (tensor<?x?x8xf16>, tensor<?x?x8xf16>) {
+  %inv = llm.constant dense<[[[1.0], [0.1], [0.01], [0.001]]]> : tensor<1x4x1xf32> : tensor<1x4x1xf32>
+  %one = llm.constant dense<1> : tensor<1xi64> : tensor<1xi64>
+  %u = llm.unsqueeze %p, %one : (tensor<?x?xi64>, tensor<1xi64>) -> tensor<?x1x?xi64>
+  %f = llm.cast %u : (tensor<?x1x?xi64>) -> tensor<?x1x?xf32>
+  %m = llm.matmul %inv, %f : (tensor<1x4x1xf32>, tensor<?x1x?xf32>) -> tensor<?x4x?xf32>
+  %t = llm.transpose %m {perm = array<i64: 0, 2, 1>} : (tensor<?x4x?xf32>) -> tensor<?x?x4xf32>
+  %e = llm.concat %t, %t {axis = -1 : i64} : (tensor<?x?x4xf32>, tensor<?x?x4xf32>) -> tensor<?x?x8xf32>
+  %cos = llm.cos %e : (tensor<?x?x8xf32>) -> tensor<?x?x8xf32>
+  %sin = llm.sin %e : (tensor<?x?x8xf32>) -> tensor<?x?x8xf32>
+  %ch = llm.cast %cos : (tensor<?x?x8xf32>) -> tensor<?x?x8xf16>
+  %sh = llm.cast %sin : (tensor<?x?x8xf32>) -> tensor<?x?x8xf16>
+  return %ch, %sh : tensor<?x?x8xf16>, tensor<?x?x8xf16>
+}
+
+// -----
+
+// Negative: the fp32 sin table is also returned, so the table stays fp32
+// and the casts stay.
+// CHECK-LABEL: func @rotary_table_cast_kept
+// CHECK: llm.rotary_table %{{.*}} : (tensor<?x?xi64>) -> (tensor<?x?x8xf32>, tensor<?x?x8xf32>)
+// CHECK-COUNT-2: llm.cast %{{.*}} : (tensor<?x?x8xf32>) -> tensor<?x?x8xf16>
+func.func @rotary_table_cast_kept(%p: tensor<?x?xi64>) -> (tensor<?x?x8xf16>, tensor<?x?x8xf16>, tensor<?x?x8xf32>) {
+  %inv = llm.constant dense<[[[1.0], [0.1], [0.01], [0.001]]]> : tensor<1x4x1xf32> : tensor<1x4x1xf32>
+  %one = llm.constant dense<1> : tensor<1xi64> : tensor<1xi64>
+  %u = llm.unsqueeze %p, %one : (tensor<?x?xi64>, tensor<1xi64>) -> tensor<?x1x?xi64>
+  %f = llm.cast %u : (tensor<?x1x?xi64>) -> tensor<?x1x?xf32>
+  %m = llm.matmul %inv, %f : (tensor<1x4x1xf32>, tensor<?x1x?xf32>) -> tensor<?x4x?xf32>
+  %t = llm.transpose %m {perm = array<i64: 0, 2, 1>} : (tensor<?x4x?xf32>) -> tensor<?x?x4xf32>
+  %e = llm.concat %t, %t {axis = -1 : i64} : (tensor<?x?x4xf32>, tensor<?x?x4xf32>) -> tensor<?x?x8xf32>
+  %cos = llm.cos %e : (tensor<?x?x8xf32>) -> tensor<?x?x8xf32>
+  %sin = llm.sin %e : (tensor<?x?x8xf32>) -> tensor<?x?x8xf32>
+  %ch = llm.cast %cos : (tensor<?x?x8xf32>) -> tensor<?x?x8xf16>
+  %sh = llm.cast %sin : (tensor<?x?x8xf32>) -> tensor<?x?x8xf16>
+  return %ch, %sh, %sin : tensor<?x?x8xf16>, tensor<?x?x8xf16>, tensor<?x?x8xf32>
+}
+
+// -----
+
 // Negative: an inv_freq weight that cannot be read (no such file), and angles
 // that are not transposed.
 // CHECK-LABEL: func @not_rotary_table

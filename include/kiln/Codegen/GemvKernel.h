@@ -48,16 +48,18 @@ struct GemvOptions {
   /// load and skipped on store). This is what makes batched decode and
   /// prefill read W once per R rows instead of once per row.
   int64_t tokens = 1;
-  /// Gated MLP's first half in one pass (one row, tokens == 1): a second
-  /// weight `w_up` [N, K] after `w`; each warp computes row n of both,
-  /// rounds them to `dtype` (as the unfused gemvs store them) and writes
-  /// y[n] = silu(gate) * up. One launch instead of gate gemv, up gemv and
-  /// silu_mul, with twice the loads in flight per warp.
+  /// Gated MLP's first half in one pass (no bias): a second weight `w_up`
+  /// [N, K] after `w`; each warp computes row n of both, rounds them to
+  /// `dtype` (as the unfused gemvs store them) and writes y[n] = silu(gate)
+  /// * up. One launch instead of gate gemv, up gemv and silu_mul, with twice
+  /// the loads in flight per warp; row-chunked (tokens > 1) for a batched
+  /// decode or speculative verify step.
   bool gatedUp = false;
-  /// Further weights that read the same x (one row, tokens == 1, no bias,
-  /// no gating): W_i [moreN[i], K] after `w`, each with its own output
-  /// y_i. The CTAs of W come first, then those of W_1, and so on: one
-  /// launch for a layer's q, k and v projections instead of three.
+  /// Further weights that read the same x (no bias, no gating): W_i
+  /// [moreN[i], K] after `w`, each with its own output y_i ([T, moreN[i]]
+  /// when row-chunked). The CTAs of W come first, then those of W_1, and
+  /// so on: one launch for a layer's q, k and v projections instead of
+  /// three.
   llvm::SmallVector<int64_t, 2> moreN;
   /// The layer's residual add and RMSNorm in the prologue (one row, no
   /// bias; a multi-weight or gated gemv reading a norm's output): x is the

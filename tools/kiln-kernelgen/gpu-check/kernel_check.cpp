@@ -1622,6 +1622,71 @@ Result Checker::runDecodeStep() {
         break;
       }
     movedBytes = double(n * k / 2 * 2 + n * k / 8);
+  } else if ((family == "gemv_gated" || family == "gemv_multi") &&
+             spec.has("tokens")) {
+    // Row-chunked gated gate/up or multi-weight gemv (a batched decode or
+    // speculative verify step): x [R, K] with T = R - 3 live rows, so the
+    // rows past T must stay NaN; each member's y [R, n_i] against fp64
+    // products, silu(gate) * up of the rounded products when gated.
+    std::vector<int64_t> members;
+    std::stringstream memberList(spec.get("n"));
+    for (std::string part; std::getline(memberList, part, '_');)
+      members.push_back(std::stoll(part));
+    int64_t k = spec.integer("k"), R = spec.integer("tokens");
+    int64_t T = std::max<int64_t>(1, R - 3);
+    bool gated = family == "gemv_gated";
+    std::string type = typeOf("x");
+    std::vector<float> x = uniform(R * k, -1.f, 1.f);
+    upload("x", x);
+    put(args["step"], std::vector<int32_t>{int32_t(T), 0, 0, 0});
+    std::vector<std::string> weightNames;
+    for (size_t i = 0; i < members.size(); ++i)
+      weightNames.push_back(i ? "w" + std::to_string(i) : "w");
+    if (gated)
+      weightNames.push_back("w_up");
+    std::vector<std::vector<float>> ws;
+    for (size_t i = 0; i < weightNames.size(); ++i) {
+      ws.push_back(uniform(members[gated ? 0 : i] * k, -1.f, 1.f));
+      upload(weightNames[i], ws.back());
+    }
+    std::vector<CUdeviceptr> pointers = args.pointers();
+    launchOnce(pointers);
+    auto dot = [&](const std::vector<float> &w, int64_t t, int64_t row) {
+      double total = 0;
+      for (int64_t i = 0; i < k; ++i)
+        total += double(x[t * k + i]) * double(w[row * k + i]);
+      return total;
+    };
+    double weightBytes = 0;
+    for (size_t i = 0; i < members.size(); ++i) {
+      int64_t n = members[i];
+      std::string name = i ? "y" + std::to_string(i) : "y";
+      std::vector<double> yRef(T * n);
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t row = 0; row < n; ++row) {
+          double g = dot(ws[i], t, row);
+          if (gated) {
+            double gate = roundTo(type, float(g));
+            double up = roundTo(type, float(dot(ws[1], t, row)));
+            g = gate / (1.0 + std::exp(-gate)) * up;
+          }
+          yRef[t * n + row] = g;
+        }
+      std::vector<float> got = fetch(name);
+      std::vector<float> live(got.begin(), got.begin() + T * n);
+      compare(live, yRef, family + " " + name + " T=" + std::to_string(T),
+              &result.relErr);
+      for (int64_t e = T * n; e < static_cast<int64_t>(got.size()); ++e)
+        if (!std::isnan(got[e])) {
+          std::printf("  BAD %s wrote %s row %lld past T=%lld\n",
+                      family.c_str(), name.c_str(), (long long)(e / n),
+                      (long long)T);
+          result.pass = false;
+          break;
+        }
+      weightBytes += double(n) * k * 2 * (gated ? 2 : 1);
+    }
+    movedBytes = weightBytes;
   } else if (spec.has("add_norm")) {
     // A gemv (one row; multi-weight or gated gate/up) with the residual add
     // and RMSNorm in its prologue: h = x + residual rounded to the storage
@@ -1862,7 +1927,9 @@ Result Checker::run() {
   if (family == "embedding" || family == "rotary_table" || family == "rope" ||
       family == "cast" || family == "qgemv" || family == "qgemv_multi" ||
       family == "sgemv" || family == "smatmul" || family == "matmul" ||
-      spec.has("add_norm"))
+      spec.has("add_norm") ||
+      ((family == "gemv_gated" || family == "gemv_multi") &&
+       spec.has("tokens")))
     return runDecodeStep();
   return runClassic();
 }

@@ -98,6 +98,8 @@ def LLMRaiseRope : Pass<"llm-raise-rope", "::mlir::func::FuncOp"> {
     from an `llm.constant`, or, when `read-weights` is set, from the
     external data file or the ONNX initializer behind an `llm.weight`;
     `theta` is recorded when they form the plain `theta^(-2i/dim)` series.
+    An fp32 table whose results are read only by casts to one of f16 and
+    bf16 yields that type itself (the casts are folded away).
   }];
   let options = [
     Option<"readWeights", "read-weights", "bool", "true",
