@@ -173,6 +173,10 @@ std::string str(int64_t v) { return std::to_string(v); }
 /// Token rows per CTA of the row-chunked gemv variants.
 constexpr int64_t kGemvChunkRows = 8;
 
+/// Static workgroup memory of a CTA (the row-chunked add + norm prologue
+/// keeps its normalized rows there).
+constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
+
 /// The row-chunked variant of a one-row gemv: 8 rows per CTA; 2 K steps
 /// in flight keep the plain gemv at ~130 registers (the gated gate/up one,
 /// twice the accumulators, at ~200-240) without spills on sm_90.
@@ -1321,6 +1325,19 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           r.build = [o](OpBuilder &b, gpu::GPUModuleOp m) {
             return cg::buildGemvKernel(b, m, o);
           };
+          // Row-chunked for a few rows (a batched decode or speculative
+          // verify step) where the 8 normalized rows fit the static
+          // workgroup memory; only on request: on pycoder (H100) the 5-row
+          // verify step took 133 us of GPU time with it against 114 with
+          // add_rms_norm apart (42 launches against 53): the prologue's
+          // rows delay every CTA's first weight loads more than a launch
+          // costs.
+          if (tuning.count("chunked-norm-gemv", 0) != 0 &&
+              kGemvChunkRows * o.k * 2 <= kMaxStaticSharedBytes)
+            r.chunkedBuild = [c = chunkedGemv(o)](OpBuilder &b,
+                                                  gpu::GPUModuleOp m) {
+              return cg::buildGemvKernel(b, m, c);
+            };
         });
     r.uses = 0;
     // And with the q/k rotation and the k/v cache write in the epilogue

@@ -24,6 +24,10 @@ llvm::ArrayRef<KernelKnob> KernelTuning::knobs() {
        "fused gate/up gemv: K steps in flight per lane (4)"},
       {"multi-unroll", K::Count,
        "q/k/v gemv_multi (one row): K steps in flight per lane (4)"},
+      {"chunked-norm-gemv", K::Count,
+       "1: the row-chunked q/k/v and gate/up gemvs of small models also "
+       "take the residual add + RMSNorm in their prologue (0: add_rms_norm "
+       "apart, measured faster)"},
       {"grouped-skinny", K::Switch,
        "grouped wgmma GEMMs: a layer's q, k and v (few-row and prefill) and "
        "its gate and up (few-row) in one launch each: 1 on, 0 one launch a "

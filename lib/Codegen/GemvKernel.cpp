@@ -27,6 +27,9 @@
 using namespace mlir;
 using namespace kiln::codegen;
 
+/// Static workgroup memory a CTA may declare (more needs the dynamic opt-in).
+constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
+
 FailureOr<KernelSpec>
 kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                                const GemvOptions &options) {
@@ -74,10 +77,16 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
 
   bool multi = !options.moreN.empty();
   bool addNorm = options.addNormPrologue;
-  if (addNorm && (chunked || options.bias ||
+  if (addNorm && (options.bias ||
                   options.outputDType.value_or(options.dtype) != options.dtype))
-    return emitError(loc) << "the add + norm prologue takes one row, no bias "
-                             "and writes the weights' type";
+    return emitError(loc) << "the add + norm prologue takes no bias and "
+                             "writes the weights' type";
+  // Row-chunked, the R normalized rows sit in static workgroup memory.
+  if (addNorm && chunked && R * options.k * 2 > kMaxStaticSharedBytes)
+    return emitError(loc) << "the add + norm prologue of " << R << " rows of "
+                          << options.k << " needs " << R * options.k * 2
+                          << " bytes of workgroup memory, more than "
+                          << kMaxStaticSharedBytes;
   FailureOr<NormShape> normRow = NormShape();
   if (addNorm) {
     normRow = normShape(loc, options.k, options.dtype, 0);
@@ -165,9 +174,10 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   auto stepType = MemRefType::get({4}, b.getI32Type());
   SmallVector<Type> argTypes = {xType};
   SmallVector<ArgAccess> access = {ArgAccess::ReadOnly};
+  auto rowType = MemRefType::get({options.k}, elementType);
   if (addNorm) {
     // residual, norm_weight
-    argTypes.append({xType, xType});
+    argTypes.append({xType, rowType});
     access.append({ArgAccess::ReadOnly, ArgAccess::ReadOnly});
   }
   argTypes.push_back(wType);
@@ -203,8 +213,10 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
     access.append({ArgAccess::WriteOnly, ArgAccess::WriteOnly});
     auto space =
         gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
-    workgroup.push_back(MemRefType::get({options.k}, elementType,
-                                        MemRefLayoutAttrInterface(), space));
+    workgroup.push_back(
+        MemRefType::get(chunked ? SmallVector<int64_t>{R, options.k}
+                                : SmallVector<int64_t>{options.k},
+                        elementType, MemRefLayoutAttrInterface(), space));
     workgroup.push_back(MemRefType::get({options.warpsPerBlock}, b.getF32Type(),
                                         MemRefLayoutAttrInterface(), space));
   }
@@ -261,6 +273,8 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   }
   // x[t, column] (chunked) or x[column].
   auto loadX = [&](int64_t t, Value column) {
+    if (chunked && addNorm)
+      return b.loadF32(xRow, {b.index(t), column}, width);
     return chunked ? b.loadF32(x, {loadTokenRows[t], column}, width)
                    : b.loadF32(xRow, {column}, width);
   };
@@ -369,13 +383,27 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
         b.prefetchL2(stream.first, b.add(b.mul(stream.second, options.k),
                                          b.add(laneColumn, s * stride)));
     b.waitForPriorGrids();
-    if (addNorm)
-      emitNormPrologue(b,
-                       {x, residual, normWeight, sumOut, normedOut, tid,
-                        func.getWorkgroupAttributions()[1], xRow,
-                        options.warpsPerBlock, options.k, options.normEpsilon,
-                        elementType},
-                       *normRow);
+    if (addNorm) {
+      NormPrologue prologue = {x,
+                               residual,
+                               normWeight,
+                               sumOut,
+                               normedOut,
+                               tid,
+                               func.getWorkgroupAttributions()[1],
+                               xRow,
+                               options.warpsPerBlock,
+                               options.k,
+                               options.normEpsilon,
+                               elementType};
+      if (chunked) {
+        prologue.rows = loadTokenRows;
+        for (Value row : tokenRows)
+          prologue.liveRows.push_back(
+              b.cmp(arith::CmpIPredicate::ult, row, numTokens));
+      }
+      emitNormPrologue(b, prologue, *normRow);
+    }
 
     // One group of K steps at the given columns: all loads, then the FMAs.
     auto accumulate = [&](ArrayRef<Value> columns, SmallVector<Value> accs) {
@@ -559,7 +587,7 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                {"w", options.dtype, {options.n, options.k}, false}};
   if (addNorm)
     spec.args.insert(spec.args.begin() + 1,
-                     {{"residual", options.dtype, {options.k}, false},
+                     {{"residual", options.dtype, spec.args[0].shape, false},
                       {"norm_weight", options.dtype, {options.k}, false}});
   if (gated)
     spec.args.push_back({"w_up", options.dtype, {options.n, options.k}, false});
@@ -582,8 +610,8 @@ kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
   if (chunked)
     spec.args.push_back({"step", KernelDType::I32, {4}, false});
   if (addNorm) {
-    spec.args.push_back({"sum", options.dtype, {options.k}, true});
-    spec.args.push_back({"normed", options.dtype, {options.k}, true});
+    spec.args.push_back({"sum", options.dtype, spec.args[0].shape, true});
+    spec.args.push_back({"normed", options.dtype, spec.args[0].shape, true});
   }
   if (rope) {
     spec.args.push_back({"cos", options.ropeTableDType, {1, headDim}, false});

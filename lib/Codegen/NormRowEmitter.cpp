@@ -150,23 +150,52 @@ void kiln::codegen::emitNormRow(KernelBuilder &b, const NormRow &r,
 
 void kiln::codegen::emitNormPrologue(KernelBuilder &b, const NormPrologue &p,
                                      const NormShape &shape) {
-  NormRow r;
-  r.x = p.x;
-  r.residual = p.residual;
-  r.weight = p.weight;
-  r.sum = p.sum;
-  r.out = p.normed;
-  r.storeGlobal = b.cmp(arith::CmpIPredicate::eq, b.blockIdX(), 0);
-  r.tid = p.tid;
-  r.threads = shape.threads;
-  r.blockWarps = p.blockWarps;
-  r.scratch = p.scratch;
-  r.hidden = p.hidden;
-  r.epsilon = p.epsilon;
-  r.elementType = p.elementType;
-  r.onNormed = [&](Value column, Value normed) {
-    b.storeFromF32(normed, p.into, {column});
+  Value firstCta = b.cmp(arith::CmpIPredicate::eq, b.blockIdX(), 0);
+  // A row a single warp normalizes (threads == 32: the standalone kernel's
+  // block is that one warp, so the sums agree bit for bit) needs no block
+  // sum: each warp takes rows of its own and one barrier ends them all.
+  bool warpRows = !p.rows.empty() && shape.threads == kWarpSize;
+  auto emitRow = [&](Value row, Value live, Value into) {
+    NormRow r;
+    r.x = p.x;
+    r.residual = p.residual;
+    r.weight = p.weight;
+    r.sum = p.sum;
+    r.out = p.normed;
+    r.row = row;
+    r.storeGlobal = live ? b.andI(firstCta, live) : firstCta;
+    r.tid = warpRows ? b.remU(p.tid, kWarpSize) : p.tid;
+    r.threads = shape.threads;
+    r.blockWarps = warpRows ? 1 : p.blockWarps;
+    r.scratch = warpRows ? Value() : p.scratch;
+    r.hidden = p.hidden;
+    r.epsilon = p.epsilon;
+    r.elementType = p.elementType;
+    r.onNormed = [&](Value column, Value normed) {
+      b.storeFromF32(normed, p.into,
+                     into ? SmallVector<Value>{into, column}
+                          : SmallVector<Value>{column});
+    };
+    emitNormRow(b, r, shape);
+    // Also orders the block sum's scratch reads before the next row's
+    // writes.
+    if (!warpRows)
+      gpu::BarrierOp::create(b);
   };
-  emitNormRow(b, r, shape);
-  gpu::BarrierOp::create(b);
+  if (p.rows.empty()) {
+    emitRow(Value(), Value(), Value());
+    return;
+  }
+  Value warp = b.divU(p.tid, kWarpSize);
+  for (auto [t, row] : llvm::enumerate(p.rows)) {
+    if (!warpRows) {
+      emitRow(row, p.liveRows[t], b.index(t));
+      continue;
+    }
+    int64_t owner = static_cast<int64_t>(t) % p.blockWarps;
+    b.ifThen(b.cmp(arith::CmpIPredicate::eq, warp, owner),
+             [&] { emitRow(row, p.liveRows[t], b.index(t)); });
+  }
+  if (warpRows)
+    gpu::BarrierOp::create(b);
 }

@@ -55,18 +55,24 @@ mlir::FailureOr<NormShape> normShape(mlir::Location loc, int64_t hidden,
 /// Emits the row's norm as described above.
 void emitNormRow(KernelBuilder &b, const NormRow &r, const NormShape &shape);
 
-/// The add + norm prologue of a kernel that normalizes its own one-row
-/// input (the gemv and qgemv with add_norm=1): x + residual normalized with
-/// `weight` into the workgroup row `into`, CTA 0 also storing the rounded
-/// sum and the normalized row to `sum` and `normed`, then a barrier.
+/// The add + norm prologue of a kernel that normalizes its own input (the
+/// gemv and qgemv with add_norm=1): x + residual normalized with `weight`
+/// into the workgroup row `into`, CTA 0 also storing the rounded sum and the
+/// normalized row to `sum` and `normed`, then a barrier. Row-chunked (a
+/// gemv of several token rows): each of `rows` in turn, into row t of
+/// `into`, stored where `liveRows[t]` holds.
 struct NormPrologue {
   mlir::Value x, residual, weight, sum, normed, tid;
-  /// f32 [blockWarps] and the [hidden] row, in workgroup memory.
+  /// f32 [blockWarps] and the [hidden] row ([rows, hidden] row-chunked), in
+  /// workgroup memory.
   mlir::Value scratch, into;
   int64_t blockWarps = 1;
   int64_t hidden = 0;
   double epsilon = 1e-5;
   mlir::Type elementType;
+  /// Row-chunked: the token rows of x, residual, sum and normed (loads
+  /// clamped to the step's rows) and whether each is a row of the step.
+  llvm::SmallVector<mlir::Value> rows, liveRows;
 };
 void emitNormPrologue(KernelBuilder &b, const NormPrologue &p,
                       const NormShape &shape);

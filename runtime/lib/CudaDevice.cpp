@@ -205,6 +205,12 @@ struct StepProgram {
     int32_t ropeKernel = -1;
     size_t ropeStep = 0;
     std::vector<ArgRef> ropeArgs;
+    /// The row-chunked variant without the epilogue (-1: none), for steps
+    /// of a few rows that no few-row GEMM serves; grid.y = ceil(rows /
+    /// chunkRows).
+    int32_t chunkedKernel = -1;
+    int64_t chunkRows = 1;
+    std::vector<ArgRef> chunkedArgs;
   } normGemv;
   /// The first Rope of a q/k pair: the rope_pair kernel rotating both
   /// (-1: none), its arguments and rows.
@@ -1183,6 +1189,7 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
     Params params = {{"n", rows},
                      {"k", std::to_string(fed.addNorm.hidden)},
                      {"dtype", dtypeName(entry.buffers[norm.results[0]].dtype)},
+                     {"tokens", ""},
                      {"add_norm", "1"},
                      {"eps", epsilonParam(norm)},
                      {"rope", ""}};
@@ -1209,8 +1216,11 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
         const std::string &nm = arg.name;
         size_t member = nm.size() == 2 && std::isdigit(nm[1]) ? nm[1] - '0' : 0;
         ArgRef a;
-        if (nm == "x" || nm == "residual" || nm == "sum" || nm == "normed" ||
-            nm == "norm_weight") {
+        if (nm == "step") {
+          a.source = Source::StepInfo;
+          a.id = 0;
+        } else if (nm == "x" || nm == "residual" || nm == "sum" ||
+                   nm == "normed" || nm == "norm_weight") {
           a = buffer(nm == "x"          ? add.operands[0]
                      : nm == "residual" ? add.operands[1]
                      : nm == "sum"      ? add.results[0]
@@ -1248,6 +1258,18 @@ Status CudaDevice::buildProgram(const EntryPoint &entry, Program &p) {
       return Status::ok();
     };
     KILN_RETURN_IF_ERROR(bindArgs(*fused, nullptr, head.normGemv.args));
+    if (std::string name = fused->param("chunked"); !name.empty()) {
+      const KernelInfo *chunked = table.find(name);
+      if (!chunked || chunked->status != KernelStatus::Generated)
+        return makeError(StatusCode::FailedPrecondition, "kernel '",
+                         fused->name, "' names a missing chunked variant '",
+                         name, "'");
+      head.normGemv.chunkedKernel =
+          static_cast<int32_t>(chunked - table.kernels.data());
+      head.normGemv.chunkRows = std::stoll(chunked->param("tokens"));
+      KILN_RETURN_IF_ERROR(
+          bindArgs(*chunked, nullptr, head.normGemv.chunkedArgs));
+    }
     // With the rotation and cache write too, where the Rope pair runs as
     // one rope_pair_kv launch (so skipping its first step skips it all).
     if (!fed.hasRope() ||
@@ -1739,6 +1761,25 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
       }
   }
 
+  // Whether a few-row step's add + norm runs in the prologue of the
+  // row-chunked gemv of the linears it feeds (normGemv.chunkedKernel): the
+  // switches of the one-row fusion and of the row-chunked fusion (and
+  // KILN_CHUNKED_NORM_GEMV, for measuring this one alone) are on and
+  // the row-chunked gemv family serves those linears at `rows` rows (they
+  // have no few-row GEMM).
+  auto chunkedNormGemvServes = [&](const StepProgram &sp, int64_t rows) {
+    static const bool enabled = envSwitchOn("KILN_CHUNKED_NORM_GEMV");
+    if (!enabled || !normGemvEnabled() || !addNormEnabled() ||
+        !multiGemvEnabled() || !chunkedFusionEnabled())
+      return false;
+    rt::GemmRoute route = gemmRoute(rows);
+    if (route.family != rt::GemmFamily::FewRows || !route.grouped)
+      return false;
+    const StepProgram &consumer = p.steps[sp.normGemv.consumer];
+    return consumer.groupedSkinny.kernel < 0 && !consumer.launches.empty() &&
+           !fewRowsGemmServes(consumer.launches.front()) &&
+           consumer.launches.front().groupedKernel < 0;
+  };
   auto issueSteps = [&]() -> Status {
     int64_t fusedGroup = -1; // first step of the group that ran as one
     // The consumer of a norm the previous gemv-with-norm launch served, and
@@ -1773,6 +1814,18 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
         }
         KILN_RETURN_IF_ERROR(
             launchKernel(sp.normGemv.kernel, sp.normGemv.args, 0, 0, 1));
+        continue;
+      }
+      if (sp.normGemv.chunkedKernel >= 0 && T > 1 &&
+          chunkedNormGemvServes(sp, T)) {
+        // The same at a few rows, row-chunked (no rope epilogue: the Rope
+        // pair runs as its own launch).
+        fusedGroup = static_cast<int64_t>(stepIndex);
+        servedConsumer = static_cast<int64_t>(sp.normGemv.consumer);
+        servedGated = sp.normGemv.gated;
+        KILN_RETURN_IF_ERROR(launchKernel(
+            sp.normGemv.chunkedKernel, sp.normGemv.chunkedArgs, 0, 0,
+            (T + sp.normGemv.chunkRows - 1) / sp.normGemv.chunkRows));
         continue;
       }
       if (sp.addNormKernel >= 0 && addNormEnabled()) {

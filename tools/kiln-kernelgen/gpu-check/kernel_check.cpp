@@ -1627,7 +1627,10 @@ Result Checker::runDecodeStep() {
     // Row-chunked gated gate/up or multi-weight gemv (a batched decode or
     // speculative verify step): x [R, K] with T = R - 3 live rows, so the
     // rows past T must stay NaN; each member's y [R, n_i] against fp64
-    // products, silu(gate) * up of the rounded products when gated.
+    // products, silu(gate) * up of the rounded products when gated. With
+    // the add + norm prologue (add_norm=1) the products take each row's
+    // normed = round(x + residual) * rsqrt(mean(h^2) + eps) * norm_weight,
+    // rounded, and sum and normed are checked too.
     std::vector<int64_t> members;
     std::stringstream memberList(spec.get("n"));
     for (std::string part; std::getline(memberList, part, '_');)
@@ -1639,6 +1642,30 @@ Result Checker::runDecodeStep() {
     std::vector<float> x = uniform(R * k, -1.f, 1.f);
     upload("x", x);
     put(args["step"], std::vector<int32_t>{int32_t(T), 0, 0, 0});
+    bool addNorm = spec.has("add_norm");
+    std::vector<double> sumRef, normedRef;
+    if (addNorm) {
+      double eps = std::stod(spec.get("eps"));
+      std::vector<float> res = uniform(R * k, -1.f, 1.f),
+                         gamma = uniform(k, 0.5f, 1.5f);
+      upload("residual", res);
+      upload("norm_weight", gamma);
+      sumRef.resize(T * k);
+      normedRef.resize(T * k);
+      for (int64_t t = 0; t < T; ++t) {
+        double squares = 0;
+        for (int64_t i = 0; i < k; ++i) {
+          sumRef[t * k + i] = roundTo(type, x[t * k + i] + res[t * k + i]);
+          squares += sumRef[t * k + i] * sumRef[t * k + i];
+        }
+        double rstd = 1.0 / std::sqrt(squares / double(k) + eps);
+        for (int64_t i = 0; i < k; ++i) {
+          normedRef[t * k + i] = sumRef[t * k + i] * rstd * gamma[i];
+          // The products below read the normalized rows as stored.
+          x[t * k + i] = roundTo(type, float(normedRef[t * k + i]));
+        }
+      }
+    }
     std::vector<std::string> weightNames;
     for (size_t i = 0; i < members.size(); ++i)
       weightNames.push_back(i ? "w" + std::to_string(i) : "w");
@@ -1651,6 +1678,27 @@ Result Checker::runDecodeStep() {
     }
     std::vector<CUdeviceptr> pointers = args.pointers();
     launchOnce(pointers);
+    // The live rows of an output [R, n] against `ref`; the rest must stay
+    // NaN.
+    auto compareRows = [&](const std::string &name,
+                           const std::vector<double> &ref, int64_t n) {
+      std::vector<float> got = fetch(name);
+      std::vector<float> live(got.begin(), got.begin() + T * n);
+      compare(live, ref, family + " " + name + " T=" + std::to_string(T),
+              &result.relErr);
+      for (int64_t e = T * n; e < static_cast<int64_t>(got.size()); ++e)
+        if (!std::isnan(got[e])) {
+          std::printf("  BAD %s wrote %s row %lld past T=%lld\n",
+                      family.c_str(), name.c_str(), (long long)(e / n),
+                      (long long)T);
+          result.pass = false;
+          break;
+        }
+    };
+    if (addNorm) {
+      compareRows("sum", sumRef, k);
+      compareRows("normed", normedRef, k);
+    }
     auto dot = [&](const std::vector<float> &w, int64_t t, int64_t row) {
       double total = 0;
       for (int64_t i = 0; i < k; ++i)
@@ -1672,18 +1720,7 @@ Result Checker::runDecodeStep() {
           }
           yRef[t * n + row] = g;
         }
-      std::vector<float> got = fetch(name);
-      std::vector<float> live(got.begin(), got.begin() + T * n);
-      compare(live, yRef, family + " " + name + " T=" + std::to_string(T),
-              &result.relErr);
-      for (int64_t e = T * n; e < static_cast<int64_t>(got.size()); ++e)
-        if (!std::isnan(got[e])) {
-          std::printf("  BAD %s wrote %s row %lld past T=%lld\n",
-                      family.c_str(), name.c_str(), (long long)(e / n),
-                      (long long)T);
-          result.pass = false;
-          break;
-        }
+      compareRows(name, yRef, n);
       weightBytes += double(n) * k * 2 * (gated ? 2 : 1);
     }
     movedBytes = weightBytes;
