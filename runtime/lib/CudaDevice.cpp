@@ -329,6 +329,9 @@ CudaDevice::~CudaDevice() {
             .c_str(),
         stderr);
   programs_.clear();
+  for (auto &staging : chainStaging_)
+    d_->cuMemFreeHost(staging.first);
+  chainIds_.reset();
   weights_.clear();
   transposed_.clear();
   kvCache_.reset();
@@ -1481,6 +1484,56 @@ Status CudaDevice::runGreedy(const EntryPoint &entry, const ForwardBatch &batch,
   return execute(entry, batch, tokens, nullptr, &ids);
 }
 
+Status CudaDevice::runGreedyChain(const EntryPoint &entry,
+                                  Span<const ForwardBatch> batches,
+                                  Span<const int32_t> tokens,
+                                  std::vector<int32_t> &ids) {
+  auto found = programs_.find(&entry);
+  // Only graph-captured steps whose ids the argmax kernel picks (else the
+  // host loop of the base class, as with KILN_DEVICE_CHAIN=0).
+  static const bool enabled = envSwitchOn("KILN_DEVICE_CHAIN");
+  if (!enabled || batches.empty() || found == programs_.end() ||
+      !found->second->capturable || !graphsEnabled_ || argmaxKernel_ < 0 ||
+      entry.buffers[entry.output].dtype != DType::F32 ||
+      entry.logits == LogitsMode::All)
+    return Device::runGreedyChain(entry, batches, tokens, ids);
+  int64_t rows = static_cast<int64_t>(tokens.size());
+  for (const ForwardBatch &batch : batches)
+    if (batch.numTokens() != rows || batch.numSequences() != rows ||
+        !batch.copies.empty())
+      return Device::runGreedyChain(entry, batches, tokens, ids);
+  size_t steps = batches.size();
+  size_t idBytes = steps * rows * 4;
+  if (!chainIds_ || chainIds_->bytes < idBytes) {
+    chainIds_.reset();
+    KILN_ASSIGN_OR_RETURN(chainIds_,
+                          Memory::allocate(d_, idBytes, "chained tokens"));
+  }
+  if (chainStaging_.size() < steps)
+    chainStaging_.resize(steps, {nullptr, 0});
+  std::vector<int32_t> placeholder(rows, 0), unused;
+  ChainStep step;
+  Status status = Status::ok();
+  for (size_t r = 0; r < steps && status.isOk(); ++r) {
+    step.slot = r;
+    step.tokensFrom = r ? step.idsAt : 0;
+    step.idsTo = chainIds_->ptr + r * rows * 4;
+    chain_ = &step;
+    status = execute(entry, batches[r],
+                     r ? Span<const int32_t>(placeholder) : tokens, nullptr,
+                     &unused);
+    chain_ = nullptr;
+  }
+  // Whatever was issued finishes before the staging may be reused.
+  Status synced =
+      d_->check(d_->cuStreamSynchronize(stream_), "running the chain");
+  KILN_RETURN_IF_ERROR(status);
+  KILN_RETURN_IF_ERROR(synced);
+  ids.resize(steps * rows);
+  return d_->check(d_->cuMemcpyDtoH(ids.data(), chainIds_->ptr, idBytes),
+                   "reading the chain's tokens");
+}
+
 Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
                            Span<const int32_t> tokens,
                            std::vector<float> *logitsOut,
@@ -1673,9 +1726,44 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
                       batch.copies[c].numTokens};
     std::memcpy(&p.staging[copiesAt + c * 12], row, 12);
   }
-  KILN_RETURN_IF_ERROR(d_->check(
-      d_->cuMemcpyHtoDAsync(base, p.staging.data(), stagedBytes, stream_),
-      "uploading the batch"));
+  const void *upload = p.staging.data();
+  if (chain_) {
+    // Pinned, so that the upload neither waits for the previous step nor
+    // reads memory the next step's staging overwrites.
+    auto &[pinned, size] = chainStaging_[chain_->slot];
+    if (size < size_t(stagedBytes)) {
+      if (pinned)
+        d_->cuMemFreeHost(pinned);
+      pinned = nullptr;
+      size = 0;
+      KILN_RETURN_IF_ERROR(
+          d_->check(d_->cuMemHostAlloc(&pinned, stagedBytes, 0),
+                    "allocating pinned staging for a chained step"));
+      size = stagedBytes;
+    }
+    std::memcpy(pinned, p.staging.data(), stagedBytes);
+    upload = pinned;
+  }
+  KILN_RETURN_IF_ERROR(
+      d_->check(d_->cuMemcpyHtoDAsync(base, upload, stagedBytes, stream_),
+                "uploading the batch"));
+  if (chain_ && chain_->tokensFrom) {
+    // The previous step's i32 ids into the tokens input (i64 or i32).
+    for (size_t id = 0; id < nb; ++id) {
+      const Buffer &b = entry.buffers[id];
+      if (b.kind != BufferKind::Input || b.role != InputRole::Tokens)
+        continue;
+      cuda::Memcpy2D copy;
+      copy.srcDevice = chain_->tokensFrom;
+      copy.srcPitch = 4;
+      copy.dstDevice = base + offset[id];
+      copy.dstPitch = dtypeBytes(b.dtype);
+      copy.WidthInBytes = 4;
+      copy.Height = static_cast<size_t>(T);
+      KILN_RETURN_IF_ERROR(d_->check(d_->cuMemcpy2DAsync(&copy, stream_),
+                                     "feeding the previous step's tokens"));
+    }
+  }
 
   int64_t layerBytes = int64_t(cache_.numBlocks) * cache_.blockSize *
                        cache_.numKVHeads * cache_.headDim * 2 *
@@ -2026,6 +2114,13 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
     ~TimerEnd() { timer.endStep(entry, rows); }
   } timerEnd{timer_, entry.name, T};
 
+  if (idsOut && chain_) {
+    // The next step reads them from here; the chain collects them.
+    chain_->idsAt = base + idsAt;
+    return d_->check(d_->cuMemcpyDtoDAsync(chain_->idsTo, base + idsAt,
+                                           outputRows * 4, stream_),
+                     "collecting the chain's tokens");
+  }
   if (idsOut) {
     idsOut->resize(outputRows);
     KILN_RETURN_IF_ERROR(

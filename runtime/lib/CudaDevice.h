@@ -42,6 +42,15 @@ public:
   Status runGreedy(const EntryPoint &entry, const ForwardBatch &batch,
                    Span<const int32_t> tokens,
                    std::vector<int32_t> &ids) override;
+  /// Steps of a graph-captured entry point run back to back: each step's
+  /// upload comes from its own pinned staging, a 2-D copy moves the
+  /// previous step's argmax ids into the tokens input (i32 into the low
+  /// halves of i64), each step's ids are gathered on the device, and one
+  /// copy back and synchronization serve the chain.
+  Status runGreedyChain(const EntryPoint &entry,
+                        Span<const ForwardBatch> batches,
+                        Span<const int32_t> tokens,
+                        std::vector<int32_t> &ids) override;
   StatusOr<double> measureCopyBandwidth(int64_t bytes) override;
   Status readCache(int32_t layer, Span<const int64_t> slots,
                    std::vector<float> &keys,
@@ -100,6 +109,20 @@ private:
   std::map<const EntryPoint *, std::unique_ptr<Program>> programs_;
   /// Kernels launched so far (launchOnStream), for the step timer's count.
   int64_t launchesIssued_ = 0;
+  /// A step of runGreedyChain (null otherwise): execute uploads from the
+  /// pinned chainStaging_[slot] (grown as needed: a slot serves one step of
+  /// a chain, and a chain ends synchronized), feeds `tokensFrom` (the
+  /// previous step's i32 ids; 0: the given tokens) and, instead of copying
+  /// its ids back, copies them to `idsTo` and leaves the stream running;
+  /// `idsAt` receives where it wrote them.
+  struct ChainStep {
+    size_t slot = 0;
+    cuda::CUdeviceptr tokensFrom = 0, idsTo = 0, idsAt = 0;
+  };
+  ChainStep *chain_ = nullptr;
+  /// Pinned staging per chain position, and the chain's ids on the device.
+  std::vector<std::pair<void *, size_t>> chainStaging_;
+  std::unique_ptr<Memory> chainIds_;
   StepTimer timer_;
 };
 

@@ -80,6 +80,7 @@ Loaded load() {
   resolve(d.cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2");
   resolve(d.cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
   resolve(d.cuMemsetD8Async, "cuMemsetD8Async");
+  resolve(d.cuMemcpy2DAsync, "cuMemcpy2DAsync_v2");
   resolve(d.cuMemHostAlloc, "cuMemHostAlloc");
   resolve(d.cuMemFreeHost, "cuMemFreeHost");
   resolve(d.cuStreamCreate, "cuStreamCreate");

@@ -42,6 +42,26 @@ constexpr int kFuncAttrMaxDynamicSharedBytes = 8;
 /// cuStreamBeginCapture: CU_STREAM_CAPTURE_MODE_THREAD_LOCAL.
 constexpr int kCaptureModeThreadLocal = 1;
 
+/// cuMemcpy2DAsync's description (cuda.h's CUDA_MEMCPY2D, same layout);
+/// Kiln copies between device buffers of different row pitches with it.
+constexpr int kMemoryTypeDevice = 2;
+struct Memcpy2D {
+  size_t srcXInBytes = 0, srcY = 0;
+  int srcMemoryType = kMemoryTypeDevice;
+  const void *srcHost = nullptr;
+  CUdeviceptr srcDevice = 0;
+  void *srcArray = nullptr;
+  size_t srcPitch = 0;
+  size_t dstXInBytes = 0, dstY = 0;
+  int dstMemoryType = kMemoryTypeDevice;
+  void *dstHost = nullptr;
+  CUdeviceptr dstDevice = 0;
+  void *dstArray = nullptr;
+  size_t dstPitch = 0;
+  size_t WidthInBytes = 0, Height = 0;
+};
+static_assert(sizeof(Memcpy2D) == 128, "CUDA_MEMCPY2D is 128 bytes");
+
 /// cuLaunchKernelEx's configuration (cuda.h's CUlaunchConfig and
 /// CUlaunchAttribute, same layout): Kiln sets one attribute,
 /// CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION.
@@ -92,6 +112,7 @@ struct Driver {
   CUresult (*cuMemcpyDtoHAsync)(void *, CUdeviceptr, size_t, CUstream);
   CUresult (*cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
   CUresult (*cuMemsetD8Async)(CUdeviceptr, unsigned char, size_t, CUstream);
+  CUresult (*cuMemcpy2DAsync)(const Memcpy2D *, CUstream);
   CUresult (*cuMemHostAlloc)(void **, size_t, unsigned);
   CUresult (*cuMemFreeHost)(void *);
   CUresult (*cuStreamCreate)(CUstream *, unsigned);

@@ -6,6 +6,7 @@
 
 #include "CudaDevice.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 namespace kiln::runtime {
@@ -71,6 +72,29 @@ Status Device::runGreedy(const EntryPoint &entry, const ForwardBatch &batch,
     StatusOr<int32_t> id =
         Sampler::greedy(Span<const float>(logits.data() + r * vocab, vocab));
     ids[r] = id.isOk() ? *id : -1;
+  }
+  return Status::ok();
+}
+
+Status Device::runGreedyChain(const EntryPoint &entry,
+                              Span<const ForwardBatch> batches,
+                              Span<const int32_t> tokens,
+                              std::vector<int32_t> &ids) {
+  ids.clear();
+  std::vector<int32_t> feed(tokens.begin(), tokens.end()), step;
+  for (const ForwardBatch &batch : batches) {
+    if (batch.numTokens() != batch.numSequences() ||
+        batch.numTokens() != static_cast<int64_t>(feed.size()))
+      return makeError(StatusCode::InvalidArgument,
+                       "a chained greedy step feeds one token a sequence: ",
+                       batch.numTokens(), " rows for ", batch.numSequences(),
+                       " sequences and ", feed.size(), " tokens");
+    KILN_RETURN_IF_ERROR(runGreedy(entry, batch, feed, step));
+    ids.insert(ids.end(), step.begin(), step.end());
+    // A row without a finite logit ends the chain: the caller reports it.
+    if (std::find(step.begin(), step.end(), -1) != step.end())
+      return Status::ok();
+    feed = step;
   }
   return Status::ok();
 }

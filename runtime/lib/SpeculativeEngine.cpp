@@ -434,8 +434,19 @@ Status SpeculativeEngine::draftWithModel(std::vector<Request *> &batch) {
     bool single = std::all_of(lengths.begin(), lengths.end(),
                               [](int32_t n) { return n == 1; });
     const EntryPoint &entry = single ? *draftDecode_ : *draftPrefill_;
-    KILN_RETURN_IF_ERROR(draft_.cache->beginForward(ids, lengths));
     bool greedy = allGreedy(params);
+    // Greedy one-token rounds with the same sequences (up to the smallest
+    // planned K among them) run as one chain: the device feeds each round
+    // the previous round's ids itself.
+    int32_t last = active.front()->plannedK;
+    for (Request *r : active)
+      last = std::min(last, r->plannedK);
+    if (single && greedy && last > round) {
+      KILN_RETURN_IF_ERROR(draftChain(active, ids, tokens, round, last));
+      round = last;
+      continue;
+    }
+    KILN_RETURN_IF_ERROR(draft_.cache->beginForward(ids, lengths));
     KILN_RETURN_IF_ERROR(runStep(draft_, entry, tokens, greedy, ids_, logits_));
     stats_.draftSteps += 1;
     for (size_t i = 0; i < active.size(); ++i) {
@@ -452,6 +463,35 @@ Status SpeculativeEngine::draftWithModel(std::vector<Request *> &batch) {
       r.q.insert(r.q.end(), qRow.begin(), qRow.end());
     }
   }
+}
+
+Status SpeculativeEngine::draftChain(const std::vector<Request *> &active,
+                                     const std::vector<int64_t> &ids,
+                                     const std::vector<int32_t> &tokens,
+                                     int32_t first, int32_t last) {
+  // The cache's bookkeeping of every round first (it needs no token
+  // values), then the rounds on the device.
+  std::vector<ForwardBatch> batches;
+  std::vector<int32_t> lengths(active.size(), 1);
+  for (int32_t round = first; round <= last; ++round) {
+    KILN_RETURN_IF_ERROR(draft_.cache->beginForward(ids, lengths));
+    batches.push_back(draft_.cache->forwardBatch());
+    KILN_RETURN_IF_ERROR(draft_.cache->endForward());
+  }
+  KILN_RETURN_IF_ERROR(
+      draft_.device->runGreedyChain(*draftDecode_, batches, tokens, ids_));
+  if (ids_.size() != batches.size() * active.size() ||
+      std::find(ids_.begin(), ids_.end(), -1) != ids_.end())
+    return makeError(StatusCode::InvalidArgument,
+                     "a row of logits holds a NaN or +inf, or no finite "
+                     "value: no token can be chosen");
+  stats_.draftSteps += batches.size();
+  for (size_t step = 0; step < batches.size(); ++step)
+    for (size_t i = 0; i < active.size(); ++i) {
+      active[i]->draftLength += 1;
+      active[i]->drafts.push_back(ids_[step * active.size() + i]);
+    }
+  return Status::ok();
 }
 
 Status SpeculativeEngine::verify(std::vector<Request *> &batch) {

@@ -162,6 +162,43 @@ TEST_P(DeviceTest, RejectsInconsistentBatchesAndIds) {
             StatusCode::FailedPrecondition);
 }
 
+TEST_P(DeviceTest, GreedyChainFeedsEachStepThePreviousIds) {
+  // Two sequences, prompts of 3 tokens, then a chain of 3 one-token steps
+  // against the same steps run one at a time with the ids fed back.
+  step("prefill", {1, 2}, {{3, 4, 5}, {6, 7, 8}});
+  const EntryPoint &decode = *model->entry("decode");
+  std::vector<ForwardBatch> batches;
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(cache->beginForward({1, 2}, {1, 1}).isOk());
+    batches.push_back(cache->forwardBatch());
+    ASSERT_TRUE(cache->endForward().isOk());
+  }
+  std::vector<int32_t> chained;
+  ASSERT_TRUE(
+      device
+          .runGreedyChain(decode, batches, std::vector<int32_t>{9, 10}, chained)
+          .isOk());
+  ASSERT_EQ(chained.size(), 6u);
+
+  std::vector<int32_t> feed = {9, 10}, expected, ids;
+  for (const ForwardBatch &batch : batches) {
+    ASSERT_TRUE(device.runGreedy(decode, batch, feed, ids).isOk());
+    expected.insert(expected.end(), ids.begin(), ids.end());
+    feed = ids;
+  }
+  EXPECT_EQ(chained, expected);
+
+  // A step of more than one row a sequence cannot take the previous ids.
+  ASSERT_TRUE(cache->beginForward({1, 2}, {2, 1}).isOk());
+  std::vector<ForwardBatch> ragged = {cache->forwardBatch()};
+  ASSERT_TRUE(cache->endForward().isOk());
+  EXPECT_EQ(
+      device
+          .runGreedyChain(decode, ragged, std::vector<int32_t>{9, 10}, chained)
+          .code(),
+      StatusCode::InvalidArgument);
+}
+
 TEST_P(DeviceTest, WritesAndReadsCacheSlots) {
   // 1 KV head of 4: two slots in different blocks, layer 1.
   std::vector<int64_t> slots = {5, 18};

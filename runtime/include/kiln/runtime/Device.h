@@ -60,6 +60,18 @@ public:
                            Span<const int32_t> tokens,
                            std::vector<int32_t> &ids);
 
+  /// Greedy steps of `entry` in a chain: step 0 feeds `tokens`, step r > 0
+  /// feeds step r - 1's greedy ids (every batch one row a sequence, in the
+  /// same sequence order), as a speculative draft's K proposal steps do.
+  /// `ids` receives batches.size() rows of ids per sequence, step by step
+  /// (-1 as runGreedy gives it). The default runs runGreedy step by step,
+  /// feeding the ids back from the host; the CUDA device feeds them on the
+  /// device and synchronizes once for the whole chain.
+  virtual Status runGreedyChain(const EntryPoint &entry,
+                                Span<const ForwardBatch> batches,
+                                Span<const int32_t> tokens,
+                                std::vector<int32_t> &ids);
+
   /// Writes keys and values of layer `layer` into the KV cache:
   /// `keys`/`values` are fp32 [slots.size(), kv_heads, head_dim], rounded
   /// to the cache dtype; slot j (block * block_size + offset, as in

@@ -200,6 +200,13 @@ private:
   /// Drafts plannedK tokens for every request of `batch` with the draft
   /// model (K rounds of one token each) or by n-gram lookup.
   Status draftWithModel(std::vector<Request *> &batch);
+  /// Greedy draft rounds `first`..`last` of the `active` requests (sequence
+  /// ids `ids`, one token each, round `first` feeding `tokens`) as one
+  /// device chain.
+  Status draftChain(const std::vector<Request *> &active,
+                    const std::vector<int64_t> &ids,
+                    const std::vector<int32_t> &tokens, int32_t first,
+                    int32_t last);
   void draftWithNGrams(std::vector<Request *> &batch);
   /// Scores every request's last token and drafts in one target pass,
   /// accepts, rolls back and emits.
