@@ -173,10 +173,6 @@ std::string str(int64_t v) { return std::to_string(v); }
 /// Token rows per CTA of the row-chunked gemv variants.
 constexpr int64_t kGemvChunkRows = 8;
 
-/// Static workgroup memory of a CTA (the row-chunked add + norm prologue
-/// keeps its normalized rows there).
-constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
-
 /// The row-chunked variant of a one-row gemv: 8 rows per CTA; 2 K steps
 /// in flight keep the plain gemv at ~130 registers (the gated gate/up one,
 /// twice the accumulators, at ~200-240) without spills on sm_90.
@@ -1333,7 +1329,7 @@ LogicalResult kiln::buildKernels(const CompiledModel &model,
           // rows delay every CTA's first weight loads more than a launch
           // costs.
           if (tuning.count("chunked-norm-gemv", 0) != 0 &&
-              kGemvChunkRows * o.k * 2 <= kMaxStaticSharedBytes)
+              kGemvChunkRows * o.k * 2 <= cg::kMaxStaticSharedBytes)
             r.chunkedBuild = [c = chunkedGemv(o)](OpBuilder &b,
                                                   gpu::GPUModuleOp m) {
               return cg::buildGemvKernel(b, m, c);

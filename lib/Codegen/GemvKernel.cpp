@@ -27,9 +27,6 @@
 using namespace mlir;
 using namespace kiln::codegen;
 
-/// Static workgroup memory a CTA may declare (more needs the dynamic opt-in).
-constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
-
 FailureOr<KernelSpec>
 kiln::codegen::buildGemvKernel(OpBuilder &builder, gpu::GPUModuleOp module,
                                const GemvOptions &options) {

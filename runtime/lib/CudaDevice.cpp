@@ -1451,13 +1451,6 @@ int64_t tiledMinRows() {
 
 /// The kernel family (and whether grouped) for a step of `rows` rows under
 /// the KILN_* switches: one rule for q/k/v, the gated MLP and lone linears.
-/// Whether the few-row GEMM serves linear launch `l` at 2 to
-/// tiledMinRows() - 1 rows (else the row-chunked gemv does, and so may its
-/// fused grouped and gated variants).
-bool fewRowsGemmServes(const Launch &l) {
-  return l.skinnyKernel >= 0 && skinnyEnabled();
-}
-
 rt::GemmRoute gemmRoute(int64_t rows) {
   rt::GemmRouteLimits limits;
   limits.tiledMinRows = tiledMinRows();
@@ -1465,6 +1458,16 @@ rt::GemmRoute gemmRoute(int64_t rows) {
   limits.fewRowsGemm = skinnyEnabled();
   limits.grouped = multiGemvEnabled();
   return rt::routeGemm(rows, limits);
+}
+
+/// Whether a step routed `route` runs linear launch `l` (the first of a
+/// q/k/v group, a gated MLP's gate) on the row-chunked gemv and may take
+/// its fused row-chunked variants (gemv_multi, gated gate/up + silu): a
+/// grouped few-row route, the weights without a few-row GEMM of their own
+/// (small models) and KILN_CHUNKED_FUSION on.
+bool rowChunkedFusionServes(rt::GemmRoute route, const Launch &l) {
+  return chunkedFusionEnabled() && route.family == rt::GemmFamily::FewRows &&
+         route.grouped && !(l.skinnyKernel >= 0 && skinnyEnabled());
 }
 
 } // namespace
@@ -1851,21 +1854,17 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
 
   // Whether a few-row step's add + norm runs in the prologue of the
   // row-chunked gemv of the linears it feeds (normGemv.chunkedKernel): the
-  // switches of the one-row fusion and of the row-chunked fusion (and
-  // KILN_CHUNKED_NORM_GEMV, for measuring this one alone) are on and
-  // the row-chunked gemv family serves those linears at `rows` rows (they
-  // have no few-row GEMM).
+  // switches of the one-row fusion (and KILN_CHUNKED_NORM_GEMV, for
+  // measuring this one alone) are on and the row-chunked fused gemvs serve
+  // those linears at `rows` rows (they have no grouped few-row GEMM).
   auto chunkedNormGemvServes = [&](const StepProgram &sp, int64_t rows) {
     static const bool enabled = envSwitchOn("KILN_CHUNKED_NORM_GEMV");
     if (!enabled || !normGemvEnabled() || !addNormEnabled() ||
-        !multiGemvEnabled() || !chunkedFusionEnabled())
-      return false;
-    rt::GemmRoute route = gemmRoute(rows);
-    if (route.family != rt::GemmFamily::FewRows || !route.grouped)
+        !multiGemvEnabled())
       return false;
     const StepProgram &consumer = p.steps[sp.normGemv.consumer];
     return consumer.groupedSkinny.kernel < 0 && !consumer.launches.empty() &&
-           !fewRowsGemmServes(consumer.launches.front()) &&
+           rowChunkedFusionServes(gemmRoute(rows), consumer.launches.front()) &&
            consumer.launches.front().groupedKernel < 0;
   };
   auto issueSteps = [&]() -> Status {
@@ -1946,8 +1945,8 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
           grouped = &sp.groupedTiled;
         else if (route.family == rt::GemmFamily::FewRows)
           grouped = sp.groupedSkinny.kernel >= 0 ? &sp.groupedSkinny
-                    : chunkedFusionEnabled() && !sp.launches.empty() &&
-                            !fewRowsGemmServes(sp.launches.front())
+                    : !sp.launches.empty() &&
+                            rowChunkedFusionServes(route, sp.launches.front())
                         ? &sp.groupedChunked
                         : nullptr;
       }
@@ -1990,9 +1989,8 @@ Status CudaDevice::execute(const EntryPoint &entry, const ForwardBatch &batch,
           KILN_RETURN_IF_ERROR(launchKernel(
               l.groupedKernel, l.groupedArgs, 0, 0,
               (stepRows + l.groupedRows - 1) / l.groupedRows));
-        } else if (l.gatedChunkedKernel >= 0 && chunkedFusionEnabled() &&
-                   route.family == rt::GemmFamily::FewRows && route.grouped &&
-                   !fewRowsGemmServes(l)) {
+        } else if (l.gatedChunkedKernel >= 0 &&
+                   rowChunkedFusionServes(route, l)) {
           // Gate, up and silu_mul in one row-chunked launch where the
           // gate gemv would run row-chunked anyway.
           gated = true;

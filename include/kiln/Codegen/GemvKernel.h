@@ -102,6 +102,11 @@ struct GemvOptions {
 /// The largest T a row-chunked gemv (tokens > 1) addresses.
 constexpr int64_t kGemvMaxRows = int64_t(1) << 20;
 
+/// Static workgroup memory a CTA may declare (more needs the dynamic
+/// opt-in): the row-chunked add + norm prologue keeps its tokens x K
+/// normalized rows there, so it serves rows of at most this many bytes.
+constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
+
 /// Appends `gpu.func @gemv_<dtype>_n<N>_k<K>(x, w, y) kernel` to `module`
 /// (`@gemv_gateup_silu_...(x, w, w_up, y)` with `gatedUp`):
 ///

@@ -1274,6 +1274,31 @@ float roundTo(const std::string &type, float value) {
   return value;
 }
 
+/// The row counts a multi-weight kernel's `n` lists ("4096_1024_1024").
+std::vector<int64_t> memberRows(const std::string &n) {
+  std::vector<int64_t> rows;
+  std::stringstream list(n);
+  for (std::string part; std::getline(list, part, '_');)
+    rows.push_back(std::stoll(part));
+  return rows;
+}
+
+/// One row of the residual add + RMSNorm as add_rms_norm computes it:
+/// sum = x + residual rounded to `type`, normed = sum * rsqrt(mean(sum^2) +
+/// eps) * gamma in fp64; `sum` and `normed` receive k values each.
+void addNormReference(const std::string &type, const float *x,
+                      const float *residual, const std::vector<float> &gamma,
+                      int64_t k, double eps, double *sum, double *normed) {
+  double squares = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    sum[i] = roundTo(type, x[i] + residual[i]);
+    squares += sum[i] * sum[i];
+  }
+  double rstd = 1.0 / std::sqrt(squares / double(k) + eps);
+  for (int64_t i = 0; i < k; ++i)
+    normed[i] = sum[i] * rstd * gamma[i];
+}
+
 bool Checker::compareExact(const std::vector<float> &out,
                            const std::vector<float> &ref,
                            const std::string &what) {
@@ -1454,10 +1479,7 @@ Result Checker::runDecodeStep() {
     // e4m3(u). Both the CUDA-core and the tensor-core (mma=1) variants;
     // qgemv_multi: n lists each weight's rows ("4096_1024_1024"), weight i
     // > 0 has arguments packed<i>, scales<i>, [zeros<i>,] y<i>.
-    std::vector<int64_t> rowsOf;
-    std::stringstream rowList(spec.get("n"));
-    for (std::string part; std::getline(rowList, part, '_');)
-      rowsOf.push_back(std::stoll(part));
+    std::vector<int64_t> rowsOf = memberRows(spec.get("n"));
     int64_t k = spec.integer("k");
     int64_t bits = spec.integer("bits"), group = spec.integer("group_size");
     bool fp8 = spec.has("format") && spec.get("format") == "fp8e4m3";
@@ -1480,17 +1502,13 @@ Result Checker::runDecodeStep() {
                          gamma = uniform(k, 0.5f, 1.5f);
       upload("residual", res);
       upload("norm_weight", gamma);
-      double squares = 0;
-      for (int64_t i = 0; i < k; ++i) {
-        sumRef.push_back(roundTo(type, x[i] + res[i]));
-        squares += sumRef[i] * sumRef[i];
-      }
-      double rstd =
-          1.0 / std::sqrt(squares / double(k) + std::stod(spec.get("eps")));
-      for (int64_t i = 0; i < k; ++i) {
-        normedRef.push_back(sumRef[i] * rstd * gamma[i]);
+      sumRef.resize(k);
+      normedRef.resize(k);
+      addNormReference(type, x.data(), res.data(), gamma, k,
+                       std::stod(spec.get("eps")), sumRef.data(),
+                       normedRef.data());
+      for (int64_t i = 0; i < k; ++i)
         xUsed[i] = roundTo(type, float(normedRef[i]));
-      }
     }
     auto e4m3 = [](uint8_t v) {
       int exponent = (v >> 3) & 15, mantissa = v & 7;
@@ -1631,10 +1649,7 @@ Result Checker::runDecodeStep() {
     // the add + norm prologue (add_norm=1) the products take each row's
     // normed = round(x + residual) * rsqrt(mean(h^2) + eps) * norm_weight,
     // rounded, and sum and normed are checked too.
-    std::vector<int64_t> members;
-    std::stringstream memberList(spec.get("n"));
-    for (std::string part; std::getline(memberList, part, '_');)
-      members.push_back(std::stoll(part));
+    std::vector<int64_t> members = memberRows(spec.get("n"));
     int64_t k = spec.integer("k"), R = spec.integer("tokens");
     int64_t T = std::max<int64_t>(1, R - 3);
     bool gated = family == "gemv_gated";
@@ -1653,17 +1668,11 @@ Result Checker::runDecodeStep() {
       sumRef.resize(T * k);
       normedRef.resize(T * k);
       for (int64_t t = 0; t < T; ++t) {
-        double squares = 0;
-        for (int64_t i = 0; i < k; ++i) {
-          sumRef[t * k + i] = roundTo(type, x[t * k + i] + res[t * k + i]);
-          squares += sumRef[t * k + i] * sumRef[t * k + i];
-        }
-        double rstd = 1.0 / std::sqrt(squares / double(k) + eps);
-        for (int64_t i = 0; i < k; ++i) {
-          normedRef[t * k + i] = sumRef[t * k + i] * rstd * gamma[i];
-          // The products below read the normalized rows as stored.
+        addNormReference(type, &x[t * k], &res[t * k], gamma, k, eps,
+                         &sumRef[t * k], &normedRef[t * k]);
+        // The products below read the normalized rows as stored.
+        for (int64_t i = 0; i < k; ++i)
           x[t * k + i] = roundTo(type, float(normedRef[t * k + i]));
-        }
       }
     }
     std::vector<std::string> weightNames;
@@ -1730,10 +1739,7 @@ Result Checker::runDecodeStep() {
     // type (checked against `sum`), normed = h * rsqrt(mean(h^2) + eps) *
     // norm_weight rounded (checked against `normed`), then each weight's
     // products with the rounded normed row (fp64), or silu(gate) * up.
-    std::vector<int64_t> members;
-    std::stringstream memberList(spec.get("n"));
-    for (std::string part; std::getline(memberList, part, '_');)
-      members.push_back(std::stoll(part));
+    std::vector<int64_t> members = memberRows(spec.get("n"));
     int64_t k = spec.integer("k");
     double eps = std::stod(spec.get("eps"));
     bool gated = family == "gemv_gated";
@@ -1744,17 +1750,11 @@ Result Checker::runDecodeStep() {
     upload("residual", res);
     upload("norm_weight", gamma);
     std::vector<double> hRef(k), normedRef(k);
-    double squares = 0;
-    for (int64_t i = 0; i < k; ++i) {
-      hRef[i] = roundTo(type, x[i] + res[i]);
-      squares += hRef[i] * hRef[i];
-    }
-    double rstd = 1.0 / std::sqrt(squares / double(k) + eps);
+    addNormReference(type, x.data(), res.data(), gamma, k, eps, hRef.data(),
+                     normedRef.data());
     std::vector<float> normedRounded(k);
-    for (int64_t i = 0; i < k; ++i) {
-      normedRef[i] = hRef[i] * rstd * gamma[i];
+    for (int64_t i = 0; i < k; ++i)
       normedRounded[i] = roundTo(type, float(normedRef[i]));
-    }
     auto memberName = [](const char *base, size_t i) {
       return i ? base + std::to_string(i) : std::string(base);
     };
@@ -1847,10 +1847,7 @@ Result Checker::runDecodeStep() {
     // rows - 3 so the last tile is ragged; fp64 reference of x . W^T. A
     // grouped GEMM lists each member's N ("2048_512_512"); member i > 0
     // reads w<i> and writes y<i>, each checked on its own.
-    std::vector<int64_t> members;
-    std::stringstream memberList(spec.get("n"));
-    for (std::string part; std::getline(memberList, part, '_');)
-      members.push_back(std::stoll(part));
+    std::vector<int64_t> members = memberRows(spec.get("n"));
     int64_t k = spec.integer("k");
     int64_t tile = spec.integer("tokens");
     int64_t rows = 0;
